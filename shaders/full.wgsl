@@ -1,0 +1,127 @@
+// The full method: one workgroup evaluates one perturbed forward pass (parameter i, sign
+// +/-) of the whole network over every example, and writes its cost J(theta +/- eps e_i).
+// The weights are shared by all workgroups; the perturbation is applied as a correction
+// (w + d) a = w a + d a on the one row it touches, so theta is never copied.
+//
+// Prepended by the host: `alias Real`, WG (threads per workgroup, a power of two) and
+// SCRATCH (workgroup-memory activations, in Reals). Then math.wgsl.
+//
+// Perturbation p (global) = 2 i + s: s = 0 is theta_i + eps, s = 1 is theta_i - eps.
+
+struct LayerInfo {
+    rows: u32,
+    cols: u32,
+    w_offset: u32,
+    b_offset: u32,
+}
+
+struct FullConfig {
+    layers: u32,
+    examples: u32,
+    // Examples per tile: the activations of `tile` examples fit in SCRATCH / 2.
+    tile: u32,
+    // Perturbations in this dispatch, and the global index of the first.
+    count: u32,
+    base: u32,
+    // Workgroups along x in this dispatch (the grid is 2-D past 65535).
+    grid_x: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> cfg: FullConfig;
+@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
+@group(0) @binding(2) var<storage, read> theta: array<Real>;
+// X is n0 x m and Y is nL x m, row-major (examples are columns).
+@group(0) @binding(3) var<storage, read> x: array<Real>;
+@group(0) @binding(4) var<storage, read> y: array<Real>;
+// [eps]
+@group(0) @binding(5) var<storage, read> step: array<Real>;
+// One cost per global perturbation.
+@group(0) @binding(6) var<storage, read_write> costs: array<Real>;
+
+// Two halves: the activations going into the current layer and those coming out.
+var<workgroup> act: array<Real, SCRATCH>;
+var<workgroup> partial: array<Real, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let local_p = wid.y * cfg.grid_x + wid.x;
+    if (local_p >= cfg.count) {
+        return;
+    }
+    let p = cfg.base + local_p;
+    let param = p / 2u;
+    let eps = step[0];
+    let perturbed = select(theta[param] + eps, theta[param] - eps, (p & 1u) == 1u);
+    // The step as taken in Real arithmetic, so the pass evaluates J exactly at `perturbed`.
+    let delta = perturbed - theta[param];
+
+    let m = cfg.examples;
+    let tile = cfg.tile;
+    let half = SCRATCH / 2u;
+    var acc = Real(0.0);
+    for (var k0 = 0u; k0 < m; k0 += tile) {
+        let tcount = min(tile, m - k0);
+        var in_base = 0u;
+        var out_base = half;
+        for (var l = 0u; l < cfg.layers; l++) {
+            let info = layer_info[l];
+            let last = l + 1u == cfg.layers;
+            let in_w = param >= info.w_offset && param < info.b_offset;
+            let hit_row = select(0xffffffffu, (param - info.w_offset) / info.cols, in_w);
+            let hit_col = select(0u, (param - info.w_offset) % info.cols, in_w);
+            let in_b = param >= info.b_offset && param < info.b_offset + info.rows;
+            let hit_bias = select(0xffffffffu, param - info.b_offset, in_b);
+            for (var e = lid; e < info.rows * tcount; e += WG) {
+                let r = e / tcount;
+                let t = e % tcount;
+                var z = theta[info.b_offset + r];
+                let w_row = info.w_offset + r * info.cols;
+                if (l == 0u) {
+                    for (var c = 0u; c < info.cols; c++) {
+                        z += theta[w_row + c] * x[c * m + k0 + t];
+                    }
+                } else {
+                    for (var c = 0u; c < info.cols; c++) {
+                        z += theta[w_row + c] * act[in_base + c * tile + t];
+                    }
+                }
+                if (r == hit_row) {
+                    var a_hit: Real;
+                    if (l == 0u) {
+                        a_hit = x[hit_col * m + k0 + t];
+                    } else {
+                        a_hit = act[in_base + hit_col * tile + t];
+                    }
+                    z += delta * a_hit;
+                }
+                if (r == hit_bias) {
+                    z += delta;
+                }
+                if (last) {
+                    acc += softplus(z) - y[r * m + k0 + t] * z;
+                } else {
+                    act[out_base + r * tile + t] = max(z, Real(0.0));
+                }
+            }
+            workgroupBarrier();
+            let swap = in_base;
+            in_base = out_base;
+            out_base = swap;
+        }
+    }
+
+    // Fixed-order tree reduction: the same sum, bit for bit, on every run.
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = WG / 2u; width > 0u; width /= 2u) {
+        if (lid < width) {
+            partial[lid] += partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        costs[p] = partial[0] / Real(m);
+    }
+}

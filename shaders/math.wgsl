@@ -1,0 +1,44 @@
+// Scalar functions the kernels need, built from + - * /, floor, ldexp and select only.
+// WGSL's own f64 exp/log pass naga but emit invalid SPIR-V on Vulkan (gfx-rs/wgpu#6087),
+// and lavapipe's f32 exp/log are not correctly rounded, so one polynomial serves both
+// precisions. `Real` (f32 or f64) is aliased by the host before this file.
+
+// ln 2 = LN2_A + LN2_B, LN2_A with 16 significant bits so that k * LN2_A is exact.
+const LN2_A: Real = 0.693145751953125;
+const LN2_B: Real = 1.428606820309417232121458176568e-6;
+const INV_LN2: Real = 1.4426950408889634073599246810019;
+// exp underflows to 0 below this; above EXP_MAX it is clamped (no caller goes there).
+const EXP_MIN: Real = -745.0;
+const EXP_MAX: Real = 709.0;
+
+// e^x: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor series to degree 14
+// (truncation < 1e-18 relative), then scaled by 2^k.
+fn exp_real(x: Real) -> Real {
+    if (x < EXP_MIN) {
+        return Real(0.0);
+    }
+    let xc = min(x, EXP_MAX);
+    let k = floor(xc * INV_LN2 + Real(0.5));
+    let r = (xc - k * LN2_A) - k * LN2_B;
+    var p = Real(1.0);
+    for (var i = 14; i >= 1; i--) {
+        p = Real(1.0) + p * r / Real(i);
+    }
+    return ldexp(p, i32(k));
+}
+
+// log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) <= 1/3, odd series to s^37.
+fn log1p_unit(t: Real) -> Real {
+    let s = t / (Real(2.0) + t);
+    let s2 = s * s;
+    var sum = Real(0.0);
+    for (var n = 37; n >= 3; n -= 2) {
+        sum = (sum + Real(1.0) / Real(n)) * s2;
+    }
+    return Real(2.0) * s * (Real(1.0) + sum);
+}
+
+// log(1 + e^z) without overflow or cancellation.
+fn softplus(z: Real) -> Real {
+    return max(z, Real(0.0)) + log1p_unit(exp_real(-abs(z)));
+}

@@ -1,0 +1,248 @@
+//! The comparison itself: gradapprox against backprop, globally, per tensor and per
+//! coordinate, with a verdict at each level.
+
+use serde::Serialize;
+
+use crate::estimate::Estimates;
+use crate::model::ParamLayout;
+
+/// The outcome of a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+impl Verdict {
+    fn from_failed(failed: bool) -> Self {
+        if failed {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
+/// One tensor's share of the comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorCheck {
+    pub name: String,
+    pub shape: [usize; 2],
+    /// `‖grad − approx‖ / (‖grad‖ + ‖approx‖)` over this tensor alone.
+    pub difference: f64,
+    /// Largest per-coordinate relative error in the tensor.
+    pub max_rel_error: f64,
+    /// Coordinates of this tensor that fail on their own.
+    pub failed_coordinates: usize,
+    pub verdict: Verdict,
+}
+
+/// One coordinate, as listed among the worst.
+#[derive(Clone, Debug, Serialize)]
+pub struct CoordinateCheck {
+    /// `W2[1,3]`.
+    pub name: String,
+    /// Flat index.
+    pub index: usize,
+    pub grad: f64,
+    pub gradapprox: f64,
+    /// `|grad − approx| / (|grad| + |approx|)`.
+    pub rel_error: f64,
+    /// Error over its tolerance (`threshold·(|grad|+|approx|) + noise`): above 1 fails.
+    pub excess: f64,
+}
+
+/// Everything the comparison found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// The exercise's global difference.
+    pub difference: f64,
+    pub threshold: f64,
+    pub verdict: Verdict,
+    pub tensors: Vec<TensorCheck>,
+    /// The coordinates furthest beyond their tolerance, worst first.
+    pub worst: Vec<CoordinateCheck>,
+    pub failed_coordinates: usize,
+    /// Norm of the finite differences' estimated round-off, relative to the gradient:
+    /// above the threshold, the step is too small for the precision to resolve it.
+    pub noise_level: f64,
+}
+
+/// Compares `grad` with the estimates coordinate by coordinate.
+///
+/// A coordinate (or tensor, or the whole vector) fails when its error exceeds
+/// `threshold·(|grad| + |approx|)` plus the estimates' own round-off bound; a tensor also
+/// fails when any of its coordinates does. So a bug in one small tensor fails the check
+/// even when the global difference stays under the threshold.
+pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f64, top: usize) -> Comparison {
+    assert_eq!(grad.len(), layout.len(), "gradient length");
+    assert_eq!(est.len(), layout.len(), "estimate length");
+    let approx = &est.gradapprox;
+
+    let mut coordinates: Vec<CoordinateCheck> = Vec::new();
+    let mut tensors = Vec::with_capacity(layout.tensors().len());
+    let mut total = Norms::default();
+    let mut failed_coordinates = 0;
+    for spec in layout.tensors() {
+        let mut norms = Norms::default();
+        let (mut max_rel, mut failed) = (0.0f64, 0usize);
+        for i in spec.range() {
+            let (g, a, noise) = (grad[i], approx[i], est.noise[i]);
+            let err = (g - a).abs();
+            let scale = g.abs() + a.abs();
+            let rel = ratio(err, scale);
+            let excess = ratio(err, threshold * scale + noise);
+            norms.add(g, a, err, noise);
+            max_rel = max_rel.max(rel);
+            if excess > 1.0 || !excess.is_finite() {
+                failed += 1;
+            }
+            coordinates.push(CoordinateCheck {
+                name: String::new(),
+                index: i,
+                grad: g,
+                gradapprox: a,
+                rel_error: rel,
+                excess,
+            });
+        }
+        let verdict = Verdict::from_failed(failed > 0 || norms.fails(threshold));
+        tensors.push(TensorCheck {
+            name: spec.name.clone(),
+            shape: spec.shape,
+            difference: norms.difference(),
+            max_rel_error: max_rel,
+            failed_coordinates: failed,
+            verdict,
+        });
+        failed_coordinates += failed;
+        total.merge(&norms);
+    }
+
+    let any_tensor_failed = tensors.iter().any(|t| t.verdict == Verdict::Fail);
+    let verdict = Verdict::from_failed(any_tensor_failed || total.fails(threshold));
+    let worst = worst_coordinates(coordinates, top, layout);
+    Comparison {
+        difference: total.difference(),
+        threshold,
+        verdict,
+        tensors,
+        worst,
+        failed_coordinates,
+        noise_level: ratio(total.noise.sqrt(), total.grad.sqrt() + total.approx.sqrt()),
+    }
+}
+
+/// The `top` coordinates with the largest excess, worst first (ties by index), named.
+fn worst_coordinates(mut all: Vec<CoordinateCheck>, top: usize, layout: &ParamLayout) -> Vec<CoordinateCheck> {
+    let by_excess = |a: &CoordinateCheck, b: &CoordinateCheck| {
+        b.excess.total_cmp(&a.excess).then(a.index.cmp(&b.index))
+    };
+    if top < all.len() {
+        all.select_nth_unstable_by(top, by_excess);
+        all.truncate(top);
+    }
+    all.sort_by(by_excess);
+    for c in &mut all {
+        c.name = layout.coordinate_name(c.index);
+    }
+    all
+}
+
+/// `num / den`, with `0/0 = 0` (both gradients exactly zero agree perfectly).
+fn ratio(num: f64, den: f64) -> f64 {
+    if num == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Squared norms accumulated over a set of coordinates.
+#[derive(Default)]
+struct Norms {
+    grad: f64,
+    approx: f64,
+    err: f64,
+    noise: f64,
+}
+
+impl Norms {
+    fn add(&mut self, g: f64, a: f64, err: f64, noise: f64) {
+        self.grad += g * g;
+        self.approx += a * a;
+        self.err += err * err;
+        self.noise += noise * noise;
+    }
+
+    fn merge(&mut self, other: &Norms) {
+        self.grad += other.grad;
+        self.approx += other.approx;
+        self.err += other.err;
+        self.noise += other.noise;
+    }
+
+    fn difference(&self) -> f64 {
+        ratio(self.err.sqrt(), self.grad.sqrt() + self.approx.sqrt())
+    }
+
+    fn fails(&self, threshold: f64) -> bool {
+        let err = self.err.sqrt();
+        let tolerance = threshold * (self.grad.sqrt() + self.approx.sqrt()) + self.noise.sqrt();
+        err > tolerance || !err.is_finite()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn estimates(approx: Vec<f64>) -> Estimates {
+        let n = approx.len();
+        Estimates { j_plus: vec![1.0; n], j_minus: vec![1.0; n], gradapprox: approx, noise: vec![0.0; n] }
+    }
+
+    #[test]
+    fn a_bug_in_one_small_tensor_fails_although_the_global_difference_is_small() {
+        let layout = ParamLayout::for_widths(&[100, 50, 1]);
+        let grad: Vec<f64> = (0..layout.len()).map(|i| 1.0 + (i % 7) as f64).collect();
+        let mut approx = grad.clone();
+        let b2 = layout.tensor_named("b2").unwrap().offset;
+        approx[b2] *= 1.0 + 1e-4;
+        let cmp = compare(&layout, &grad, &estimates(approx), 2e-7, 3);
+        assert!(cmp.difference < 2e-7, "global difference {}", cmp.difference);
+        assert_eq!(cmp.verdict, Verdict::Fail);
+        let failing: Vec<_> = cmp.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        assert_eq!(failing, ["b2"]);
+        assert_eq!(cmp.worst[0].name, "b2[0]");
+        assert_eq!(cmp.failed_coordinates, 1);
+    }
+
+    #[test]
+    fn noise_covers_estimates_of_tiny_gradients_but_not_real_errors() {
+        let layout = ParamLayout::for_widths(&[1, 1]);
+        let grad = vec![0.5, 1e-12];
+        let mut est = estimates(vec![0.5, 3e-12]);
+        est.noise = vec![1e-12, 1e-11];
+        assert_eq!(compare(&layout, &grad, &est, 2e-7, 2).verdict, Verdict::Pass);
+        est.gradapprox[0] = 0.5 * (1.0 + 1e-6);
+        let cmp = compare(&layout, &grad, &est, 2e-7, 2);
+        assert_eq!(cmp.verdict, Verdict::Fail);
+        assert_eq!(cmp.worst[0].name, "W1[0,0]");
+    }
+
+    #[test]
+    fn nan_estimates_fail() {
+        let layout = ParamLayout::for_widths(&[1, 1]);
+        let cmp = compare(&layout, &[1.0, 1.0], &estimates(vec![1.0, f64::NAN]), 2e-7, 2);
+        assert_eq!(cmp.verdict, Verdict::Fail);
+    }
+}

@@ -1,0 +1,190 @@
+//! Runs a check: picks the device, evaluates the finite differences, builds the report.
+
+use std::time::Instant;
+
+use crate::check::compare;
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::estimate::Estimates;
+use crate::generate::BugSpec;
+use crate::gpu::{self, AdapterSummary, GpuContext};
+use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
+use crate::problem::Problem;
+use crate::report::{Report, Timing};
+
+/// Where the work runs, resolved once per process and reused by every check.
+pub struct Engine {
+    gpu: Option<GpuContext>,
+    /// One-line notices for the user (e.g. a fallback to the CPU).
+    pub notices: Vec<String>,
+}
+
+impl Engine {
+    /// Opens the GPU unless `--device cpu`; with `auto`, falls back to the CPU with a notice
+    /// when there is no adapter or it lacks the precision asked for.
+    pub fn new(opts: &CheckOptions) -> Result<Self> {
+        opts.validate()?;
+        let mut notices = Vec::new();
+        let gpu = match opts.device {
+            DeviceChoice::Cpu => None,
+            DeviceChoice::Gpu => {
+                let ctx = GpuContext::new(opts.adapter.as_deref())?;
+                if opts.precision == Precision::F64 && !ctx.supports_f64() {
+                    return Err(Error::Unsupported {
+                        adapter: ctx.summary().name.clone(),
+                        what: "f64 shaders (SHADER_F64); use --precision f32".into(),
+                    });
+                }
+                Some(ctx)
+            }
+            DeviceChoice::Auto => match GpuContext::new(opts.adapter.as_deref()) {
+                Ok(ctx) if opts.precision == Precision::F32 || ctx.supports_f64() => Some(ctx),
+                Ok(ctx) => {
+                    notices.push(format!("GPU '{}' has no f64 shaders; running on the CPU", ctx.summary().name));
+                    None
+                }
+                Err(Error::NoAdapter(why)) => {
+                    notices.push(format!("no GPU adapter found{why}; running on the CPU"));
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if gpu.is_none() && opts.precision == Precision::F32 {
+            return Err(Error::Option("f32 needs a GPU (the CPU path computes in f64)".into()));
+        }
+        Ok(Self { gpu, notices })
+    }
+
+    /// The GPU in use, if any.
+    pub fn gpu(&self) -> Option<&GpuContext> {
+        self.gpu.as_ref()
+    }
+
+    /// Evaluates every perturbed cost of `problem`.
+    pub fn evaluate(&self, problem: &Problem, opts: &CheckOptions) -> Result<Evaluation> {
+        opts.validate()?;
+        let eps = opts.eps();
+        // An f32 device sees the problem rounded to f32; its reference gradient must too.
+        let seen = match opts.precision {
+            Precision::F32 => problem.rounded_to_f32(),
+            Precision::F64 => problem.clone(),
+        };
+        let start = Instant::now();
+        let (estimates, gpu_seconds, adapter) = match (&self.gpu, opts.method) {
+            (Some(ctx), Method::Full) => {
+                let run = gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk)?;
+                (run.estimates, run.gpu_seconds, Some(ctx.summary().clone()))
+            }
+            (None, Method::Full) => (cpu::finite_diff::central_differences(&seen, eps, Precision::F64), None, None),
+        };
+        Ok(Evaluation {
+            problem: seen,
+            estimates,
+            eps,
+            precision: opts.precision,
+            method: opts.method,
+            adapter,
+            seconds: start.elapsed().as_secs_f64(),
+            gpu_seconds,
+        })
+    }
+}
+
+/// The finite differences of one problem, ready to judge any gradient against.
+pub struct Evaluation {
+    /// The problem as the device saw it (rounded to f32 for an f32 run).
+    pub problem: Problem,
+    pub estimates: Estimates,
+    pub eps: f64,
+    pub precision: Precision,
+    pub method: Method,
+    /// `None` for the CPU.
+    pub adapter: Option<AdapterSummary>,
+    pub seconds: f64,
+    pub gpu_seconds: Option<f64>,
+}
+
+/// The gradient put on trial.
+#[derive(Clone, Debug)]
+pub enum Gradients {
+    /// The library's own backprop, optionally with planted bugs.
+    Backprop(Option<BugSpec>),
+    /// Gradients from elsewhere (a file), flattened in layout order.
+    Given { values: Vec<f64>, source: String },
+}
+
+impl Gradients {
+    /// The flat gradient for `problem`.
+    pub fn resolve(&self, problem: &Problem) -> Result<Vec<f64>> {
+        match self {
+            Gradients::Backprop(bugs) => {
+                let mut grad = cpu::backprop::gradients(problem);
+                if let Some(bugs) = bugs {
+                    bugs.apply(&problem.net().layout(), &mut grad)?;
+                }
+                Ok(grad)
+            }
+            Gradients::Given { values, .. } => {
+                if values.len() != problem.net().num_params() {
+                    return Err(Error::Shape(format!(
+                        "{} gradient values for {} parameters",
+                        values.len(),
+                        problem.net().num_params()
+                    )));
+                }
+                Ok(values.clone())
+            }
+        }
+    }
+
+    /// How the report names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Gradients::Backprop(None) => "built-in backprop".into(),
+            Gradients::Backprop(Some(bugs)) => {
+                let list: Vec<String> = bugs.0.iter().map(|(n, f)| format!("{n}×{f}")).collect();
+                format!("built-in backprop with planted bugs {}", list.join(", "))
+            }
+            Gradients::Given { source, .. } => source.clone(),
+        }
+    }
+}
+
+/// Judges `gradients` against an evaluation and builds the report.
+pub fn judge(title: &str, eval: &Evaluation, gradients: &Gradients, opts: &CheckOptions) -> Result<Report> {
+    let start = Instant::now();
+    let grad = gradients.resolve(&eval.problem)?;
+    crate::problem::ensure_finite("the gradients", grad.iter())?;
+    let layout = eval.problem.net().layout();
+    let comparison = compare(&layout, &grad, &eval.estimates, opts.threshold(), opts.top);
+    let mut warnings = Vec::new();
+    if comparison.noise_level > comparison.threshold {
+        warnings.push(format!(
+            "finite-difference round-off ({:.1e} relative) exceeds the threshold: the check cannot resolve errors that small; use a larger --eps or f64",
+            comparison.noise_level
+        ));
+    }
+    Ok(Report {
+        title: title.to_string(),
+        gradients: gradients.describe(),
+        widths: eval.problem.net().widths(),
+        examples: eval.problem.examples(),
+        params: layout.len(),
+        cost: cpu::forward::cost(eval.problem.net(), eval.problem.x().view(), eval.problem.y().view()),
+        eps: eval.eps,
+        precision: eval.precision,
+        method: eval.method,
+        device: if eval.adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
+        adapter: eval.adapter.clone(),
+        verdict: comparison.verdict,
+        difference: comparison.difference,
+        threshold: comparison.threshold,
+        failed_coordinates: comparison.failed_coordinates,
+        noise_level: comparison.noise_level,
+        tensors: comparison.tensors,
+        worst: comparison.worst,
+        warnings,
+        timing: Timing { seconds: eval.seconds + start.elapsed().as_secs_f64(), gpu_seconds: eval.gpu_seconds },
+    })
+}

@@ -1,0 +1,279 @@
+//! Command-line interface: flags parsed by clap and turned into library calls.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use gradcheck::check::Verdict;
+use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
+use gradcheck::io::{read_npz, write_npz};
+use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
+use gradcheck::problem::Problem;
+use gradcheck::report::Report;
+
+/// Proves backpropagation right: every gradient against central finite differences,
+/// evaluated in bulk on the GPU. With no command, runs the gradient-checking exercise.
+#[derive(Parser, Debug)]
+#[command(name = "gradcheck", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the gradients of a network read from FILE (npz) or generated with --layers.
+    Check(CheckArgs),
+    /// Write a generated network, its data and its backprop gradients to an npz file.
+    Export(ExportArgs),
+    /// List the GPU adapters wgpu can see.
+    Devices,
+}
+
+/// A generated network.
+#[derive(Args, Debug)]
+pub struct NetworkArgs {
+    /// Layer widths, input first, e.g. 784,128,64,1.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// Number of examples (columns of X).
+    #[arg(long, default_value_t = 64)]
+    pub examples: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// npz file with X, Y, W1, b1, … and optionally dW1, db1, … (the gradients to check).
+    /// Without FILE and --layers, the exercise's network.
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Scale gradient tensors before the check, e.g. dW2=2,db1=4 (the exercise's bugs).
+    #[arg(long)]
+    pub bug: Option<BugSpec>,
+    #[command(flatten)]
+    pub options: OptionArgs,
+    /// Write the JSON report to PATH ('-' for stdout; the table then goes to stderr).
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<String>,
+}
+
+/// Options shared by every check.
+#[derive(Args, Debug)]
+pub struct OptionArgs {
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = Precision::F64)]
+    pub precision: Precision,
+    #[arg(long, value_enum, default_value_t = Method::Full)]
+    pub method: Method,
+    /// Finite-difference step (default: chosen for the precision and method).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// Largest relative difference that passes (default 2e-7 in f64).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f64>,
+    /// Number of worst coordinates to name.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Use the GPU adapter whose name contains NAME (else WGPU_ADAPTER_NAME).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Perturbations per GPU dispatch (default: from the device's limits).
+    #[arg(long)]
+    pub chunk: Option<usize>,
+}
+
+impl OptionArgs {
+    fn to_options(&self) -> CheckOptions {
+        CheckOptions {
+            device: self.device,
+            precision: self.precision,
+            method: self.method,
+            eps: self.eps,
+            threshold: self.threshold,
+            top: self.top,
+            adapter: self.adapter.clone(),
+            chunk: self.chunk,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// Output npz file.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Runs the parsed command; the exit code is 0 for pass, 1 for a gradient mismatch.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        None => run_exercise(),
+        Some(Command::Check(args)) => run_check(&args),
+        Some(Command::Export(args)) => run_export(&args),
+        Some(Command::Devices) => run_devices(),
+    }
+}
+
+fn exit_code(verdict: Verdict) -> ExitCode {
+    match verdict {
+        Verdict::Pass => ExitCode::SUCCESS,
+        Verdict::Fail => ExitCode::from(1),
+    }
+}
+
+fn color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn spec(network: &NetworkArgs) -> Result<Option<NetworkSpec>> {
+    network
+        .layers
+        .as_ref()
+        .map(|layers| NetworkSpec::new(layers.clone(), network.examples, network.seed))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// The exercise: the correct backprop (expected to pass), then the exercise's buggy
+/// gradients (expected to fail on W2 and b1). Exit 0 when both come out as expected.
+fn run_exercise() -> Result<ExitCode> {
+    let opts = CheckOptions::default();
+    let engine = Engine::new(&opts)?;
+    print_notices(&engine);
+    let input = exercise();
+    let eval = engine.evaluate(&input.problem, &opts)?;
+    let correct = judge("Gradient checking exercise: correct backprop", &eval, &Gradients::Backprop(None), &opts)?;
+    let buggy_values = input.gradients.context("the built-in exercise carries its buggy gradients")?;
+    let buggy = Gradients::Given {
+        values: buggy_values,
+        source: "the exercise's buggy backprop (dW2 doubled, db1 ×4)".into(),
+    };
+    let buggy = judge("Gradient checking exercise: buggy backprop", &eval, &buggy, &opts)?;
+    let tty = color(std::io::stdout().is_terminal());
+    println!("{}", correct.render(tty));
+    println!("{}", buggy.render(tty));
+    let as_expected = correct.verdict == Verdict::Pass && buggy.verdict == Verdict::Fail;
+    println!(
+        "{}",
+        if as_expected {
+            "As expected: the correct backprop passes and the buggy one is caught."
+        } else {
+            "Unexpected: the exercise did not come out as it should."
+        }
+    );
+    Ok(if as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn run_check(args: &CheckArgs) -> Result<ExitCode> {
+    let opts = args.options.to_options();
+    opts.validate()?;
+    let generated = spec(&args.network)?;
+    let (title, problem, given): (String, Problem, Option<Vec<f64>>) = match (&args.file, generated) {
+        (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
+        (Some(path), None) => {
+            let input = read_npz(path)?;
+            (format!("gradcheck {}", path.display()), input.problem, input.gradients)
+        }
+        (None, Some(spec)) => (format!("gradcheck generated network (seed {})", spec.seed), spec.generate(), None),
+        (None, None) => {
+            let input = exercise();
+            ("gradcheck the exercise's network".into(), input.problem, None)
+        }
+    };
+    let gradients = match given {
+        Some(mut values) => {
+            if let Some(bugs) = &args.bug {
+                bugs.apply(&problem.net().layout(), &mut values)?;
+            }
+            let path = args.file.as_deref().unwrap_or(Path::new("input"));
+            Gradients::Given { values, source: format!("gradients from {}", path.display()) }
+        }
+        None => Gradients::Backprop(args.bug.clone()),
+    };
+    let engine = Engine::new(&opts)?;
+    print_notices(&engine);
+    let eval = engine.evaluate(&problem, &opts)?;
+    let report = judge(&title, &eval, &gradients, &opts)?;
+    emit(&report, args.json.as_deref())?;
+    Ok(exit_code(report.verdict))
+}
+
+fn print_notices(engine: &Engine) {
+    for notice in &engine.notices {
+        eprintln!("note: {notice}");
+    }
+}
+
+/// Prints the table, and writes the JSON whole or not at all.
+fn emit(report: &Report, json: Option<&str>) -> Result<()> {
+    match json {
+        Some("-") => {
+            eprintln!("{}", report.render(color(std::io::stderr().is_terminal())));
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", report.to_json())?;
+        }
+        Some(path) => {
+            println!("{}", report.render(color(std::io::stdout().is_terminal())));
+            write_atomically(Path::new(path), report.to_json().as_bytes())
+                .with_context(|| format!("writing the JSON report to {path}"))?;
+        }
+        None => println!("{}", report.render(color(std::io::stdout().is_terminal()))),
+    }
+    Ok(())
+}
+
+/// Writes beside the target and renames, so a reader never sees a partial file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn run_export(args: &ExportArgs) -> Result<ExitCode> {
+    let Some(spec) = spec(&args.network)? else {
+        bail!("export needs --layers, e.g. --layers 784,128,64,1");
+    };
+    let problem = spec.generate();
+    let grads = gradcheck::cpu::backprop::gradients(&problem);
+    write_npz(&args.output, &problem, Some(&grads))?;
+    println!(
+        "wrote {} ({} parameters, {} examples, with backprop gradients)",
+        args.output.display(),
+        problem.net().num_params(),
+        problem.examples()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_devices() -> Result<ExitCode> {
+    let adapters = gradcheck::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!("no GPU adapters found (install a Vulkan driver, e.g. Mesa's lavapipe: mesa-vulkan-drivers)");
+    }
+    for a in adapters {
+        println!(
+            "{} · {} · {} · driver {} · f64 {} · timestamps {} · max buffer {} MiB · max storage binding {} MiB",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.driver.is_empty() { "?" } else { &a.driver },
+            if a.f64 { "yes" } else { "no" },
+            if a.timestamps { "yes" } else { "no" },
+            a.max_buffer_size >> 20,
+            a.max_storage_binding >> 20
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

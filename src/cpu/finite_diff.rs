@@ -1,0 +1,37 @@
+//! The exercise's algorithm: every coordinate, central differences, full forward passes,
+//! spread over all cores. The reference every other method is tested against.
+
+use rayon::prelude::*;
+
+use super::forward::cost;
+use crate::estimate::{perturbed_pair, Estimates, F64_UNIT_ROUNDOFF};
+use crate::options::Precision;
+use crate::problem::Problem;
+
+/// `J(θ ± ε e_i)` for every `i` by full forward passes in f64.
+///
+/// `points` says how `θ ± ε` is formed: `F64` for the CPU check itself, `F32` to get the
+/// f64 reference of an f32 device run at exactly the points that device evaluates.
+pub fn central_differences(problem: &Problem, eps: f64, points: Precision) -> Estimates {
+    let n = problem.net().num_params();
+    let (x, y) = (problem.x().view(), problem.y().view());
+    let per_coordinate: Vec<(f64, f64, f64)> = (0..n)
+        .into_par_iter()
+        .map_init(
+            || problem.net().clone(),
+            |net, i| {
+                let original = *net.param_mut(i);
+                let (plus, minus) = perturbed_pair(original, eps, points);
+                *net.param_mut(i) = plus;
+                let j_plus = cost(net, x, y);
+                *net.param_mut(i) = minus;
+                let j_minus = cost(net, x, y);
+                *net.param_mut(i) = original;
+                (j_plus, j_minus, plus - minus)
+            },
+        )
+        .collect();
+    let steps: Vec<f64> = per_coordinate.iter().map(|c| c.2).collect();
+    let (j_plus, j_minus) = per_coordinate.iter().map(|c| (c.0, c.1)).unzip();
+    Estimates::from_costs(j_plus, j_minus, &steps, F64_UNIT_ROUNDOFF)
+}

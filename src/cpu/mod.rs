@@ -1,0 +1,5 @@
+//! The CPU side in f64: forward pass, backprop, and the finite-difference reference.
+
+pub mod backprop;
+pub mod finite_diff;
+pub mod forward;

@@ -1,0 +1,66 @@
+//! Finite-difference estimates of the gradient, whichever method or device produced them.
+
+/// Safety factor on the unit round-off in the noise model below. Measured: the largest
+/// observed `|gradapprox − grad| / (u·(|J₊|+|J₋|)/h)` on correct backprop, over random
+/// networks at steps small enough that round-off dominates, was under 3 (CPU f64) and
+/// under 20 (lavapipe f32, whose `exp`/`log` are not correctly rounded); see tests/noise.rs.
+pub const ROUNDOFF_SAFETY: f64 = 64.0;
+
+/// J(θ ± h e_i) for every coordinate and what follows from them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Estimates {
+    /// `J(θ + ε e_i)`.
+    pub j_plus: Vec<f64>,
+    /// `J(θ − ε e_i)`.
+    pub j_minus: Vec<f64>,
+    /// `(J₊ − J₋) / (θ₊ − θ₋)`: the central difference over the step actually taken.
+    pub gradapprox: Vec<f64>,
+    /// A bound on each estimate's round-off error, so that tiny gradients whose estimate
+    /// is pure noise are not called bugs.
+    pub noise: Vec<f64>,
+}
+
+impl Estimates {
+    /// Builds the estimates from the two costs of each coordinate and the step `θ₊ − θ₋`
+    /// actually taken (in f32, `θ ± ε` rounds, and dividing by `2ε` would add that error).
+    /// `unit_roundoff` is that of the precision the costs were computed in.
+    pub fn from_costs(j_plus: Vec<f64>, j_minus: Vec<f64>, steps: &[f64], unit_roundoff: f64) -> Self {
+        debug_assert_eq!(j_plus.len(), j_minus.len());
+        debug_assert_eq!(j_plus.len(), steps.len());
+        let gradapprox = j_plus.iter().zip(&j_minus).zip(steps).map(|((p, m), h)| (p - m) / h).collect();
+        let noise = j_plus
+            .iter()
+            .zip(&j_minus)
+            .zip(steps)
+            .map(|((p, m), h)| ROUNDOFF_SAFETY * unit_roundoff * (p.abs() + m.abs()) / h)
+            .collect();
+        Self { j_plus, j_minus, gradapprox, noise }
+    }
+
+    /// Number of coordinates.
+    pub fn len(&self) -> usize {
+        self.gradapprox.len()
+    }
+
+    /// True when nothing was estimated.
+    pub fn is_empty(&self) -> bool {
+        self.gradapprox.is_empty()
+    }
+}
+
+/// `θ + ε` and `θ − ε` as a device computing in `precision` forms them (f32 rounds both),
+/// so every method and its reference evaluate J at the same points.
+pub fn perturbed_pair(theta: f64, eps: f64, precision: crate::options::Precision) -> (f64, f64) {
+    match precision {
+        crate::options::Precision::F64 => (theta + eps, theta - eps),
+        crate::options::Precision::F32 => {
+            let (t, e) = (theta as f32, eps as f32);
+            (f64::from(t + e), f64::from(t - e))
+        }
+    }
+}
+
+/// Unit round-off of f64 (2⁻⁵³).
+pub const F64_UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+/// Unit round-off of f32 (2⁻²⁴).
+pub const F32_UNIT_ROUNDOFF: f64 = f32::EPSILON as f64 / 2.0;

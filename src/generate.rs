@@ -1,0 +1,113 @@
+//! Generated networks and the exercise's built-in case.
+
+use ndarray::{Array1, Array2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::error::{Error, Result};
+use crate::io::{read_npz_bytes, NpzInput};
+use crate::model::{Layer, Mlp, ParamLayout};
+use crate::problem::Problem;
+
+/// A random network and data set, reproducible from its seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Widths `[n0, n1, …, nL]`, input first.
+    pub widths: Vec<usize>,
+    /// Number of examples `m`.
+    pub examples: usize,
+    pub seed: u64,
+}
+
+impl NetworkSpec {
+    /// Validates the widths and example count.
+    pub fn new(widths: Vec<usize>, examples: usize, seed: u64) -> Result<Self> {
+        if widths.len() < 2 {
+            return Err(Error::Option(format!(
+                "--layers needs at least an input and an output width, got {widths:?}"
+            )));
+        }
+        if let Some(pos) = widths.iter().position(|&w| w == 0) {
+            return Err(Error::Network(format!("layer {pos} has zero width in {widths:?}")));
+        }
+        if examples == 0 {
+            return Err(Error::NoExamples);
+        }
+        Ok(Self { widths, examples, seed })
+    }
+
+    /// Number of parameters of the network this spec generates.
+    pub fn num_params(&self) -> usize {
+        ParamLayout::for_widths(&self.widths).len()
+    }
+
+    /// He-initialised weights (N(0, 2/n_in)), small random biases, standard-normal inputs
+    /// and 0/1 labels, from a portable seeded generator.
+    pub fn generate(&self) -> Problem {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let normal = |rng: &mut ChaCha8Rng| -> f64 { rng.sample(StandardNormal) };
+        let layers = self
+            .widths
+            .windows(2)
+            .map(|pair| {
+                let (n_in, n_out) = (pair[0], pair[1]);
+                let scale = (2.0 / n_in as f64).sqrt();
+                let w = Array2::from_shape_simple_fn((n_out, n_in), || scale * normal(&mut rng));
+                let b = Array1::from_shape_simple_fn(n_out, || 0.1 * normal(&mut rng));
+                Layer { w, b }
+            })
+            .collect();
+        let net = Mlp::new(layers).expect("validated widths chain");
+        let m = self.examples;
+        let x = Array2::from_shape_simple_fn((self.widths[0], m), || normal(&mut rng));
+        let y = Array2::from_shape_simple_fn((net.output_width(), m), || f64::from(u8::from(rng.random_bool(0.5))));
+        Problem::new(net, x, y).expect("generated data is valid")
+    }
+}
+
+/// The gradient-checking exercise's own network, data (`np.random.seed(1)`) and the
+/// exercise's *buggy* backprop gradients (dW2 doubled, db1 ×4).
+pub fn exercise() -> NpzInput {
+    read_npz_bytes(include_bytes!("../assets/exercise_buggy_backprop.npz"), "built-in exercise")
+        .expect("the embedded exercise file is valid")
+}
+
+/// Gradient tensors scaled by factors: `dW2=2,db1=4` plants the exercise's bugs anywhere.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BugSpec(pub Vec<(String, f64)>);
+
+impl std::str::FromStr for BugSpec {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        s.split(',')
+            .map(|part| {
+                let (name, factor) = part.split_once('=').ok_or_else(|| {
+                    Error::Option(format!("--bug expects TENSOR=FACTOR pairs like dW2=2, got '{part}'"))
+                })?;
+                let factor: f64 = factor
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite())
+                    .ok_or_else(|| Error::Option(format!("--bug factor '{factor}' is not a finite number")))?;
+                Ok((name.trim().to_string(), factor))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(BugSpec)
+    }
+}
+
+impl BugSpec {
+    /// Scales the named gradient tensors in place.
+    pub fn apply(&self, layout: &ParamLayout, gradients: &mut [f64]) -> Result<()> {
+        for (name, factor) in &self.0 {
+            let spec = layout.tensor_named(name).ok_or_else(|| {
+                Error::Option(format!("--bug names '{name}', which is not a gradient tensor of this network"))
+            })?;
+            gradients[spec.range()].iter_mut().for_each(|g| *g *= factor);
+        }
+        Ok(())
+    }
+}

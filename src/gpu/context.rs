@@ -1,0 +1,168 @@
+//! The GPU context: adapter choice, device creation with the adapter's limits, and error
+//! scopes that turn wgpu's validation and memory errors into typed errors.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What the report and `gradcheck devices` say about an adapter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub f64: bool,
+    pub timestamps: bool,
+    pub max_buffer_size: u64,
+    pub max_storage_binding: u64,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let features = adapter.features();
+        let limits = adapter.limits();
+        let driver = [info.driver.as_str(), info.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Self {
+            name: info.name,
+            backend: info.backend.to_string(),
+            device_type: format!("{:?}", info.device_type),
+            driver,
+            f64: features.contains(wgpu::Features::SHADER_F64),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            max_buffer_size: limits.max_buffer_size,
+            max_storage_binding: u64::from(limits.max_storage_buffer_binding_size),
+        }
+    }
+}
+
+/// A device and queue, created once and reused by every check of a run.
+pub struct GpuContext {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    summary: AdapterSummary,
+    /// Errors no scope caught (raised from another thread, or after a device loss).
+    stray_errors: Arc<Mutex<Vec<String>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter the instance sees (honouring `WGPU_BACKEND`).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.iter().map(AdapterSummary::of).collect()
+}
+
+/// Preference among adapters: discrete, integrated, virtual, then CPU; Vulkan first.
+fn rank(adapter: &wgpu::Adapter) -> (u8, u8) {
+    let info = adapter.get_info();
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, backend)
+}
+
+impl GpuContext {
+    /// Opens the adapter whose name contains `name` (case-insensitive), else the one named
+    /// by `WGPU_ADAPTER_NAME`, else the best one present.
+    pub fn new(name: Option<&str>) -> Result<Self> {
+        let wanted = name.map(str::to_owned).or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+        if let Some(wanted) = &wanted {
+            let needle = wanted.to_lowercase();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
+            if adapters.is_empty() {
+                let names: Vec<String> = list_adapters().into_iter().map(|a| a.name).collect();
+                return Err(Error::NoAdapter(format!(
+                    " whose name contains '{wanted}' (adapters: {})",
+                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                )));
+            }
+        }
+        adapters.sort_by_key(rank);
+        let adapter = adapters.into_iter().next().ok_or_else(|| {
+            Error::NoAdapter(" (install a Vulkan driver, e.g. Mesa's lavapipe: mesa-vulkan-drivers)".into())
+        })?;
+        let summary = AdapterSummary::of(&adapter);
+        let wanted_features = wgpu::Features::SHADER_F64 | wgpu::Features::TIMESTAMP_QUERY;
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("gradcheck"),
+            required_features: adapter.features() & wanted_features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .map_err(|e| Error::Gpu(format!("cannot open '{}': {e}", summary.name)))?;
+        let stray_errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stray_errors);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").push(first_line(&e.to_string()));
+        }));
+        Ok(Self { device, queue, limits, summary, stray_errors })
+    }
+
+    /// The adapter in use.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Whether kernels can run in f64 here.
+    pub fn supports_f64(&self) -> bool {
+        self.summary.f64
+    }
+
+    /// Whether GPU time can be measured with timestamp queries.
+    pub fn supports_timestamps(&self) -> bool {
+        self.summary.timestamps
+    }
+
+    /// Runs `work` inside validation, out-of-memory and internal error scopes and returns
+    /// the first error any of them caught, so a GPU fault becomes an `Err`, never a panic.
+    pub(crate) fn scoped<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = work();
+        let errors = [validation.pop(), memory.pop(), internal.pop()].map(pollster::block_on);
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu(first_line(&e.to_string())));
+        }
+        if let Some(e) = self.stray_errors.lock().expect("error sink").drain(..).next() {
+            return Err(Error::Gpu(e));
+        }
+        out
+    }
+
+    /// Waits for all submitted work.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))
+    }
+}
+
+/// wgpu's messages span many lines; the report wants one.
+fn first_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

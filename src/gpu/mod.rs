@@ -1,0 +1,9 @@
+//! The GPU side: wgpu context, shader composition, and the batched methods.
+
+mod buffers;
+pub mod context;
+pub mod full;
+pub mod probe;
+pub mod shader;
+
+pub use context::{list_adapters, AdapterSummary, GpuContext};

@@ -1,0 +1,42 @@
+//! Shader sources: each kernel in `shaders/` is compiled with a prelude that fixes the
+//! precision (`alias Real`) and its compile-time sizes, followed by the shared math.
+
+use crate::options::Precision;
+
+/// The shared scalar functions (exp, log1p, softplus) every kernel may call.
+pub const MATH: &str = include_str!("../../shaders/math.wgsl");
+
+/// A kernel with an entry point `main`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// The full method's kernel.
+pub const FULL: Kernel = Kernel { name: "full", source: include_str!("../../shaders/full.wgsl") };
+/// The math test kernel.
+pub const MATH_PROBE: Kernel = Kernel { name: "math_probe", source: include_str!("../../shaders/math_probe.wgsl") };
+
+/// Every kernel, for the tests that validate them all.
+pub const KERNELS: [Kernel; 2] = [FULL, MATH_PROBE];
+
+/// The complete WGSL of `kernel` in `precision`, with `constants` (`const NAME: u32 = V;`).
+pub fn compose(kernel: Kernel, precision: Precision, constants: &[(&str, u32)]) -> String {
+    let mut text = format!("alias Real = {};\n", precision.as_str());
+    for (name, value) in constants {
+        text.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
+    text.push_str(MATH);
+    text.push('\n');
+    text.push_str(kernel.source);
+    text
+}
+
+/// Compiles `wgsl` into a module on `device`.
+pub(crate) fn module(device: &wgpu::Device, label: &str, wgsl: &str) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+    })
+}

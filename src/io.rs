@@ -1,0 +1,233 @@
+//! `.npz` input and output in the exercise's layout (examples are columns; `W_l` is
+//! `n_l × n_(l−1)`, `b_l` is `n_l × 1`, gradients carry a `d` prefix).
+//!
+//! Arrays may be float64 or float32; integer and bool arrays are converted to f64 (labels
+//! saved from `np.array([1, 1, 0])` are int64). Anything else is refused by name.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufWriter, Cursor, Read, Seek};
+use std::path::Path;
+
+use ndarray::{Array1, Array2, ArrayD, Ix2};
+use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
+
+use crate::error::{Error, Result};
+use crate::model::{Layer, Mlp};
+use crate::problem::{ensure_finite, Problem};
+
+/// What an input file holds: the problem, and the gradients to check if it carries them.
+#[derive(Clone, Debug)]
+pub struct NpzInput {
+    pub problem: Problem,
+    /// `dW1, db1, …` flattened in layout order, when the file has them.
+    pub gradients: Option<Vec<f64>>,
+}
+
+/// Reads a network, its data and optionally its gradients from an npz file.
+pub fn read_npz(path: &Path) -> Result<NpzInput> {
+    let file = File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    read_npz_from(file, &path.display().to_string())
+}
+
+/// Same as [`read_npz`], from bytes in memory (`label` names them in errors).
+pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
+    read_npz_from(Cursor::new(bytes), label)
+}
+
+fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
+    let npz_error = |reason: String| Error::Npz { path: label.to_string(), reason };
+    let mut npz = NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
+    let names: BTreeSet<String> = npz.names().map_err(|e| npz_error(e.to_string()))?.into_iter().collect();
+    let mut arrays = Arrays { npz: &mut npz, names: &names, label };
+
+    let depth = layer_count(&names)?;
+    let mut layers = Vec::with_capacity(depth);
+    for l in 1..=depth {
+        let w = arrays.matrix(&format!("W{l}"))?;
+        let b = arrays.vector(&format!("b{l}"))?;
+        layers.push(Layer { w, b });
+    }
+    let net = Mlp::new(layers)?;
+    let x = arrays.matrix("X")?;
+    let y = arrays.labels("Y")?;
+    let problem = Problem::new(net, x, y)?;
+    let gradients = arrays.gradients(problem.net())?;
+    Ok(NpzInput { problem, gradients })
+}
+
+/// Writes a problem (and optionally gradients) in the layout [`read_npz`] reads.
+pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> Result<()> {
+    let io_err = |source| Error::Io { path: path.display().to_string(), source };
+    let file = File::create(path).map_err(io_err)?;
+    let mut npz = NpzWriter::new(BufWriter::new(file));
+    let mut add = |name: &str, array: Array2<f64>| {
+        npz.add_array(name, &array)
+            .map_err(|e| Error::Npz { path: path.display().to_string(), reason: e.to_string() })
+    };
+    add("X", problem.x().clone())?;
+    add("Y", problem.y().clone())?;
+    let mut offset = 0;
+    for (l, layer) in problem.net().layers().iter().enumerate() {
+        let n = l + 1;
+        add(&format!("W{n}"), layer.w.clone())?;
+        add(&format!("b{n}"), layer.b.clone().insert_axis(ndarray::Axis(1)))?;
+        if let Some(g) = gradients {
+            let (rows, cols) = layer.w.dim();
+            let dw = Array2::from_shape_vec((rows, cols), g[offset..offset + rows * cols].to_vec())
+                .expect("gradient slice has the weight's size");
+            offset += rows * cols;
+            let db = Array2::from_shape_vec((rows, 1), g[offset..offset + rows].to_vec())
+                .expect("gradient slice has the bias's size");
+            offset += rows;
+            add(&format!("dW{n}"), dw)?;
+            add(&format!("db{n}"), db)?;
+        }
+    }
+    npz.finish().map_err(|e| Error::Npz { path: path.display().to_string(), reason: e.to_string() })?;
+    Ok(())
+}
+
+/// Number of layers, from the `W<n>` / `b<n>` names, refusing gaps.
+fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
+    let numbered = |prefix: &str| -> BTreeSet<usize> {
+        names
+            .iter()
+            .filter_map(|n| n.strip_prefix(prefix))
+            .filter(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|rest| rest.parse().ok())
+            .collect()
+    };
+    let (ws, bs) = (numbered("W"), numbered("b"));
+    let depth = ws.iter().chain(bs.iter()).copied().max().unwrap_or(0);
+    if depth == 0 {
+        return Err(Error::MissingArray("W1".into()));
+    }
+    for l in 1..=depth {
+        for (set, prefix) in [(&ws, "W"), (&bs, "b")] {
+            if !set.contains(&l) {
+                let present = set.iter().find(|&&k| k > l).map(|k| format!("{prefix}{k}"));
+                return Err(match present {
+                    Some(present) => Error::LayerGap { present, missing: format!("{prefix}{l}") },
+                    None => Error::MissingArray(format!("{prefix}{l}")),
+                });
+            }
+        }
+    }
+    Ok(depth)
+}
+
+/// Typed access to the arrays of one archive.
+struct Arrays<'a, R: Read + Seek> {
+    npz: &'a mut NpzReader<R>,
+    names: &'a BTreeSet<String>,
+    label: &'a str,
+}
+
+impl<R: Read + Seek> Arrays<'_, R> {
+    /// Any numeric array as f64, checked finite.
+    fn any(&mut self, name: &str) -> Result<ArrayD<f64>> {
+        if !self.names.contains(name) {
+            return Err(Error::MissingArray(name.into()));
+        }
+        let array = self.read_as_f64(name)?;
+        ensure_finite(name, array.iter())?;
+        Ok(array)
+    }
+
+    fn read_as_f64(&mut self, name: &str) -> Result<ArrayD<f64>> {
+        macro_rules! try_types {
+            ($($t:ty),*) => {{
+                let mut descriptor: Option<String> = None;
+                $(
+                    match self.npz.by_name::<ndarray::OwnedRepr<$t>, ndarray::IxDyn>(name) {
+                        Ok(a) => return Ok(a.mapv(|v| v as f64)),
+                        Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => {
+                            descriptor.get_or_insert_with(|| d.to_string());
+                        }
+                        Err(e) => return Err(self.corrupt(name, e)),
+                    }
+                )*
+                descriptor
+            }};
+        }
+        let descriptor = try_types!(f64, f32, i64, i32, i16, i8, u64, u32, u16, u8);
+        match self.npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(name) {
+            Ok(a) => Ok(a.mapv(|v| if v { 1.0 } else { 0.0 })),
+            Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(_))) => {
+                Err(Error::Dtype { array: name.into(), dtype: descriptor.unwrap_or_default() })
+            }
+            Err(e) => Err(self.corrupt(name, e)),
+        }
+    }
+
+    fn corrupt(&self, name: &str, e: ReadNpzError) -> Error {
+        Error::Npz { path: self.label.to_string(), reason: format!("array '{name}' is unreadable: {e}") }
+    }
+
+    fn matrix(&mut self, name: &str) -> Result<Array2<f64>> {
+        let a = self.any(name)?;
+        let shape = a.shape().to_vec();
+        a.into_dimensionality::<Ix2>()
+            .map_err(|_| Error::Shape(format!("{name} must be 2-D, got shape {shape:?}")))
+    }
+
+    /// A bias: `(n, 1)` as in the exercise, or `(n,)`.
+    fn vector(&mut self, name: &str) -> Result<Array1<f64>> {
+        let a = self.any(name)?;
+        match *a.shape() {
+            [n] | [n, 1] => Ok(Array1::from_iter(a.iter().copied().take(n))),
+            ref s => Err(Error::Shape(format!("{name} must have shape (n, 1) or (n,), got {s:?}"))),
+        }
+    }
+
+    /// Labels: `(n_out, m)`, or `(m,)` for one output unit.
+    fn labels(&mut self, name: &str) -> Result<Array2<f64>> {
+        let a = self.any(name)?;
+        match *a.shape() {
+            [m] => Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m")),
+            [_, _] => Ok(a.into_dimensionality::<Ix2>().expect("2-D")),
+            ref s => Err(Error::Shape(format!("{name} must have shape (n_out, m) or (m,), got {s:?}"))),
+        }
+    }
+
+    /// `dW1, db1, …` when present: all or none, each shaped like its parameter.
+    fn gradients(&mut self, net: &Mlp) -> Result<Option<Vec<f64>>> {
+        let any_present = self.names.iter().any(|n| {
+            n.strip_prefix("dW").or_else(|| n.strip_prefix("db")).is_some_and(|r| r.parse::<usize>().is_ok())
+        });
+        if !any_present {
+            return Ok(None);
+        }
+        let mut flat = Vec::with_capacity(net.num_params());
+        for (l, layer) in net.layers().iter().enumerate() {
+            let n = l + 1;
+            let dw = self.matrix(&format!("dW{n}"))?;
+            if dw.dim() != layer.w.dim() {
+                return Err(Error::Shape(format!(
+                    "dW{n} has shape {:?} but W{n} has {:?}",
+                    dw.shape(),
+                    layer.w.shape()
+                )));
+            }
+            let db = self.vector(&format!("db{n}"))?;
+            if db.len() != layer.b.len() {
+                return Err(Error::Shape(format!(
+                    "db{n} has {} entries but b{n} has {}",
+                    db.len(),
+                    layer.b.len()
+                )));
+            }
+            flat.extend(dw.iter());
+            flat.extend(db.iter());
+        }
+        for name in self.names.iter() {
+            if let Some(rest) = name.strip_prefix("dW").or_else(|| name.strip_prefix("db")) {
+                if rest.parse::<usize>().is_ok_and(|k| k == 0 || k > net.layers().len()) {
+                    return Err(Error::Shape(format!("{name} has no matching layer (the network has {})", net.layers().len())));
+                }
+            }
+        }
+        Ok(Some(flat))
+    }
+}

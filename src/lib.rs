@@ -1,0 +1,22 @@
+//! gradcheck: proves a network's backpropagation right by checking every gradient against
+//! central finite differences, evaluated in bulk on the GPU (WGSL via wgpu) or on the CPU.
+//!
+//! The flow: a [`problem::Problem`] (network + data) → an [`checker::Engine`] evaluates every
+//! `J(θ ± ε e_i)` → [`checker::judge`] compares gradapprox with the gradient on trial
+//! globally, per tensor and per coordinate → a [`report::Report`].
+
+pub mod check;
+pub mod checker;
+pub mod cpu;
+pub mod error;
+pub mod estimate;
+pub mod generate;
+pub mod gpu;
+pub mod io;
+pub mod model;
+pub mod options;
+pub mod problem;
+pub mod report;
+pub mod scalar;
+
+pub use error::{Error, Result};

@@ -1,0 +1,139 @@
+//! What a check is asked to do, validated before any work starts.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Where the finite differences are evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Gpu,
+    /// The GPU when an adapter is found, else the CPU with a notice.
+    Auto,
+}
+
+/// Arithmetic of the perturbed forward passes (backprop always runs in f64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+
+    /// Bytes per scalar.
+    pub fn size(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 8,
+        }
+    }
+
+    /// Unit round-off `u`.
+    pub fn unit_roundoff(self) -> f64 {
+        match self {
+            Precision::F32 => crate::estimate::F32_UNIT_ROUNDOFF,
+            Precision::F64 => crate::estimate::F64_UNIT_ROUNDOFF,
+        }
+    }
+}
+
+/// How each perturbed cost is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// A whole forward pass per perturbation: the exercise's algorithm, batched.
+    Full,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Full => "full",
+        }
+    }
+}
+
+/// The options of one check. `None` picks the default for the precision and method.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckOptions {
+    pub device: DeviceChoice,
+    pub precision: Precision,
+    pub method: Method,
+    pub eps: Option<f64>,
+    pub threshold: Option<f64>,
+    /// How many of the worst coordinates the report names.
+    pub top: usize,
+    /// Substring of the adapter name to use (else `WGPU_ADAPTER_NAME`, else the best).
+    pub adapter: Option<String>,
+    /// Perturbations per GPU dispatch (else chosen from the device's limits).
+    pub chunk: Option<usize>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceChoice::Auto,
+            precision: Precision::F64,
+            method: Method::Full,
+            eps: None,
+            threshold: None,
+            top: 5,
+            adapter: None,
+            chunk: None,
+        }
+    }
+}
+
+impl CheckOptions {
+    /// The step: given, or the default for the precision and method.
+    ///
+    /// Full method: the central difference's error is `≈ ε²|J'''|/6 + u|J|/ε`, smallest near
+    /// `ε ≈ u^(1/3)`; 1e-6 in f64 (measured error ~1e-10 relative on the exercise) and 1e-2 in
+    /// f32 (`u^(1/3)` ≈ 4e-3, measured best on random networks).
+    pub fn eps(&self) -> f64 {
+        self.eps.unwrap_or(match self.precision {
+            Precision::F64 => 1e-6,
+            Precision::F32 => 1e-2,
+        })
+    }
+
+    /// The threshold: given, or 2e-7 in f64 (the exercise's) and 1e-3 in f32, where the
+    /// full method's best accuracy is ~1e-5 on correct backprop.
+    pub fn threshold(&self) -> f64 {
+        self.threshold.unwrap_or(match self.precision {
+            Precision::F64 => 2e-7,
+            Precision::F32 => 1e-3,
+        })
+    }
+
+    /// Refuses steps and thresholds that cannot give a meaningful check.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(eps) = self.eps {
+            if !(eps.is_finite() && eps > 0.0) {
+                return Err(Error::Option(format!("--eps must be a finite number > 0, got {eps}")));
+            }
+        }
+        if let Some(t) = self.threshold {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::Option(format!("--threshold must be a finite number > 0, got {t}")));
+            }
+        }
+        if self.chunk == Some(0) {
+            return Err(Error::Option("--chunk must be at least 1".into()));
+        }
+        if self.device == DeviceChoice::Cpu && self.precision == Precision::F32 {
+            return Err(Error::Option("the CPU path computes in f64 only; use --precision f64 or a GPU".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! A network together with its data: everything a cost evaluation needs, validated once.
+
+use ndarray::Array2;
+
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+
+/// A network, its inputs `X` (`n0 × m`, examples are columns) and labels `Y` (`nL × m`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    net: Mlp,
+    x: Array2<f64>,
+    y: Array2<f64>,
+}
+
+impl Problem {
+    /// Checks shapes, finiteness and label range before anything is computed.
+    pub fn new(net: Mlp, x: Array2<f64>, y: Array2<f64>) -> Result<Self> {
+        if x.ncols() == 0 || y.ncols() == 0 {
+            return Err(Error::NoExamples);
+        }
+        if x.nrows() != net.input_width() {
+            return Err(Error::Shape(format!(
+                "X has {} rows but W1 has {} columns",
+                x.nrows(),
+                net.input_width()
+            )));
+        }
+        if y.nrows() != net.output_width() {
+            return Err(Error::Shape(format!(
+                "Y has {} rows but the output layer has {} units",
+                y.nrows(),
+                net.output_width()
+            )));
+        }
+        if y.ncols() != x.ncols() {
+            return Err(Error::Shape(format!(
+                "Y has {} columns (examples) but X has {}",
+                y.ncols(),
+                x.ncols()
+            )));
+        }
+        for (l, layer) in net.layers().iter().enumerate() {
+            ensure_finite(&format!("W{}", l + 1), layer.w.iter())?;
+            ensure_finite(&format!("b{}", l + 1), layer.b.iter())?;
+        }
+        ensure_finite("X", x.iter())?;
+        ensure_finite("Y", y.iter())?;
+        if let Some((index, &value)) = y.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::LabelOutOfRange { index, value });
+        }
+        Ok(Self { net, x, y })
+    }
+
+    pub fn net(&self) -> &Mlp {
+        &self.net
+    }
+
+    pub fn x(&self) -> &Array2<f64> {
+        &self.x
+    }
+
+    pub fn y(&self) -> &Array2<f64> {
+        &self.y
+    }
+
+    /// Number of examples `m`.
+    pub fn examples(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// The same problem with every number rounded to f32: what an f32 device computes on.
+    pub fn rounded_to_f32(&self) -> Self {
+        let round = |v: &f64| *v as f32 as f64;
+        Self { net: self.net.rounded_to_f32(), x: self.x.map(round), y: self.y.map(round) }
+    }
+}
+
+/// Fails with the first non-finite value of `values`, naming `array`.
+pub fn ensure_finite<'a>(array: &str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
+    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((index, &value)) => Err(Error::NonFinite { array: array.to_string(), index, value }),
+        None => Ok(()),
+    }
+}
