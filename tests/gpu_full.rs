@@ -1,0 +1,177 @@
+//! The GPU full method against the CPU f64 reference, on lavapipe in CI.
+
+mod common;
+
+use common::{gpu, random_problems, rel, FIXTURE};
+use gradcheck::check::{compare, Verdict};
+use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::cpu::{backprop, finite_diff::central_differences, forward};
+use gradcheck::gpu::{full, probe};
+use gradcheck::estimate::perturbed_pair;
+use gradcheck::io::read_npz;
+use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
+use gradcheck::problem::Problem;
+
+const F32_U: f64 = f32::EPSILON as f64 / 2.0;
+
+#[test]
+fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
+    let Some(ctx) = gpu() else { return };
+    let inputs: Vec<f64> = (-2000..=2000).map(|i| i as f64 * 0.0173).chain([-700.0, -300.0, 300.0, 700.0, 1e-300, 0.0, 1.0]).collect();
+    for (precision, ulps) in [(Precision::F64, 4.0), (Precision::F32, 4.0)] {
+        let u = precision.unit_roundoff() * 2.0;
+        let out = probe::math(&ctx, &inputs, precision).unwrap();
+        for (&v, got) in inputs.iter().zip(&out) {
+            let v = if precision == Precision::F32 { v as f32 as f64 } else { v };
+            if precision == Precision::F32 && v.abs() > 80.0 {
+                continue; // outside f32's exp range
+            }
+            let t = v.clamp(0.0, 1.0);
+            let want = [v.exp(), t.ln_1p(), forward::softplus(v)];
+            for (k, (g, w)) in got.iter().zip(want).enumerate() {
+                let err = if w == 0.0 { g.abs() } else { rel(*g, w) };
+                assert!(err <= ulps * u, "{precision:?} fn {k} at {v}: got {g}, want {w} ({:.1} ulp)", err / u);
+            }
+        }
+    }
+}
+
+/// A rigorous bound on `|J_f32 − J_f64|` for a forward pass in f32 at the same (f32) point.
+///
+/// With `M_0 = |X|` and `M_l = |W_l| M_(l−1) + |b_l|` (the forward pass in absolute values),
+/// each dot product of length n adds at most `(n + 2) u M_l` to `z_l`, and earlier errors
+/// reach `z_L` through `|W|`, so `|δz_L| ≤ u Σ_l (n_(l−1) + 2) · M_L`. The cost term's
+/// derivative `|σ(z) − y|` is at most 1; its own evaluation (our exp/log1p polynomials are
+/// within 4 ulp, tested above) adds `8 u (softplus(z) + |y z|)`, and summing `m·nL` terms
+/// adds at most `m·nL·u` times their absolute sum.
+fn f32_cost_bound(p: &Problem) -> f64 {
+    let mut m_abs = p.x().mapv(f64::abs);
+    let mut depth_factor = 0.0;
+    for layer in p.net().layers() {
+        depth_factor += (layer.w.ncols() + 2) as f64;
+        m_abs = layer.w.mapv(f64::abs).dot(&m_abs) + &layer.b.mapv(f64::abs).insert_axis(ndarray::Axis(1));
+    }
+    let z = forward::logits(p.net(), p.x().view());
+    let m = p.examples() as f64;
+    let terms: f64 = z.iter().zip(p.y().iter()).map(|(&z, &y)| forward::softplus(z) + (y * z).abs()).sum::<f64>() / m;
+    let propagated: f64 = m_abs.iter().sum::<f64>() / m * depth_factor;
+    // Perturbing one parameter moves the bound by far less than this factor of 2 covers.
+    2.0 * F32_U * (propagated + 8.0 * terms + z.len() as f64 * terms)
+}
+
+#[test]
+fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
+    let Some(ctx) = gpu() else { return };
+    let fixture = read_npz(std::path::Path::new(FIXTURE)).unwrap().problem;
+    for p in std::iter::once(fixture).chain(random_problems()) {
+        let widths = p.net().widths();
+        // f64: same points, 1e-12 relative.
+        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5)).unwrap().estimates;
+        let cpu64 = central_differences(&p, 1e-3, Precision::F64);
+        for i in 0..cpu64.len() {
+            assert!(rel(gpu64.j_plus[i], cpu64.j_plus[i]) < 1e-12, "{widths:?} J+[{i}] {} vs {}", gpu64.j_plus[i], cpu64.j_plus[i]);
+            assert!(rel(gpu64.j_minus[i], cpu64.j_minus[i]) < 1e-12, "{widths:?} J-[{i}]");
+        }
+        // f32: against f64 at exactly the f32 points, within the derived bound.
+        let seen = p.rounded_to_f32();
+        let bound = f32_cost_bound(&seen);
+        let gpu32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(3)).unwrap().estimates;
+        let cpu32 = central_differences(&seen, 1e-2, Precision::F32);
+        let mut worst = 0.0f64;
+        for i in 0..cpu32.len() {
+            for (g, c) in [(gpu32.j_plus[i], cpu32.j_plus[i]), (gpu32.j_minus[i], cpu32.j_minus[i])] {
+                assert!((g - c).abs() <= bound, "{widths:?} coordinate {i}: {g} vs {c}, bound {bound:e}");
+                worst = worst.max((g - c).abs() / bound);
+            }
+        }
+        eprintln!("{widths:?}: f32 cost error at most {worst:.3} of the bound {bound:.2e}");
+    }
+}
+
+#[test]
+fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
+    let Some(_) = gpu() else { return };
+    let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
+    let buggy = Gradients::Given { values: input.gradients.clone().unwrap(), source: "fixture".into() };
+    for precision in [Precision::F64, Precision::F32] {
+        let opts = CheckOptions {
+            device: DeviceChoice::Gpu,
+            precision,
+            eps: (precision == Precision::F64).then_some(1e-7),
+            ..Default::default()
+        };
+        let engine = Engine::new(&opts).unwrap();
+        let eval = engine.evaluate(&input.problem, &opts).unwrap();
+        let report = judge("fixture", &eval, &buggy, &opts).unwrap();
+        assert_eq!(report.device, "gpu");
+        assert_eq!(report.verdict, Verdict::Fail);
+        let failing: Vec<&str> = report.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        assert_eq!(failing, ["b1", "W2"], "{precision:?}");
+        assert!(report.worst.iter().all(|c| c.name.starts_with("b1") || c.name.starts_with("W2")));
+        if precision == Precision::F64 {
+            assert!((report.difference - 0.2850931).abs() < 1e-7, "difference {}", report.difference);
+        } else {
+            assert!((report.difference - 0.2850931).abs() < 1e-4, "difference {}", report.difference);
+        }
+        let correct = judge("fixture", &eval, &Gradients::Backprop(None), &opts).unwrap();
+        assert_eq!(correct.verdict, Verdict::Pass, "{precision:?}: {:?}", correct.worst);
+    }
+}
+
+#[test]
+fn random_networks_agree_with_the_cpu_across_chunk_edges() {
+    let Some(ctx) = gpu() else { return };
+    for (n, p) in random_problems().into_iter().enumerate() {
+        let grad = backprop::gradients(&p);
+        let layout = p.net().layout();
+        let chunk = [1, 7, 64, 1000][n % 4];
+        let run = full::evaluate(&ctx, &p, 1e-6, Precision::F64, Some(chunk)).unwrap();
+        assert!(run.estimates.j_plus.iter().chain(&run.estimates.j_minus).all(|j| j.is_finite()), "unwritten cost");
+        let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
+        assert_eq!(cmp.verdict, Verdict::Pass, "{:?} chunk {chunk}: {:?}", p.net().widths(), cmp.worst);
+        assert!(cmp.difference < 1e-8);
+
+        // f32: gradapprox against the f64 reference at the same f32 points, within what the
+        // cost bound allows (a step this large crosses ReLU kinks, so backprop is not the
+        // yardstick here; the reference is).
+        let seen = p.rounded_to_f32();
+        let bound = f32_cost_bound(&seen);
+        let run32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(chunk)).unwrap();
+        let cpu32 = central_differences(&seen, 1e-2, Precision::F32);
+        for (i, &theta) in seen.net().flatten().iter().enumerate() {
+            let (plus, minus) = perturbed_pair(theta, 1e-2, Precision::F32);
+            let allowed = 2.0 * bound / (plus - minus);
+            let diff = (run32.estimates.gradapprox[i] - cpu32.gradapprox[i]).abs();
+            assert!(diff <= allowed, "{:?} chunk {chunk} coordinate {i}: {diff:e} > {allowed:e}", p.net().widths());
+        }
+    }
+}
+
+#[test]
+fn runs_are_bit_identical_and_independent_of_the_chunk_size() {
+    let Some(ctx) = gpu() else { return };
+    let p = &random_problems()[3];
+    for precision in [Precision::F32, Precision::F64] {
+        let a = full::evaluate(&ctx, p, 1e-3, precision, None).unwrap().estimates;
+        let b = full::evaluate(&ctx, p, 1e-3, precision, None).unwrap().estimates;
+        let c = full::evaluate(&ctx, p, 1e-3, precision, Some(13)).unwrap().estimates;
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a.j_plus), bits(&b.j_plus));
+        assert_eq!(bits(&a.j_minus), bits(&b.j_minus));
+        assert_eq!(bits(&a.j_plus), bits(&c.j_plus));
+        assert_eq!(bits(&a.j_minus), bits(&c.j_minus));
+    }
+}
+
+#[test]
+fn gpu_time_is_measured_with_timestamps() {
+    let Some(ctx) = gpu() else { return };
+    if !ctx.supports_timestamps() {
+        eprintln!("SKIPPED: adapter has no timestamp queries");
+        return;
+    }
+    let run = full::evaluate(&ctx, &random_problems()[4], 1e-3, Precision::F32, Some(50)).unwrap();
+    let s = run.gpu_seconds.expect("timestamps");
+    assert!(s > 0.0 && s < 60.0, "{s}");
+    assert!(run.chunks > 1);
+}

@@ -1,0 +1,85 @@
+//! Every shader parses and validates with naga in both precisions, and the Rust mirrors
+//! of shader structs have the layout naga gives them.
+
+use std::mem::{offset_of, size_of};
+
+use gradcheck::gpu::full::{FullConfig, LayerInfo};
+use gradcheck::gpu::shader::{compose, KERNELS, MATH};
+use gradcheck::options::Precision;
+
+const CONSTANTS: [(&str, u32); 2] = [("WG", 64), ("SCRATCH", 4096)];
+
+fn validate(wgsl: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::FLOAT64)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
+    module
+}
+
+#[test]
+fn every_kernel_validates_in_f32_and_f64() {
+    for kernel in KERNELS {
+        for precision in [Precision::F32, Precision::F64] {
+            let module = validate(&compose(kernel, precision, &CONSTANTS));
+            assert!(module.entry_points.iter().any(|e| e.name == "main"), "{} has no main", kernel.name);
+        }
+    }
+}
+
+#[test]
+fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let known = text == MATH || KERNELS.iter().any(|k| k.source == text);
+            assert!(known, "{} is not compiled or validated by anything", path.display());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, KERNELS.len() + 1);
+}
+
+/// `(member name, offset)` of struct `name` in `module`, and its size.
+fn layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
+    let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no {name}")).1;
+    match &ty.inner {
+        naga::TypeInner::Struct { members, span } => {
+            (members.iter().map(|m| (m.name.clone().unwrap(), m.offset)).collect(), *span)
+        }
+        other => panic!("{name} is {other:?}"),
+    }
+}
+
+#[test]
+fn rust_mirrors_match_the_shader_structs() {
+    for precision in [Precision::F32, Precision::F64] {
+        let module = validate(&compose(gradcheck::gpu::shader::FULL, precision, &CONSTANTS));
+        let (members, span) = layout(&module, "LayerInfo");
+        let expected = [
+            ("rows", offset_of!(LayerInfo, rows)),
+            ("cols", offset_of!(LayerInfo, cols)),
+            ("w_offset", offset_of!(LayerInfo, w_offset)),
+            ("b_offset", offset_of!(LayerInfo, b_offset)),
+        ];
+        assert_eq!(members, expected.map(|(n, o)| (n.to_string(), o as u32)));
+        assert_eq!(span as usize, size_of::<LayerInfo>());
+
+        let (members, span) = layout(&module, "FullConfig");
+        let expected = [
+            ("layers", offset_of!(FullConfig, layers)),
+            ("examples", offset_of!(FullConfig, examples)),
+            ("tile", offset_of!(FullConfig, tile)),
+            ("count", offset_of!(FullConfig, count)),
+            ("base", offset_of!(FullConfig, base)),
+            ("grid_x", offset_of!(FullConfig, grid_x)),
+            ("_pad0", offset_of!(FullConfig, _pad0)),
+            ("_pad1", offset_of!(FullConfig, _pad1)),
+        ];
+        assert_eq!(members, expected.map(|(n, o)| (n.to_string(), o as u32)));
+        assert_eq!(span as usize, size_of::<FullConfig>());
+    }
+}
