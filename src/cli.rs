@@ -74,10 +74,10 @@ pub struct OptionArgs {
     #[arg(long, value_enum, default_value_t = Method::Full)]
     pub method: Method,
     /// Finite-difference step (default: chosen for the precision and method).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// Largest relative difference that passes (default 2e-7 in f64).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
     /// Number of worst coordinates to name.
     #[arg(long, default_value_t = 5)]

@@ -7,7 +7,7 @@ pub enum Error {
     #[error("missing array '{0}' in the input")]
     MissingArray(String),
     /// Layer arrays are numbered 1..=L without gaps.
-    #[error("layer numbering has a gap: {present} is present but {missing} is missing")]
+    #[error("layer numbering has a gap: {present} is present but {missing} are missing")]
     LayerGap { present: String, missing: String },
     /// Shapes that do not chain through the network, or gradients shaped unlike their parameters.
     #[error("shape mismatch: {0}")]

@@ -88,6 +88,11 @@ pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> R
     Ok(())
 }
 
+/// Parser errors come with ASCII-art context over several lines; reports want one.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Number of layers, from the `W<n>` / `b<n>` names, refusing gaps.
 fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
     let numbered = |prefix: &str| -> BTreeSet<usize> {
@@ -104,13 +109,14 @@ fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
         return Err(Error::MissingArray("W1".into()));
     }
     for l in 1..=depth {
+        if !ws.contains(&l) && !bs.contains(&l) {
+            let later = ws.iter().find(|&&k| k > l).map(|k| format!("W{k}"));
+            let later = later.or_else(|| bs.iter().find(|&&k| k > l).map(|k| format!("b{k}")));
+            return Err(Error::LayerGap { present: later.unwrap_or_default(), missing: format!("W{l} and b{l}") });
+        }
         for (set, prefix) in [(&ws, "W"), (&bs, "b")] {
             if !set.contains(&l) {
-                let present = set.iter().find(|&&k| k > l).map(|k| format!("{prefix}{k}"));
-                return Err(match present {
-                    Some(present) => Error::LayerGap { present, missing: format!("{prefix}{l}") },
-                    None => Error::MissingArray(format!("{prefix}{l}")),
-                });
+                return Err(Error::MissingArray(format!("{prefix}{l}")));
             }
         }
     }
@@ -162,7 +168,7 @@ impl<R: Read + Seek> Arrays<'_, R> {
     }
 
     fn corrupt(&self, name: &str, e: ReadNpzError) -> Error {
-        Error::Npz { path: self.label.to_string(), reason: format!("array '{name}' is unreadable: {e}") }
+        Error::Npz { path: self.label.to_string(), reason: format!("array '{name}' is unreadable: {}", one_line(&e.to_string())) }
     }
 
     fn matrix(&mut self, name: &str) -> Result<Array2<f64>> {

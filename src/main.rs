@@ -10,7 +10,9 @@ fn main() -> ExitCode {
     match cli::run(cli::Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever the source error's formatting.
+            let message = format!("{e:#}");
+            eprintln!("error: {}", message.lines().map(str::trim).collect::<Vec<_>>().join(" "));
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,273 @@
+//! The binary end to end: the exercise run, reports, exit codes and every bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use ndarray::{array, Array2};
+use ndarray_npy::NpzWriter;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn gradcheck() -> Command {
+    let mut cmd = Command::cargo_bin("gradcheck").unwrap();
+    cmd.env("NODEVICE_SELECT", "1");
+    cmd
+}
+
+/// A valid 2-layer problem (3-2-1, m = 4) as named arrays, to be broken one way at a time.
+fn valid_arrays() -> Vec<(String, Array2<f64>)> {
+    vec![
+        ("X".into(), array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9], [-0.4, 0.8, 0.1, -1.2]]),
+        ("Y".into(), array![[1.0, 0.0, 1.0, 0.0]]),
+        ("W1".into(), array![[0.3, -0.2, 0.5], [0.7, 0.1, -0.6]]),
+        ("b1".into(), array![[0.1], [-0.2]]),
+        ("W2".into(), array![[0.9, -0.4]]),
+        ("b2".into(), array![[0.05]]),
+    ]
+}
+
+fn write(dir: &TempDir, name: &str, arrays: &[(String, Array2<f64>)]) -> PathBuf {
+    let path = dir.path().join(name);
+    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
+    for (n, a) in arrays {
+        npz.add_array(n.as_str(), a).unwrap();
+    }
+    npz.finish().unwrap();
+    path
+}
+
+fn without(name: &str) -> Vec<(String, Array2<f64>)> {
+    valid_arrays().into_iter().filter(|(n, _)| n != name).collect()
+}
+
+fn replaced(name: &str, value: Array2<f64>) -> Vec<(String, Array2<f64>)> {
+    valid_arrays().into_iter().map(|(n, a)| if n == name { (n, value.clone()) } else { (n, a) }).collect()
+}
+
+/// Runs `check FILE --device cpu` and expects exit 2 with one line naming the problem.
+fn refuses(path: &Path, extra: &[&str], message: &str) {
+    let out = gradcheck().arg("check").arg(path).args(["--device", "cpu"]).args(extra).assert().code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains(message), "expected '{message}' in: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn no_arguments_runs_the_exercise_pass_then_fail() {
+    gradcheck()
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("PASS"))
+        .stdout(predicate::str::contains("FAIL"))
+        .stdout(predicate::str::contains("failing: b1, W2"))
+        .stdout(predicate::str::contains("As expected"));
+}
+
+#[test]
+fn a_valid_file_passes_and_planted_bugs_fail_with_exit_1() {
+    let dir = TempDir::new().unwrap();
+    let path = write(&dir, "ok.npz", &valid_arrays());
+    gradcheck().arg("check").arg(&path).args(["--device", "cpu"]).assert().code(0);
+    gradcheck()
+        .arg("check")
+        .arg(&path)
+        .args(["--device", "cpu", "--bug", "dW2=2"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("failing: W2"));
+}
+
+#[test]
+fn json_report_has_the_documented_fields() {
+    let out = gradcheck().args(["check", "--device", "cpu", "--bug", "dW2=2,db1=4", "--json", "-"]).assert().code(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["verdict"], "fail");
+    assert_eq!(json["params"], 47);
+    assert_eq!(json["precision"], "f64");
+    assert_eq!(json["method"], "full");
+    assert_eq!(json["device"], "cpu");
+    assert!(json["eps"].as_f64().unwrap() > 0.0);
+    assert!((json["difference"].as_f64().unwrap() - 0.2850931).abs() < 1e-6);
+    let tensors = json["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 6);
+    for t in tensors {
+        let expected = if t["name"] == "b1" || t["name"] == "W2" { "fail" } else { "pass" };
+        assert_eq!(t["verdict"], expected, "{t}");
+        assert!(t["difference"].is_number());
+    }
+    let worst = &json["worst"][0];
+    for key in ["name", "index", "grad", "gradapprox", "rel_error"] {
+        assert!(!worst[key].is_null(), "worst lacks {key}");
+    }
+    assert!(json["timing"]["seconds"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn json_to_a_file_and_export_round_trip() {
+    let dir = TempDir::new().unwrap();
+    let net = dir.path().join("net.npz");
+    gradcheck()
+        .args(["export", "--layers", "6,5,3,2", "--examples", "9", "--seed", "3", "-o"])
+        .arg(&net)
+        .assert()
+        .code(0);
+    let json = dir.path().join("r.json");
+    gradcheck().arg("check").arg(&net).args(["--device", "cpu", "--json"]).arg(&json).assert().code(0);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["params"], 6 * 5 + 5 + 5 * 3 + 3 + 3 * 2 + 2);
+    assert!(report["gradients"].as_str().unwrap().contains("net.npz"));
+}
+
+#[test]
+fn missing_arrays_are_named() {
+    let dir = TempDir::new().unwrap();
+    for name in ["X", "Y", "W1", "b1", "b2"] {
+        refuses(&write(&dir, &format!("no_{name}.npz"), &without(name)), &[], &format!("missing array '{name}'"));
+    }
+}
+
+#[test]
+fn a_gap_in_the_layer_numbering_is_named() {
+    let dir = TempDir::new().unwrap();
+    let mut arrays = without("W2");
+    arrays.retain(|(n, _)| n != "b2");
+    arrays.push(("W3".into(), array![[0.9, -0.4]]));
+    arrays.push(("b3".into(), array![[0.05]]));
+    refuses(&write(&dir, "gap.npz", &arrays), &[], "W3 is present but W2 and b2 are missing");
+}
+
+#[test]
+fn shapes_that_do_not_chain_are_named() {
+    let dir = TempDir::new().unwrap();
+    let cases = [
+        ("W2", array![[0.9, -0.4, 0.2]], "W2 has 3 columns but layer 1 has 2 units"),
+        ("X", array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9]], "X has 2 rows but W1 has 3 columns"),
+        ("Y", array![[1.0, 0.0, 1.0]], "Y has 3 columns (examples) but X has 4"),
+        ("Y", array![[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]], "Y has 2 rows but the output layer has 1"),
+        ("b1", array![[0.1], [-0.2], [0.3]], "b1 has 3 entries but W1 has 2 rows"),
+    ];
+    for (k, (name, value, message)) in cases.into_iter().enumerate() {
+        refuses(&write(&dir, &format!("shape{k}.npz"), &replaced(name, value)), &[], message);
+    }
+}
+
+#[test]
+fn gradients_shaped_unlike_their_parameters_are_named() {
+    let dir = TempDir::new().unwrap();
+    let mut arrays = valid_arrays();
+    arrays.push(("dW1".into(), array![[0.3, -0.2], [0.7, 0.1]]));
+    arrays.push(("db1".into(), array![[0.1], [-0.2]]));
+    arrays.push(("dW2".into(), array![[0.9, -0.4]]));
+    arrays.push(("db2".into(), array![[0.05]]));
+    refuses(&write(&dir, "dshape.npz", &arrays), &[], "dW1 has shape [2, 2] but W1 has [2, 3]");
+    let mut partial = valid_arrays();
+    partial.push(("dW1".into(), array![[0.3, -0.2, 0.1], [0.7, 0.1, 0.2]]));
+    refuses(&write(&dir, "dpartial.npz", &partial), &[], "missing array 'db1'");
+}
+
+#[test]
+fn non_finite_values_and_bad_labels_are_named() {
+    let dir = TempDir::new().unwrap();
+    refuses(&write(&dir, "nan.npz", &replaced("W1", array![[0.3, f64::NAN, 0.5], [0.7, 0.1, -0.6]])), &[], "array 'W1' holds a non-finite value (NaN) at flat index 1");
+    refuses(&write(&dir, "inf.npz", &replaced("X", array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9], [-0.4, 0.8, f64::INFINITY, -1.2]])), &[], "array 'X' holds a non-finite value (inf)");
+    refuses(&write(&dir, "label.npz", &replaced("Y", array![[1.0, 0.0, 1.5, 0.0]])), &[], "labels must lie in [0, 1]: Y has 1.5");
+}
+
+#[test]
+fn zero_examples_and_zero_width_layers_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let mut arrays = replaced("X", Array2::zeros((3, 0)));
+    arrays = arrays.into_iter().map(|(n, a)| if n == "Y" { (n, Array2::zeros((1, 0))) } else { (n, a) }).collect();
+    refuses(&write(&dir, "m0.npz", &arrays), &[], "no examples");
+    let zero_width = replaced("W1", Array2::zeros((0, 3)));
+    refuses(&write(&dir, "w0.npz", &zero_width), &[], "W1 has a zero dimension");
+    for (layers, examples, message) in [("4,0,1", "8", "zero width"), ("4,3,1", "0", "no examples"), ("4", "8", "at least an input and an output")] {
+        let out = gradcheck().args(["check", "--device", "cpu", "--layers", layers, "--examples", examples]).assert().code(2);
+        let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(stderr.contains(message), "{layers}/{examples}: {stderr}");
+    }
+}
+
+#[test]
+fn steps_and_thresholds_outside_their_domain_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let path = write(&dir, "ok.npz", &valid_arrays());
+    for eps in ["0", "-1e-7", "nan", "inf"] {
+        refuses(&path, &["--eps", eps], "--eps must be a finite number > 0");
+    }
+    refuses(&path, &["--threshold", "0"], "--threshold must be a finite number > 0");
+    refuses(&path, &["--bug", "dW9=2"], "--bug names 'dW9'");
+}
+
+#[test]
+fn files_that_are_not_npz_or_are_damaged_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let text = dir.path().join("text.npz");
+    std::fs::write(&text, "this is not a zip archive").unwrap();
+    refuses(&text, &[], "not an npz (zip) archive");
+
+    let good = std::fs::read(write(&dir, "good.npz", &valid_arrays())).unwrap();
+    let truncated = dir.path().join("truncated.npz");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    refuses(&truncated, &[], "cannot read");
+
+    // A damaged array header inside an intact archive.
+    let mut damaged = good.clone();
+    let at = find(&damaged, b"\x93NUMPY").unwrap();
+    damaged[at + 10..at + 40].fill(b'#');
+    let damaged_path = dir.path().join("damaged.npz");
+    std::fs::write(&damaged_path, &damaged).unwrap();
+    refuses(&damaged_path, &[], "cannot read");
+
+    refuses(&dir.path().join("absent.npz"), &[], "absent.npz");
+}
+
+#[test]
+fn integer_arrays_are_converted_and_other_dtypes_refused() {
+    let dir = TempDir::new().unwrap();
+    // Labels as int64, as numpy saves np.array([1, 0, 1, 0]).
+    let path = dir.path().join("int.npz");
+    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
+    for (n, a) in valid_arrays() {
+        if n == "Y" {
+            npz.add_array("Y", &array![1i64, 0, 1, 0]).unwrap();
+        } else {
+            npz.add_array(n.as_str(), &a).unwrap();
+        }
+    }
+    npz.finish().unwrap();
+    gradcheck().arg("check").arg(&path).args(["--device", "cpu"]).assert().code(0);
+
+    // The first array's descriptor rewritten to complex64 (same length, archive intact).
+    let mut bytes = std::fs::read(write(&dir, "c.npz", &valid_arrays())).unwrap();
+    let at = find(&bytes, b"'<f8'").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"'<c8'");
+    let complex = dir.path().join("complex.npz");
+    std::fs::write(&complex, &bytes).unwrap();
+    refuses(&complex, &[], "unsupported dtype");
+}
+
+#[test]
+fn unknown_adapters_and_missing_f64_are_clear_errors() {
+    let out = gradcheck().args(["check", "--device", "gpu", "--adapter", "no-such-gpu-xyz"]).assert().code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("no GPU adapter found whose name contains 'no-such-gpu-xyz'"), "{stderr}");
+
+    // Mesa's GL driver has no f64 shaders: asking for them there must be refused.
+    let gl = gradcheck().env("WGPU_BACKEND", "gl").arg("devices").output().unwrap();
+    if !String::from_utf8_lossy(&gl.stdout).contains(" gl ") {
+        eprintln!("SKIPPED: no GL adapter to test the missing-f64 error on");
+        return;
+    }
+    let out = gradcheck().env("WGPU_BACKEND", "gl").args(["check", "--device", "gpu", "--precision", "f64"]).assert().code(2);
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("does not support f64"), "{stderr}");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
