@@ -73,36 +73,68 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let hit_col = select(0u, (param - info.w_offset) % info.cols, in_w);
             let in_b = param >= info.b_offset && param < info.b_offset + info.rows;
             let hit_bias = select(0xffffffffu, param - info.b_offset, in_b);
-            for (var e = lid; e < info.rows * tcount; e += WG) {
-                let r = e / tcount;
-                let t = e % tcount;
-                var z = theta[info.b_offset + r];
-                let w_row = info.w_offset + r * info.cols;
-                if (l == 0u) {
-                    for (var c = 0u; c < info.cols; c++) {
-                        z += theta[w_row + c] * x[c * m + k0 + t];
-                    }
-                } else {
-                    for (var c = 0u; c < info.cols; c++) {
-                        z += theta[w_row + c] * act[in_base + c * tile + t];
-                    }
-                }
-                if (r == hit_row) {
-                    var a_hit: Real;
+            // Each thread computes 4 rows x 4 examples per step: every weight it loads
+            // serves 4 examples and every input 4 rows (loads, not FLOPs, bound lavapipe).
+            let row_blocks = (info.rows + 3u) / 4u;
+            let ex_blocks = (tcount + 3u) / 4u;
+            for (var e = lid; e < row_blocks * ex_blocks; e += WG) {
+                let r0 = (e / ex_blocks) * 4u;
+                let t0 = (e % ex_blocks) * 4u;
+                // Rows and examples past the edge are clamped for loading, dropped on output.
+                let rr = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(info.rows - 1u));
+                let tt = min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(tcount - 1u));
+                var z0 = vec4<Real>(theta[info.b_offset + rr.x]);
+                var z1 = vec4<Real>(theta[info.b_offset + rr.y]);
+                var z2 = vec4<Real>(theta[info.b_offset + rr.z]);
+                var z3 = vec4<Real>(theta[info.b_offset + rr.w]);
+                let w0 = info.w_offset + rr * info.cols;
+                for (var c = 0u; c < info.cols; c++) {
+                    var a: vec4<Real>;
                     if (l == 0u) {
-                        a_hit = x[hit_col * m + k0 + t];
+                        let row = c * m + k0;
+                        a = vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
                     } else {
-                        a_hit = act[in_base + hit_col * tile + t];
+                        let row = in_base + c * tile;
+                        a = vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
                     }
-                    z += delta * a_hit;
+                    z0 += theta[w0.x + c] * a;
+                    z1 += theta[w0.y + c] * a;
+                    z2 += theta[w0.z + c] * a;
+                    z3 += theta[w0.w + c] * a;
                 }
-                if (r == hit_bias) {
-                    z += delta;
-                }
-                if (last) {
-                    acc += softplus(z) - y[r * m + k0 + t] * z;
-                } else {
-                    act[out_base + r * tile + t] = max(z, Real(0.0));
+                var zs = array<vec4<Real>, 4>(z0, z1, z2, z3);
+                for (var i = 0u; i < 4u; i++) {
+                    let r = r0 + i;
+                    if (r >= info.rows) {
+                        break;
+                    }
+                    var zr = zs[i];
+                    if (r == hit_row) {
+                        var a_hit: vec4<Real>;
+                        if (l == 0u) {
+                            let row = hit_col * m + k0;
+                            a_hit = vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
+                        } else {
+                            let row = in_base + hit_col * tile;
+                            a_hit = vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
+                        }
+                        zr += delta * a_hit;
+                    }
+                    if (r == hit_bias) {
+                        zr += vec4<Real>(delta);
+                    }
+                    for (var j = 0u; j < 4u; j++) {
+                        let t = t0 + j;
+                        if (t >= tcount) {
+                            break;
+                        }
+                        let z = zr[j];
+                        if (last) {
+                            acc += softplus(z) - y[r * m + k0 + t] * z;
+                        } else {
+                            act[out_base + r * tile + t] = max(z, Real(0.0));
+                        }
+                    }
                 }
             }
             workgroupBarrier();

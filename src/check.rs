@@ -216,7 +216,7 @@ mod tests {
         let grad: Vec<f64> = (0..layout.len()).map(|i| 1.0 + (i % 7) as f64).collect();
         let mut approx = grad.clone();
         let b2 = layout.tensor_named("b2").unwrap().offset;
-        approx[b2] *= 1.0 + 1e-4;
+        approx[b2] *= 1.0 + 1e-5;
         let cmp = compare(&layout, &grad, &estimates(approx), 2e-7, 3);
         assert!(cmp.difference < 2e-7, "global difference {}", cmp.difference);
         assert_eq!(cmp.verdict, Verdict::Fail);

@@ -175,3 +175,22 @@ fn gpu_time_is_measured_with_timestamps() {
     assert!(s > 0.0 && s < 60.0, "{s}");
     assert!(run.chunks > 1);
 }
+
+#[test]
+fn the_roundoff_model_bounds_observed_f32_errors_with_margin() {
+    let Some(ctx) = gpu() else { return };
+    let mut worst = 0.0f64;
+    for p in random_problems() {
+        let seen = p.rounded_to_f32();
+        let reference = central_differences(&seen, 1e-4, Precision::F32);
+        let est = full::evaluate(&ctx, &seen, 1e-4, Precision::F32, None).unwrap().estimates;
+        for i in 0..est.len() {
+            let unit = est.noise[i] / gradcheck::estimate::ROUNDOFF_SAFETY;
+            if unit > 0.0 {
+                worst = worst.max((est.gradapprox[i] - reference.gradapprox[i]).abs() / unit);
+            }
+        }
+    }
+    eprintln!("worst observed round-off ratio (GPU f32): {worst:.2}");
+    assert!(worst < gradcheck::estimate::ROUNDOFF_SAFETY / 4.0, "observed {worst}");
+}
