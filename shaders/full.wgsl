@@ -15,7 +15,7 @@ struct LayerInfo {
     b_offset: u32,
 }
 
-struct FullConfig {
+struct Config {
     layers: u32,
     examples: u32,
     // Examples per tile: the activations of `tile` examples fit in SCRATCH / 2.
@@ -29,7 +29,7 @@ struct FullConfig {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> cfg: FullConfig;
+@group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
 @group(0) @binding(2) var<storage, read> theta: array<Real>;
 // X is n0 x m and Y is nL x m, row-major (examples are columns).

@@ -71,6 +71,8 @@ pub struct Comparison {
     /// The coordinates furthest beyond their tolerance, worst first.
     pub worst: Vec<CoordinateCheck>,
     pub failed_coordinates: usize,
+    /// Names of the coordinates left out because their steps cross a ReLU kink.
+    pub inconclusive: Vec<String>,
     /// Norm of the finite differences' estimated round-off, relative to the gradient:
     /// above the threshold, the step is too small for the precision to resolve it.
     pub noise_level: f64,
@@ -81,7 +83,8 @@ pub struct Comparison {
 /// A coordinate (or tensor, or the whole vector) fails when its error exceeds
 /// `threshold·(|grad| + |approx|)` plus the estimates' own round-off bound; a tensor also
 /// fails when any of its coordinates does. So a bug in one small tensor fails the check
-/// even when the global difference stays under the threshold.
+/// even when the global difference stays under the threshold. Inconclusive coordinates
+/// (steps across a ReLU kink) are left out of every figure and verdict.
 pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f64, top: usize) -> Comparison {
     assert_eq!(grad.len(), layout.len(), "gradient length");
     assert_eq!(est.len(), layout.len(), "estimate length");
@@ -91,10 +94,15 @@ pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f
     let mut tensors = Vec::with_capacity(layout.tensors().len());
     let mut total = Norms::default();
     let mut failed_coordinates = 0;
+    let mut inconclusive = Vec::new();
     for spec in layout.tensors() {
         let mut norms = Norms::default();
         let (mut max_rel, mut failed) = (0.0f64, 0usize);
         for i in spec.range() {
+            if est.is_inconclusive(i) {
+                inconclusive.push(layout.coordinate_name(i));
+                continue;
+            }
             let (g, a, noise) = (grad[i], approx[i], est.noise[i]);
             let err = (g - a).abs();
             let scale = g.abs() + a.abs();
@@ -137,6 +145,7 @@ pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f
         tensors,
         worst,
         failed_coordinates,
+        inconclusive,
         noise_level: ratio(total.noise.sqrt(), total.grad.sqrt() + total.approx.sqrt()),
     }
 }
@@ -207,7 +216,7 @@ mod tests {
 
     fn estimates(approx: Vec<f64>) -> Estimates {
         let n = approx.len();
-        Estimates { j_plus: vec![1.0; n], j_minus: vec![1.0; n], gradapprox: approx, noise: vec![0.0; n] }
+        Estimates { j_plus: vec![1.0; n], j_minus: vec![1.0; n], gradapprox: approx, noise: vec![0.0; n], inconclusive: Vec::new() }
     }
 
     #[test]

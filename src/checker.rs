@@ -5,7 +5,12 @@ use std::time::Instant;
 use crate::check::compare;
 use crate::cpu;
 use crate::error::{Error, Result};
+use crate::cpu::delta::DeltaCost;
 use crate::estimate::Estimates;
+
+/// A coordinate whose step crossed a ReLU kink is evaluated again with a step this many
+/// times smaller; the crossing then needs `|Z| < ε·|A|·1e-3`.
+pub const KINK_RECHECK_FACTOR: f64 = 1e-3;
 use crate::generate::BugSpec;
 use crate::gpu::{self, AdapterSummary, GpuContext};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
@@ -56,6 +61,42 @@ impl Engine {
         Ok(Self { gpu, notices })
     }
 
+    /// Cost changes of `indices` by the delta method on this engine's device.
+    fn delta_costs(&self, problem: &Problem, eps: f64, indices: &[usize], opts: &CheckOptions) -> Result<(Vec<DeltaCost>, Option<f64>)> {
+        match &self.gpu {
+            Some(ctx) => {
+                let run = gpu::delta::evaluate(ctx, problem, eps, opts.precision, indices, opts.chunk)?;
+                Ok((run.deltas, run.gpu_seconds))
+            }
+            None => Ok((cpu::delta::delta_costs(problem, eps, indices), None)),
+        }
+    }
+
+    /// The delta method over every coordinate; those whose step crossed a ReLU kink are
+    /// evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller, and the ones that
+    /// still cross stay flagged (inconclusive).
+    fn delta_with_kink_recheck(&self, problem: &Problem, eps: f64, opts: &CheckOptions) -> Result<(Estimates, Option<f64>)> {
+        let all: Vec<usize> = (0..problem.net().num_params()).collect();
+        let (mut deltas, mut gpu_seconds) = self.delta_costs(problem, eps, &all, opts)?;
+        let mut steps = vec![eps; all.len()];
+        let kinked: Vec<usize> = all.iter().copied().filter(|&i| deltas[i].kink).collect();
+        if !kinked.is_empty() {
+            let small = eps * KINK_RECHECK_FACTOR;
+            let (again, seconds) = self.delta_costs(problem, small, &kinked, opts)?;
+            for (&i, d) in kinked.iter().zip(again) {
+                deltas[i] = d;
+                steps[i] = small;
+            }
+            gpu_seconds = gpu_seconds.zip(seconds).map(|(a, b)| a + b).or(gpu_seconds);
+        }
+        let j = cpu::forward::cost(problem.net(), problem.x().view(), problem.y().view());
+        let u = match self.gpu {
+            Some(_) => opts.precision.unit_roundoff(),
+            None => Precision::F64.unit_roundoff(),
+        };
+        Ok((Estimates::from_deltas(j, &deltas, &steps, u), gpu_seconds))
+    }
+
     /// The GPU in use, if any.
     pub fn gpu(&self) -> Option<&GpuContext> {
         self.gpu.as_ref()
@@ -71,13 +112,17 @@ impl Engine {
             Precision::F64 => problem.clone(),
         };
         let start = Instant::now();
-        let (estimates, gpu_seconds, adapter) = match (&self.gpu, opts.method) {
-            (Some(ctx), Method::Full) => {
-                let run = gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk)?;
-                (run.estimates, run.gpu_seconds, Some(ctx.summary().clone()))
-            }
-            (None, Method::Full) => (cpu::finite_diff::central_differences(&seen, eps, Precision::F64), None, None),
+        let (estimates, gpu_seconds) = match opts.method {
+            Method::Full => match &self.gpu {
+                Some(ctx) => {
+                    let run = gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk)?;
+                    (run.estimates, run.gpu_seconds)
+                }
+                None => (cpu::finite_diff::central_differences(&seen, eps, Precision::F64), None),
+            },
+            Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts)?,
         };
+        let adapter = self.gpu.as_ref().map(|ctx| ctx.summary().clone());
         Ok(Evaluation {
             problem: seen,
             estimates,
@@ -181,6 +226,7 @@ pub fn judge(title: &str, eval: &Evaluation, gradients: &Gradients, opts: &Check
         difference: comparison.difference,
         threshold: comparison.threshold,
         failed_coordinates: comparison.failed_coordinates,
+        inconclusive: comparison.inconclusive,
         noise_level: comparison.noise_level,
         tensors: comparison.tensors,
         worst: comparison.worst,

@@ -71,7 +71,7 @@ pub struct OptionArgs {
     pub device: DeviceChoice,
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub precision: Precision,
-    #[arg(long, value_enum, default_value_t = Method::Full)]
+    #[arg(long, value_enum, default_value_t = Method::Delta)]
     pub method: Method,
     /// Finite-difference step (default: chosen for the precision and method).
     #[arg(long, allow_hyphen_values = true)]

@@ -1,5 +1,7 @@
 //! Finite-difference estimates of the gradient, whichever method or device produced them.
 
+use crate::cpu::delta::DeltaCost;
+
 /// Safety factor on the unit round-off in the noise model below. Measured: the largest
 /// observed `|gradapprox − reference| / (u·(|J₊|+|J₋|)/h)` over random networks at steps
 /// small enough that round-off dominates was 2.5 (CPU f64) and 2.0 (GPU f32 on lavapipe);
@@ -18,6 +20,9 @@ pub struct Estimates {
     /// A bound on each estimate's round-off error, so that tiny gradients whose estimate
     /// is pure noise are not called bugs.
     pub noise: Vec<f64>,
+    /// Coordinates whose steps still cross a ReLU kink (J is not differentiable there):
+    /// inconclusive, kept out of the verdict. Empty when the method does not detect kinks.
+    pub inconclusive: Vec<bool>,
 }
 
 impl Estimates {
@@ -34,7 +39,27 @@ impl Estimates {
             .zip(steps)
             .map(|((p, m), h)| ROUNDOFF_SAFETY * unit_roundoff * (p.abs() + m.abs()) / h)
             .collect();
-        Self { j_plus, j_minus, gradapprox, noise }
+        Self { j_plus, j_minus, gradapprox, noise, inconclusive: Vec::new() }
+    }
+
+    /// Builds the estimates of the delta method from `J(θ)` and the cost changes, each
+    /// coordinate with its own step (kink crossings are re-evaluated with a smaller one).
+    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms.
+    pub fn from_deltas(j: f64, deltas: &[DeltaCost], eps: &[f64], unit_roundoff: f64) -> Self {
+        let gradapprox = deltas.iter().zip(eps).map(|(d, e)| (d.plus - d.minus) / (2.0 * e)).collect();
+        let noise = deltas.iter().zip(eps).map(|(d, e)| ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e)).collect();
+        Self {
+            j_plus: deltas.iter().map(|d| j + d.plus).collect(),
+            j_minus: deltas.iter().map(|d| j + d.minus).collect(),
+            gradapprox,
+            noise,
+            inconclusive: deltas.iter().map(|d| d.kink).collect(),
+        }
+    }
+
+    /// Whether coordinate `i` is inconclusive.
+    pub fn is_inconclusive(&self, i: usize) -> bool {
+        self.inconclusive.get(i).copied().unwrap_or(false)
     }
 
     /// Number of coordinates.

@@ -37,6 +37,8 @@ pub struct Report {
     pub device: String,
     pub adapter: Option<AdapterSummary>,
     pub failed_coordinates: usize,
+    /// Coordinates whose steps cross a ReLU kink even at the re-check step: not judged.
+    pub inconclusive: Vec<String>,
     /// Estimated round-off of the finite differences, relative to the gradient's norm.
     pub noise_level: f64,
     pub tensors: Vec<TensorCheck>,
@@ -108,6 +110,16 @@ impl Report {
                 );
             }
         }
+        if !self.inconclusive.is_empty() {
+            let shown: Vec<&str> = self.inconclusive.iter().take(10).map(String::as_str).collect();
+            let more = self.inconclusive.len().saturating_sub(shown.len());
+            let _ = writeln!(
+                out,
+                "\n  inconclusive (steps cross a ReLU kink, left out of the verdict): {}{}",
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            );
+        }
         for w in &self.warnings {
             let _ = writeln!(out, "\n  warning: {w}");
         }
@@ -124,7 +136,7 @@ impl Report {
             self.difference,
             self.threshold,
             self.failed_coordinates,
-            self.params
+            self.params - self.inconclusive.len()
         );
         if !failing.is_empty() {
             let _ = write!(out, "; failing: {}", failing.join(", "));

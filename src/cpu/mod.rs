@@ -1,5 +1,6 @@
 //! The CPU side in f64: forward pass, backprop, and the finite-difference reference.
 
 pub mod backprop;
+pub mod delta;
 pub mod finite_diff;
 pub mod forward;

@@ -2,8 +2,12 @@
 
 mod buffers;
 pub mod context;
+pub mod delta;
+mod dispatch;
 pub mod full;
 pub mod probe;
 pub mod shader;
+
+pub use dispatch::KernelConfig;
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};

@@ -6,12 +6,13 @@ use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::options::Precision;
 
-/// `[exp(v), log1p(clamp(v, 0, 1)), softplus(v)]` for each input, computed on the GPU.
-pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; 3]>> {
+/// `[exp(v), log1p(clamp(v, 0, 1)), softplus(v), expm1(clamp(v, −0.99, 0.99)),
+/// log1p(clamp(v, −0.64, 1.72))]` for each input, computed on the GPU.
+pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; 5]>> {
     if precision == Precision::F64 && !ctx.supports_f64() {
         return Err(Error::Unsupported { adapter: ctx.summary().name.clone(), what: "f64 shaders".into() });
     }
-    let out_len = 3 * inputs.len();
+    let out_len = 5 * inputs.len();
     let bytes = ctx.scoped(|| {
         let shader = module(&ctx.device, "math_probe", &compose(MATH_PROBE, precision, &[]));
         let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -45,5 +46,5 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
         ctx.queue.submit([encoder.finish()]);
         map_read(ctx, &staged)
     })?;
-    Ok(decode(&bytes, precision).chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
+    Ok(decode(&bytes, precision).chunks_exact(5).map(|c| [c[0], c[1], c[2], c[3], c[4]]).collect())
 }

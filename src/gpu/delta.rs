@@ -1,0 +1,127 @@
+//! The delta method on the GPU: one workgroup per parameter, both signs at once,
+//! propagating only the change from a precomputed unperturbed pass.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::buffers::{encode, poisoned, storage};
+use super::dispatch::{read_reals, workgroup_scratch, BoundKernel, KernelConfig};
+use super::full::{default_chunk, ensure_problem_fits, tile_size};
+use super::shader::DELTA;
+use super::GpuContext;
+use crate::cpu::delta::DeltaCost;
+use crate::cpu::forward::{forward, sigmoid};
+use crate::error::{Error, Result};
+use crate::options::Precision;
+use crate::problem::Problem;
+
+/// Threads per workgroup (a power of two).
+pub const WORKGROUP_SIZE: u32 = 64;
+/// Results per parameter: dJ₊, dJ₋, magnitude, kink.
+const OUTPUTS: usize = 4;
+
+/// Mirror of `LayerInfo` in shaders/delta.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct DeltaLayerInfo {
+    pub rows: u32,
+    pub cols: u32,
+    pub w_offset: u32,
+    pub b_offset: u32,
+    /// Offset of the layer's `n_l × m` block in the Z and A buffers.
+    pub z_offset: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// The cost changes of the parameters asked for, and how long the GPU took.
+#[derive(Clone, Debug)]
+pub struct DeltaRun {
+    pub deltas: Vec<DeltaCost>,
+    pub gpu_seconds: Option<f64>,
+}
+
+/// Cost changes of `θ_i ± eps` for every `i` in `indices`, computed in `precision`.
+pub fn evaluate(
+    ctx: &GpuContext,
+    problem: &Problem,
+    eps: f64,
+    precision: Precision,
+    indices: &[usize],
+    chunk: Option<usize>,
+) -> Result<DeltaRun> {
+    if precision == Precision::F64 && !ctx.supports_f64() {
+        return Err(Error::Unsupported { adapter: ctx.summary().name.clone(), what: "f64 shaders (SHADER_F64); use --precision f32".into() });
+    }
+    if indices.is_empty() {
+        return Ok(DeltaRun { deltas: Vec::new(), gpu_seconds: None });
+    }
+    let net = problem.net();
+    let m = problem.examples();
+    ensure_problem_fits(ctx, problem, precision, OUTPUTS * indices.len())?;
+
+    // The unperturbed pass, in f64 on the host; the kernel sees it rounded to `precision`.
+    let base = forward(net, problem.x().view());
+    let last = net.layers().len() - 1;
+    let mut zs = Vec::new();
+    let mut acts = Vec::new();
+    let mut table = Vec::with_capacity(last + 1);
+    let mut offset = 0u32;
+    for (l, layer) in net.layers().iter().enumerate() {
+        let (rows, cols) = (layer.w.nrows() as u32, layer.w.ncols() as u32);
+        table.push(DeltaLayerInfo {
+            rows,
+            cols,
+            w_offset: offset,
+            b_offset: offset + rows * cols,
+            z_offset: zs.len() as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        });
+        offset += rows * cols + rows;
+        zs.extend(base.z[l].iter());
+        if l == last {
+            acts.extend(base.z[l].iter().map(|&z| sigmoid(z)));
+        } else {
+            acts.extend(base.a[l].iter());
+        }
+    }
+    super::buffers::ensure_fits(ctx, "the unperturbed activations", zs.len() as u64 * precision.size() as u64)?;
+
+    let size = precision.size() as u64;
+    let reduction = u64::from(WORKGROUP_SIZE) * 4 * size + 16;
+    let scratch = workgroup_scratch(ctx, precision, reduction) / 2 & !1;
+    let widths = net.widths();
+    let hidden = widths[1..widths.len() - 1].iter().copied().max().unwrap_or(1) as u32;
+    let tile = tile_size(ctx, scratch, 2 * hidden, m, precision)?;
+    let dense: usize = widths.windows(2).skip(1).map(|w| w[0] * w[1]).max().unwrap_or(0);
+    let work = m * (widths.iter().sum::<usize>() + dense);
+    let chunk = chunk.unwrap_or_else(|| default_chunk(indices.len(), work)).min(indices.len());
+    let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+
+    let (values, gpu_seconds) = ctx.scoped(|| {
+        let out = poisoned(ctx, "delta out", OUTPUTS * indices.len(), precision);
+        let buffers = [
+            storage(ctx, "layers", bytemuck::cast_slice(&table)),
+            storage(ctx, "theta", &encode(net.flatten(), precision)),
+            storage(ctx, "X", &encode(problem.x().iter().copied(), precision)),
+            storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
+            storage(ctx, "Z", &encode(zs.iter().copied(), precision)),
+            storage(ctx, "A", &encode(acts.iter().copied(), precision)),
+            storage(ctx, "indices", bytemuck::cast_slice(&index_words)),
+            storage(ctx, "eps", &encode([eps], precision)),
+        ];
+        let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
+        bound.push(&out);
+        let kernel = BoundKernel::new(ctx, DELTA, precision, &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)], &bound);
+        let template = KernelConfig { layers: net.layers().len() as u32, examples: m as u32, tile, ..Default::default() };
+        let gpu_seconds = kernel.run(ctx, template, indices.len(), chunk)?;
+        Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
+    })?;
+    let deltas = values
+        .chunks_exact(OUTPUTS)
+        .map(|v| DeltaCost { plus: v[0], minus: v[1], magnitude: v[2], kink: v[3] != 0.0 })
+        .collect();
+    Ok(DeltaRun { deltas, gpu_seconds })
+}

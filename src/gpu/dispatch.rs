@@ -1,0 +1,151 @@
+//! What every batched kernel shares: pipeline and bind group creation, the chunked
+//! dispatch loop with its per-chunk config and timestamps, and reading results back.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::buffers::{decode, map_read, staging};
+use super::shader::{compose, module, Kernel};
+use super::GpuContext;
+use crate::error::Result;
+use crate::options::Precision;
+
+/// Most dispatches (and timestamp pairs) one evaluation uses.
+pub(crate) const MAX_CHUNKS: usize = 4096;
+/// Workgroups per grid dimension (WebGPU's minimum limit).
+const GRID_DIM: u32 = 65535;
+/// `resolve_query_set` destination offsets must be multiples of this.
+const QUERY_STRIDE: u64 = 256;
+
+/// Mirror of `Config` in shaders/full.wgsl and shaders/delta.wgsl: one dispatch's slice
+/// of the work (workgroups `base .. base + count`) and the sizes of the problem.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct KernelConfig {
+    pub layers: u32,
+    pub examples: u32,
+    /// Examples per tile (their activations fit in workgroup memory).
+    pub tile: u32,
+    pub count: u32,
+    pub base: u32,
+    /// Workgroups along x (the grid is 2-D past 65535).
+    pub grid_x: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
+/// A compiled kernel bound to its buffers (binding 0 is the config, the rest in order).
+pub(crate) struct BoundKernel {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    config: wgpu::Buffer,
+}
+
+impl BoundKernel {
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        kernel: Kernel,
+        precision: Precision,
+        constants: &[(&str, u32)],
+        buffers: &[&wgpu::Buffer],
+    ) -> Self {
+        let shader = module(&ctx.device, kernel.name, &compose(kernel, precision, constants));
+        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name),
+            layout: None,
+            module: &shader,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let config = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("config"),
+            size: std::mem::size_of::<KernelConfig>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&config)
+            .chain(buffers.iter().copied())
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Self { pipeline, bind_group, config }
+    }
+
+    /// Dispatches `total` workgroups in chunks of `chunk`, one submit each, and returns the
+    /// summed GPU time in seconds where timestamp queries exist.
+    pub(crate) fn run(&self, ctx: &GpuContext, template: KernelConfig, total: usize, chunk: usize) -> Result<Option<f64>> {
+        let chunks = total.div_ceil(chunk);
+        let timing = (ctx.supports_timestamps() && chunks <= MAX_CHUNKS).then(|| {
+            let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps resolved"),
+                size: chunks as u64 * QUERY_STRIDE,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (queries, resolved)
+        });
+        for c in 0..chunks {
+            let base = c * chunk;
+            let count = chunk.min(total - base) as u32;
+            let grid_x = count.min(GRID_DIM);
+            let cfg = KernelConfig { count, base: base as u32, grid_x, ..template };
+            ctx.queue.write_buffer(&self.config, 0, bytemuck::bytes_of(&cfg));
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timing.as_ref().map(|(q, _)| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+                });
+                pass.set_pipeline(&self.pipeline);
+                pass.set_bind_group(0, &self.bind_group, &[]);
+                pass.dispatch_workgroups(grid_x, count.div_ceil(grid_x), 1);
+            }
+            if let Some((queries, resolved)) = &timing {
+                encoder.resolve_query_set(queries, 0..2, resolved, c as u64 * QUERY_STRIDE);
+            }
+            ctx.queue.submit([encoder.finish()]);
+        }
+        let Some((_, resolved)) = &timing else { return Ok(None) };
+        let bytes = read_bytes(ctx, resolved)?;
+        let stamps: Vec<u64> = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect();
+        let stride = (QUERY_STRIDE / 8) as usize;
+        let ticks: u64 = (0..chunks).map(|c| stamps[c * stride + 1].saturating_sub(stamps[c * stride])).sum();
+        Ok(Some(ticks as f64 * f64::from(ctx.queue.get_timestamp_period()) * 1e-9))
+    }
+}
+
+/// Copies `buffer` to the host.
+pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+    let staged = staging(ctx, "read-back", buffer.size());
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staged, 0, buffer.size());
+    ctx.queue.submit([encoder.finish()]);
+    map_read(ctx, &staged)
+}
+
+/// Copies a buffer of `precision` scalars to the host as f64.
+pub(crate) fn read_reals(ctx: &GpuContext, buffer: &wgpu::Buffer, precision: Precision) -> Result<Vec<f64>> {
+    Ok(decode(&read_bytes(ctx, buffer)?, precision))
+}
+
+/// Workgroup memory left for activations once a `reduction` array of WG scalars is taken,
+/// in scalars of `precision`, rounded down to even (two halves).
+pub(crate) fn workgroup_scratch(ctx: &GpuContext, precision: Precision, reduction: u64) -> u32 {
+    let size = precision.size() as u64;
+    let bytes = u64::from(ctx.limits.max_compute_workgroup_storage_size).saturating_sub(reduction);
+    (bytes / size) as u32 & !1
+}
