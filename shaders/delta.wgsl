@@ -50,18 +50,18 @@ var<workgroup> dact: array<vec2<Real>, DSCRATCH>;
 var<workgroup> partial: array<vec4<Real>, WG>;
 var<workgroup> kinked: atomic<u32>;
 
-// relu(z + d) - relu(z) for both lanes; .y of the result flags a kink crossing.
+// relu(z + d) - relu(z) for both lanes, flagging a crossing of the kink at 0. On the same
+// side it is d or 0 exactly: (z + d) - z would cancel away d's digits when |d| << |z|.
 fn relu_change(z: Real, d: vec2<Real>, crossed: ptr<function, bool>) -> vec2<Real> {
     let moved = vec2<Real>(z) + d;
     let zero = vec2<Real>(Real(0.0));
-    if (z > Real(0.0)) {
-        if (any(moved <= zero)) {
-            *crossed = true;
-        }
-    } else if (any(moved > zero)) {
+    let was_active = vec2<bool>(z > Real(0.0));
+    let crossing = (moved > zero) != was_active;
+    if (any(crossing)) {
         *crossed = true;
     }
-    return max(moved, zero) - vec2<Real>(max(z, Real(0.0)));
+    let same_side = select(zero, d, was_active);
+    return select(same_side, max(moved, zero) - vec2<Real>(max(z, Real(0.0))), crossing);
 }
 
 // Adds both lanes' cost-term changes at output unit r, example k, to acc (and magnitudes).
@@ -90,11 +90,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let w = cfg.base + local_w;
-    let q = indices[w];
     if (lid == 0u) {
         atomicStore(&kinked, 0u);
     }
     workgroupBarrier();
+    let q = indices[w];
 
     // Which layer, row and column q perturbs.
     var p = 0u;

@@ -1,7 +1,8 @@
 // Scalar functions the kernels need, built from + - * /, floor, ldexp and select only.
 // WGSL's own f64 exp/log pass naga but emit invalid SPIR-V on Vulkan (gfx-rs/wgpu#6087),
 // and lavapipe's f32 exp/log are not correctly rounded, so one polynomial serves both
-// precisions. `Real` (f32 or f64) is aliased by the host before this file.
+// precisions. `Real` (f32 or f64) and REAL_EPSILON (its unit round-off / 2) are defined by
+// the host before this file.
 
 // ln 2 = LN2_A + LN2_B, LN2_A with 16 significant bits so that k * LN2_A is exact.
 const LN2_A: Real = 0.693145751953125;
@@ -43,24 +44,37 @@ fn softplus(z: Real) -> Real {
     return max(z, Real(0.0)) + log1p_unit(exp_real(-abs(z)));
 }
 
-// e^d - 1 for |d| < 1 by its Taylor series to degree 20 (truncation < 2e-19).
+// e^d - 1 for |d| < 1 by its Taylor series, summed until the terms stop mattering
+// (REAL_EPSILON, prepended by the host): a step of 1e-5 needs 3 terms in f32, not 20.
 fn expm1_small(d: Real) -> Real {
-    var p = Real(1.0);
-    for (var i = 20; i >= 2; i--) {
-        p = Real(1.0) + p * d / Real(i);
+    var term = d;
+    var sum = d;
+    for (var i = 2; i <= 20; i++) {
+        term *= d / Real(i);
+        sum += term;
+        if (abs(term) <= REAL_EPSILON * abs(sum)) {
+            break;
+        }
     }
-    return d * p;
+    return sum;
 }
 
-// log(1 + v) for v in [-0.64, 1.72]: 2 atanh(s), s = v / (2 + v), |s| < 0.47, to s^57.
+// log(1 + v) for v in [-0.64, 1.72]: 2 atanh(s), s = v / (2 + v), |s| < 0.47, summed until
+// the terms stop mattering (at most to s^57).
 fn log1p_mid(v: Real) -> Real {
     let s = v / (Real(2.0) + v);
     let s2 = s * s;
-    var sum = Real(0.0);
-    for (var n = 57; n >= 3; n -= 2) {
-        sum = (sum + Real(1.0) / Real(n)) * s2;
+    var power = s;
+    var sum = s;
+    for (var n = 3; n <= 57; n += 2) {
+        power *= s2;
+        let term = power / Real(n);
+        sum += term;
+        if (abs(term) <= REAL_EPSILON * abs(sum)) {
+            break;
+        }
     }
-    return Real(2.0) * s * (Real(1.0) + sum);
+    return Real(2.0) * sum;
 }
 
 // softplus(z + d) - softplus(z) - y d without cancellation: log1p(sigma expm1(d)) - y d,

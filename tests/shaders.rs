@@ -7,7 +7,7 @@ use gradcheck::gpu::full::{FullConfig, LayerInfo};
 use gradcheck::gpu::shader::{compose, KERNELS, MATH};
 use gradcheck::options::Precision;
 
-const CONSTANTS: [(&str, u32); 2] = [("WG", 64), ("SCRATCH", 4096)];
+const CONSTANTS: [(&str, u32); 3] = [("WG", 64), ("SCRATCH", 4096), ("DSCRATCH", 2048)];
 
 fn validate(wgsl: &str) -> naga::Module {
     let module = naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));

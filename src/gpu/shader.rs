@@ -25,7 +25,11 @@ pub const KERNELS: [Kernel; 3] = [FULL, DELTA, MATH_PROBE];
 
 /// The complete WGSL of `kernel` in `precision`, with `constants` (`const NAME: u32 = V;`).
 pub fn compose(kernel: Kernel, precision: Precision, constants: &[(&str, u32)]) -> String {
-    let mut text = format!("alias Real = {};\n", precision.as_str());
+    let mut text = format!(
+        "alias Real = {};\nconst REAL_EPSILON: Real = {:e};\n",
+        precision.as_str(),
+        precision.unit_roundoff() / 2.0
+    );
     for (name, value) in constants {
         text.push_str(&format!("const {name}: u32 = {value}u;\n"));
     }
