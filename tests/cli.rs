@@ -87,7 +87,7 @@ fn json_report_has_the_documented_fields() {
     assert_eq!(json["verdict"], "fail");
     assert_eq!(json["params"], 47);
     assert_eq!(json["precision"], "f64");
-    assert_eq!(json["method"], "full");
+    assert_eq!(json["method"], "delta");
     assert_eq!(json["device"], "cpu");
     assert!(json["eps"].as_f64().unwrap() > 0.0);
     assert!((json["difference"].as_f64().unwrap() - 0.2850931).abs() < 1e-6);

@@ -3,8 +3,10 @@
 
 use std::mem::{offset_of, size_of};
 
-use gradcheck::gpu::full::{FullConfig, LayerInfo};
-use gradcheck::gpu::shader::{compose, KERNELS, MATH};
+use gradcheck::gpu::delta::DeltaLayerInfo;
+use gradcheck::gpu::full::LayerInfo;
+use gradcheck::gpu::shader::{compose, DELTA, FULL, KERNELS, MATH};
+use gradcheck::gpu::KernelConfig;
 use gradcheck::options::Precision;
 
 const CONSTANTS: [(&str, u32); 3] = [("WG", 64), ("SCRATCH", 4096), ("DSCRATCH", 2048)];
@@ -54,32 +56,50 @@ fn layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
     }
 }
 
+/// Asserts that struct `name` in `module` has exactly `members` (name, Rust offset) and
+/// the Rust size.
+fn assert_mirror(module: &naga::Module, name: &str, members: &[(&str, usize)], size: usize) {
+    let (actual, span) = layout(module, name);
+    let expected: Vec<(String, u32)> = members.iter().map(|(n, o)| (n.to_string(), *o as u32)).collect();
+    assert_eq!(actual, expected, "{name}");
+    assert_eq!(span as usize, size, "{name} size");
+}
+
 #[test]
 fn rust_mirrors_match_the_shader_structs() {
+    let config = [
+        ("layers", offset_of!(KernelConfig, layers)),
+        ("examples", offset_of!(KernelConfig, examples)),
+        ("tile", offset_of!(KernelConfig, tile)),
+        ("count", offset_of!(KernelConfig, count)),
+        ("base", offset_of!(KernelConfig, base)),
+        ("grid_x", offset_of!(KernelConfig, grid_x)),
+        ("_pad0", offset_of!(KernelConfig, _pad0)),
+        ("_pad1", offset_of!(KernelConfig, _pad1)),
+    ];
     for precision in [Precision::F32, Precision::F64] {
-        let module = validate(&compose(gradcheck::gpu::shader::FULL, precision, &CONSTANTS));
-        let (members, span) = layout(&module, "LayerInfo");
-        let expected = [
+        let full = validate(&compose(FULL, precision, &CONSTANTS));
+        assert_mirror(&full, "Config", &config, size_of::<KernelConfig>());
+        let layer = [
             ("rows", offset_of!(LayerInfo, rows)),
             ("cols", offset_of!(LayerInfo, cols)),
             ("w_offset", offset_of!(LayerInfo, w_offset)),
             ("b_offset", offset_of!(LayerInfo, b_offset)),
         ];
-        assert_eq!(members, expected.map(|(n, o)| (n.to_string(), o as u32)));
-        assert_eq!(span as usize, size_of::<LayerInfo>());
+        assert_mirror(&full, "LayerInfo", &layer, size_of::<LayerInfo>());
 
-        let (members, span) = layout(&module, "FullConfig");
-        let expected = [
-            ("layers", offset_of!(FullConfig, layers)),
-            ("examples", offset_of!(FullConfig, examples)),
-            ("tile", offset_of!(FullConfig, tile)),
-            ("count", offset_of!(FullConfig, count)),
-            ("base", offset_of!(FullConfig, base)),
-            ("grid_x", offset_of!(FullConfig, grid_x)),
-            ("_pad0", offset_of!(FullConfig, _pad0)),
-            ("_pad1", offset_of!(FullConfig, _pad1)),
+        let delta = validate(&compose(DELTA, precision, &CONSTANTS));
+        assert_mirror(&delta, "Config", &config, size_of::<KernelConfig>());
+        let layer = [
+            ("rows", offset_of!(DeltaLayerInfo, rows)),
+            ("cols", offset_of!(DeltaLayerInfo, cols)),
+            ("w_offset", offset_of!(DeltaLayerInfo, w_offset)),
+            ("b_offset", offset_of!(DeltaLayerInfo, b_offset)),
+            ("z_offset", offset_of!(DeltaLayerInfo, z_offset)),
+            ("_pad0", offset_of!(DeltaLayerInfo, _pad0)),
+            ("_pad1", offset_of!(DeltaLayerInfo, _pad1)),
+            ("_pad2", offset_of!(DeltaLayerInfo, _pad2)),
         ];
-        assert_eq!(members, expected.map(|(n, o)| (n.to_string(), o as u32)));
-        assert_eq!(span as usize, size_of::<FullConfig>());
+        assert_mirror(&delta, "LayerInfo", &layer, size_of::<DeltaLayerInfo>());
     }
 }
