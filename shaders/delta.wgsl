@@ -6,7 +6,7 @@
 // cancellation (math.wgsl: cost_term_change).
 //
 // Prepended by the host: `alias Real`, WG (a power of two) and DSCRATCH (vec2 entries of
-// workgroup memory for the activation changes). Then math.wgsl.
+// workgroup memory for the activation changes). Then math.wgsl and config.wgsl.
 
 struct LayerInfo {
     rows: u32,
@@ -20,16 +20,6 @@ struct LayerInfo {
     _pad2: u32,
 }
 
-struct Config {
-    layers: u32,
-    examples: u32,
-    tile: u32,
-    count: u32,
-    base: u32,
-    grid_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;

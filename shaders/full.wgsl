@@ -4,7 +4,7 @@
 // (w + d) a = w a + d a on the one row it touches, so theta is never copied.
 //
 // Prepended by the host: `alias Real`, WG (threads per workgroup, a power of two) and
-// SCRATCH (workgroup-memory activations, in Reals). Then math.wgsl.
+// SCRATCH (workgroup-memory activations, in Reals). Then math.wgsl and config.wgsl.
 //
 // Perturbation p (global) = 2 i + s: s = 0 is theta_i + eps, s = 1 is theta_i - eps.
 
@@ -15,19 +15,6 @@ struct LayerInfo {
     b_offset: u32,
 }
 
-struct Config {
-    layers: u32,
-    examples: u32,
-    // Examples per tile: the activations of `tile` examples fit in SCRATCH / 2.
-    tile: u32,
-    // Perturbations in this dispatch, and the global index of the first.
-    count: u32,
-    base: u32,
-    // Workgroups along x in this dispatch (the grid is 2-D past 65535).
-    grid_x: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
@@ -43,6 +30,17 @@ struct Config {
 // Two halves: the activations going into the current layer and those coming out.
 var<workgroup> act: array<Real, SCRATCH>;
 var<workgroup> partial: array<Real, WG>;
+
+// Input c of layer l for the four examples k0 + tt: X for the first layer, else the
+// activations of the previous layer in workgroup memory (at in_base).
+fn inputs4(l: u32, c: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real> {
+    if (l == 0u) {
+        let row = c * cfg.examples + k0;
+        return vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
+    }
+    let row = in_base + c * cfg.tile;
+    return vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -89,14 +87,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 var z3 = vec4<Real>(theta[info.b_offset + rr.w]);
                 let w0 = info.w_offset + rr * info.cols;
                 for (var c = 0u; c < info.cols; c++) {
-                    var a: vec4<Real>;
-                    if (l == 0u) {
-                        let row = c * m + k0;
-                        a = vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
-                    } else {
-                        let row = in_base + c * tile;
-                        a = vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
-                    }
+                    let a = inputs4(l, c, k0, in_base, tt);
                     z0 += theta[w0.x + c] * a;
                     z1 += theta[w0.y + c] * a;
                     z2 += theta[w0.z + c] * a;
@@ -110,15 +101,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     }
                     var zr = zs[i];
                     if (r == hit_row) {
-                        var a_hit: vec4<Real>;
-                        if (l == 0u) {
-                            let row = hit_col * m + k0;
-                            a_hit = vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
-                        } else {
-                            let row = in_base + hit_col * tile;
-                            a_hit = vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
-                        }
-                        zr += delta * a_hit;
+                        zr += delta * inputs4(l, hit_col, k0, in_base, tt);
                     }
                     if (r == hit_bias) {
                         zr += vec4<Real>(delta);

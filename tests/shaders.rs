@@ -5,7 +5,7 @@ use std::mem::{offset_of, size_of};
 
 use gradcheck::gpu::delta::DeltaLayerInfo;
 use gradcheck::gpu::full::LayerInfo;
-use gradcheck::gpu::shader::{compose, DELTA, FULL, KERNELS, MATH};
+use gradcheck::gpu::shader::{compose, CONFIG, DELTA, FULL, KERNELS, MATH};
 use gradcheck::gpu::KernelConfig;
 use gradcheck::options::Precision;
 
@@ -37,12 +37,12 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let known = text == MATH || KERNELS.iter().any(|k| k.source == text);
+            let known = text == MATH || text == CONFIG || KERNELS.iter().any(|k| k.source == text);
             assert!(known, "{} is not compiled or validated by anything", path.display());
             seen += 1;
         }
     }
-    assert_eq!(seen, KERNELS.len() + 1);
+    assert_eq!(seen, KERNELS.len() + 2);
 }
 
 /// `(member name, offset)` of struct `name` in `module`, and its size.

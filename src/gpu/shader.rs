@@ -6,6 +6,9 @@ use crate::options::Precision;
 /// The shared scalar functions (exp, log1p, softplus) every kernel may call.
 pub const MATH: &str = include_str!("../../shaders/math.wgsl");
 
+/// The per-dispatch `Config` struct the batched kernels share.
+pub const CONFIG: &str = include_str!("../../shaders/config.wgsl");
+
 /// A kernel with an entry point `main`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernel {
@@ -33,8 +36,10 @@ pub fn compose(kernel: Kernel, precision: Precision, constants: &[(&str, u32)]) 
     for (name, value) in constants {
         text.push_str(&format!("const {name}: u32 = {value}u;\n"));
     }
-    text.push_str(MATH);
-    text.push('\n');
+    for shared in [MATH, CONFIG] {
+        text.push_str(shared);
+        text.push('\n');
+    }
     text.push_str(kernel.source);
     text
 }
