@@ -271,3 +271,26 @@ fn unknown_adapters_and_missing_f64_are_clear_errors() {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[test]
+fn gpu_reports_name_the_adapter_and_gpu_time_and_oversized_layers_are_refused() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = gradcheck().args(["check", "--device", "gpu", "--precision", "f32", "--json", "-"]).assert().code(0);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["device"], "gpu");
+    assert!(!json["adapter"]["name"].as_str().unwrap().is_empty());
+    assert!(json["timing"]["gpu_seconds"].as_f64().unwrap() > 0.0);
+
+    // A hidden layer whose activations cannot fit in workgroup memory, for both methods.
+    for method in ["full", "delta"] {
+        let out = gradcheck()
+            .args(["check", "--device", "gpu", "--precision", "f32", "--method", method])
+            .args(["--layers", "2,50000,1", "--examples", "2"])
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+        assert!(stderr.contains("too large for the GPU") && stderr.contains("workgroup memory"), "{method}: {stderr}");
+    }
+}
