@@ -2,7 +2,7 @@
 //! change a perturbation makes, exactly through every ReLU, and compute the cost change
 //! without cancellation. The f64 reference for the GPU's delta kernel.
 
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
 use super::forward::{forward, sigmoid, softplus, Activations};
@@ -68,50 +68,83 @@ pub fn locate(problem: &Problem, index: usize) -> (usize, usize, Option<usize>) 
     panic!("parameter index {index} out of range")
 }
 
-/// The cost change of `θ_index + step` (step may be negative).
-fn propagate(problem: &Problem, base: &BasePass, index: usize, step: f64) -> (f64, f64, bool) {
-    let net = problem.net();
-    let last = net.layers().len() - 1;
-    let m = problem.examples();
-    let (p, row, col) = locate(problem, index);
-    let input = if p == 0 { problem.x().view() } else { base.acts.a[p - 1].view() };
-    let dz_row: Array1<f64> = match col {
-        Some(j) => input.row(j).mapv(|a| step * a),
-        None => Array1::from_elem(m, step),
-    };
-    let mut kink = false;
-    // The change to Z at the current layer, as a dense matrix from layer p + 1 on.
-    let mut dz: Array2<f64>;
-    if p == last {
-        dz = Array2::zeros((net.output_width(), m));
-        dz.row_mut(row).assign(&dz_row);
-    } else {
-        let z_row = base.acts.z[p].row(row);
-        let da_row = Array1::from_iter(z_row.iter().zip(&dz_row).map(|(&z, &d)| {
-            let (change, crossed) = relu_change(z, d);
-            kink |= crossed;
-            change
-        }));
-        let w_col = net.layers()[p + 1].w.column(row);
-        dz = w_col.insert_axis(Axis(1)).dot(&da_row.insert_axis(Axis(0)));
-        let mut layer = p + 1;
-        while layer < last {
-            let da = ndarray::Zip::from(&base.acts.z[layer]).and(&dz).map_collect(|&z, &d| {
-                let (change, crossed) = relu_change(z, d);
-                kink |= crossed;
-                change
-            });
-            layer += 1;
-            dz = net.layers()[layer].w.dot(&da);
+/// Per-thread buffers for one example's change vectors; entry l belongs to layer l's output.
+struct Scratch {
+    dz: Vec<Array1<f64>>,
+    da: Vec<Array1<f64>>,
+}
+
+impl Scratch {
+    fn new(problem: &Problem) -> Self {
+        let widths = problem.net().widths();
+        Self {
+            dz: widths[1..].iter().map(|&n| Array1::zeros(n)).collect(),
+            da: widths[1..].iter().map(|&n| Array1::zeros(n)).collect(),
         }
     }
-    let (mut total, mut magnitude) = (0.0, 0.0);
-    for ((&d, &z), (&s, &y)) in dz.iter().zip(&base.acts.z[last]).zip(base.sigma.iter().zip(problem.y())) {
-        let term = cost_term_change(z, s, y, d);
+}
+
+/// The cost change of `θ_index + step` (step may be negative), example by example: one
+/// entry changes at layer p, a column of W at p + 1, dense vectors beyond. Examples where
+/// the change dies at a ReLU cost nothing further.
+fn propagate(problem: &Problem, base: &BasePass, index: usize, step: f64, scratch: &mut Scratch) -> (f64, f64, bool) {
+    let net = problem.net();
+    let last = net.layers().len() - 1;
+    let (p, row, col) = locate(problem, index);
+    let z_out = &base.acts.z[last];
+    let (mut total, mut magnitude, mut kink) = (0.0, 0.0, false);
+    let mut add_cost = |o: usize, k: usize, d: f64| {
+        let y = problem.y()[[o, k]];
+        let term = cost_term_change(z_out[[o, k]], base.sigma[[o, k]], y, d);
         total += term;
         magnitude += term.abs() + (y * d).abs();
+    };
+    for k in 0..problem.examples() {
+        let d = match col {
+            Some(j) if p == 0 => step * problem.x()[[j, k]],
+            Some(j) => step * base.acts.a[p - 1][[j, k]],
+            None => step,
+        };
+        if d == 0.0 {
+            continue;
+        }
+        if p == last {
+            add_cost(row, k, d);
+            continue;
+        }
+        let (da, crossed) = relu_change(base.acts.z[p][[row, k]], d);
+        kink |= crossed;
+        if da == 0.0 {
+            continue;
+        }
+        // Layer p + 1: the column W_(p+1)[:, row] times the one changed activation.
+        let mut layer = p + 1;
+        let dz = &mut scratch.dz[layer];
+        dz.assign(&net.layers()[layer].w.column(row));
+        *dz *= da;
+        while layer < last {
+            let (dz_all, da_all) = (&mut scratch.dz, &mut scratch.da);
+            let z = base.acts.z[layer].column(k);
+            for ((a, &dzr), &zr) in da_all[layer].iter_mut().zip(dz_all[layer].iter()).zip(z.iter()) {
+                let (change, crossed) = relu_change(zr, dzr);
+                kink |= crossed;
+                *a = change;
+            }
+            ndarray::linalg::general_mat_vec_mul(
+                1.0,
+                &net.layers()[layer + 1].w,
+                &da_all[layer],
+                0.0,
+                &mut dz_all[layer + 1],
+            );
+            layer += 1;
+        }
+        for (o, &d) in scratch.dz[last].iter().enumerate() {
+            add_cost(o, k, d);
+        }
     }
-    (total / m as f64, magnitude / m as f64, kink)
+    let m = problem.examples() as f64;
+    (total / m, magnitude / m, kink)
 }
 
 /// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores.
@@ -119,9 +152,11 @@ pub fn delta_costs(problem: &Problem, eps: f64, indices: &[usize]) -> Vec<DeltaC
     let base = BasePass::new(problem);
     indices
         .par_iter()
-        .map(|&i| {
-            let (plus, mag_plus, kink_plus) = propagate(problem, &base, i, eps);
-            let (minus, mag_minus, kink_minus) = propagate(problem, &base, i, -eps);
+        .map_init(
+            || Scratch::new(problem),
+            |scratch, &i| {
+            let (plus, mag_plus, kink_plus) = propagate(problem, &base, i, eps, scratch);
+            let (minus, mag_minus, kink_minus) = propagate(problem, &base, i, -eps, scratch);
             DeltaCost { plus, minus, magnitude: mag_plus + mag_minus, kink: kink_plus || kink_minus }
         })
         .collect()
