@@ -1,4 +1,5 @@
-// The per-dispatch configuration every batched kernel reads (Rust mirror: KernelConfig).
+// What every batched kernel reads: the per-dispatch configuration (Rust mirror:
+// KernelConfig) and one LayerInfo per layer (Rust mirror: LayerInfo).
 struct Config {
     layers: u32,
     examples: u32,
@@ -11,4 +12,17 @@ struct Config {
     grid_x: u32,
     _pad0: u32,
     _pad1: u32,
+}
+
+struct LayerInfo {
+    rows: u32,
+    cols: u32,
+    // Flat offsets of W_l and b_l in theta.
+    w_offset: u32,
+    b_offset: u32,
+    // Offset of this layer's n_l x m block in the unperturbed Z and A (delta method).
+    z_offset: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }

@@ -8,17 +8,6 @@
 // Prepended by the host: `alias Real`, WG (a power of two) and DSCRATCH (vec2 entries of
 // workgroup memory for the activation changes). Then math.wgsl and config.wgsl.
 
-struct LayerInfo {
-    rows: u32,
-    cols: u32,
-    w_offset: u32,
-    b_offset: u32,
-    // Offset of this layer's n_l x m block in `zs` and `acts`.
-    z_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
 
 
 @group(0) @binding(0) var<uniform> cfg: Config;

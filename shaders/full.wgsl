@@ -8,12 +8,6 @@
 //
 // Perturbation p (global) = 2 i + s: s = 0 is theta_i + eps, s = 1 is theta_i - eps.
 
-struct LayerInfo {
-    rows: u32,
-    cols: u32,
-    w_offset: u32,
-    b_offset: u32,
-}
 
 
 @group(0) @binding(0) var<uniform> cfg: Config;

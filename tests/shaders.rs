@@ -3,10 +3,8 @@
 
 use std::mem::{offset_of, size_of};
 
-use gradcheck::gpu::delta::DeltaLayerInfo;
-use gradcheck::gpu::full::LayerInfo;
 use gradcheck::gpu::shader::{compose, CONFIG, DELTA, FULL, KERNELS, MATH};
-use gradcheck::gpu::KernelConfig;
+use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 
 const CONSTANTS: [(&str, u32); 3] = [("WG", 64), ("SCRATCH", 4096), ("DSCRATCH", 2048)];
@@ -77,29 +75,21 @@ fn rust_mirrors_match_the_shader_structs() {
         ("_pad0", offset_of!(KernelConfig, _pad0)),
         ("_pad1", offset_of!(KernelConfig, _pad1)),
     ];
-    for precision in [Precision::F32, Precision::F64] {
-        let full = validate(&compose(FULL, precision, &CONSTANTS));
-        assert_mirror(&full, "Config", &config, size_of::<KernelConfig>());
-        let layer = [
-            ("rows", offset_of!(LayerInfo, rows)),
-            ("cols", offset_of!(LayerInfo, cols)),
-            ("w_offset", offset_of!(LayerInfo, w_offset)),
-            ("b_offset", offset_of!(LayerInfo, b_offset)),
-        ];
-        assert_mirror(&full, "LayerInfo", &layer, size_of::<LayerInfo>());
-
-        let delta = validate(&compose(DELTA, precision, &CONSTANTS));
-        assert_mirror(&delta, "Config", &config, size_of::<KernelConfig>());
-        let layer = [
-            ("rows", offset_of!(DeltaLayerInfo, rows)),
-            ("cols", offset_of!(DeltaLayerInfo, cols)),
-            ("w_offset", offset_of!(DeltaLayerInfo, w_offset)),
-            ("b_offset", offset_of!(DeltaLayerInfo, b_offset)),
-            ("z_offset", offset_of!(DeltaLayerInfo, z_offset)),
-            ("_pad0", offset_of!(DeltaLayerInfo, _pad0)),
-            ("_pad1", offset_of!(DeltaLayerInfo, _pad1)),
-            ("_pad2", offset_of!(DeltaLayerInfo, _pad2)),
-        ];
-        assert_mirror(&delta, "LayerInfo", &layer, size_of::<DeltaLayerInfo>());
+    let layer = [
+        ("rows", offset_of!(LayerInfo, rows)),
+        ("cols", offset_of!(LayerInfo, cols)),
+        ("w_offset", offset_of!(LayerInfo, w_offset)),
+        ("b_offset", offset_of!(LayerInfo, b_offset)),
+        ("z_offset", offset_of!(LayerInfo, z_offset)),
+        ("_pad0", offset_of!(LayerInfo, _pad0)),
+        ("_pad1", offset_of!(LayerInfo, _pad1)),
+        ("_pad2", offset_of!(LayerInfo, _pad2)),
+    ];
+    for kernel in [FULL, DELTA] {
+        for precision in [Precision::F32, Precision::F64] {
+            let module = validate(&compose(kernel, precision, &CONSTANTS));
+            assert_mirror(&module, "Config", &config, size_of::<KernelConfig>());
+            assert_mirror(&module, "LayerInfo", &layer, size_of::<LayerInfo>());
+        }
     }
 }

@@ -1,10 +1,8 @@
 //! The delta method on the GPU: one workgroup per parameter, both signs at once,
 //! propagating only the change from a precomputed unperturbed pass.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::buffers::{encode, poisoned, storage};
-use super::dispatch::{read_reals, workgroup_scratch, BoundKernel, KernelConfig};
+use super::dispatch::{layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig};
 use super::full::{default_chunk, ensure_problem_fits, tile_size};
 use super::shader::DELTA;
 use super::GpuContext;
@@ -18,21 +16,6 @@ use crate::problem::Problem;
 pub const WORKGROUP_SIZE: u32 = 64;
 /// Results per parameter: dJ₊, dJ₋, magnitude, kink.
 const OUTPUTS: usize = 4;
-
-/// Mirror of `LayerInfo` in shaders/delta.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-pub struct DeltaLayerInfo {
-    pub rows: u32,
-    pub cols: u32,
-    pub w_offset: u32,
-    pub b_offset: u32,
-    /// Offset of the layer's `n_l × m` block in the Z and A buffers.
-    pub z_offset: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
-}
 
 /// The cost changes of the parameters asked for, and how long the GPU took.
 #[derive(Clone, Debug)]
@@ -63,26 +46,13 @@ pub fn evaluate(
     // The unperturbed pass, in f64 on the host; the kernel sees it rounded to `precision`.
     let base = forward(net, problem.x().view());
     let last = net.layers().len() - 1;
+    let table = layer_table(problem);
     let mut zs = Vec::new();
     let mut acts = Vec::new();
-    let mut table = Vec::with_capacity(last + 1);
-    let mut offset = 0u32;
-    for (l, layer) in net.layers().iter().enumerate() {
-        let (rows, cols) = (layer.w.nrows() as u32, layer.w.ncols() as u32);
-        table.push(DeltaLayerInfo {
-            rows,
-            cols,
-            w_offset: offset,
-            b_offset: offset + rows * cols,
-            z_offset: zs.len() as u32,
-            _pad0: 0,
-            _pad1: 0,
-            _pad2: 0,
-        });
-        offset += rows * cols + rows;
-        zs.extend(base.z[l].iter());
+    for (l, z) in base.z.iter().enumerate() {
+        zs.extend(z.iter());
         if l == last {
-            acts.extend(base.z[l].iter().map(|&z| sigmoid(z)));
+            acts.extend(z.iter().map(|&z| sigmoid(z)));
         } else {
             acts.extend(base.a[l].iter());
         }

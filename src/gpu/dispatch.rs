@@ -8,6 +8,7 @@ use super::shader::{compose, module, Kernel};
 use super::GpuContext;
 use crate::error::Result;
 use crate::options::Precision;
+use crate::problem::Problem;
 
 /// Most dispatches (and timestamp pairs) one evaluation uses.
 pub(crate) const MAX_CHUNKS: usize = 4096;
@@ -31,6 +32,48 @@ pub struct KernelConfig {
     pub grid_x: u32,
     pub _pad0: u32,
     pub _pad1: u32,
+}
+
+/// Mirror of `LayerInfo` in shaders/config.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct LayerInfo {
+    pub rows: u32,
+    pub cols: u32,
+    pub w_offset: u32,
+    pub b_offset: u32,
+    /// Offset of the layer's `n_l × m` block in the unperturbed Z and A buffers.
+    pub z_offset: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
+/// The layer table the kernels walk.
+pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
+    let m = problem.examples() as u32;
+    let (mut offset, mut z_offset) = (0u32, 0u32);
+    problem
+        .net()
+        .layers()
+        .iter()
+        .map(|layer| {
+            let (rows, cols) = (layer.w.nrows() as u32, layer.w.ncols() as u32);
+            let info = LayerInfo {
+                rows,
+                cols,
+                w_offset: offset,
+                b_offset: offset + rows * cols,
+                z_offset,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            };
+            offset += rows * cols + rows;
+            z_offset += rows * m;
+            info
+        })
+        .collect()
 }
 
 /// A compiled kernel bound to its buffers (binding 0 is the config, the rest in order).

@@ -1,10 +1,8 @@
 //! The full method on the GPU: all 2N perturbed forward passes, one per workgroup, in
 //! chunks that respect the device's limits.
 
-use bytemuck::{Pod, Zeroable};
-
 use super::buffers::{encode, ensure_fits, poisoned, storage};
-use super::dispatch::{read_reals, workgroup_scratch, BoundKernel, KernelConfig, MAX_CHUNKS};
+use super::dispatch::{layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig, MAX_CHUNKS};
 use super::shader::FULL;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -18,16 +16,6 @@ pub const WORKGROUP_SIZE: u32 = 64;
 /// the ~0.1 ms submit cost on lavapipe, small enough to keep each dispatch short.
 pub(crate) const TARGET_CHUNK_WORK: usize = 1 << 27;
 
-/// Mirror of `LayerInfo` in shaders/full.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
-pub struct LayerInfo {
-    pub rows: u32,
-    pub cols: u32,
-    pub w_offset: u32,
-    pub b_offset: u32,
-}
-
 /// What a GPU evaluation returns besides the estimates.
 #[derive(Clone, Debug)]
 pub struct GpuRun {
@@ -36,22 +24,6 @@ pub struct GpuRun {
     pub gpu_seconds: Option<f64>,
     /// Number of dispatches.
     pub chunks: usize,
-}
-
-/// The layer table the kernel walks.
-pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
-    let mut offset = 0u32;
-    problem
-        .net()
-        .layers()
-        .iter()
-        .map(|layer| {
-            let (rows, cols) = (layer.w.nrows() as u32, layer.w.ncols() as u32);
-            let info = LayerInfo { rows, cols, w_offset: offset, b_offset: offset + rows * cols };
-            offset += rows * cols + rows;
-            info
-        })
-        .collect()
 }
 
 /// Default chunk: about [`TARGET_CHUNK_WORK`] multiply-adds of `work_per_item` each, at

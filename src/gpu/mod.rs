@@ -8,6 +8,6 @@ pub mod full;
 pub mod probe;
 pub mod shader;
 
-pub use dispatch::KernelConfig;
+pub use dispatch::{layer_table, KernelConfig, LayerInfo};
 
 pub use context::{list_adapters, AdapterSummary, GpuContext};
