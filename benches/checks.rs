@@ -31,26 +31,66 @@ fn main() {
     ];
     let ladder = if quick { &ladder[..2] } else { ladder };
     let cases = [
-        Case { device: DeviceChoice::Cpu, method: Method::Full, precision: Precision::F64, max_params: 20_000 },
-        Case { device: DeviceChoice::Gpu, method: Method::Full, precision: Precision::F32, max_params: 20_000 },
-        Case { device: DeviceChoice::Gpu, method: Method::Full, precision: Precision::F64, max_params: 20_000 },
-        Case { device: DeviceChoice::Cpu, method: Method::Delta, precision: Precision::F64, max_params: usize::MAX },
-        Case { device: DeviceChoice::Gpu, method: Method::Delta, precision: Precision::F32, max_params: usize::MAX },
-        Case { device: DeviceChoice::Gpu, method: Method::Delta, precision: Precision::F64, max_params: usize::MAX },
+        Case {
+            device: DeviceChoice::Cpu,
+            method: Method::Full,
+            precision: Precision::F64,
+            max_params: 20_000,
+        },
+        Case {
+            device: DeviceChoice::Gpu,
+            method: Method::Full,
+            precision: Precision::F32,
+            max_params: 20_000,
+        },
+        Case {
+            device: DeviceChoice::Gpu,
+            method: Method::Full,
+            precision: Precision::F64,
+            max_params: 20_000,
+        },
+        Case {
+            device: DeviceChoice::Cpu,
+            method: Method::Delta,
+            precision: Precision::F64,
+            max_params: usize::MAX,
+        },
+        Case {
+            device: DeviceChoice::Gpu,
+            method: Method::Delta,
+            precision: Precision::F32,
+            max_params: usize::MAX,
+        },
+        Case {
+            device: DeviceChoice::Gpu,
+            method: Method::Delta,
+            precision: Precision::F64,
+            max_params: usize::MAX,
+        },
     ];
     println!("| params | device | method | precision | wall s | GPU s | difference |");
     println!("|---:|---|---|---|---:|---:|---:|");
     for case in &cases {
-        let opts = CheckOptions { device: case.device, method: case.method, precision: case.precision, ..Default::default() };
+        let opts = CheckOptions {
+            device: case.device,
+            method: case.method,
+            precision: case.precision,
+            ..Default::default()
+        };
         let engine = match Engine::new(&opts) {
             Ok(engine) => engine,
             Err(e) => {
-                eprintln!("skipping {:?} {:?} {:?}: {e}", case.device, case.method, case.precision);
+                eprintln!(
+                    "skipping {:?} {:?} {:?}: {e}",
+                    case.device, case.method, case.precision
+                );
                 continue;
             }
         };
         for (widths, examples) in ladder {
-            let problem = NetworkSpec::new(widths.to_vec(), *examples, 7).unwrap().generate();
+            let problem = NetworkSpec::new(widths.to_vec(), *examples, 7)
+                .unwrap()
+                .generate();
             let params = problem.net().num_params();
             if params > case.max_params {
                 continue;
@@ -60,7 +100,8 @@ fn main() {
             for _ in 0..repeats {
                 let start = Instant::now();
                 let eval = engine.evaluate(&problem, &opts).expect("evaluation");
-                let report = judge("bench", &eval, &Gradients::Backprop(None), &opts).expect("judge");
+                let report =
+                    judge("bench", &eval, &Gradients::Backprop(None), &opts).expect("judge");
                 let wall = start.elapsed().as_secs_f64();
                 if best.is_none_or(|b| wall < b.0) {
                     best = Some((wall, report.timing.gpu_seconds, report.difference));

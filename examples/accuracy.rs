@@ -23,7 +23,10 @@ fn networks() -> Vec<gradcheck::problem::Problem> {
 }
 
 /// Median and maximum difference, and how many checks failed.
-fn measure(problems: &[gradcheck::problem::Problem], opts: &CheckOptions) -> anyhow::Result<(f64, f64, usize)> {
+fn measure(
+    problems: &[gradcheck::problem::Problem],
+    opts: &CheckOptions,
+) -> anyhow::Result<(f64, f64, usize)> {
     let engine = Engine::new(opts)?;
     let mut diffs = Vec::new();
     let mut failed = 0;
@@ -39,12 +42,22 @@ fn measure(problems: &[gradcheck::problem::Problem], opts: &CheckOptions) -> any
 
 fn main() -> anyhow::Result<()> {
     let problems = networks();
-    let base = CheckOptions { device: DeviceChoice::Auto, ..Default::default() };
-    println!("| method | precision | step | median difference | max difference | false alarms (of 24) |");
+    let base = CheckOptions {
+        device: DeviceChoice::Auto,
+        ..Default::default()
+    };
+    println!(
+        "| method | precision | step | median difference | max difference | false alarms (of 24) |"
+    );
     println!("|---|---|---|---:|---:|---:|");
     let mut best: Option<(f64, f64, f64, usize)> = None;
     for eps in [1e-2, 3e-3, 1e-3, 3e-4, 1e-4] {
-        let opts = CheckOptions { method: Method::Full, precision: Precision::F32, eps: Some(eps), ..base.clone() };
+        let opts = CheckOptions {
+            method: Method::Full,
+            precision: Precision::F32,
+            eps: Some(eps),
+            ..base.clone()
+        };
         let (median, max, failed) = measure(&problems, &opts)?;
         eprintln!("f32 full at {eps:e}: median {median:.2e}, max {max:.2e}, {failed} false alarms");
         if best.is_none_or(|b| median < b.1) {
@@ -53,10 +66,23 @@ fn main() -> anyhow::Result<()> {
     }
     let (eps, median, max, failed) = best.expect("steps tried");
     println!("| full | f32 | {eps:e} (best of 1e-2…1e-4) | {median:.2e} | {max:.2e} | {failed} |");
-    for (method, precision) in [(Method::Delta, Precision::F32), (Method::Full, Precision::F64), (Method::Delta, Precision::F64)] {
-        let opts = CheckOptions { method, precision, ..base.clone() };
+    for (method, precision) in [
+        (Method::Delta, Precision::F32),
+        (Method::Full, Precision::F64),
+        (Method::Delta, Precision::F64),
+    ] {
+        let opts = CheckOptions {
+            method,
+            precision,
+            ..base.clone()
+        };
         let (median, max, failed) = measure(&problems, &opts)?;
-        println!("| {} | {} | {:e} (default) | {median:.2e} | {max:.2e} | {failed} |", method.as_str(), precision.as_str(), opts.eps());
+        println!(
+            "| {} | {} | {:e} (default) | {median:.2e} | {max:.2e} | {failed} |",
+            method.as_str(),
+            precision.as_str(),
+            opts.eps()
+        );
     }
     Ok(())
 }

@@ -85,7 +85,13 @@ pub struct Comparison {
 /// fails when any of its coordinates does. So a bug in one small tensor fails the check
 /// even when the global difference stays under the threshold. Inconclusive coordinates
 /// (steps across a ReLU kink) are left out of every figure and verdict.
-pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f64, top: usize) -> Comparison {
+pub fn compare(
+    layout: &ParamLayout,
+    grad: &[f64],
+    est: &Estimates,
+    threshold: f64,
+    top: usize,
+) -> Comparison {
     assert_eq!(grad.len(), layout.len(), "gradient length");
     assert_eq!(est.len(), layout.len(), "estimate length");
     let approx = &est.gradapprox;
@@ -151,7 +157,11 @@ pub fn compare(layout: &ParamLayout, grad: &[f64], est: &Estimates, threshold: f
 }
 
 /// The `top` coordinates with the largest excess, worst first (ties by index), named.
-fn worst_coordinates(mut all: Vec<CoordinateCheck>, top: usize, layout: &ParamLayout) -> Vec<CoordinateCheck> {
+fn worst_coordinates(
+    mut all: Vec<CoordinateCheck>,
+    top: usize,
+    layout: &ParamLayout,
+) -> Vec<CoordinateCheck> {
     let by_excess = |a: &CoordinateCheck, b: &CoordinateCheck| {
         b.excess.total_cmp(&a.excess).then(a.index.cmp(&b.index))
     };
@@ -216,7 +226,13 @@ mod tests {
 
     fn estimates(approx: Vec<f64>) -> Estimates {
         let n = approx.len();
-        Estimates { j_plus: vec![1.0; n], j_minus: vec![1.0; n], gradapprox: approx, noise: vec![0.0; n], inconclusive: Vec::new() }
+        Estimates {
+            j_plus: vec![1.0; n],
+            j_minus: vec![1.0; n],
+            gradapprox: approx,
+            noise: vec![0.0; n],
+            inconclusive: Vec::new(),
+        }
     }
 
     #[test]
@@ -227,9 +243,18 @@ mod tests {
         let b2 = layout.tensor_named("b2").unwrap().offset;
         approx[b2] *= 1.0 + 1e-5;
         let cmp = compare(&layout, &grad, &estimates(approx), 2e-7, 3);
-        assert!(cmp.difference < 2e-7, "global difference {}", cmp.difference);
+        assert!(
+            cmp.difference < 2e-7,
+            "global difference {}",
+            cmp.difference
+        );
         assert_eq!(cmp.verdict, Verdict::Fail);
-        let failing: Vec<_> = cmp.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        let failing: Vec<_> = cmp
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .map(|t| t.name.as_str())
+            .collect();
         assert_eq!(failing, ["b2"]);
         assert_eq!(cmp.worst[0].name, "b2[0]");
         assert_eq!(cmp.failed_coordinates, 1);
@@ -241,7 +266,10 @@ mod tests {
         let grad = vec![0.5, 1e-12];
         let mut est = estimates(vec![0.5, 3e-12]);
         est.noise = vec![1e-12, 1e-11];
-        assert_eq!(compare(&layout, &grad, &est, 2e-7, 2).verdict, Verdict::Pass);
+        assert_eq!(
+            compare(&layout, &grad, &est, 2e-7, 2).verdict,
+            Verdict::Pass
+        );
         est.gradapprox[0] = 0.5 * (1.0 + 1e-6);
         let cmp = compare(&layout, &grad, &est, 2e-7, 2);
         assert_eq!(cmp.verdict, Verdict::Fail);
@@ -251,7 +279,13 @@ mod tests {
     #[test]
     fn nan_estimates_fail() {
         let layout = ParamLayout::for_widths(&[1, 1]);
-        let cmp = compare(&layout, &[1.0, 1.0], &estimates(vec![1.0, f64::NAN]), 2e-7, 2);
+        let cmp = compare(
+            &layout,
+            &[1.0, 1.0],
+            &estimates(vec![1.0, f64::NAN]),
+            2e-7,
+            2,
+        );
         assert_eq!(cmp.verdict, Verdict::Fail);
     }
 }

@@ -5,8 +5,7 @@ use std::time::Instant;
 use crate::check::compare;
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::cpu::delta::DeltaCost;
-use crate::estimate::Estimates;
+use crate::estimate::{DeltaCost, Estimates};
 
 /// A coordinate whose step crossed a ReLU kink is evaluated again with a step this many
 /// times smaller; the crossing then needs `|Z| < ε·|A|·1e-3`.
@@ -45,7 +44,10 @@ impl Engine {
             DeviceChoice::Auto => match GpuContext::new(opts.adapter.as_deref()) {
                 Ok(ctx) if opts.precision == Precision::F32 || ctx.supports_f64() => Some(ctx),
                 Ok(ctx) => {
-                    notices.push(format!("GPU '{}' has no f64 shaders; running on the CPU", ctx.summary().name));
+                    notices.push(format!(
+                        "GPU '{}' has no f64 shaders; running on the CPU",
+                        ctx.summary().name
+                    ));
                     None
                 }
                 Err(Error::NoAdapter(why)) => {
@@ -56,16 +58,25 @@ impl Engine {
             },
         };
         if gpu.is_none() && opts.precision == Precision::F32 {
-            return Err(Error::Option("f32 needs a GPU (the CPU path computes in f64)".into()));
+            return Err(Error::Option(
+                "f32 needs a GPU (the CPU path computes in f64)".into(),
+            ));
         }
         Ok(Self { gpu, notices })
     }
 
     /// Cost changes of `indices` by the delta method on this engine's device.
-    fn delta_costs(&self, problem: &Problem, eps: f64, indices: &[usize], opts: &CheckOptions) -> Result<(Vec<DeltaCost>, Option<f64>)> {
+    fn delta_costs(
+        &self,
+        problem: &Problem,
+        eps: f64,
+        indices: &[usize],
+        opts: &CheckOptions,
+    ) -> Result<(Vec<DeltaCost>, Option<f64>)> {
         match &self.gpu {
             Some(ctx) => {
-                let run = gpu::delta::evaluate(ctx, problem, eps, opts.precision, indices, opts.chunk)?;
+                let run =
+                    gpu::delta::evaluate(ctx, problem, eps, opts.precision, indices, opts.chunk)?;
                 Ok((run.deltas, run.gpu_seconds))
             }
             None => Ok((cpu::delta::delta_costs(problem, eps, indices), None)),
@@ -75,7 +86,12 @@ impl Engine {
     /// The delta method over every coordinate; those whose step crossed a ReLU kink are
     /// evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller, and the ones that
     /// still cross stay flagged (inconclusive).
-    fn delta_with_kink_recheck(&self, problem: &Problem, eps: f64, opts: &CheckOptions) -> Result<(Estimates, Option<f64>)> {
+    fn delta_with_kink_recheck(
+        &self,
+        problem: &Problem,
+        eps: f64,
+        opts: &CheckOptions,
+    ) -> Result<(Estimates, Option<f64>)> {
         let all: Vec<usize> = (0..problem.net().num_params()).collect();
         let (mut deltas, mut gpu_seconds) = self.delta_costs(problem, eps, &all, opts)?;
         let mut steps = vec![eps; all.len()];
@@ -118,7 +134,10 @@ impl Engine {
                     let run = gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk)?;
                     (run.estimates, run.gpu_seconds)
                 }
-                None => (cpu::finite_diff::central_differences(&seen, eps, Precision::F64), None),
+                None => (
+                    cpu::finite_diff::central_differences(&seen, eps, Precision::F64),
+                    None,
+                ),
             },
             Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts)?,
         };
@@ -197,7 +216,12 @@ impl Gradients {
 }
 
 /// Judges `gradients` against an evaluation and builds the report.
-pub fn judge(title: &str, eval: &Evaluation, gradients: &Gradients, opts: &CheckOptions) -> Result<Report> {
+pub fn judge(
+    title: &str,
+    eval: &Evaluation,
+    gradients: &Gradients,
+    opts: &CheckOptions,
+) -> Result<Report> {
     let start = Instant::now();
     let grad = gradients.resolve(&eval.problem)?;
     crate::problem::ensure_finite("the gradients", grad.iter())?;
@@ -216,7 +240,11 @@ pub fn judge(title: &str, eval: &Evaluation, gradients: &Gradients, opts: &Check
         widths: eval.problem.net().widths(),
         examples: eval.problem.examples(),
         params: layout.len(),
-        cost: cpu::forward::cost(eval.problem.net(), eval.problem.x().view(), eval.problem.y().view()),
+        cost: cpu::forward::cost(
+            eval.problem.net(),
+            eval.problem.x().view(),
+            eval.problem.y().view(),
+        ),
         eps: eval.eps,
         precision: eval.precision,
         method: eval.method,
@@ -231,6 +259,9 @@ pub fn judge(title: &str, eval: &Evaluation, gradients: &Gradients, opts: &Check
         tensors: comparison.tensors,
         worst: comparison.worst,
         warnings,
-        timing: Timing { seconds: eval.seconds + start.elapsed().as_secs_f64(), gpu_seconds: eval.gpu_seconds },
+        timing: Timing {
+            seconds: eval.seconds + start.elapsed().as_secs_f64(),
+            gpu_seconds: eval.gpu_seconds,
+        },
     })
 }

@@ -152,13 +152,25 @@ fn run_exercise() -> Result<ExitCode> {
     print_notices(&engine);
     let input = exercise();
     let eval = engine.evaluate(&input.problem, &opts)?;
-    let correct = judge("Gradient checking exercise: correct backprop", &eval, &Gradients::Backprop(None), &opts)?;
-    let buggy_values = input.gradients.context("the built-in exercise carries its buggy gradients")?;
+    let correct = judge(
+        "Gradient checking exercise: correct backprop",
+        &eval,
+        &Gradients::Backprop(None),
+        &opts,
+    )?;
+    let buggy_values = input
+        .gradients
+        .context("the built-in exercise carries its buggy gradients")?;
     let buggy = Gradients::Given {
         values: buggy_values,
         source: "the exercise's buggy backprop (dW2 doubled, db1 ×4)".into(),
     };
-    let buggy = judge("Gradient checking exercise: buggy backprop", &eval, &buggy, &opts)?;
+    let buggy = judge(
+        "Gradient checking exercise: buggy backprop",
+        &eval,
+        &buggy,
+        &opts,
+    )?;
     let tty = color(std::io::stdout().is_terminal());
     println!("{}", correct.render(tty));
     println!("{}", buggy.render(tty));
@@ -171,23 +183,40 @@ fn run_exercise() -> Result<ExitCode> {
             "Unexpected: the exercise did not come out as it should."
         }
     );
-    Ok(if as_expected { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if as_expected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     let opts = args.options.to_options();
     opts.validate()?;
     let generated = spec(&args.network)?;
-    let (title, problem, given): (String, Problem, Option<Vec<f64>>) = match (&args.file, generated) {
+    let (title, problem, given): (String, Problem, Option<Vec<f64>>) = match (&args.file, generated)
+    {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
             let input = read_npz(path)?;
-            (format!("gradcheck {}", path.display()), input.problem, input.gradients)
+            (
+                format!("gradcheck {}", path.display()),
+                input.problem,
+                input.gradients,
+            )
         }
-        (None, Some(spec)) => (format!("gradcheck generated network (seed {})", spec.seed), spec.generate(), None),
+        (None, Some(spec)) => (
+            format!("gradcheck generated network (seed {})", spec.seed),
+            spec.generate(),
+            None,
+        ),
         (None, None) => {
             let input = exercise();
-            ("gradcheck the exercise's network".into(), input.problem, None)
+            (
+                "gradcheck the exercise's network".into(),
+                input.problem,
+                None,
+            )
         }
     };
     let gradients = match given {
@@ -196,7 +225,10 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
                 bugs.apply(&problem.net().layout(), &mut values)?;
             }
             let path = args.file.as_deref().unwrap_or(Path::new("input"));
-            Gradients::Given { values, source: format!("gradients from {}", path.display()) }
+            Gradients::Given {
+                values,
+                source: format!("gradients from {}", path.display()),
+            }
         }
         None => Gradients::Backprop(args.bug.clone()),
     };

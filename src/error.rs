@@ -14,7 +14,11 @@ pub enum Error {
     Shape(String),
     /// A NaN or infinity anywhere in the input.
     #[error("array '{array}' holds a non-finite value ({value}) at flat index {index}")]
-    NonFinite { array: String, index: usize, value: f64 },
+    NonFinite {
+        array: String,
+        index: usize,
+        value: f64,
+    },
     /// Binary cross-entropy needs labels in [0, 1].
     #[error("labels must lie in [0, 1]: Y has {value} at flat index {index}")]
     LabelOutOfRange { index: usize, value: f64 },
@@ -35,7 +39,10 @@ pub enum Error {
     Dtype { array: String, dtype: String },
     /// File system errors, with the path.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// No GPU adapter matched (or none exists).
     #[error("no GPU adapter found{0}")]
     NoAdapter(String),

@@ -1,12 +1,22 @@
 //! Finite-difference estimates of the gradient, whichever method or device produced them.
 
-use crate::cpu::delta::DeltaCost;
-
 /// Safety factor on the unit round-off in the noise model below. Measured: the largest
 /// observed `|gradapprox − reference| / (u·(|J₊|+|J₋|)/h)` over random networks at steps
 /// small enough that round-off dominates was 2.5 (CPU f64) and 2.0 (GPU f32 on lavapipe);
 /// the tests `the_roundoff_model_bounds_observed_*` keep it under a quarter of this.
 pub const ROUNDOFF_SAFETY: f64 = 16.0;
+
+/// The change one perturbation makes, as the delta method (CPU or GPU) reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DeltaCost {
+    /// `J(θ + ε e_i) − J(θ)` and `J(θ − ε e_i) − J(θ)`.
+    pub plus: f64,
+    pub minus: f64,
+    /// `(1/m) Σ |terms|` of both sums: the scale their round-off is relative to.
+    pub magnitude: f64,
+    /// Whether either step moved a ReLU input across 0.
+    pub kink: bool,
+}
 
 /// J(θ ± h e_i) for every coordinate and what follows from them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,25 +39,49 @@ impl Estimates {
     /// Builds the estimates from the two costs of each coordinate and the step `θ₊ − θ₋`
     /// actually taken (in f32, `θ ± ε` rounds, and dividing by `2ε` would add that error).
     /// `unit_roundoff` is that of the precision the costs were computed in.
-    pub fn from_costs(j_plus: Vec<f64>, j_minus: Vec<f64>, steps: &[f64], unit_roundoff: f64) -> Self {
+    pub fn from_costs(
+        j_plus: Vec<f64>,
+        j_minus: Vec<f64>,
+        steps: &[f64],
+        unit_roundoff: f64,
+    ) -> Self {
         debug_assert_eq!(j_plus.len(), j_minus.len());
         debug_assert_eq!(j_plus.len(), steps.len());
-        let gradapprox = j_plus.iter().zip(&j_minus).zip(steps).map(|((p, m), h)| (p - m) / h).collect();
+        let gradapprox = j_plus
+            .iter()
+            .zip(&j_minus)
+            .zip(steps)
+            .map(|((p, m), h)| (p - m) / h)
+            .collect();
         let noise = j_plus
             .iter()
             .zip(&j_minus)
             .zip(steps)
             .map(|((p, m), h)| ROUNDOFF_SAFETY * unit_roundoff * (p.abs() + m.abs()) / h)
             .collect();
-        Self { j_plus, j_minus, gradapprox, noise, inconclusive: Vec::new() }
+        Self {
+            j_plus,
+            j_minus,
+            gradapprox,
+            noise,
+            inconclusive: Vec::new(),
+        }
     }
 
     /// Builds the estimates of the delta method from `J(θ)` and the cost changes, each
     /// coordinate with its own step (kink crossings are re-evaluated with a smaller one).
     /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms.
     pub fn from_deltas(j: f64, deltas: &[DeltaCost], eps: &[f64], unit_roundoff: f64) -> Self {
-        let gradapprox = deltas.iter().zip(eps).map(|(d, e)| (d.plus - d.minus) / (2.0 * e)).collect();
-        let noise = deltas.iter().zip(eps).map(|(d, e)| ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e)).collect();
+        let gradapprox = deltas
+            .iter()
+            .zip(eps)
+            .map(|(d, e)| (d.plus - d.minus) / (2.0 * e))
+            .collect();
+        let noise = deltas
+            .iter()
+            .zip(eps)
+            .map(|(d, e)| ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e))
+            .collect();
         Self {
             j_plus: deltas.iter().map(|d| j + d.plus).collect(),
             j_minus: deltas.iter().map(|d| j + d.minus).collect(),

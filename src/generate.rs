@@ -29,12 +29,18 @@ impl NetworkSpec {
             )));
         }
         if let Some(pos) = widths.iter().position(|&w| w == 0) {
-            return Err(Error::Network(format!("layer {pos} has zero width in {widths:?}")));
+            return Err(Error::Network(format!(
+                "layer {pos} has zero width in {widths:?}"
+            )));
         }
         if examples == 0 {
             return Err(Error::NoExamples);
         }
-        Ok(Self { widths, examples, seed })
+        Ok(Self {
+            widths,
+            examples,
+            seed,
+        })
     }
 
     /// Number of parameters of the network this spec generates.
@@ -61,7 +67,9 @@ impl NetworkSpec {
         let net = Mlp::new(layers).expect("validated widths chain");
         let m = self.examples;
         let x = Array2::from_shape_simple_fn((self.widths[0], m), || normal(&mut rng));
-        let y = Array2::from_shape_simple_fn((net.output_width(), m), || f64::from(u8::from(rng.random_bool(0.5))));
+        let y = Array2::from_shape_simple_fn((net.output_width(), m), || {
+            f64::from(u8::from(rng.random_bool(0.5)))
+        });
         Problem::new(net, x, y).expect("generated data is valid")
     }
 }
@@ -69,8 +77,11 @@ impl NetworkSpec {
 /// The gradient-checking exercise's own network, data (`np.random.seed(1)`) and the
 /// exercise's *buggy* backprop gradients (dW2 doubled, db1 ×4).
 pub fn exercise() -> NpzInput {
-    read_npz_bytes(include_bytes!("../assets/exercise_buggy_backprop.npz"), "built-in exercise")
-        .expect("the embedded exercise file is valid")
+    read_npz_bytes(
+        include_bytes!("../assets/exercise_buggy_backprop.npz"),
+        "built-in exercise",
+    )
+    .expect("the embedded exercise file is valid")
 }
 
 /// Gradient tensors scaled by factors: `dW2=2,db1=4` plants the exercise's bugs anywhere.
@@ -84,14 +95,18 @@ impl std::str::FromStr for BugSpec {
         s.split(',')
             .map(|part| {
                 let (name, factor) = part.split_once('=').ok_or_else(|| {
-                    Error::Option(format!("--bug expects TENSOR=FACTOR pairs like dW2=2, got '{part}'"))
+                    Error::Option(format!(
+                        "--bug expects TENSOR=FACTOR pairs like dW2=2, got '{part}'"
+                    ))
                 })?;
                 let factor: f64 = factor
                     .trim()
                     .parse()
                     .ok()
                     .filter(|f: &f64| f.is_finite())
-                    .ok_or_else(|| Error::Option(format!("--bug factor '{factor}' is not a finite number")))?;
+                    .ok_or_else(|| {
+                        Error::Option(format!("--bug factor '{factor}' is not a finite number"))
+                    })?;
                 Ok((name.trim().to_string(), factor))
             })
             .collect::<Result<Vec<_>>>()
@@ -104,9 +119,13 @@ impl BugSpec {
     pub fn apply(&self, layout: &ParamLayout, gradients: &mut [f64]) -> Result<()> {
         for (name, factor) in &self.0 {
             let spec = layout.tensor_named(name).ok_or_else(|| {
-                Error::Option(format!("--bug names '{name}', which is not a gradient tensor of this network"))
+                Error::Option(format!(
+                    "--bug names '{name}', which is not a gradient tensor of this network"
+                ))
             })?;
-            gradients[spec.range()].iter_mut().for_each(|g| *g *= factor);
+            gradients[spec.range()]
+                .iter_mut()
+                .for_each(|g| *g *= factor);
         }
         Ok(())
     }

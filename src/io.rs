@@ -26,7 +26,10 @@ pub struct NpzInput {
 
 /// Reads a network, its data and optionally its gradients from an npz file.
 pub fn read_npz(path: &Path) -> Result<NpzInput> {
-    let file = File::open(path).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     read_npz_from(file, &path.display().to_string())
 }
 
@@ -36,10 +39,22 @@ pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
 }
 
 fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
-    let npz_error = |reason: String| Error::Npz { path: label.to_string(), reason };
-    let mut npz = NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
-    let names: BTreeSet<String> = npz.names().map_err(|e| npz_error(e.to_string()))?.into_iter().collect();
-    let mut arrays = Arrays { npz: &mut npz, names: &names, label };
+    let npz_error = |reason: String| Error::Npz {
+        path: label.to_string(),
+        reason,
+    };
+    let mut npz =
+        NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
+    let names: BTreeSet<String> = npz
+        .names()
+        .map_err(|e| npz_error(e.to_string()))?
+        .into_iter()
+        .collect();
+    let mut arrays = Arrays {
+        npz: &mut npz,
+        names: &names,
+        label,
+    };
 
     let depth = layer_count(&names)?;
     let mut layers = Vec::with_capacity(depth);
@@ -58,12 +73,17 @@ fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
 
 /// Writes a problem (and optionally gradients) in the layout [`read_npz`] reads.
 pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> Result<()> {
-    let io_err = |source| Error::Io { path: path.display().to_string(), source };
+    let io_err = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let file = File::create(path).map_err(io_err)?;
     let mut npz = NpzWriter::new(BufWriter::new(file));
     let mut add = |name: &str, array: Array2<f64>| {
-        npz.add_array(name, &array)
-            .map_err(|e| Error::Npz { path: path.display().to_string(), reason: e.to_string() })
+        npz.add_array(name, &array).map_err(|e| Error::Npz {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     };
     add("X", problem.x().clone())?;
     add("Y", problem.y().clone())?;
@@ -71,7 +91,10 @@ pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> R
     for (l, layer) in problem.net().layers().iter().enumerate() {
         let n = l + 1;
         add(&format!("W{n}"), layer.w.clone())?;
-        add(&format!("b{n}"), layer.b.clone().insert_axis(ndarray::Axis(1)))?;
+        add(
+            &format!("b{n}"),
+            layer.b.clone().insert_axis(ndarray::Axis(1)),
+        )?;
         if let Some(g) = gradients {
             let (rows, cols) = layer.w.dim();
             let dw = Array2::from_shape_vec((rows, cols), g[offset..offset + rows * cols].to_vec())
@@ -84,7 +107,10 @@ pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> R
             add(&format!("db{n}"), db)?;
         }
     }
-    npz.finish().map_err(|e| Error::Npz { path: path.display().to_string(), reason: e.to_string() })?;
+    npz.finish().map_err(|e| Error::Npz {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(())
 }
 
@@ -112,7 +138,10 @@ fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
         if !ws.contains(&l) && !bs.contains(&l) {
             let later = ws.iter().find(|&&k| k > l).map(|k| format!("W{k}"));
             let later = later.or_else(|| bs.iter().find(|&&k| k > l).map(|k| format!("b{k}")));
-            return Err(Error::LayerGap { present: later.unwrap_or_default(), missing: format!("W{l} and b{l}") });
+            return Err(Error::LayerGap {
+                present: later.unwrap_or_default(),
+                missing: format!("W{l} and b{l}"),
+            });
         }
         for (set, prefix) in [(&ws, "W"), (&bs, "b")] {
             if !set.contains(&l) {
@@ -158,17 +187,24 @@ impl<R: Read + Seek> Arrays<'_, R> {
             }};
         }
         let descriptor = try_types!(f64, f32, i64, i32, i16, i8, u64, u32, u16, u8);
-        match self.npz.by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(name) {
+        match self
+            .npz
+            .by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(name)
+        {
             Ok(a) => Ok(a.mapv(|v| if v { 1.0 } else { 0.0 })),
-            Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(_))) => {
-                Err(Error::Dtype { array: name.into(), dtype: descriptor.unwrap_or_default() })
-            }
+            Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(_))) => Err(Error::Dtype {
+                array: name.into(),
+                dtype: descriptor.unwrap_or_default(),
+            }),
             Err(e) => Err(self.corrupt(name, e)),
         }
     }
 
     fn corrupt(&self, name: &str, e: ReadNpzError) -> Error {
-        Error::Npz { path: self.label.to_string(), reason: format!("array '{name}' is unreadable: {}", one_line(&e.to_string())) }
+        Error::Npz {
+            path: self.label.to_string(),
+            reason: format!("array '{name}' is unreadable: {}", one_line(&e.to_string())),
+        }
     }
 
     fn matrix(&mut self, name: &str) -> Result<Array2<f64>> {
@@ -183,7 +219,9 @@ impl<R: Read + Seek> Arrays<'_, R> {
         let a = self.any(name)?;
         match *a.shape() {
             [n] | [n, 1] => Ok(Array1::from_iter(a.iter().copied().take(n))),
-            ref s => Err(Error::Shape(format!("{name} must have shape (n, 1) or (n,), got {s:?}"))),
+            ref s => Err(Error::Shape(format!(
+                "{name} must have shape (n, 1) or (n,), got {s:?}"
+            ))),
         }
     }
 
@@ -193,14 +231,18 @@ impl<R: Read + Seek> Arrays<'_, R> {
         match *a.shape() {
             [m] => Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m")),
             [_, _] => Ok(a.into_dimensionality::<Ix2>().expect("2-D")),
-            ref s => Err(Error::Shape(format!("{name} must have shape (n_out, m) or (m,), got {s:?}"))),
+            ref s => Err(Error::Shape(format!(
+                "{name} must have shape (n_out, m) or (m,), got {s:?}"
+            ))),
         }
     }
 
     /// `dW1, db1, …` when present: all or none, each shaped like its parameter.
     fn gradients(&mut self, net: &Mlp) -> Result<Option<Vec<f64>>> {
         let any_present = self.names.iter().any(|n| {
-            n.strip_prefix("dW").or_else(|| n.strip_prefix("db")).is_some_and(|r| r.parse::<usize>().is_ok())
+            n.strip_prefix("dW")
+                .or_else(|| n.strip_prefix("db"))
+                .is_some_and(|r| r.parse::<usize>().is_ok())
         });
         if !any_present {
             return Ok(None);
@@ -229,8 +271,14 @@ impl<R: Read + Seek> Arrays<'_, R> {
         }
         for name in self.names.iter() {
             if let Some(rest) = name.strip_prefix("dW").or_else(|| name.strip_prefix("db")) {
-                if rest.parse::<usize>().is_ok_and(|k| k == 0 || k > net.layers().len()) {
-                    return Err(Error::Shape(format!("{name} has no matching layer (the network has {})", net.layers().len())));
+                if rest
+                    .parse::<usize>()
+                    .is_ok_and(|k| k == 0 || k > net.layers().len())
+                {
+                    return Err(Error::Shape(format!(
+                        "{name} has no matching layer (the network has {})",
+                        net.layers().len()
+                    )));
                 }
             }
         }

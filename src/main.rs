@@ -12,7 +12,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, whatever the source error's formatting.
             let message = format!("{e:#}");
-            eprintln!("error: {}", message.lines().map(str::trim).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "error: {}",
+                message.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+            );
             ExitCode::from(2)
         }
     }

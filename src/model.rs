@@ -29,7 +29,9 @@ impl Mlp {
             let n = l + 1;
             let (rows, cols) = layer.w.dim();
             if rows == 0 || cols == 0 {
-                return Err(Error::Network(format!("W{n} has a zero dimension ({rows}×{cols})")));
+                return Err(Error::Network(format!(
+                    "W{n} has a zero dimension ({rows}×{cols})"
+                )));
             }
             if layer.b.len() != rows {
                 return Err(Error::Shape(format!(
@@ -100,7 +102,10 @@ impl Mlp {
             layers: self
                 .layers
                 .iter()
-                .map(|l| Layer { w: l.w.map(round), b: l.b.map(round) })
+                .map(|l| Layer {
+                    w: l.w.map(round),
+                    b: l.b.map(round),
+                })
                 .collect(),
         }
     }
@@ -165,7 +170,12 @@ impl TensorSpec {
     pub fn coordinate_name(&self, local: usize) -> String {
         match self.kind {
             TensorKind::Weight => {
-                format!("{}[{},{}]", self.name, local / self.shape[1], local % self.shape[1])
+                format!(
+                    "{}[{},{}]",
+                    self.name,
+                    local / self.shape[1],
+                    local % self.shape[1]
+                )
             }
             TensorKind::Bias => format!("{}[{}]", self.name, local),
         }
@@ -186,15 +196,25 @@ impl ParamLayout {
         let mut offset = 0;
         for (l, pair) in widths.windows(2).enumerate() {
             let (n_in, n_out) = (pair[0], pair[1]);
-            for (kind, prefix, shape) in
-                [(TensorKind::Weight, "W", [n_out, n_in]), (TensorKind::Bias, "b", [n_out, 1])]
-            {
-                let spec = TensorSpec { name: format!("{prefix}{}", l + 1), layer: l + 1, kind, shape, offset };
+            for (kind, prefix, shape) in [
+                (TensorKind::Weight, "W", [n_out, n_in]),
+                (TensorKind::Bias, "b", [n_out, 1]),
+            ] {
+                let spec = TensorSpec {
+                    name: format!("{prefix}{}", l + 1),
+                    layer: l + 1,
+                    kind,
+                    shape,
+                    offset,
+                };
                 offset += spec.len();
                 tensors.push(spec);
             }
         }
-        Self { tensors, total: offset }
+        Self {
+            tensors,
+            total: offset,
+        }
     }
 
     /// The tensors in flat order.
@@ -214,7 +234,9 @@ impl ParamLayout {
 
     /// The tensor holding flat index `index`.
     pub fn tensor_of(&self, index: usize) -> &TensorSpec {
-        let pos = self.tensors.partition_point(|t| t.offset + t.len() <= index);
+        let pos = self
+            .tensors
+            .partition_point(|t| t.offset + t.len() <= index);
         &self.tensors[pos]
     }
 

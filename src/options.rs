@@ -123,30 +123,37 @@ impl CheckOptions {
     /// method, whose best accuracy is ~1e-4 on correct backprop, and 1e-5 for delta, which
     /// reaches ~1e-7.
     pub fn threshold(&self) -> f64 {
-        self.threshold.unwrap_or(match (self.method, self.precision) {
-            (_, Precision::F64) => 2e-7,
-            (Method::Full, Precision::F32) => 1e-3,
-            (Method::Delta, Precision::F32) => 1e-5,
-        })
+        self.threshold
+            .unwrap_or(match (self.method, self.precision) {
+                (_, Precision::F64) => 2e-7,
+                (Method::Full, Precision::F32) => 1e-3,
+                (Method::Delta, Precision::F32) => 1e-5,
+            })
     }
 
     /// Refuses steps and thresholds that cannot give a meaningful check.
     pub fn validate(&self) -> Result<()> {
         if let Some(eps) = self.eps {
             if !(eps.is_finite() && eps > 0.0) {
-                return Err(Error::Option(format!("--eps must be a finite number > 0, got {eps}")));
+                return Err(Error::Option(format!(
+                    "--eps must be a finite number > 0, got {eps}"
+                )));
             }
         }
         if let Some(t) = self.threshold {
             if !(t.is_finite() && t > 0.0) {
-                return Err(Error::Option(format!("--threshold must be a finite number > 0, got {t}")));
+                return Err(Error::Option(format!(
+                    "--threshold must be a finite number > 0, got {t}"
+                )));
             }
         }
         if self.chunk == Some(0) {
             return Err(Error::Option("--chunk must be at least 1".into()));
         }
         if self.device == DeviceChoice::Cpu && self.precision == Precision::F32 {
-            return Err(Error::Option("the CPU path computes in f64 only; use --precision f64 or a GPU".into()));
+            return Err(Error::Option(
+                "the CPU path computes in f64 only; use --precision f64 or a GPU".into(),
+            ));
         }
         Ok(())
     }

@@ -46,7 +46,11 @@ impl Problem {
         }
         ensure_finite("X", x.iter())?;
         ensure_finite("Y", y.iter())?;
-        if let Some((index, &value)) = y.iter().enumerate().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+        if let Some((index, &value)) = y
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(0.0..=1.0).contains(*v))
+        {
             return Err(Error::LabelOutOfRange { index, value });
         }
         Ok(Self { net, x, y })
@@ -72,14 +76,22 @@ impl Problem {
     /// The same problem with every number rounded to f32: what an f32 device computes on.
     pub fn rounded_to_f32(&self) -> Self {
         let round = |v: &f64| *v as f32 as f64;
-        Self { net: self.net.rounded_to_f32(), x: self.x.map(round), y: self.y.map(round) }
+        Self {
+            net: self.net.rounded_to_f32(),
+            x: self.x.map(round),
+            y: self.y.map(round),
+        }
     }
 }
 
 /// Fails with the first non-finite value of `values`, naming `array`.
 pub fn ensure_finite<'a>(array: &str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
     match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((index, &value)) => Err(Error::NonFinite { array: array.to_string(), index, value }),
+        Some((index, &value)) => Err(Error::NonFinite {
+            array: array.to_string(),
+            index,
+            value,
+        }),
         None => Ok(()),
     }
 }

@@ -86,7 +86,11 @@ impl Report {
             self.threshold
         );
         let _ = writeln!(out, "checking: {}\n", self.gradients);
-        let _ = writeln!(out, "  {:<8} {:>10} {:>12} {:>12} {:>8}  verdict", "tensor", "shape", "difference", "max rel err", "failing");
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>10} {:>12} {:>12} {:>8}  verdict",
+            "tensor", "shape", "difference", "max rel err", "failing"
+        );
         for t in &self.tensors {
             let shape = format!("{}×{}", t.shape[0], t.shape[1]);
             let _ = writeln!(
@@ -111,13 +115,22 @@ impl Report {
             }
         }
         if !self.inconclusive.is_empty() {
-            let shown: Vec<&str> = self.inconclusive.iter().take(10).map(String::as_str).collect();
+            let shown: Vec<&str> = self
+                .inconclusive
+                .iter()
+                .take(10)
+                .map(String::as_str)
+                .collect();
             let more = self.inconclusive.len().saturating_sub(shown.len());
             let _ = writeln!(
                 out,
                 "\n  inconclusive (steps cross a ReLU kink, left out of the verdict): {}{}",
                 shown.join(", "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             );
         }
         for w in &self.warnings {
@@ -127,8 +140,12 @@ impl Report {
             Verdict::Pass => "PASS: backprop agrees with finite differences",
             Verdict::Fail => "FAIL: backprop disagrees with finite differences",
         };
-        let failing: Vec<&str> =
-            self.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        let failing: Vec<&str> = self
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .map(|t| t.name.as_str())
+            .collect();
         let _ = write!(
             out,
             "\n{}  difference {:.10e} (threshold {:e}), {} of {} coordinates beyond tolerance",
@@ -141,7 +158,11 @@ impl Report {
         if !failing.is_empty() {
             let _ = write!(out, "; failing: {}", failing.join(", "));
         }
-        let gpu = self.timing.gpu_seconds.map(|s| format!(", GPU {s:.4} s")).unwrap_or_default();
+        let gpu = self
+            .timing
+            .gpu_seconds
+            .map(|s| format!(", GPU {s:.4} s"))
+            .unwrap_or_default();
         let _ = writeln!(out, "\ntime {:.4} s{gpu}", self.timing.seconds);
         out
     }

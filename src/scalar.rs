@@ -14,7 +14,11 @@ pub struct ScalarCheck {
 pub fn check_scalar(j: impl Fn(f64) -> f64, grad: f64, theta: f64, eps: f64) -> ScalarCheck {
     let gradapprox = (j(theta + eps) - j(theta - eps)) / (2.0 * eps);
     let difference = (grad - gradapprox).abs() / (grad.abs() + gradapprox.abs());
-    ScalarCheck { grad, gradapprox, difference }
+    ScalarCheck {
+        grad,
+        gradapprox,
+        difference,
+    }
 }
 
 #[cfg(test)]
@@ -25,6 +29,10 @@ mod tests {
     fn the_exercise_one_dimensional_case() {
         let x = 2.0;
         let check = check_scalar(|theta| theta * x, x, 4.0, 1e-7);
-        assert!((check.difference - 2.919335883291695e-10).abs() < 1e-20, "{}", check.difference);
+        assert!(
+            (check.difference - 2.919335883291695e-10).abs() < 1e-20,
+            "{}",
+            check.difference
+        );
     }
 }

@@ -19,7 +19,14 @@ fn gradcheck() -> Command {
 /// A valid 2-layer problem (3-2-1, m = 4) as named arrays, to be broken one way at a time.
 fn valid_arrays() -> Vec<(String, Array2<f64>)> {
     vec![
-        ("X".into(), array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9], [-0.4, 0.8, 0.1, -1.2]]),
+        (
+            "X".into(),
+            array![
+                [0.5, -1.0, 2.0, 0.3],
+                [1.5, 0.2, -0.7, 0.9],
+                [-0.4, 0.8, 0.1, -1.2]
+            ],
+        ),
         ("Y".into(), array![[1.0, 0.0, 1.0, 0.0]]),
         ("W1".into(), array![[0.3, -0.2, 0.5], [0.7, 0.1, -0.6]]),
         ("b1".into(), array![[0.1], [-0.2]]),
@@ -39,18 +46,39 @@ fn write(dir: &TempDir, name: &str, arrays: &[(String, Array2<f64>)]) -> PathBuf
 }
 
 fn without(name: &str) -> Vec<(String, Array2<f64>)> {
-    valid_arrays().into_iter().filter(|(n, _)| n != name).collect()
+    valid_arrays()
+        .into_iter()
+        .filter(|(n, _)| n != name)
+        .collect()
 }
 
 fn replaced(name: &str, value: Array2<f64>) -> Vec<(String, Array2<f64>)> {
-    valid_arrays().into_iter().map(|(n, a)| if n == name { (n, value.clone()) } else { (n, a) }).collect()
+    valid_arrays()
+        .into_iter()
+        .map(|(n, a)| {
+            if n == name {
+                (n, value.clone())
+            } else {
+                (n, a)
+            }
+        })
+        .collect()
 }
 
 /// Runs `check FILE --device cpu` and expects exit 2 with one line naming the problem.
 fn refuses(path: &Path, extra: &[&str], message: &str) {
-    let out = gradcheck().arg("check").arg(path).args(["--device", "cpu"]).args(extra).assert().code(2);
+    let out = gradcheck()
+        .arg("check")
+        .arg(path)
+        .args(["--device", "cpu"])
+        .args(extra)
+        .assert()
+        .code(2);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains(message), "expected '{message}' in: {stderr}");
+    assert!(
+        stderr.contains(message),
+        "expected '{message}' in: {stderr}"
+    );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(!stderr.contains("panicked"));
 }
@@ -70,7 +98,12 @@ fn no_arguments_runs_the_exercise_pass_then_fail() {
 fn a_valid_file_passes_and_planted_bugs_fail_with_exit_1() {
     let dir = TempDir::new().unwrap();
     let path = write(&dir, "ok.npz", &valid_arrays());
-    gradcheck().arg("check").arg(&path).args(["--device", "cpu"]).assert().code(0);
+    gradcheck()
+        .arg("check")
+        .arg(&path)
+        .args(["--device", "cpu"])
+        .assert()
+        .code(0);
     gradcheck()
         .arg("check")
         .arg(&path)
@@ -82,7 +115,18 @@ fn a_valid_file_passes_and_planted_bugs_fail_with_exit_1() {
 
 #[test]
 fn json_report_has_the_documented_fields() {
-    let out = gradcheck().args(["check", "--device", "cpu", "--bug", "dW2=2,db1=4", "--json", "-"]).assert().code(1);
+    let out = gradcheck()
+        .args([
+            "check",
+            "--device",
+            "cpu",
+            "--bug",
+            "dW2=2,db1=4",
+            "--json",
+            "-",
+        ])
+        .assert()
+        .code(1);
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json["verdict"], "fail");
     assert_eq!(json["params"], 47);
@@ -94,7 +138,11 @@ fn json_report_has_the_documented_fields() {
     let tensors = json["tensors"].as_array().unwrap();
     assert_eq!(tensors.len(), 6);
     for t in tensors {
-        let expected = if t["name"] == "b1" || t["name"] == "W2" { "fail" } else { "pass" };
+        let expected = if t["name"] == "b1" || t["name"] == "W2" {
+            "fail"
+        } else {
+            "pass"
+        };
         assert_eq!(t["verdict"], expected, "{t}");
         assert!(t["difference"].is_number());
     }
@@ -110,13 +158,29 @@ fn json_to_a_file_and_export_round_trip() {
     let dir = TempDir::new().unwrap();
     let net = dir.path().join("net.npz");
     gradcheck()
-        .args(["export", "--layers", "6,5,3,2", "--examples", "9", "--seed", "3", "-o"])
+        .args([
+            "export",
+            "--layers",
+            "6,5,3,2",
+            "--examples",
+            "9",
+            "--seed",
+            "3",
+            "-o",
+        ])
         .arg(&net)
         .assert()
         .code(0);
     let json = dir.path().join("r.json");
-    gradcheck().arg("check").arg(&net).args(["--device", "cpu", "--json"]).arg(&json).assert().code(0);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    gradcheck()
+        .arg("check")
+        .arg(&net)
+        .args(["--device", "cpu", "--json"])
+        .arg(&json)
+        .assert()
+        .code(0);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["verdict"], "pass");
     assert_eq!(report["params"], 6 * 5 + 5 + 5 * 3 + 3 + 3 * 2 + 2);
     assert!(report["gradients"].as_str().unwrap().contains("net.npz"));
@@ -126,7 +190,11 @@ fn json_to_a_file_and_export_round_trip() {
 fn missing_arrays_are_named() {
     let dir = TempDir::new().unwrap();
     for name in ["X", "Y", "W1", "b1", "b2"] {
-        refuses(&write(&dir, &format!("no_{name}.npz"), &without(name)), &[], &format!("missing array '{name}'"));
+        refuses(
+            &write(&dir, &format!("no_{name}.npz"), &without(name)),
+            &[],
+            &format!("missing array '{name}'"),
+        );
     }
 }
 
@@ -137,21 +205,49 @@ fn a_gap_in_the_layer_numbering_is_named() {
     arrays.retain(|(n, _)| n != "b2");
     arrays.push(("W3".into(), array![[0.9, -0.4]]));
     arrays.push(("b3".into(), array![[0.05]]));
-    refuses(&write(&dir, "gap.npz", &arrays), &[], "W3 is present but W2 and b2 are missing");
+    refuses(
+        &write(&dir, "gap.npz", &arrays),
+        &[],
+        "W3 is present but W2 and b2 are missing",
+    );
 }
 
 #[test]
 fn shapes_that_do_not_chain_are_named() {
     let dir = TempDir::new().unwrap();
     let cases = [
-        ("W2", array![[0.9, -0.4, 0.2]], "W2 has 3 columns but layer 1 has 2 units"),
-        ("X", array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9]], "X has 2 rows but W1 has 3 columns"),
-        ("Y", array![[1.0, 0.0, 1.0]], "Y has 3 columns (examples) but X has 4"),
-        ("Y", array![[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]], "Y has 2 rows but the output layer has 1"),
-        ("b1", array![[0.1], [-0.2], [0.3]], "b1 has 3 entries but W1 has 2 rows"),
+        (
+            "W2",
+            array![[0.9, -0.4, 0.2]],
+            "W2 has 3 columns but layer 1 has 2 units",
+        ),
+        (
+            "X",
+            array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9]],
+            "X has 2 rows but W1 has 3 columns",
+        ),
+        (
+            "Y",
+            array![[1.0, 0.0, 1.0]],
+            "Y has 3 columns (examples) but X has 4",
+        ),
+        (
+            "Y",
+            array![[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]],
+            "Y has 2 rows but the output layer has 1",
+        ),
+        (
+            "b1",
+            array![[0.1], [-0.2], [0.3]],
+            "b1 has 3 entries but W1 has 2 rows",
+        ),
     ];
     for (k, (name, value, message)) in cases.into_iter().enumerate() {
-        refuses(&write(&dir, &format!("shape{k}.npz"), &replaced(name, value)), &[], message);
+        refuses(
+            &write(&dir, &format!("shape{k}.npz"), &replaced(name, value)),
+            &[],
+            message,
+        );
     }
 }
 
@@ -163,30 +259,97 @@ fn gradients_shaped_unlike_their_parameters_are_named() {
     arrays.push(("db1".into(), array![[0.1], [-0.2]]));
     arrays.push(("dW2".into(), array![[0.9, -0.4]]));
     arrays.push(("db2".into(), array![[0.05]]));
-    refuses(&write(&dir, "dshape.npz", &arrays), &[], "dW1 has shape [2, 2] but W1 has [2, 3]");
+    refuses(
+        &write(&dir, "dshape.npz", &arrays),
+        &[],
+        "dW1 has shape [2, 2] but W1 has [2, 3]",
+    );
     let mut partial = valid_arrays();
     partial.push(("dW1".into(), array![[0.3, -0.2, 0.1], [0.7, 0.1, 0.2]]));
-    refuses(&write(&dir, "dpartial.npz", &partial), &[], "missing array 'db1'");
+    refuses(
+        &write(&dir, "dpartial.npz", &partial),
+        &[],
+        "missing array 'db1'",
+    );
 }
 
 #[test]
 fn non_finite_values_and_bad_labels_are_named() {
     let dir = TempDir::new().unwrap();
-    refuses(&write(&dir, "nan.npz", &replaced("W1", array![[0.3, f64::NAN, 0.5], [0.7, 0.1, -0.6]])), &[], "array 'W1' holds a non-finite value (NaN) at flat index 1");
-    refuses(&write(&dir, "inf.npz", &replaced("X", array![[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.9], [-0.4, 0.8, f64::INFINITY, -1.2]])), &[], "array 'X' holds a non-finite value (inf)");
-    refuses(&write(&dir, "label.npz", &replaced("Y", array![[1.0, 0.0, 1.5, 0.0]])), &[], "labels must lie in [0, 1]: Y has 1.5");
+    refuses(
+        &write(
+            &dir,
+            "nan.npz",
+            &replaced("W1", array![[0.3, f64::NAN, 0.5], [0.7, 0.1, -0.6]]),
+        ),
+        &[],
+        "array 'W1' holds a non-finite value (NaN) at flat index 1",
+    );
+    refuses(
+        &write(
+            &dir,
+            "inf.npz",
+            &replaced(
+                "X",
+                array![
+                    [0.5, -1.0, 2.0, 0.3],
+                    [1.5, 0.2, -0.7, 0.9],
+                    [-0.4, 0.8, f64::INFINITY, -1.2]
+                ],
+            ),
+        ),
+        &[],
+        "array 'X' holds a non-finite value (inf)",
+    );
+    refuses(
+        &write(
+            &dir,
+            "label.npz",
+            &replaced("Y", array![[1.0, 0.0, 1.5, 0.0]]),
+        ),
+        &[],
+        "labels must lie in [0, 1]: Y has 1.5",
+    );
 }
 
 #[test]
 fn zero_examples_and_zero_width_layers_are_refused() {
     let dir = TempDir::new().unwrap();
     let mut arrays = replaced("X", Array2::zeros((3, 0)));
-    arrays = arrays.into_iter().map(|(n, a)| if n == "Y" { (n, Array2::zeros((1, 0))) } else { (n, a) }).collect();
+    arrays = arrays
+        .into_iter()
+        .map(|(n, a)| {
+            if n == "Y" {
+                (n, Array2::zeros((1, 0)))
+            } else {
+                (n, a)
+            }
+        })
+        .collect();
     refuses(&write(&dir, "m0.npz", &arrays), &[], "no examples");
     let zero_width = replaced("W1", Array2::zeros((0, 3)));
-    refuses(&write(&dir, "w0.npz", &zero_width), &[], "W1 has a zero dimension");
-    for (layers, examples, message) in [("4,0,1", "8", "zero width"), ("4,3,1", "0", "no examples"), ("4", "8", "at least an input and an output")] {
-        let out = gradcheck().args(["check", "--device", "cpu", "--layers", layers, "--examples", examples]).assert().code(2);
+    refuses(
+        &write(&dir, "w0.npz", &zero_width),
+        &[],
+        "W1 has a zero dimension",
+    );
+    for (layers, examples, message) in [
+        ("4,0,1", "8", "zero width"),
+        ("4,3,1", "0", "no examples"),
+        ("4", "8", "at least an input and an output"),
+    ] {
+        let out = gradcheck()
+            .args([
+                "check",
+                "--device",
+                "cpu",
+                "--layers",
+                layers,
+                "--examples",
+                examples,
+            ])
+            .assert()
+            .code(2);
         let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
         assert!(stderr.contains(message), "{layers}/{examples}: {stderr}");
     }
@@ -199,7 +362,11 @@ fn steps_and_thresholds_outside_their_domain_are_refused() {
     for eps in ["0", "-1e-7", "nan", "inf"] {
         refuses(&path, &["--eps", eps], "--eps must be a finite number > 0");
     }
-    refuses(&path, &["--threshold", "0"], "--threshold must be a finite number > 0");
+    refuses(
+        &path,
+        &["--threshold", "0"],
+        "--threshold must be a finite number > 0",
+    );
     refuses(&path, &["--bug", "dW9=2"], "--bug names 'dW9'");
 }
 
@@ -240,7 +407,12 @@ fn integer_arrays_are_converted_and_other_dtypes_refused() {
         }
     }
     npz.finish().unwrap();
-    gradcheck().arg("check").arg(&path).args(["--device", "cpu"]).assert().code(0);
+    gradcheck()
+        .arg("check")
+        .arg(&path)
+        .args(["--device", "cpu"])
+        .assert()
+        .code(0);
 
     // The first array's descriptor rewritten to complex64 (same length, archive intact).
     let mut bytes = std::fs::read(write(&dir, "c.npz", &valid_arrays())).unwrap();
@@ -253,17 +425,31 @@ fn integer_arrays_are_converted_and_other_dtypes_refused() {
 
 #[test]
 fn unknown_adapters_and_missing_f64_are_clear_errors() {
-    let out = gradcheck().args(["check", "--device", "gpu", "--adapter", "no-such-gpu-xyz"]).assert().code(2);
+    let out = gradcheck()
+        .args(["check", "--device", "gpu", "--adapter", "no-such-gpu-xyz"])
+        .assert()
+        .code(2);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-    assert!(stderr.contains("no GPU adapter found whose name contains 'no-such-gpu-xyz'"), "{stderr}");
+    assert!(
+        stderr.contains("no GPU adapter found whose name contains 'no-such-gpu-xyz'"),
+        "{stderr}"
+    );
 
     // Mesa's GL driver has no f64 shaders: asking for them there must be refused.
-    let gl = gradcheck().env("WGPU_BACKEND", "gl").arg("devices").output().unwrap();
+    let gl = gradcheck()
+        .env("WGPU_BACKEND", "gl")
+        .arg("devices")
+        .output()
+        .unwrap();
     if !String::from_utf8_lossy(&gl.stdout).contains(" gl ") {
         eprintln!("SKIPPED: no GL adapter to test the missing-f64 error on");
         return;
     }
-    let out = gradcheck().env("WGPU_BACKEND", "gl").args(["check", "--device", "gpu", "--precision", "f64"]).assert().code(2);
+    let out = gradcheck()
+        .env("WGPU_BACKEND", "gl")
+        .args(["check", "--device", "gpu", "--precision", "f64"])
+        .assert()
+        .code(2);
     let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
     assert!(stderr.contains("does not support f64"), "{stderr}");
 }
@@ -277,7 +463,18 @@ fn gpu_reports_name_the_adapter_and_gpu_time_and_oversized_layers_are_refused() 
     if common::gpu().is_none() {
         return;
     }
-    let out = gradcheck().args(["check", "--device", "gpu", "--precision", "f32", "--json", "-"]).assert().code(0);
+    let out = gradcheck()
+        .args([
+            "check",
+            "--device",
+            "gpu",
+            "--precision",
+            "f32",
+            "--json",
+            "-",
+        ])
+        .assert()
+        .code(0);
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json["device"], "gpu");
     assert!(!json["adapter"]["name"].as_str().unwrap().is_empty());
@@ -286,11 +483,22 @@ fn gpu_reports_name_the_adapter_and_gpu_time_and_oversized_layers_are_refused() 
     // A hidden layer whose activations cannot fit in workgroup memory, for both methods.
     for method in ["full", "delta"] {
         let out = gradcheck()
-            .args(["check", "--device", "gpu", "--precision", "f32", "--method", method])
+            .args([
+                "check",
+                "--device",
+                "gpu",
+                "--precision",
+                "f32",
+                "--method",
+                method,
+            ])
             .args(["--layers", "2,50000,1", "--examples", "2"])
             .assert()
             .code(2);
         let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
-        assert!(stderr.contains("too large for the GPU") && stderr.contains("workgroup memory"), "{method}: {stderr}");
+        assert!(
+            stderr.contains("too large for the GPU") && stderr.contains("workgroup memory"),
+            "{method}: {stderr}"
+        );
     }
 }

@@ -33,17 +33,33 @@ fn fixture_buggy_gradients_give_the_exercise_difference_and_fail_on_b1_and_w2() 
         let cmp = compare(&p.net().layout(), &buggy, &est, 2e-7, 5);
         // 7 significant digits: the exercise's 0.2850931567761623 carries its naive cost
         // form's round-off at the 8th; the stable form gives 0.28509314918…
-        assert!((cmp.difference - 0.2850931).abs() < 1e-7, "eps {eps}: difference {}", cmp.difference);
-        assert!((cmp.difference - 0.28509314918).abs() < 2e-10, "eps {eps}: difference {}", cmp.difference);
+        assert!(
+            (cmp.difference - 0.2850931).abs() < 1e-7,
+            "eps {eps}: difference {}",
+            cmp.difference
+        );
+        assert!(
+            (cmp.difference - 0.28509314918).abs() < 2e-10,
+            "eps {eps}: difference {}",
+            cmp.difference
+        );
         assert_eq!(cmp.verdict, Verdict::Fail);
         for t in &cmp.tensors {
             let expected = match t.name.as_str() {
                 "b1" => {
-                    assert!((t.difference - 0.6).abs() < 1e-6, "b1 difference {}", t.difference);
+                    assert!(
+                        (t.difference - 0.6).abs() < 1e-6,
+                        "b1 difference {}",
+                        t.difference
+                    );
                     Verdict::Fail
                 }
                 "W2" => {
-                    assert!((t.difference - 1.0 / 3.0).abs() < 1e-6, "W2 difference {}", t.difference);
+                    assert!(
+                        (t.difference - 1.0 / 3.0).abs() < 1e-6,
+                        "W2 difference {}",
+                        t.difference
+                    );
                     Verdict::Fail
                 }
                 _ => Verdict::Pass,
@@ -61,7 +77,10 @@ fn builtin_backprop_passes_on_the_fixture_at_the_exercise_step_and_the_default()
     for eps in [1e-7, 1e-6] {
         let est = central_differences(&p, eps, Precision::F64);
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 5);
-        eprintln!("fixture, built-in backprop, eps {eps}: difference {:.3e}", cmp.difference);
+        eprintln!(
+            "fixture, built-in backprop, eps {eps}: difference {:.3e}",
+            cmp.difference
+        );
         assert!(cmp.difference < 2e-7, "eps {eps}: {}", cmp.difference);
         assert_eq!(cmp.verdict, Verdict::Pass, "eps {eps}");
     }
@@ -73,8 +92,19 @@ fn backprop_matches_finite_differences_on_random_networks() {
         let grad = backprop::gradients(&p);
         let est = central_differences(&p, 1e-6, Precision::F64);
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
-        assert_eq!(cmp.verdict, Verdict::Pass, "{:?}: {:?}", p.net().widths(), cmp.worst);
-        assert!(cmp.difference < 1e-8, "{:?}: difference {}", p.net().widths(), cmp.difference);
+        assert_eq!(
+            cmp.verdict,
+            Verdict::Pass,
+            "{:?}: {:?}",
+            p.net().widths(),
+            cmp.worst
+        );
+        assert!(
+            cmp.difference < 1e-8,
+            "{:?}: difference {}",
+            p.net().widths(),
+            cmp.difference
+        );
     }
 }
 
@@ -103,12 +133,19 @@ fn one_entry_off_by_1e_3_fails_and_is_named_first_while_correct_backprop_passes(
         let layout = p.net().layout();
         let grad = backprop::gradients(&p);
         let est = central_differences(&p, 1e-6, Precision::F64);
-        assert_eq!(compare(&layout, &grad, &est, 2e-7, 5).verdict, Verdict::Pass);
+        assert_eq!(
+            compare(&layout, &grad, &est, 2e-7, 5).verdict,
+            Verdict::Pass
+        );
         // Pick an entry with a gradient well above the round-off floor, in a different
         // tensor for each network.
         let max = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
         let tensor = &layout.tensors()[n % layout.tensors().len()];
-        let Some(i) = tensor.range().chain(0..grad.len()).find(|&i| grad[i].abs() > 1e-2 * max) else {
+        let Some(i) = tensor
+            .range()
+            .chain(0..grad.len())
+            .find(|&i| grad[i].abs() > 1e-2 * max)
+        else {
             continue;
         };
         let mut buggy = grad.clone();

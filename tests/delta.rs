@@ -18,19 +18,37 @@ use gradcheck::problem::Problem;
 fn cpu_delta(p: &Problem, eps: f64) -> Estimates {
     let all: Vec<usize> = (0..p.net().num_params()).collect();
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
-    Estimates::from_deltas(j, &delta_costs(p, eps, &all), &vec![eps; all.len()], F64_UNIT_ROUNDOFF)
+    Estimates::from_deltas(
+        j,
+        &delta_costs(p, eps, &all),
+        &vec![eps; all.len()],
+        F64_UNIT_ROUNDOFF,
+    )
 }
 
 /// Random networks up to a few hundred units wide, kept small enough for lavapipe in CI.
 fn wider_problems() -> Vec<Problem> {
     let mut problems = random_problems();
-    problems.push(NetworkSpec::new(vec![120, 200, 50, 1], 8, 11).unwrap().generate());
-    problems.push(NetworkSpec::new(vec![30, 300, 2], 5, 12).unwrap().generate());
+    problems.push(
+        NetworkSpec::new(vec![120, 200, 50, 1], 8, 11)
+            .unwrap()
+            .generate(),
+    );
+    problems.push(
+        NetworkSpec::new(vec![30, 300, 2], 5, 12)
+            .unwrap()
+            .generate(),
+    );
     problems
 }
 
 fn options(device: DeviceChoice, precision: Precision) -> CheckOptions {
-    CheckOptions { device, precision, method: Method::Delta, ..Default::default() }
+    CheckOptions {
+        device,
+        precision,
+        method: Method::Delta,
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -42,7 +60,11 @@ fn cpu_delta_agrees_with_the_full_method_coordinate_by_coordinate() {
             // Both are central differences at the same points; they differ by round-off.
             let allowed = full.noise[i] + delta.noise[i] + 1e-9 * full.gradapprox[i].abs();
             let diff = (full.gradapprox[i] - delta.gradapprox[i]).abs();
-            assert!(diff <= allowed, "{:?} coordinate {i}: {diff:e} > {allowed:e}", p.net().widths());
+            assert!(
+                diff <= allowed,
+                "{:?} coordinate {i}: {diff:e} > {allowed:e}",
+                p.net().widths()
+            );
         }
     }
 }
@@ -53,8 +75,19 @@ fn correct_backprop_passes_with_delta_on_the_cpu_at_1e_9() {
         let grad = backprop::gradients(&p);
         let est = cpu_delta(&p, 1e-6);
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
-        assert_eq!(cmp.verdict, Verdict::Pass, "{:?}: {:?}", p.net().widths(), cmp.worst);
-        assert!(cmp.difference <= 1e-9, "{:?}: {}", p.net().widths(), cmp.difference);
+        assert_eq!(
+            cmp.verdict,
+            Verdict::Pass,
+            "{:?}: {:?}",
+            p.net().widths(),
+            cmp.worst
+        );
+        assert!(
+            cmp.difference <= 1e-9,
+            "{:?}: {}",
+            p.net().widths(),
+            cmp.difference
+        );
     }
 }
 
@@ -69,18 +102,41 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
         for p in std::iter::once(fixture.clone()).chain(wider_problems()) {
             let eval = engine.evaluate(&p, &opts).unwrap();
             let report = judge("delta", &eval, &Gradients::Backprop(None), &opts).unwrap();
-            assert_eq!(report.verdict, Verdict::Pass, "{precision:?} {:?}: {:?}", p.net().widths(), report.worst);
-            let target = if precision == Precision::F64 { 1e-9 } else { 1e-6 };
-            assert!(report.difference <= target, "{precision:?} {:?}: {}", p.net().widths(), report.difference);
+            assert_eq!(
+                report.verdict,
+                Verdict::Pass,
+                "{precision:?} {:?}: {:?}",
+                p.net().widths(),
+                report.worst
+            );
+            let target = if precision == Precision::F64 {
+                1e-9
+            } else {
+                1e-6
+            };
+            assert!(
+                report.difference <= target,
+                "{precision:?} {:?}: {}",
+                p.net().widths(),
+                report.difference
+            );
             worst = worst.max(report.difference);
             if precision == Precision::F64 {
                 // Same algorithm, same points: the GPU's f64 agrees with the CPU's within the
                 // round-off bound, plus a floor far below any gradient that matters.
                 let reference = cpu_delta(&p, opts.eps());
-                let floor = 1e-14 * reference.gradapprox.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+                let floor = 1e-14
+                    * reference
+                        .gradapprox
+                        .iter()
+                        .fold(0.0f64, |a, g| a.max(g.abs()));
                 for i in 0..reference.len() {
                     let gap = (eval.estimates.gradapprox[i] - reference.gradapprox[i]).abs();
-                    assert!(gap <= reference.noise[i] + floor, "{:?} coordinate {i}: {gap:e}", p.net().widths());
+                    assert!(
+                        gap <= reference.noise[i] + floor,
+                        "{:?} coordinate {i}: {gap:e}",
+                        p.net().widths()
+                    );
                 }
             }
         }
@@ -92,37 +148,69 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
 fn planted_bugs_fail_with_delta_in_both_precisions() {
     let Some(_) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
-    let buggy = Gradients::Given { values: input.gradients.unwrap(), source: "fixture".into() };
+    let buggy = Gradients::Given {
+        values: input.gradients.unwrap(),
+        source: "fixture".into(),
+    };
     for precision in [Precision::F64, Precision::F32] {
-        let opts = CheckOptions { eps: Some(1e-7), ..options(DeviceChoice::Gpu, precision) };
-        let eval = Engine::new(&opts).unwrap().evaluate(&input.problem, &opts).unwrap();
+        let opts = CheckOptions {
+            eps: Some(1e-7),
+            ..options(DeviceChoice::Gpu, precision)
+        };
+        let eval = Engine::new(&opts)
+            .unwrap()
+            .evaluate(&input.problem, &opts)
+            .unwrap();
         let report = judge("fixture", &eval, &buggy, &opts).unwrap();
-        let failing: Vec<&str> = report.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        let failing: Vec<&str> = report
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .map(|t| t.name.as_str())
+            .collect();
         assert_eq!(failing, ["b1", "W2"], "{precision:?}");
-        assert!((report.difference - 0.2850931).abs() < 1e-7, "{precision:?}: {}", report.difference);
+        assert!(
+            (report.difference - 0.2850931).abs() < 1e-7,
+            "{precision:?}: {}",
+            report.difference
+        );
     }
 }
 
 #[test]
 fn one_entry_off_by_1e_3_among_100k_parameters_is_named() {
-    let p = NetworkSpec::new(vec![300, 300, 30, 1], 8, 5).unwrap().generate();
+    let p = NetworkSpec::new(vec![300, 300, 30, 1], 8, 5)
+        .unwrap()
+        .generate();
     assert!(p.net().num_params() > 99_000);
     let layout = p.net().layout();
     let mut grad = backprop::gradients(&p);
     let est = cpu_delta(&p, 1e-6);
-    assert_eq!(compare(&layout, &grad, &est, 2e-7, 10).verdict, Verdict::Pass);
+    assert_eq!(
+        compare(&layout, &grad, &est, 2e-7, 10).verdict,
+        Verdict::Pass
+    );
     let max = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
-    let i = (1000..grad.len()).find(|&i| grad[i].abs() > 0.05 * max).unwrap();
+    let i = (1000..grad.len())
+        .find(|&i| grad[i].abs() > 0.05 * max)
+        .unwrap();
     grad[i] *= 1.0 + 1e-3;
     let cmp = compare(&layout, &grad, &est, 2e-7, 10);
     assert_eq!(cmp.verdict, Verdict::Fail);
-    assert!(cmp.worst.iter().any(|c| c.index == i), "{} not among {:?}", layout.coordinate_name(i), cmp.worst);
+    assert!(
+        cmp.worst.iter().any(|c| c.index == i),
+        "{} not among {:?}",
+        layout.coordinate_name(i),
+        cmp.worst
+    );
 }
 
 /// A network where unit 2 of layer 1 sits exactly on its kink for example 0:
 /// X[:, 0] = 0 and b1[2] = 0, so Z1[2, 0] = 0 and any step of b1[2] crosses it.
 fn kinked_problem() -> Problem {
-    let base = NetworkSpec::new(vec![4, 6, 3, 1], 5, 21).unwrap().generate();
+    let base = NetworkSpec::new(vec![4, 6, 3, 1], 5, 21)
+        .unwrap()
+        .generate();
     let mut layers: Vec<Layer> = base.net().layers().to_vec();
     layers[0].b[2] = 0.0;
     let mut x = base.x().clone();
@@ -148,12 +236,22 @@ fn kink_crossings_are_inconclusive_and_a_real_bug_beside_them_still_fails() {
             let eval = Engine::new(&opts).unwrap().evaluate(&p, &opts).unwrap();
             let report = judge("kink", &eval, &Gradients::Backprop(None), &opts).unwrap();
             assert_eq!(report.inconclusive, ["b1[2]"], "{device:?} {precision:?}");
-            assert_eq!(report.verdict, Verdict::Pass, "{device:?} {precision:?}: {:?}", report.worst);
+            assert_eq!(
+                report.verdict,
+                Verdict::Pass,
+                "{device:?} {precision:?}: {:?}",
+                report.worst
+            );
 
             let mut grad = backprop::gradients(&eval.problem);
-            let other = (b1..b1 + 6).find(|&i| i != b1 + 2 && grad[i].abs() > 1e-3).unwrap();
+            let other = (b1..b1 + 6)
+                .find(|&i| i != b1 + 2 && grad[i].abs() > 1e-3)
+                .unwrap();
             grad[other] *= 1.0 + 1e-3;
-            let buggy = Gradients::Given { values: grad, source: "bug beside a kink".into() };
+            let buggy = Gradients::Given {
+                values: grad,
+                source: "bug beside a kink".into(),
+            };
             let report = judge("kink", &eval, &buggy, &opts).unwrap();
             assert_eq!(report.verdict, Verdict::Fail, "{device:?} {precision:?}");
             assert_eq!(report.worst[0].index, other);
@@ -173,7 +271,10 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
             .into_iter()
             .map(|chunk| {
                 let run = delta::evaluate(&ctx, p, 1e-5, precision, &all, chunk).unwrap();
-                run.deltas.iter().flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()]).collect()
+                run.deltas
+                    .iter()
+                    .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
+                    .collect()
             })
             .collect();
         assert!(runs.windows(2).all(|w| w[0] == w[1]), "{precision:?}");

@@ -6,8 +6,8 @@ use common::{gpu, random_problems, rel, FIXTURE};
 use gradcheck::check::{compare, Verdict};
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::cpu::{backprop, finite_diff::central_differences, forward};
-use gradcheck::gpu::{full, probe};
 use gradcheck::estimate::perturbed_pair;
+use gradcheck::gpu::{full, probe};
 use gradcheck::io::read_npz;
 use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
 use gradcheck::problem::Problem;
@@ -17,18 +17,31 @@ const F32_U: f64 = f32::EPSILON as f64 / 2.0;
 #[test]
 fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
     let Some(ctx) = gpu() else { return };
-    let inputs: Vec<f64> = (-2000..=2000).map(|i| i as f64 * 0.0173).chain([-700.0, -300.0, 300.0, 700.0, 1e-300, 0.0, 1.0]).collect();
+    let inputs: Vec<f64> = (-2000..=2000)
+        .map(|i| i as f64 * 0.0173)
+        .chain([-700.0, -300.0, 300.0, 700.0, 1e-300, 0.0, 1.0])
+        .collect();
     for (precision, ulps) in [(Precision::F64, 4.0), (Precision::F32, 4.0)] {
         let u = precision.unit_roundoff() * 2.0;
         let out = probe::math(&ctx, &inputs, precision).unwrap();
         for (&v, got) in inputs.iter().zip(&out) {
-            let v = if precision == Precision::F32 { v as f32 as f64 } else { v };
+            let v = if precision == Precision::F32 {
+                v as f32 as f64
+            } else {
+                v
+            };
             if precision == Precision::F32 && v.abs() > 80.0 {
                 continue; // outside f32's exp range
             }
             let t = v.clamp(0.0, 1.0);
             // The kernel clamps with bounds in its own precision.
-            let bound = |b: f64| if precision == Precision::F32 { b as f32 as f64 } else { b };
+            let bound = |b: f64| {
+                if precision == Precision::F32 {
+                    b as f32 as f64
+                } else {
+                    b
+                }
+            };
             let want = [
                 v.exp(),
                 t.ln_1p(),
@@ -38,7 +51,11 @@ fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
             ];
             for (k, (g, w)) in got.iter().zip(want).enumerate() {
                 let err = if w == 0.0 { g.abs() } else { rel(*g, w) };
-                assert!(err <= ulps * u, "{precision:?} fn {k} at {v}: got {g}, want {w} ({:.1} ulp)", err / u);
+                assert!(
+                    err <= ulps * u,
+                    "{precision:?} fn {k} at {v}: got {g}, want {w} ({:.1} ulp)",
+                    err / u
+                );
             }
         }
     }
@@ -57,11 +74,17 @@ fn f32_cost_bound(p: &Problem) -> f64 {
     let mut depth_factor = 0.0;
     for layer in p.net().layers() {
         depth_factor += (layer.w.ncols() + 2) as f64;
-        m_abs = layer.w.mapv(f64::abs).dot(&m_abs) + &layer.b.mapv(f64::abs).insert_axis(ndarray::Axis(1));
+        m_abs = layer.w.mapv(f64::abs).dot(&m_abs)
+            + &layer.b.mapv(f64::abs).insert_axis(ndarray::Axis(1));
     }
     let z = forward::logits(p.net(), p.x().view());
     let m = p.examples() as f64;
-    let terms: f64 = z.iter().zip(p.y().iter()).map(|(&z, &y)| forward::softplus(z) + (y * z).abs()).sum::<f64>() / m;
+    let terms: f64 = z
+        .iter()
+        .zip(p.y().iter())
+        .map(|(&z, &y)| forward::softplus(z) + (y * z).abs())
+        .sum::<f64>()
+        / m;
     let propagated: f64 = m_abs.iter().sum::<f64>() / m * depth_factor;
     // Perturbing one parameter moves the bound by far less than this factor of 2 covers.
     2.0 * F32_U * (propagated + 8.0 * terms + z.len() as f64 * terms)
@@ -74,21 +97,39 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
     for p in std::iter::once(fixture).chain(random_problems()) {
         let widths = p.net().widths();
         // f64: same points, 1e-12 relative.
-        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5)).unwrap().estimates;
+        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5))
+            .unwrap()
+            .estimates;
         let cpu64 = central_differences(&p, 1e-3, Precision::F64);
         for i in 0..cpu64.len() {
-            assert!(rel(gpu64.j_plus[i], cpu64.j_plus[i]) < 1e-12, "{widths:?} J+[{i}] {} vs {}", gpu64.j_plus[i], cpu64.j_plus[i]);
-            assert!(rel(gpu64.j_minus[i], cpu64.j_minus[i]) < 1e-12, "{widths:?} J-[{i}]");
+            assert!(
+                rel(gpu64.j_plus[i], cpu64.j_plus[i]) < 1e-12,
+                "{widths:?} J+[{i}] {} vs {}",
+                gpu64.j_plus[i],
+                cpu64.j_plus[i]
+            );
+            assert!(
+                rel(gpu64.j_minus[i], cpu64.j_minus[i]) < 1e-12,
+                "{widths:?} J-[{i}]"
+            );
         }
         // f32: against f64 at exactly the f32 points, within the derived bound.
         let seen = p.rounded_to_f32();
         let bound = f32_cost_bound(&seen);
-        let gpu32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(3)).unwrap().estimates;
+        let gpu32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(3))
+            .unwrap()
+            .estimates;
         let cpu32 = central_differences(&seen, 1e-2, Precision::F32);
         let mut worst = 0.0f64;
         for i in 0..cpu32.len() {
-            for (g, c) in [(gpu32.j_plus[i], cpu32.j_plus[i]), (gpu32.j_minus[i], cpu32.j_minus[i])] {
-                assert!((g - c).abs() <= bound, "{widths:?} coordinate {i}: {g} vs {c}, bound {bound:e}");
+            for (g, c) in [
+                (gpu32.j_plus[i], cpu32.j_plus[i]),
+                (gpu32.j_minus[i], cpu32.j_minus[i]),
+            ] {
+                assert!(
+                    (g - c).abs() <= bound,
+                    "{widths:?} coordinate {i}: {g} vs {c}, bound {bound:e}"
+                );
                 worst = worst.max((g - c).abs() / bound);
             }
         }
@@ -100,7 +141,10 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
 fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
     let Some(_) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
-    let buggy = Gradients::Given { values: input.gradients.clone().unwrap(), source: "fixture".into() };
+    let buggy = Gradients::Given {
+        values: input.gradients.clone().unwrap(),
+        source: "fixture".into(),
+    };
     for precision in [Precision::F64, Precision::F32] {
         let opts = CheckOptions {
             device: DeviceChoice::Gpu,
@@ -113,16 +157,37 @@ fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
         let report = judge("fixture", &eval, &buggy, &opts).unwrap();
         assert_eq!(report.device, "gpu");
         assert_eq!(report.verdict, Verdict::Fail);
-        let failing: Vec<&str> = report.tensors.iter().filter(|t| t.verdict == Verdict::Fail).map(|t| t.name.as_str()).collect();
+        let failing: Vec<&str> = report
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .map(|t| t.name.as_str())
+            .collect();
         assert_eq!(failing, ["b1", "W2"], "{precision:?}");
-        assert!(report.worst.iter().all(|c| c.name.starts_with("b1") || c.name.starts_with("W2")));
+        assert!(report
+            .worst
+            .iter()
+            .all(|c| c.name.starts_with("b1") || c.name.starts_with("W2")));
         if precision == Precision::F64 {
-            assert!((report.difference - 0.2850931).abs() < 1e-7, "difference {}", report.difference);
+            assert!(
+                (report.difference - 0.2850931).abs() < 1e-7,
+                "difference {}",
+                report.difference
+            );
         } else {
-            assert!((report.difference - 0.2850931).abs() < 1e-4, "difference {}", report.difference);
+            assert!(
+                (report.difference - 0.2850931).abs() < 1e-4,
+                "difference {}",
+                report.difference
+            );
         }
         let correct = judge("fixture", &eval, &Gradients::Backprop(None), &opts).unwrap();
-        assert_eq!(correct.verdict, Verdict::Pass, "{precision:?}: {:?}", correct.worst);
+        assert_eq!(
+            correct.verdict,
+            Verdict::Pass,
+            "{precision:?}: {:?}",
+            correct.worst
+        );
     }
 }
 
@@ -134,9 +199,22 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
         let layout = p.net().layout();
         let chunk = [1, 7, 64, 1000][n % 4];
         let run = full::evaluate(&ctx, &p, 1e-6, Precision::F64, Some(chunk)).unwrap();
-        assert!(run.estimates.j_plus.iter().chain(&run.estimates.j_minus).all(|j| j.is_finite()), "unwritten cost");
+        assert!(
+            run.estimates
+                .j_plus
+                .iter()
+                .chain(&run.estimates.j_minus)
+                .all(|j| j.is_finite()),
+            "unwritten cost"
+        );
         let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
-        assert_eq!(cmp.verdict, Verdict::Pass, "{:?} chunk {chunk}: {:?}", p.net().widths(), cmp.worst);
+        assert_eq!(
+            cmp.verdict,
+            Verdict::Pass,
+            "{:?} chunk {chunk}: {:?}",
+            p.net().widths(),
+            cmp.worst
+        );
         assert!(cmp.difference < 1e-8);
 
         // f32: gradapprox against the f64 reference at the same f32 points, within what the
@@ -150,7 +228,11 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
             let (plus, minus) = perturbed_pair(theta, 1e-2, Precision::F32);
             let allowed = 2.0 * bound / (plus - minus);
             let diff = (run32.estimates.gradapprox[i] - cpu32.gradapprox[i]).abs();
-            assert!(diff <= allowed, "{:?} chunk {chunk} coordinate {i}: {diff:e} > {allowed:e}", p.net().widths());
+            assert!(
+                diff <= allowed,
+                "{:?} chunk {chunk} coordinate {i}: {diff:e} > {allowed:e}",
+                p.net().widths()
+            );
         }
     }
 }
@@ -160,9 +242,15 @@ fn runs_are_bit_identical_and_independent_of_the_chunk_size() {
     let Some(ctx) = gpu() else { return };
     let p = &random_problems()[3];
     for precision in [Precision::F32, Precision::F64] {
-        let a = full::evaluate(&ctx, p, 1e-3, precision, None).unwrap().estimates;
-        let b = full::evaluate(&ctx, p, 1e-3, precision, None).unwrap().estimates;
-        let c = full::evaluate(&ctx, p, 1e-3, precision, Some(13)).unwrap().estimates;
+        let a = full::evaluate(&ctx, p, 1e-3, precision, None)
+            .unwrap()
+            .estimates;
+        let b = full::evaluate(&ctx, p, 1e-3, precision, None)
+            .unwrap()
+            .estimates;
+        let c = full::evaluate(&ctx, p, 1e-3, precision, Some(13))
+            .unwrap()
+            .estimates;
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a.j_plus), bits(&b.j_plus));
         assert_eq!(bits(&a.j_minus), bits(&b.j_minus));
@@ -191,7 +279,9 @@ fn the_roundoff_model_bounds_observed_f32_errors_with_margin() {
     for p in random_problems() {
         let seen = p.rounded_to_f32();
         let reference = central_differences(&seen, 1e-4, Precision::F32);
-        let est = full::evaluate(&ctx, &seen, 1e-4, Precision::F32, None).unwrap().estimates;
+        let est = full::evaluate(&ctx, &seen, 1e-4, Precision::F32, None)
+            .unwrap()
+            .estimates;
         for i in 0..est.len() {
             let unit = est.noise[i] / gradcheck::estimate::ROUNDOFF_SAFETY;
             if unit > 0.0 {
@@ -200,5 +290,8 @@ fn the_roundoff_model_bounds_observed_f32_errors_with_margin() {
         }
     }
     eprintln!("worst observed round-off ratio (GPU f32): {worst:.2}");
-    assert!(worst < gradcheck::estimate::ROUNDOFF_SAFETY / 4.0, "observed {worst}");
+    assert!(
+        worst < gradcheck::estimate::ROUNDOFF_SAFETY / 4.0,
+        "observed {worst}"
+    );
 }

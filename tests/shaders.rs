@@ -10,10 +10,14 @@ use gradcheck::options::Precision;
 const CONSTANTS: [(&str, u32); 3] = [("WG", 64), ("SCRATCH", 4096), ("DSCRATCH", 2048)];
 
 fn validate(wgsl: &str) -> naga::Module {
-    let module = naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::FLOAT64)
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
+    let module =
+        naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::FLOAT64,
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{}", e.emit_to_string(wgsl)));
     module
 }
 
@@ -22,7 +26,11 @@ fn every_kernel_validates_in_f32_and_f64() {
     for kernel in KERNELS {
         for precision in [Precision::F32, Precision::F64] {
             let module = validate(&compose(kernel, precision, &CONSTANTS));
-            assert!(module.entry_points.iter().any(|e| e.name == "main"), "{} has no main", kernel.name);
+            assert!(
+                module.entry_points.iter().any(|e| e.name == "main"),
+                "{} has no main",
+                kernel.name
+            );
         }
     }
 }
@@ -36,7 +44,11 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
         if path.extension().is_some_and(|e| e == "wgsl") {
             let text = std::fs::read_to_string(&path).unwrap();
             let known = text == MATH || text == CONFIG || KERNELS.iter().any(|k| k.source == text);
-            assert!(known, "{} is not compiled or validated by anything", path.display());
+            assert!(
+                known,
+                "{} is not compiled or validated by anything",
+                path.display()
+            );
             seen += 1;
         }
     }
@@ -45,11 +57,20 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
 
 /// `(member name, offset)` of struct `name` in `module`, and its size.
 fn layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
-    let ty = module.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no {name}")).1;
+    let ty = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .1;
     match &ty.inner {
-        naga::TypeInner::Struct { members, span } => {
-            (members.iter().map(|m| (m.name.clone().unwrap(), m.offset)).collect(), *span)
-        }
+        naga::TypeInner::Struct { members, span } => (
+            members
+                .iter()
+                .map(|m| (m.name.clone().unwrap(), m.offset))
+                .collect(),
+            *span,
+        ),
         other => panic!("{name} is {other:?}"),
     }
 }
@@ -58,7 +79,10 @@ fn layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
 /// the Rust size.
 fn assert_mirror(module: &naga::Module, name: &str, members: &[(&str, usize)], size: usize) {
     let (actual, span) = layout(module, name);
-    let expected: Vec<(String, u32)> = members.iter().map(|(n, o)| (n.to_string(), *o as u32)).collect();
+    let expected: Vec<(String, u32)> = members
+        .iter()
+        .map(|(n, o)| (n.to_string(), *o as u32))
+        .collect();
     assert_eq!(actual, expected, "{name}");
     assert_eq!(span as usize, size, "{name} size");
 }

@@ -6,24 +6,17 @@ use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
 use super::forward::{forward, sigmoid, softplus, Activations};
+use crate::estimate::DeltaCost;
 use crate::problem::Problem;
-
-/// The change one perturbation makes.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct DeltaCost {
-    /// `J(θ + ε e_i) − J(θ)` and `J(θ − ε e_i) − J(θ)`.
-    pub plus: f64,
-    pub minus: f64,
-    /// `(1/m) Σ |terms|` of both sums: the scale their round-off is relative to.
-    pub magnitude: f64,
-    /// Whether either step moved a ReLU input across 0.
-    pub kink: bool,
-}
 
 /// One cost term's change, `softplus(z + Δ) − softplus(z) − yΔ`, without cancellation:
 /// `log1p(σ(z)·expm1(Δ)) − yΔ` for small Δ.
 pub fn cost_term_change(z: f64, sigma: f64, y: f64, delta: f64) -> f64 {
-    let change = if delta.abs() < 1.0 { (sigma * delta.exp_m1()).ln_1p() } else { softplus(z + delta) - softplus(z) };
+    let change = if delta.abs() < 1.0 {
+        (sigma * delta.exp_m1()).ln_1p()
+    } else {
+        softplus(z + delta) - softplus(z)
+    };
     change - y * delta
 }
 
@@ -87,7 +80,13 @@ impl Scratch {
 /// The cost change of `θ_index + step` (step may be negative), example by example: one
 /// entry changes at layer p, a column of W at p + 1, dense vectors beyond. Examples where
 /// the change dies at a ReLU cost nothing further.
-fn propagate(problem: &Problem, base: &BasePass, index: usize, step: f64, scratch: &mut Scratch) -> (f64, f64, bool) {
+fn propagate(
+    problem: &Problem,
+    base: &BasePass,
+    index: usize,
+    step: f64,
+    scratch: &mut Scratch,
+) -> (f64, f64, bool) {
     let net = problem.net();
     let last = net.layers().len() - 1;
     let (p, row, col) = locate(problem, index);
@@ -125,7 +124,11 @@ fn propagate(problem: &Problem, base: &BasePass, index: usize, step: f64, scratc
         while layer < last {
             let (dz_all, da_all) = (&mut scratch.dz, &mut scratch.da);
             let z = base.acts.z[layer].column(k);
-            for ((a, &dzr), &zr) in da_all[layer].iter_mut().zip(dz_all[layer].iter()).zip(z.iter()) {
+            for ((a, &dzr), &zr) in da_all[layer]
+                .iter_mut()
+                .zip(dz_all[layer].iter())
+                .zip(z.iter())
+            {
                 let (change, crossed) = relu_change(zr, dzr);
                 kink |= crossed;
                 *a = change;
@@ -155,9 +158,15 @@ pub fn delta_costs(problem: &Problem, eps: f64, indices: &[usize]) -> Vec<DeltaC
         .map_init(
             || Scratch::new(problem),
             |scratch, &i| {
-            let (plus, mag_plus, kink_plus) = propagate(problem, &base, i, eps, scratch);
-            let (minus, mag_minus, kink_minus) = propagate(problem, &base, i, -eps, scratch);
-            DeltaCost { plus, minus, magnitude: mag_plus + mag_minus, kink: kink_plus || kink_minus }
-        })
+                let (plus, mag_plus, kink_plus) = propagate(problem, &base, i, eps, scratch);
+                let (minus, mag_minus, kink_minus) = propagate(problem, &base, i, -eps, scratch);
+                DeltaCost {
+                    plus,
+                    minus,
+                    magnitude: mag_plus + mag_minus,
+                    kink: kink_plus || kink_minus,
+                }
+            },
+        )
         .collect()
 }

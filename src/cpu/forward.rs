@@ -18,7 +18,11 @@ pub fn forward(net: &Mlp, x: ArrayView2<f64>) -> Activations {
     for (l, layer) in net.layers().iter().enumerate() {
         let input = if l == 0 { x } else { a[l - 1].view() };
         let zl = layer.w.dot(&input) + &layer.b.view().insert_axis(Axis(1));
-        let al = if l == last { zl.mapv(sigmoid) } else { zl.mapv(relu) };
+        let al = if l == last {
+            zl.mapv(sigmoid)
+        } else {
+            zl.mapv(relu)
+        };
         z.push(zl);
         a.push(al);
     }
@@ -39,7 +43,11 @@ pub fn logits(net: &Mlp, x: ArrayView2<f64>) -> Array2<f64> {
 /// `J = (1/m) Σ_k Σ_o [softplus(z) − y·z]`: the exercise's cross-entropy without `log(1 − a)`.
 pub fn cost_from_logits(z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
     let m = z.ncols() as f64;
-    let total: f64 = z.iter().zip(y.iter()).map(|(&z, &y)| softplus(z) - y * z).sum();
+    let total: f64 = z
+        .iter()
+        .zip(y.iter())
+        .map(|(&z, &y)| softplus(z) - y * z)
+        .sum();
     total / m
 }
 

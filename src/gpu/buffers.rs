@@ -9,7 +9,10 @@ use crate::options::Precision;
 /// `values` encoded as `precision` scalars.
 pub(crate) fn encode(values: impl IntoIterator<Item = f64>, precision: Precision) -> Vec<u8> {
     match precision {
-        Precision::F32 => values.into_iter().flat_map(|v| (v as f32).to_le_bytes()).collect(),
+        Precision::F32 => values
+            .into_iter()
+            .flat_map(|v| (v as f32).to_le_bytes())
+            .collect(),
         Precision::F64 => values.into_iter().flat_map(f64::to_le_bytes).collect(),
     }
 }
@@ -17,14 +20,21 @@ pub(crate) fn encode(values: impl IntoIterator<Item = f64>, precision: Precision
 /// The inverse of [`encode`].
 pub(crate) fn decode(bytes: &[u8], precision: Precision) -> Vec<f64> {
     match precision {
-        Precision::F32 => bytes.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
-        Precision::F64 => bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        Precision::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+            .collect(),
+        Precision::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
     }
 }
 
 /// Refuses a binding larger than the device allows, naming it, before anything is allocated.
 pub(crate) fn ensure_fits(ctx: &GpuContext, what: &str, bytes: u64) -> Result<()> {
-    let limit = u64::from(ctx.limits.max_storage_buffer_binding_size).min(ctx.limits.max_buffer_size);
+    let limit =
+        ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
     if bytes > limit {
         return Err(Error::TooLarge(format!(
             "{what} needs {bytes} bytes but '{}' binds at most {limit}",
@@ -36,21 +46,28 @@ pub(crate) fn ensure_fits(ctx: &GpuContext, what: &str, bytes: u64) -> Result<()
 
 /// A read-only storage buffer holding `bytes`.
 pub(crate) fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytes,
-        usage: wgpu::BufferUsages::STORAGE,
-    })
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+        })
 }
 
 /// An output buffer of `len` scalars filled with NaN, so an element no kernel wrote
 /// cannot pass a check.
-pub(crate) fn poisoned(ctx: &GpuContext, label: &str, len: usize, precision: Precision) -> wgpu::Buffer {
-    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: &encode(std::iter::repeat_n(f64::NAN, len), precision),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-    })
+pub(crate) fn poisoned(
+    ctx: &GpuContext,
+    label: &str,
+    len: usize,
+    precision: Precision,
+) -> wgpu::Buffer {
+    ctx.device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &encode(std::iter::repeat_n(f64::NAN, len), precision),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
 }
 
 /// A buffer the host can map after copying `size` bytes into it.
@@ -74,7 +91,10 @@ pub(crate) fn map_read(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<u8
         .recv()
         .map_err(|_| Error::Gpu("the device dropped a read-back".into()))?
         .map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?;
-    let bytes = buffer.get_mapped_range(..).map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?.to_vec();
+    let bytes = buffer
+        .get_mapped_range(..)
+        .map_err(|e| Error::Gpu(format!("read-back failed: {e}")))?
+        .to_vec();
     buffer.unmap();
     Ok(bytes)
 }

@@ -39,7 +39,7 @@ impl AdapterSummary {
             f64: features.contains(wgpu::Features::SHADER_F64),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_binding: u64::from(limits.max_storage_buffer_binding_size),
+            max_storage_binding: limits.max_storage_buffer_binding_size,
         }
     }
 }
@@ -85,7 +85,9 @@ impl GpuContext {
     /// Opens the adapter whose name contains `name` (case-insensitive), else the one named
     /// by `WGPU_ADAPTER_NAME`, else the best one present.
     pub fn new(name: Option<&str>) -> Result<Self> {
-        let wanted = name.map(str::to_owned).or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let wanted = name
+            .map(str::to_owned)
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
         let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
         if let Some(wanted) = &wanted {
             let needle = wanted.to_lowercase();
@@ -94,13 +96,19 @@ impl GpuContext {
                 let names: Vec<String> = list_adapters().into_iter().map(|a| a.name).collect();
                 return Err(Error::NoAdapter(format!(
                     " whose name contains '{wanted}' (adapters: {})",
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )));
             }
         }
         adapters.sort_by_key(rank);
         let adapter = adapters.into_iter().next().ok_or_else(|| {
-            Error::NoAdapter(" (install a Vulkan driver, e.g. Mesa's lavapipe: mesa-vulkan-drivers)".into())
+            Error::NoAdapter(
+                " (install a Vulkan driver, e.g. Mesa's lavapipe: mesa-vulkan-drivers)".into(),
+            )
         })?;
         let summary = AdapterSummary::of(&adapter);
         let wanted_features = wgpu::Features::SHADER_F64 | wgpu::Features::TIMESTAMP_QUERY;
@@ -116,9 +124,17 @@ impl GpuContext {
         let stray_errors = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stray_errors);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().expect("error sink").push(first_line(&e.to_string()));
+            sink.lock()
+                .expect("error sink")
+                .push(first_line(&e.to_string()));
         }));
-        Ok(Self { device, queue, limits, summary, stray_errors })
+        Ok(Self {
+            device,
+            queue,
+            limits,
+            summary,
+            stray_errors,
+        })
     }
 
     /// The adapter in use.
@@ -147,7 +163,13 @@ impl GpuContext {
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu(first_line(&e.to_string())));
         }
-        if let Some(e) = self.stray_errors.lock().expect("error sink").drain(..).next() {
+        if let Some(e) = self
+            .stray_errors
+            .lock()
+            .expect("error sink")
+            .drain(..)
+            .next()
+        {
             return Err(Error::Gpu(e));
         }
         out

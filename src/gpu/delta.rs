@@ -6,9 +6,9 @@ use super::dispatch::{layer_table, read_reals, workgroup_scratch, BoundKernel, K
 use super::full::{default_chunk, ensure_problem_fits, tile_size};
 use super::shader::DELTA;
 use super::GpuContext;
-use crate::cpu::delta::DeltaCost;
 use crate::cpu::forward::{forward, sigmoid};
 use crate::error::{Error, Result};
+use crate::estimate::DeltaCost;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -34,10 +34,16 @@ pub fn evaluate(
     chunk: Option<usize>,
 ) -> Result<DeltaRun> {
     if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported { adapter: ctx.summary().name.clone(), what: "f64 shaders (SHADER_F64); use --precision f32".into() });
+        return Err(Error::Unsupported {
+            adapter: ctx.summary().name.clone(),
+            what: "f64 shaders (SHADER_F64); use --precision f32".into(),
+        });
     }
     if indices.is_empty() {
-        return Ok(DeltaRun { deltas: Vec::new(), gpu_seconds: None });
+        return Ok(DeltaRun {
+            deltas: Vec::new(),
+            gpu_seconds: None,
+        });
     }
     let net = problem.net();
     let m = problem.examples();
@@ -57,17 +63,33 @@ pub fn evaluate(
             acts.extend(base.a[l].iter());
         }
     }
-    super::buffers::ensure_fits(ctx, "the unperturbed activations", zs.len() as u64 * precision.size() as u64)?;
+    super::buffers::ensure_fits(
+        ctx,
+        "the unperturbed activations",
+        zs.len() as u64 * precision.size() as u64,
+    )?;
 
     let size = precision.size() as u64;
     let reduction = u64::from(WORKGROUP_SIZE) * 4 * size + 16;
-    let scratch = workgroup_scratch(ctx, precision, reduction) / 2 & !1;
+    // vec2 entries, an even number of them (two halves).
+    let scratch = (workgroup_scratch(ctx, precision, reduction) / 2) & !1;
     let widths = net.widths();
-    let hidden = widths[1..widths.len() - 1].iter().copied().max().unwrap_or(1) as u32;
+    let hidden = widths[1..widths.len() - 1]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1) as u32;
     let tile = tile_size(ctx, scratch, 2 * hidden, m, precision)?;
-    let dense: usize = widths.windows(2).skip(1).map(|w| w[0] * w[1]).max().unwrap_or(0);
+    let dense: usize = widths
+        .windows(2)
+        .skip(1)
+        .map(|w| w[0] * w[1])
+        .max()
+        .unwrap_or(0);
     let work = m * (widths.iter().sum::<usize>() + dense);
-    let chunk = chunk.unwrap_or_else(|| default_chunk(indices.len(), work)).min(indices.len());
+    let chunk = chunk
+        .unwrap_or_else(|| default_chunk(indices.len(), work))
+        .min(indices.len());
     let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
 
     let (values, gpu_seconds) = ctx.scoped(|| {
@@ -84,14 +106,33 @@ pub fn evaluate(
         ];
         let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
         bound.push(&out);
-        let kernel = BoundKernel::new(ctx, DELTA, precision, &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)], &bound);
-        let template = KernelConfig { layers: net.layers().len() as u32, examples: m as u32, tile, ..Default::default() };
+        let kernel = BoundKernel::new(
+            ctx,
+            DELTA,
+            precision,
+            &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)],
+            &bound,
+        );
+        let template = KernelConfig {
+            layers: net.layers().len() as u32,
+            examples: m as u32,
+            tile,
+            ..Default::default()
+        };
         let gpu_seconds = kernel.run(ctx, template, indices.len(), chunk)?;
         Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
     })?;
     let deltas = values
         .chunks_exact(OUTPUTS)
-        .map(|v| DeltaCost { plus: v[0], minus: v[1], magnitude: v[2], kink: v[3] != 0.0 })
+        .map(|v| DeltaCost {
+            plus: v[0],
+            minus: v[1],
+            magnitude: v[2],
+            kink: v[3] != 0.0,
+        })
         .collect();
-    Ok(DeltaRun { deltas, gpu_seconds })
+    Ok(DeltaRun {
+        deltas,
+        gpu_seconds,
+    })
 }

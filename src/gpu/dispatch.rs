@@ -91,20 +91,26 @@ impl BoundKernel {
         constants: &[(&str, u32)],
         buffers: &[&wgpu::Buffer],
     ) -> Self {
-        let shader = module(&ctx.device, kernel.name, &compose(kernel, precision, constants));
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.name),
-            layout: None,
-            module: &shader,
-            entry_point: Some("main"),
-            // Every kernel writes workgroup memory before reading it; zeroing it (the default)
-            // costs ~10 µs per workgroup on lavapipe, more than a small perturbation's work.
-            compilation_options: wgpu::PipelineCompilationOptions {
-                zero_initialize_workgroup_memory: false,
-                ..Default::default()
-            },
-            cache: None,
-        });
+        let shader = module(
+            &ctx.device,
+            kernel.name,
+            &compose(kernel, precision, constants),
+        );
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name),
+                layout: None,
+                module: &shader,
+                entry_point: Some("main"),
+                // Every kernel writes workgroup memory before reading it; zeroing it (the default)
+                // costs ~10 µs per workgroup on lavapipe, more than a small perturbation's work.
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
+                cache: None,
+            });
         let config = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("config"),
             size: std::mem::size_of::<KernelConfig>() as u64,
@@ -114,19 +120,32 @@ impl BoundKernel {
         let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&config)
             .chain(buffers.iter().copied())
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        Self { pipeline, bind_group, config }
+        Self {
+            pipeline,
+            bind_group,
+            config,
+        }
     }
 
     /// Dispatches `total` workgroups in chunks of `chunk`, one submit each, and returns the
     /// summed GPU time in seconds where timestamp queries exist.
-    pub(crate) fn run(&self, ctx: &GpuContext, template: KernelConfig, total: usize, chunk: usize) -> Result<Option<f64>> {
+    pub(crate) fn run(
+        &self,
+        ctx: &GpuContext,
+        template: KernelConfig,
+        total: usize,
+        chunk: usize,
+    ) -> Result<Option<f64>> {
         let chunks = total.div_ceil(chunk);
         let timing = (ctx.supports_timestamps() && chunks <= MAX_CHUNKS).then(|| {
             let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -146,16 +165,24 @@ impl BoundKernel {
             let base = c * chunk;
             let count = chunk.min(total - base) as u32;
             let grid_x = count.min(GRID_DIM);
-            let cfg = KernelConfig { count, base: base as u32, grid_x, ..template };
-            ctx.queue.write_buffer(&self.config, 0, bytemuck::bytes_of(&cfg));
+            let cfg = KernelConfig {
+                count,
+                base: base as u32,
+                grid_x,
+                ..template
+            };
+            ctx.queue
+                .write_buffer(&self.config, 0, bytemuck::bytes_of(&cfg));
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
-                    timestamp_writes: timing.as_ref().map(|(q, _)| wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
+                    timestamp_writes: timing.as_ref().map(|(q, _)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: q,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }
                     }),
                 });
                 pass.set_pipeline(&self.pipeline);
@@ -167,12 +194,21 @@ impl BoundKernel {
             }
             ctx.queue.submit([encoder.finish()]);
         }
-        let Some((_, resolved)) = &timing else { return Ok(None) };
+        let Some((_, resolved)) = &timing else {
+            return Ok(None);
+        };
         let bytes = read_bytes(ctx, resolved)?;
-        let stamps: Vec<u64> = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect();
+        let stamps: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         let stride = (QUERY_STRIDE / 8) as usize;
-        let ticks: u64 = (0..chunks).map(|c| stamps[c * stride + 1].saturating_sub(stamps[c * stride])).sum();
-        Ok(Some(ticks as f64 * f64::from(ctx.queue.get_timestamp_period()) * 1e-9))
+        let ticks: u64 = (0..chunks)
+            .map(|c| stamps[c * stride + 1].saturating_sub(stamps[c * stride]))
+            .sum();
+        Ok(Some(
+            ticks as f64 * f64::from(ctx.queue.get_timestamp_period()) * 1e-9,
+        ))
     }
 }
 
@@ -186,7 +222,11 @@ pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<
 }
 
 /// Copies a buffer of `precision` scalars to the host as f64.
-pub(crate) fn read_reals(ctx: &GpuContext, buffer: &wgpu::Buffer, precision: Precision) -> Result<Vec<f64>> {
+pub(crate) fn read_reals(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    precision: Precision,
+) -> Result<Vec<f64>> {
     Ok(decode(&read_bytes(ctx, buffer)?, precision))
 }
 

@@ -2,7 +2,9 @@
 //! chunks that respect the device's limits.
 
 use super::buffers::{encode, ensure_fits, poisoned, storage};
-use super::dispatch::{layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig, MAX_CHUNKS};
+use super::dispatch::{
+    layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig, MAX_CHUNKS,
+};
 use super::shader::FULL;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -35,7 +37,13 @@ pub(crate) fn default_chunk(items: usize, work_per_item: usize) -> usize {
 
 /// Examples per tile when each example needs `per_example` scalars of workgroup memory
 /// out of `scratch`; a clear error when not even one fits.
-pub(crate) fn tile_size(ctx: &GpuContext, scratch: u32, per_example: u32, examples: usize, precision: Precision) -> Result<u32> {
+pub(crate) fn tile_size(
+    ctx: &GpuContext,
+    scratch: u32,
+    per_example: u32,
+    examples: usize,
+    precision: Precision,
+) -> Result<u32> {
     let tile = (scratch / per_example.max(1)).min(examples as u32);
     if tile == 0 {
         return Err(Error::TooLarge(format!(
@@ -50,22 +58,42 @@ pub(crate) fn tile_size(ctx: &GpuContext, scratch: u32, per_example: u32, exampl
 }
 
 /// Checks the indices fit the kernels' u32 arithmetic and the buffers the device's limits.
-pub(crate) fn ensure_problem_fits(ctx: &GpuContext, problem: &Problem, precision: Precision, outputs: usize) -> Result<()> {
+pub(crate) fn ensure_problem_fits(
+    ctx: &GpuContext,
+    problem: &Problem,
+    precision: Precision,
+    outputs: usize,
+) -> Result<()> {
     let params = problem.net().num_params();
     let size = precision.size() as u64;
     if u32::try_from(outputs).is_err() || u32::try_from(problem.x().len()).is_err() {
-        return Err(Error::TooLarge(format!("{params} parameters exceed the kernels' 32-bit indices")));
+        return Err(Error::TooLarge(format!(
+            "{params} parameters exceed the kernels' 32-bit indices"
+        )));
     }
     ensure_fits(ctx, "the parameter vector", params as u64 * size)?;
     ensure_fits(ctx, "X", problem.x().len() as u64 * size)?;
-    ensure_fits(ctx, "the results of every perturbation", outputs as u64 * size)
+    ensure_fits(
+        ctx,
+        "the results of every perturbation",
+        outputs as u64 * size,
+    )
 }
 
 /// Evaluates `J(θ ± ε e_i)` for every coordinate on the GPU in `precision`.
 /// `chunk` forces the perturbations per dispatch (tests use it to cross chunk edges).
-pub fn evaluate(ctx: &GpuContext, problem: &Problem, eps: f64, precision: Precision, chunk: Option<usize>) -> Result<GpuRun> {
+pub fn evaluate(
+    ctx: &GpuContext,
+    problem: &Problem,
+    eps: f64,
+    precision: Precision,
+    chunk: Option<usize>,
+) -> Result<GpuRun> {
     if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported { adapter: ctx.summary().name.clone(), what: "f64 shaders (SHADER_F64); use --precision f32".into() });
+        return Err(Error::Unsupported {
+            adapter: ctx.summary().name.clone(),
+            what: "f64 shaders (SHADER_F64); use --precision f32".into(),
+        });
     }
     let net = problem.net();
     let params = net.num_params();
@@ -74,11 +102,21 @@ pub fn evaluate(ctx: &GpuContext, problem: &Problem, eps: f64, precision: Precis
     ensure_problem_fits(ctx, problem, precision, perturbations)?;
 
     // Workgroup memory: a reduction array of WG scalars plus two activation halves.
-    let scratch = workgroup_scratch(ctx, precision, u64::from(WORKGROUP_SIZE) * precision.size() as u64);
+    let scratch = workgroup_scratch(
+        ctx,
+        precision,
+        u64::from(WORKGROUP_SIZE) * precision.size() as u64,
+    );
     let widths = net.widths();
-    let hidden = widths[1..widths.len() - 1].iter().copied().max().unwrap_or(1) as u32;
+    let hidden = widths[1..widths.len() - 1]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1) as u32;
     let tile = tile_size(ctx, scratch, 2 * hidden, m, precision)?;
-    let chunk = chunk.unwrap_or_else(|| default_chunk(perturbations, params * m)).min(perturbations);
+    let chunk = chunk
+        .unwrap_or_else(|| default_chunk(perturbations, params * m))
+        .min(perturbations);
 
     let theta = net.flatten();
     let (costs, gpu_seconds) = ctx.scoped(|| {
@@ -92,8 +130,19 @@ pub fn evaluate(ctx: &GpuContext, problem: &Problem, eps: f64, precision: Precis
         ];
         let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
         bound.push(&costs);
-        let kernel = BoundKernel::new(ctx, FULL, precision, &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)], &bound);
-        let template = KernelConfig { layers: net.layers().len() as u32, examples: m as u32, tile, ..Default::default() };
+        let kernel = BoundKernel::new(
+            ctx,
+            FULL,
+            precision,
+            &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+            &bound,
+        );
+        let template = KernelConfig {
+            layers: net.layers().len() as u32,
+            examples: m as u32,
+            tile,
+            ..Default::default()
+        };
         let gpu_seconds = kernel.run(ctx, template, perturbations, chunk)?;
         Ok((read_reals(ctx, &costs, precision)?, gpu_seconds))
     })?;
@@ -108,5 +157,9 @@ pub fn evaluate(ctx: &GpuContext, problem: &Problem, eps: f64, precision: Precis
         steps.push(plus - minus);
     }
     let estimates = Estimates::from_costs(j_plus, j_minus, &steps, precision.unit_roundoff());
-    Ok(GpuRun { estimates, gpu_seconds, chunks: perturbations.div_ceil(chunk) })
+    Ok(GpuRun {
+        estimates,
+        gpu_seconds,
+        chunks: perturbations.div_ceil(chunk),
+    })
 }

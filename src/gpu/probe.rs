@@ -10,27 +10,42 @@ use crate::options::Precision;
 /// log1p(clamp(v, −0.64, 1.72))]` for each input, computed on the GPU.
 pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; 5]>> {
     if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported { adapter: ctx.summary().name.clone(), what: "f64 shaders".into() });
+        return Err(Error::Unsupported {
+            adapter: ctx.summary().name.clone(),
+            what: "f64 shaders".into(),
+        });
     }
     let out_len = 5 * inputs.len();
     let bytes = ctx.scoped(|| {
-        let shader = module(&ctx.device, "math_probe", &compose(MATH_PROBE, precision, &[]));
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("math_probe"),
-            layout: None,
-            module: &shader,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let shader = module(
+            &ctx.device,
+            "math_probe",
+            &compose(MATH_PROBE, precision, &[]),
+        );
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("math_probe"),
+                layout: None,
+                module: &shader,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         let input = storage(ctx, "probe in", &encode(inputs.iter().copied(), precision));
         let output = poisoned(ctx, "probe out", out_len, precision);
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("math_probe"),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: input.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: output.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: input.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: output.as_entire_binding(),
+                },
             ],
         });
         let size = output.size();
@@ -46,5 +61,8 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
         ctx.queue.submit([encoder.finish()]);
         map_read(ctx, &staged)
     })?;
-    Ok(decode(&bytes, precision).chunks_exact(5).map(|c| [c[0], c[1], c[2], c[3], c[4]]).collect())
+    Ok(decode(&bytes, precision)
+        .chunks_exact(5)
+        .map(|c| [c[0], c[1], c[2], c[3], c[4]])
+        .collect())
 }

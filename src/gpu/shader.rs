@@ -17,11 +17,20 @@ pub struct Kernel {
 }
 
 /// The full method's kernel.
-pub const FULL: Kernel = Kernel { name: "full", source: include_str!("../../shaders/full.wgsl") };
+pub const FULL: Kernel = Kernel {
+    name: "full",
+    source: include_str!("../../shaders/full.wgsl"),
+};
 /// The delta method's kernel.
-pub const DELTA: Kernel = Kernel { name: "delta", source: include_str!("../../shaders/delta.wgsl") };
+pub const DELTA: Kernel = Kernel {
+    name: "delta",
+    source: include_str!("../../shaders/delta.wgsl"),
+};
 /// The math test kernel.
-pub const MATH_PROBE: Kernel = Kernel { name: "math_probe", source: include_str!("../../shaders/math_probe.wgsl") };
+pub const MATH_PROBE: Kernel = Kernel {
+    name: "math_probe",
+    source: include_str!("../../shaders/math_probe.wgsl"),
+};
 
 /// Every kernel, for the tests that validate them all.
 pub const KERNELS: [Kernel; 3] = [FULL, DELTA, MATH_PROBE];

@@ -6,7 +6,10 @@ use gradcheck::gpu::GpuContext;
 use gradcheck::problem::Problem;
 
 /// The exercise's fixture, as shipped in the repository.
-pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/exercise_buggy_backprop.npz");
+pub const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/exercise_buggy_backprop.npz"
+);
 
 /// The GPU context for GPU tests. Without an adapter the test is skipped with a visible
 /// message, unless `GRADCHECK_REQUIRE_GPU=1` (set by CI), where it fails.
@@ -17,7 +20,9 @@ pub fn gpu() -> Option<GpuContext> {
             if std::env::var("GRADCHECK_REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("GRADCHECK_REQUIRE_GPU=1 but no GPU: {e}");
             }
-            eprintln!("SKIPPED (no GPU adapter: {e}); set GRADCHECK_REQUIRE_GPU=1 to make this a failure");
+            eprintln!(
+                "SKIPPED (no GPU adapter: {e}); set GRADCHECK_REQUIRE_GPU=1 to make this a failure"
+            );
             None
         }
     }
@@ -38,7 +43,11 @@ pub fn random_problems() -> Vec<Problem> {
     shapes
         .iter()
         .enumerate()
-        .map(|(i, (widths, m))| NetworkSpec::new(widths.to_vec(), *m, 100 + i as u64).unwrap().generate())
+        .map(|(i, (widths, m))| {
+            NetworkSpec::new(widths.to_vec(), *m, 100 + i as u64)
+                .unwrap()
+                .generate()
+        })
         .collect()
 }
 
