@@ -1,6 +1,6 @@
 //! The accuracy table of the README: median and maximum difference on *correct* backprop
 //! over 24 random networks (depth 1–4, widths 1–64, m 1–32), for each method and precision.
-//! f32 needs a GPU adapter (lavapipe will do); f64 uses the GPU when it has f64.
+//! Runs every configuration on the GPU adapter (lavapipe will do; f64 needs SHADER_F64).
 //!
 //!     cargo run --release --example accuracy
 

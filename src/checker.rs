@@ -24,8 +24,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the GPU unless `--device cpu`; with `auto`, falls back to the CPU with a notice
-    /// when there is no adapter or it lacks the precision asked for.
+    /// Opens the GPU unless `--device cpu`; with `auto`, runs on the CPU with a notice when
+    /// there is no adapter, when it lacks the precision asked for, or when it is a software
+    /// adapter and the check is f64 (the native path is faster on the same cores).
     pub fn new(opts: &CheckOptions) -> Result<Self> {
         opts.validate()?;
         let mut notices = Vec::new();
@@ -42,6 +43,15 @@ impl Engine {
                 Some(ctx)
             }
             DeviceChoice::Auto => match GpuContext::new(opts.adapter.as_deref()) {
+                // A software adapter runs on the same cores as the native CPU path, 20-60x
+                // slower (benches/RESULTS.md); f64 checks go native, f32 ones need it.
+                Ok(ctx) if ctx.summary().software && opts.precision == Precision::F64 => {
+                    notices.push(format!(
+                        "'{}' is a software adapter; the native CPU path is faster, so the check runs there (--device gpu to use it)",
+                        ctx.summary().name
+                    ));
+                    None
+                }
                 Ok(ctx) if opts.precision == Precision::F32 || ctx.supports_f64() => Some(ctx),
                 Ok(ctx) => {
                     notices.push(format!(

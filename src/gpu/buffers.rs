@@ -33,8 +33,10 @@ pub(crate) fn decode(bytes: &[u8], precision: Precision) -> Vec<f64> {
 
 /// Refuses a binding larger than the device allows, naming it, before anything is allocated.
 pub(crate) fn ensure_fits(ctx: &GpuContext, what: &str, bytes: u64) -> Result<()> {
-    let limit =
-        ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
     if bytes > limit {
         return Err(Error::TooLarge(format!(
             "{what} needs {bytes} bytes but '{}' binds at most {limit}",

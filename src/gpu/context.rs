@@ -13,6 +13,8 @@ pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
     pub device_type: String,
+    /// A software rasterizer on the CPU (lavapipe, llvmpipe, WARP), not a GPU.
+    pub software: bool,
     pub driver: String,
     pub f64: bool,
     pub timestamps: bool,
@@ -35,6 +37,7 @@ impl AdapterSummary {
             name: info.name,
             backend: info.backend.to_string(),
             device_type: format!("{:?}", info.device_type),
+            software: info.device_type == wgpu::DeviceType::Cpu,
             driver,
             f64: features.contains(wgpu::Features::SHADER_F64),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
