@@ -17,7 +17,7 @@ pub fn forward(net: &Mlp, x: ArrayView2<f64>) -> Activations {
     let mut a: Vec<Array2<f64>> = Vec::with_capacity(last + 1);
     for (l, layer) in net.layers().iter().enumerate() {
         let input = if l == 0 { x } else { a[l - 1].view() };
-        let zl = layer.w.dot(&input) + &layer.b.view().insert_axis(Axis(1));
+        let zl = layer.w.dot(&input) + layer.b.view().insert_axis(Axis(1));
         let al = if l == last {
             zl.mapv(sigmoid)
         } else {
@@ -34,7 +34,7 @@ pub fn logits(net: &Mlp, x: ArrayView2<f64>) -> Array2<f64> {
     let last = net.layers().len() - 1;
     let mut a = x.to_owned();
     for (l, layer) in net.layers().iter().enumerate() {
-        let z = layer.w.dot(&a) + &layer.b.view().insert_axis(Axis(1));
+        let z = layer.w.dot(&a) + layer.b.view().insert_axis(Axis(1));
         a = if l == last { z } else { z.mapv(relu) };
     }
     a

@@ -1,8 +1,8 @@
 //! The delta method on the GPU: one workgroup per parameter, both signs at once,
 //! propagating only the change from a precomputed unperturbed pass.
 
-use super::buffers::{encode, poisoned, storage};
-use super::dispatch::{layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig};
+use super::buffers::{encode, storage};
+use super::dispatch::{problem_buffers, run_kernel, workgroup_scratch, KernelConfig};
 use super::full::{default_chunk, ensure_problem_fits, tile_size};
 use super::shader::DELTA;
 use super::GpuContext;
@@ -52,7 +52,6 @@ pub fn evaluate(
     // The unperturbed pass, in f64 on the host; the kernel sees it rounded to `precision`.
     let base = forward(net, problem.x().view());
     let last = net.layers().len() - 1;
-    let table = layer_table(problem);
     let mut zs = Vec::new();
     let mut acts = Vec::new();
     for (l, z) in base.z.iter().enumerate() {
@@ -92,36 +91,29 @@ pub fn evaluate(
         .min(indices.len());
     let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
 
-    let (values, gpu_seconds) = ctx.scoped(|| {
-        let out = poisoned(ctx, "delta out", OUTPUTS * indices.len(), precision);
-        let buffers = [
-            storage(ctx, "layers", bytemuck::cast_slice(&table)),
-            storage(ctx, "theta", &encode(net.flatten(), precision)),
-            storage(ctx, "X", &encode(problem.x().iter().copied(), precision)),
-            storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
-            storage(ctx, "Z", &encode(zs.iter().copied(), precision)),
-            storage(ctx, "A", &encode(acts.iter().copied(), precision)),
-            storage(ctx, "indices", bytemuck::cast_slice(&index_words)),
-            storage(ctx, "eps", &encode([eps], precision)),
-        ];
-        let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
-        bound.push(&out);
-        let kernel = BoundKernel::new(
-            ctx,
-            DELTA,
-            precision,
-            &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)],
-            &bound,
-        );
-        let template = KernelConfig {
-            layers: net.layers().len() as u32,
-            examples: m as u32,
-            tile,
-            ..Default::default()
-        };
-        let gpu_seconds = kernel.run(ctx, template, indices.len(), chunk)?;
-        Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
-    })?;
+    let template = KernelConfig {
+        layers: net.layers().len() as u32,
+        examples: m as u32,
+        tile,
+        ..Default::default()
+    };
+    let (values, gpu_seconds) = run_kernel(
+        ctx,
+        DELTA,
+        precision,
+        &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)],
+        || {
+            let mut inputs = problem_buffers(ctx, problem, precision);
+            inputs.push(storage(ctx, "Z", &encode(zs.iter().copied(), precision)));
+            inputs.push(storage(ctx, "A", &encode(acts.iter().copied(), precision)));
+            inputs.push(storage(ctx, "indices", bytemuck::cast_slice(&index_words)));
+            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
+            inputs
+        },
+        OUTPUTS * indices.len(),
+        template,
+        (indices.len(), chunk),
+    )?;
     let deltas = values
         .chunks_exact(OUTPUTS)
         .map(|v| DeltaCost {

@@ -3,7 +3,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::buffers::{decode, map_read, staging};
+use super::buffers::{decode, encode, map_read, poisoned, staging, storage};
 use super::shader::{compose, module, Kernel};
 use super::GpuContext;
 use crate::error::Result;
@@ -77,14 +77,14 @@ pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
 }
 
 /// A compiled kernel bound to its buffers (binding 0 is the config, the rest in order).
-pub(crate) struct BoundKernel {
+struct BoundKernel {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     config: wgpu::Buffer,
 }
 
 impl BoundKernel {
-    pub(crate) fn new(
+    fn new(
         ctx: &GpuContext,
         kernel: Kernel,
         precision: Precision,
@@ -139,7 +139,7 @@ impl BoundKernel {
 
     /// Dispatches `total` workgroups in chunks of `chunk`, one submit each, and returns the
     /// summed GPU time in seconds where timestamp queries exist.
-    pub(crate) fn run(
+    fn run(
         &self,
         ctx: &GpuContext,
         template: KernelConfig,
@@ -212,6 +212,44 @@ impl BoundKernel {
     }
 }
 
+/// The inputs every kernel binds first: the layer table, θ, X and Y, in `precision`.
+pub(crate) fn problem_buffers(
+    ctx: &GpuContext,
+    problem: &Problem,
+    precision: Precision,
+) -> Vec<wgpu::Buffer> {
+    vec![
+        storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
+        storage(ctx, "theta", &encode(problem.net().flatten(), precision)),
+        storage(ctx, "X", &encode(problem.x().iter().copied(), precision)),
+        storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
+    ]
+}
+
+/// Runs `kernel` over `items` workgroups in chunks: binds the buffers `inputs` makes, then a
+/// NaN-poisoned output of `outputs` scalars, and returns that output and the GPU time. All of
+/// it inside the context's error scopes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_kernel(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    precision: Precision,
+    constants: &[(&str, u32)],
+    inputs: impl FnOnce() -> Vec<wgpu::Buffer>,
+    outputs: usize,
+    template: KernelConfig,
+    (items, chunk): (usize, usize),
+) -> Result<(Vec<f64>, Option<f64>)> {
+    ctx.scoped(|| {
+        let inputs = inputs();
+        let out = poisoned(ctx, kernel.name, outputs, precision);
+        let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
+        let kernel = BoundKernel::new(ctx, kernel, precision, constants, &bound);
+        let gpu_seconds = kernel.run(ctx, template, items, chunk)?;
+        Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
+    })
+}
+
 /// Copies `buffer` to the host.
 pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
     let staged = staging(ctx, "read-back", buffer.size());
@@ -222,11 +260,7 @@ pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<
 }
 
 /// Copies a buffer of `precision` scalars to the host as f64.
-pub(crate) fn read_reals(
-    ctx: &GpuContext,
-    buffer: &wgpu::Buffer,
-    precision: Precision,
-) -> Result<Vec<f64>> {
+fn read_reals(ctx: &GpuContext, buffer: &wgpu::Buffer, precision: Precision) -> Result<Vec<f64>> {
     Ok(decode(&read_bytes(ctx, buffer)?, precision))
 }
 

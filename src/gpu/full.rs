@@ -1,10 +1,8 @@
 //! The full method on the GPU: all 2N perturbed forward passes, one per workgroup, in
 //! chunks that respect the device's limits.
 
-use super::buffers::{encode, ensure_fits, poisoned, storage};
-use super::dispatch::{
-    layer_table, read_reals, workgroup_scratch, BoundKernel, KernelConfig, MAX_CHUNKS,
-};
+use super::buffers::{encode, ensure_fits, storage};
+use super::dispatch::{problem_buffers, run_kernel, workgroup_scratch, KernelConfig, MAX_CHUNKS};
 use super::shader::FULL;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -118,35 +116,28 @@ pub fn evaluate(
         .unwrap_or_else(|| default_chunk(perturbations, params * m))
         .min(perturbations);
 
-    let theta = net.flatten();
-    let (costs, gpu_seconds) = ctx.scoped(|| {
-        let costs = poisoned(ctx, "costs", perturbations, precision);
-        let buffers = [
-            storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
-            storage(ctx, "theta", &encode(theta.iter().copied(), precision)),
-            storage(ctx, "X", &encode(problem.x().iter().copied(), precision)),
-            storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
-            storage(ctx, "eps", &encode([eps], precision)),
-        ];
-        let mut bound: Vec<&wgpu::Buffer> = buffers.iter().collect();
-        bound.push(&costs);
-        let kernel = BoundKernel::new(
-            ctx,
-            FULL,
-            precision,
-            &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
-            &bound,
-        );
-        let template = KernelConfig {
-            layers: net.layers().len() as u32,
-            examples: m as u32,
-            tile,
-            ..Default::default()
-        };
-        let gpu_seconds = kernel.run(ctx, template, perturbations, chunk)?;
-        Ok((read_reals(ctx, &costs, precision)?, gpu_seconds))
-    })?;
+    let template = KernelConfig {
+        layers: net.layers().len() as u32,
+        examples: m as u32,
+        tile,
+        ..Default::default()
+    };
+    let (costs, gpu_seconds) = run_kernel(
+        ctx,
+        FULL,
+        precision,
+        &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+        || {
+            let mut inputs = problem_buffers(ctx, problem, precision);
+            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
+            inputs
+        },
+        perturbations,
+        template,
+        (perturbations, chunk),
+    )?;
 
+    let theta = net.flatten();
     let mut j_plus = Vec::with_capacity(params);
     let mut j_minus = Vec::with_capacity(params);
     let mut steps = Vec::with_capacity(params);
