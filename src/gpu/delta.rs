@@ -73,12 +73,7 @@ pub fn evaluate(
     // vec2 entries, an even number of them (two halves).
     let scratch = (workgroup_scratch(ctx, precision, reduction) / 2) & !1;
     let widths = net.widths();
-    let hidden = widths[1..widths.len() - 1]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1) as u32;
-    let tile = tile_size(ctx, scratch, 2 * hidden, m, precision)?;
+    let tile = tile_size(ctx, scratch, problem, precision)?;
     let dense: usize = widths
         .windows(2)
         .skip(1)
@@ -91,12 +86,7 @@ pub fn evaluate(
         .min(indices.len());
     let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
 
-    let template = KernelConfig {
-        layers: net.layers().len() as u32,
-        examples: m as u32,
-        tile,
-        ..Default::default()
-    };
+    let template = KernelConfig::for_problem(problem, tile);
     let (values, gpu_seconds) = run_kernel(
         ctx,
         DELTA,

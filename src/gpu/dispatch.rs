@@ -34,6 +34,19 @@ pub struct KernelConfig {
     pub _pad1: u32,
 }
 
+impl KernelConfig {
+    /// The sizes of `problem`, with `tile` examples per tile; `count`, `base` and `grid_x`
+    /// are set per dispatch.
+    pub fn for_problem(problem: &Problem, tile: u32) -> Self {
+        Self {
+            layers: problem.net().layers().len() as u32,
+            examples: problem.examples() as u32,
+            tile,
+            ..Default::default()
+        }
+    }
+}
+
 /// Mirror of `LayerInfo` in shaders/config.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]

@@ -33,23 +33,28 @@ pub(crate) fn default_chunk(items: usize, work_per_item: usize) -> usize {
     by_work.max(items.div_ceil(MAX_CHUNKS)).clamp(1, items)
 }
 
-/// Examples per tile when each example needs `per_example` scalars of workgroup memory
-/// out of `scratch`; a clear error when not even one fits.
+/// Examples per tile: each example needs two halves of `hidden` entries (the widest
+/// hidden layer's activations in and out) out of the `scratch` entries of workgroup
+/// memory; a clear error when not even one example fits.
 pub(crate) fn tile_size(
     ctx: &GpuContext,
     scratch: u32,
-    per_example: u32,
-    examples: usize,
+    problem: &Problem,
     precision: Precision,
 ) -> Result<u32> {
-    let tile = (scratch / per_example.max(1)).min(examples as u32);
+    let widths = problem.net().widths();
+    let hidden = widths[1..widths.len() - 1]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1) as u32;
+    let tile = (scratch / (2 * hidden)).min(problem.examples() as u32);
     if tile == 0 {
         return Err(Error::TooLarge(format!(
-            "a hidden layer this wide needs {} bytes of workgroup memory in {}; '{}' has {}",
-            u64::from(per_example) * precision.size() as u64,
-            precision.as_str(),
+            "a hidden layer of {hidden} units does not fit one example's activations in the {} bytes of workgroup memory of '{}' ({})",
+            ctx.limits.max_compute_workgroup_storage_size,
             ctx.summary().name,
-            ctx.limits.max_compute_workgroup_storage_size
+            precision.as_str()
         )));
     }
     Ok(tile)
@@ -105,23 +110,12 @@ pub fn evaluate(
         precision,
         u64::from(WORKGROUP_SIZE) * precision.size() as u64,
     );
-    let widths = net.widths();
-    let hidden = widths[1..widths.len() - 1]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1) as u32;
-    let tile = tile_size(ctx, scratch, 2 * hidden, m, precision)?;
+    let tile = tile_size(ctx, scratch, problem, precision)?;
     let chunk = chunk
         .unwrap_or_else(|| default_chunk(perturbations, params * m))
         .min(perturbations);
 
-    let template = KernelConfig {
-        layers: net.layers().len() as u32,
-        examples: m as u32,
-        tile,
-        ..Default::default()
-    };
+    let template = KernelConfig::for_problem(problem, tile);
     let (costs, gpu_seconds) = run_kernel(
         ctx,
         FULL,
