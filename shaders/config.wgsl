@@ -10,7 +10,8 @@ struct Config {
     base: u32,
     // Workgroups along x in this dispatch (the grid is 2-D past 65535).
     grid_x: u32,
-    _pad0: u32,
+    // Work items of the whole evaluation, for kernels with one item per thread (delta).
+    items: u32,
     _pad1: u32,
 }
 
@@ -20,9 +21,11 @@ struct LayerInfo {
     // Flat offsets of W_l and b_l in theta.
     w_offset: u32,
     b_offset: u32,
-    // Offset of this layer's n_l x m block in the unperturbed Z and A (delta method).
+    // Offset of this layer's n_l x m block in per-unit, per-example arrays (the delta
+    // method's reach; its gain, n_L values per entry, starts at z_offset * n_L).
     z_offset: u32,
-    _pad0: u32,
+    // Offset of this layer's m x n_(l-1) input block (delta method).
+    in_offset: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -89,7 +89,7 @@ impl Engine {
                     gpu::delta::evaluate(ctx, problem, eps, opts.precision, indices, opts.chunk)?;
                 Ok((run.deltas, run.gpu_seconds))
             }
-            None => Ok((cpu::delta::delta_costs(problem, eps, indices), None)),
+            None => Ok((cpu::delta::delta_costs(problem, eps, indices)?, None)),
         }
     }
 

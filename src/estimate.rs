@@ -31,7 +31,8 @@ pub struct Estimates {
     /// is pure noise are not called bugs.
     pub noise: Vec<f64>,
     /// Coordinates whose steps still cross a ReLU kink (J is not differentiable there):
-    /// inconclusive, kept out of the verdict. Empty when the method does not detect kinks.
+    /// inconclusive, kept out of the verdict, their estimates NaN. Empty when the method
+    /// does not detect kinks.
     pub inconclusive: Vec<bool>,
 }
 
@@ -70,25 +71,25 @@ impl Estimates {
 
     /// Builds the estimates of the delta method from `J(θ)` and the cost changes, each
     /// coordinate with its own step (kink crossings are re-evaluated with a smaller one).
-    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms.
+    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms. A coordinate whose
+    /// step still crosses a kink gets NaN: the delta method's changes are exact only
+    /// between kinks, so it has no value to report there.
     pub fn from_deltas(j: f64, deltas: &[DeltaCost], eps: &[f64], unit_roundoff: f64) -> Self {
-        let gradapprox = deltas
-            .iter()
-            .zip(eps)
-            .map(|(d, e)| (d.plus - d.minus) / (2.0 * e))
-            .collect();
-        let noise = deltas
-            .iter()
-            .zip(eps)
-            .map(|(d, e)| ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e))
-            .collect();
-        Self {
-            j_plus: deltas.iter().map(|d| j + d.plus).collect(),
-            j_minus: deltas.iter().map(|d| j + d.minus).collect(),
-            gradapprox,
-            noise,
-            inconclusive: deltas.iter().map(|d| d.kink).collect(),
+        let mut est = Self::default();
+        for (d, &e) in deltas.iter().zip(eps) {
+            let (plus, minus) = if d.kink {
+                (f64::NAN, f64::NAN)
+            } else {
+                (d.plus, d.minus)
+            };
+            est.j_plus.push(j + plus);
+            est.j_minus.push(j + minus);
+            est.gradapprox.push((plus - minus) / (2.0 * e));
+            est.noise
+                .push(ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e));
+            est.inconclusive.push(d.kink);
         }
+        est
     }
 
     /// Whether coordinate `i` is inconclusive.

@@ -20,7 +20,7 @@ fn cpu_delta(p: &Problem, eps: f64) -> Estimates {
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
     Estimates::from_deltas(
         j,
-        &delta_costs(p, eps, &all),
+        &delta_costs(p, eps, &all).unwrap(),
         &vec![eps; all.len()],
         F64_UNIT_ROUNDOFF,
     )

@@ -96,7 +96,7 @@ fn rust_mirrors_match_the_shader_structs() {
         ("count", offset_of!(KernelConfig, count)),
         ("base", offset_of!(KernelConfig, base)),
         ("grid_x", offset_of!(KernelConfig, grid_x)),
-        ("_pad0", offset_of!(KernelConfig, _pad0)),
+        ("items", offset_of!(KernelConfig, items)),
         ("_pad1", offset_of!(KernelConfig, _pad1)),
     ];
     let layer = [
@@ -105,7 +105,7 @@ fn rust_mirrors_match_the_shader_structs() {
         ("w_offset", offset_of!(LayerInfo, w_offset)),
         ("b_offset", offset_of!(LayerInfo, b_offset)),
         ("z_offset", offset_of!(LayerInfo, z_offset)),
-        ("_pad0", offset_of!(LayerInfo, _pad0)),
+        ("in_offset", offset_of!(LayerInfo, in_offset)),
         ("_pad1", offset_of!(LayerInfo, _pad1)),
         ("_pad2", offset_of!(LayerInfo, _pad2)),
     ];

@@ -1,18 +1,18 @@
-//! The delta method on the GPU: one workgroup per parameter, both signs at once,
-//! propagating only the change from a precomputed unperturbed pass.
+//! The delta method on the GPU: one thread per parameter, both signs at once, from each
+//! row's gain and reach (cpu/sensitivity.rs), computed once on the host in f64.
 
-use super::buffers::{encode, storage};
-use super::dispatch::{problem_buffers, run_kernel, workgroup_scratch, KernelConfig};
-use super::full::{default_chunk, ensure_problem_fits, tile_size};
+use super::buffers::{encode, ensure_fits, storage};
+use super::dispatch::{layer_table, run_kernel, KernelConfig};
+use super::full::default_chunk;
 use super::shader::DELTA;
 use super::GpuContext;
-use crate::cpu::forward::{forward, sigmoid};
+use crate::cpu::sensitivity::Sensitivity;
 use crate::error::{Error, Result};
 use crate::estimate::DeltaCost;
 use crate::options::Precision;
 use crate::problem::Problem;
 
-/// Threads per workgroup (a power of two).
+/// Threads (parameters) per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
 /// Results per parameter: dJ₊, dJ₋, magnitude, kink.
 const OUTPUTS: usize = 4;
@@ -25,6 +25,7 @@ pub struct DeltaRun {
 }
 
 /// Cost changes of `θ_i ± eps` for every `i` in `indices`, computed in `precision`.
+/// `chunk` forces the parameters per dispatch (rounded up to whole workgroups).
 pub fn evaluate(
     ctx: &GpuContext,
     problem: &Problem,
@@ -39,70 +40,69 @@ pub fn evaluate(
             what: "f64 shaders (SHADER_F64); use --precision f32".into(),
         });
     }
-    if indices.is_empty() {
+    let Some(&largest) = indices.iter().max() else {
         return Ok(DeltaRun {
             deltas: Vec::new(),
             gpu_seconds: None,
         });
-    }
-    let net = problem.net();
-    let m = problem.examples();
-    ensure_problem_fits(ctx, problem, precision, OUTPUTS * indices.len())?;
-
-    // The unperturbed pass, in f64 on the host; the kernel sees it rounded to `precision`.
-    let base = forward(net, problem.x().view());
-    let last = net.layers().len() - 1;
-    let mut zs = Vec::new();
-    let mut acts = Vec::new();
-    for (l, z) in base.z.iter().enumerate() {
-        zs.extend(z.iter());
-        if l == last {
-            acts.extend(z.iter().map(|&z| sigmoid(z)));
-        } else {
-            acts.extend(base.a[l].iter());
-        }
-    }
-    super::buffers::ensure_fits(
-        ctx,
-        "the unperturbed activations",
-        zs.len() as u64 * precision.size() as u64,
-    )?;
-
+    };
+    problem.locate(largest)?;
     let size = precision.size() as u64;
-    let reduction = u64::from(WORKGROUP_SIZE) * 4 * size + 16;
-    // vec2 entries, an even number of them (two halves).
-    let scratch = (workgroup_scratch(ctx, precision, reduction) / 2) & !1;
-    let widths = net.widths();
-    let tile = tile_size(ctx, scratch, problem, precision)?;
-    let dense: usize = widths
-        .windows(2)
-        .skip(1)
-        .map(|w| w[0] * w[1])
-        .max()
-        .unwrap_or(0);
-    let work = m * (widths.iter().sum::<usize>() + dense);
-    let chunk = chunk
-        .unwrap_or_else(|| default_chunk(indices.len(), work))
-        .min(indices.len());
-    let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+    let outputs = OUTPUTS * indices.len();
+    if u32::try_from(outputs).is_err() {
+        return Err(Error::TooLarge(format!(
+            "{} coordinates exceed the kernel's 32-bit indices",
+            indices.len()
+        )));
+    }
+    let sens = Sensitivity::new(problem);
+    let inputs: Vec<f64> = sens
+        .inputs
+        .iter()
+        .flat_map(|a| a.t().iter().copied().collect::<Vec<_>>())
+        .collect();
+    let gains: Vec<f64> = sens.gain.iter().flat_map(|g| g.iter().copied()).collect();
+    let reach: Vec<f64> = sens.reach.iter().flat_map(|r| r.iter().copied()).collect();
+    for (what, len) in [
+        ("the layer inputs", inputs.len()),
+        ("the row gains", gains.len()),
+        ("the results", outputs),
+    ] {
+        ensure_fits(ctx, what, len as u64 * size)?;
+    }
 
-    let template = KernelConfig::for_problem(problem, tile);
+    let workgroups = indices.len().div_ceil(WORKGROUP_SIZE as usize);
+    let work = WORKGROUP_SIZE as usize * problem.examples() * problem.y().nrows() * 64;
+    let chunk = chunk
+        .map(|c| c.div_ceil(WORKGROUP_SIZE as usize))
+        .unwrap_or_else(|| default_chunk(workgroups, work))
+        .clamp(1, workgroups);
+    let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+    let template = KernelConfig {
+        items: indices.len() as u32,
+        ..KernelConfig::for_problem(problem, 0)
+    };
     let (values, gpu_seconds) = run_kernel(
         ctx,
         DELTA,
         precision,
-        &[("WG", WORKGROUP_SIZE), ("DSCRATCH", scratch)],
+        &[("WG", WORKGROUP_SIZE)],
         || {
-            let mut inputs = problem_buffers(ctx, problem, precision);
-            inputs.push(storage(ctx, "Z", &encode(zs.iter().copied(), precision)));
-            inputs.push(storage(ctx, "A", &encode(acts.iter().copied(), precision)));
-            inputs.push(storage(ctx, "indices", bytemuck::cast_slice(&index_words)));
-            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
-            inputs
+            vec![
+                storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
+                storage(ctx, "inputs", &encode(inputs.iter().copied(), precision)),
+                storage(ctx, "gain", &encode(gains.iter().copied(), precision)),
+                storage(ctx, "reach", &encode(reach.iter().copied(), precision)),
+                storage(ctx, "z_out", &encode(sens.z_out.iter().copied(), precision)),
+                storage(ctx, "sigma", &encode(sens.sigma.iter().copied(), precision)),
+                storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
+                storage(ctx, "indices", bytemuck::cast_slice(&index_words)),
+                storage(ctx, "eps", &encode([eps], precision)),
+            ]
         },
-        OUTPUTS * indices.len(),
+        outputs,
         template,
-        (indices.len(), chunk),
+        (workgroups, chunk),
     )?;
     let deltas = values
         .chunks_exact(OUTPUTS)

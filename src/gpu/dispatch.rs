@@ -17,7 +17,7 @@ const GRID_DIM: u32 = 65535;
 /// `resolve_query_set` destination offsets must be multiples of this.
 const QUERY_STRIDE: u64 = 256;
 
-/// Mirror of `Config` in shaders/full.wgsl and shaders/delta.wgsl: one dispatch's slice
+/// Mirror of `Config` in shaders/config.wgsl: one dispatch's slice
 /// of the work (workgroups `base .. base + count`) and the sizes of the problem.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -30,7 +30,8 @@ pub struct KernelConfig {
     pub base: u32,
     /// Workgroups along x (the grid is 2-D past 65535).
     pub grid_x: u32,
-    pub _pad0: u32,
+    /// Work items of the whole evaluation, for kernels with one item per thread.
+    pub items: u32,
     pub _pad1: u32,
 }
 
@@ -55,9 +56,10 @@ pub struct LayerInfo {
     pub cols: u32,
     pub w_offset: u32,
     pub b_offset: u32,
-    /// Offset of the layer's `n_l × m` block in the unperturbed Z and A buffers.
+    /// Offset of the layer's `n_l × m` block in per-unit, per-example arrays.
     pub z_offset: u32,
-    pub _pad0: u32,
+    /// Offset of the layer's `m × n_(l−1)` input block.
+    pub in_offset: u32,
     pub _pad1: u32,
     pub _pad2: u32,
 }
@@ -65,7 +67,7 @@ pub struct LayerInfo {
 /// The layer table the kernels walk.
 pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
     let m = problem.examples() as u32;
-    let (mut offset, mut z_offset) = (0u32, 0u32);
+    let (mut offset, mut z_offset, mut in_offset) = (0u32, 0u32, 0u32);
     problem
         .net()
         .layers()
@@ -78,12 +80,13 @@ pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
                 w_offset: offset,
                 b_offset: offset + rows * cols,
                 z_offset,
-                _pad0: 0,
+                in_offset,
                 _pad1: 0,
                 _pad2: 0,
             };
             offset += rows * cols + rows;
             z_offset += rows * m;
+            in_offset += cols * m;
             info
         })
         .collect()

@@ -1,0 +1,119 @@
+//! What every perturbation of one row shares, computed once from the unperturbed pass.
+//!
+//! Perturbing `W_p[i, j]` or `b_p[i]` changes one pre-activation row, `Δz_p[i, e] = s_e`
+//! (`s_e = ±ε·A_(p−1)[j, e]`, or `±ε` for the bias). While no ReLU input crosses 0 a ReLU
+//! network is linear, so the change reaching the output is exactly `s_e · gain[i, e, o]`,
+//! with `gain = ∂z_L[o, e] / ∂z_p[i, e]` — the rank-one column `W_(p+1)[:, i]` propagated
+//! through the masked layers beyond, the same for every parameter of the row. And the
+//! linear region ends exactly where `|s_e|` reaches `reach[i, e]`: the smallest
+//! `|z_l[k, e]| / |∂z_l[k, e] / ∂z_p[i, e]|` over the unit itself and every hidden unit
+//! downstream. So per parameter the delta method needs only `m` multiplications, `m`
+//! comparisons and the cost terms, instead of propagating vectors through every layer.
+
+use ndarray::{Array1, Array2, Array3, Axis};
+use rayon::prelude::*;
+
+use super::forward::{forward, sigmoid, Activations};
+use crate::model::Mlp;
+use crate::problem::Problem;
+
+/// Stands for "no ReLU downstream can cross": finite in f32 as well, so both precisions
+/// compare against it the same way.
+pub const UNREACHABLE: f64 = f32::MAX as f64;
+
+/// The unperturbed pass and, per layer, every row's gain and reach.
+pub struct Sensitivity {
+    /// Per layer `p`: its input `A_(p−1)` (`X` for the first), `n_(p−1) × m`.
+    pub inputs: Vec<Array2<f64>>,
+    /// Per layer: `∂z_L[o, e] / ∂z_p[i, e]`, indexed `[i, e, o]`.
+    pub gain: Vec<Array3<f64>>,
+    /// Per layer: the step `|Δz_p[i, e]|` at which some ReLU input first reaches 0,
+    /// indexed `[i, e]`; [`UNREACHABLE`] where none can.
+    pub reach: Vec<Array2<f64>>,
+    /// The unperturbed output logits `z_L` and `σ(z_L)`, `n_L × m`.
+    pub z_out: Array2<f64>,
+    pub sigma: Array2<f64>,
+}
+
+impl Sensitivity {
+    pub fn new(problem: &Problem) -> Self {
+        let net = problem.net();
+        let acts = forward(net, problem.x().view());
+        let layers = net.layers();
+        let last = layers.len() - 1;
+        let m = problem.examples();
+        let outs = layers[last].w.nrows();
+
+        // Example by example (each needs its own masks), then gathered per layer.
+        let per_example: Vec<Vec<(Array2<f64>, Array1<f64>)>> = (0..m)
+            .into_par_iter()
+            .map(|e| (0..=last).map(|p| row_response(net, &acts, p, e)).collect())
+            .collect();
+        let mut gain: Vec<Array3<f64>> = layers
+            .iter()
+            .map(|l| Array3::zeros((l.w.nrows(), m, outs)))
+            .collect();
+        let mut reach: Vec<Array2<f64>> = layers
+            .iter()
+            .map(|l| Array2::zeros((l.w.nrows(), m)))
+            .collect();
+        for (e, responses) in per_example.into_iter().enumerate() {
+            for (p, (g, r)) in responses.into_iter().enumerate() {
+                gain[p].index_axis_mut(Axis(1), e).assign(&g);
+                reach[p].column_mut(e).assign(&r);
+            }
+        }
+
+        let mut inputs = Vec::with_capacity(last + 1);
+        inputs.push(problem.x().to_owned());
+        inputs.extend(acts.a[..last].iter().cloned());
+        let z_out = acts.z[last].clone();
+        let sigma = z_out.mapv(sigmoid);
+        Self {
+            inputs,
+            gain,
+            reach,
+            z_out,
+            sigma,
+        }
+    }
+}
+
+/// For layer `p` at example `e`: the gains `∂z_L / ∂z_p[i]` (`n_p × n_L`) and reaches
+/// (`n_p`) of every row `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward.
+fn row_response(net: &Mlp, acts: &Activations, p: usize, e: usize) -> (Array2<f64>, Array1<f64>) {
+    let layers = net.layers();
+    let last = layers.len() - 1;
+    if p == last {
+        let rows = layers[p].w.nrows();
+        return (Array2::eye(rows), Array1::from_elem(rows, UNREACHABLE));
+    }
+    // The row's own ReLU, then every hidden unit downstream.
+    let z_p = acts.z[p].column(e);
+    let mut reach = z_p.mapv(f64::abs);
+    let mut jacobian = layers[p + 1].w.clone();
+    mask_inactive(jacobian.view_mut().reversed_axes(), z_p);
+    for l in p + 1..last {
+        let z_l = acts.z[l].column(e);
+        for (row, &z) in jacobian.rows().into_iter().zip(z_l) {
+            for (r, &d) in reach.iter_mut().zip(row) {
+                if d != 0.0 {
+                    *r = r.min(z.abs() / d.abs());
+                }
+            }
+        }
+        mask_inactive(jacobian.view_mut(), z_l);
+        jacobian = layers[l + 1].w.dot(&jacobian);
+    }
+    reach.mapv_inplace(|r| r.min(UNREACHABLE));
+    (jacobian.reversed_axes(), reach)
+}
+
+/// Zeroes the rows of units whose ReLU is off (`z ≤ 0`): their changes stop there.
+fn mask_inactive(mut rows: ndarray::ArrayViewMut2<f64>, z: ndarray::ArrayView1<f64>) {
+    for (mut row, &z) in rows.rows_mut().into_iter().zip(z) {
+        if z <= 0.0 {
+            row.fill(0.0);
+        }
+    }
+}
