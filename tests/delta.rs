@@ -281,3 +281,51 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
         assert!(runs[0].iter().all(|&b| f64::from_bits(b).is_finite()));
     }
 }
+
+/// Which ReLU inputs are positive, layer by layer (the output layer excluded).
+fn relu_masks(net: &Mlp, x: &ndarray::Array2<f64>) -> Vec<Vec<bool>> {
+    let acts = forward::forward(net, x.view());
+    let hidden = acts.z.len() - 1;
+    acts.z[..hidden]
+        .iter()
+        .map(|z| z.iter().map(|&v| v > 0.0).collect())
+        .collect()
+}
+
+#[test]
+fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
+    // Depth 4 so that crossings two and three layers downstream count too; a step large
+    // enough that many coordinates cross.
+    let p = NetworkSpec::new(vec![6, 8, 7, 5, 1], 9, 31)
+        .unwrap()
+        .generate();
+    let eps = 0.05;
+    let n = p.net().num_params();
+    let all: Vec<usize> = (0..n).collect();
+    let deltas = delta_costs(&p, eps, &all).unwrap();
+    let base_masks = relu_masks(p.net(), p.x());
+    let j = forward::cost(p.net(), p.x().view(), p.y().view());
+    let mut flagged = 0;
+    for (i, delta) in deltas.iter().enumerate() {
+        let mut crossed = false;
+        let mut changes = [0.0; 2];
+        for (k, sign) in [1.0, -1.0].into_iter().enumerate() {
+            let mut net = p.net().clone();
+            *net.param_mut(i) += sign * eps;
+            crossed |= relu_masks(&net, p.x()) != base_masks;
+            changes[k] = forward::cost(&net, p.x().view(), p.y().view()) - j;
+        }
+        assert_eq!(delta.kink, crossed, "coordinate {i}");
+        flagged += usize::from(crossed);
+        if !crossed {
+            // Linear between kinks: the delta method's change is the forward pass's.
+            for (got, want) in [delta.plus, delta.minus].into_iter().zip(changes) {
+                assert!(
+                    (got - want).abs() <= 1e-12 * j.abs().max(1.0),
+                    "coordinate {i}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    assert!(flagged > n / 20 && flagged < n, "{flagged} of {n} flagged");
+}
