@@ -31,6 +31,54 @@ pub enum Command {
     Export(ExportArgs),
     /// List the GPU adapters wgpu can see.
     Devices,
+    /// Time whole checks over the parameter ladder (or --layers) for each device, method
+    /// and precision; print a table, optionally write JSON and an SVG plot.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A network to time, as widths (input first); repeat the flag for several.
+    /// Default: the ladder from the exercise (47 parameters) to 3072-1024-512-1 (3.67M).
+    #[arg(long = "layers", value_name = "WIDTHS", value_parser = parse_widths)]
+    pub layers: Vec<Vec<usize>>,
+    /// Examples for the --layers networks.
+    #[arg(long, default_value_t = 64)]
+    pub examples: usize,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
+    pub devices: Vec<DeviceChoice>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "full,delta")]
+    pub methods: Vec<Method>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f64")]
+    pub precisions: Vec<Precision>,
+    /// Skip a size when the previous size's time, scaled by the operation counts,
+    /// predicts more than this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub max_seconds: f64,
+    /// Runs per measurement (the best is kept).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Use the GPU adapter whose name contains NAME.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Write the rows as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Write a log-log plot of time against parameters (SVG) to PATH.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Measure nothing: read the rows of an earlier `--json` file (to print or plot again).
+    #[arg(long, value_name = "PATH")]
+    pub from: Option<PathBuf>,
+}
+
+fn parse_widths(text: &str) -> std::result::Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|w| w.trim().parse::<usize>().map_err(|e| format!("'{w}': {e}")))
+        .collect()
 }
 
 /// A generated network.
@@ -85,7 +133,8 @@ pub struct OptionArgs {
     /// Use the GPU adapter whose name contains NAME (else WGPU_ADAPTER_NAME).
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
-    /// Perturbations per GPU dispatch (default: from the device's limits).
+    /// Perturbations (full) or parameters (delta) per GPU dispatch (default: from the
+    /// device's limits).
     #[arg(long)]
     pub chunk: Option<usize>,
 }
@@ -121,6 +170,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Check(args)) => run_check(&args),
         Some(Command::Export(args)) => run_export(&args),
         Some(Command::Devices) => run_devices(),
+        Some(Command::Bench(args)) => crate::bench_cmd::run_bench(&args),
     }
 }
 
@@ -265,7 +315,7 @@ fn emit(report: &Report, json: Option<&str>) -> Result<()> {
 }
 
 /// Writes beside the target and renames, so a reader never sees a partial file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
     let tmp = PathBuf::from(tmp);

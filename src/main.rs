@@ -1,5 +1,6 @@
 //! `gradcheck`: parse, run, exit 0 (pass), 1 (gradient mismatch) or 2 (error).
 
+mod bench_cmd;
 mod cli;
 
 use std::process::ExitCode;

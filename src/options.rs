@@ -1,6 +1,6 @@
 //! What a check is asked to do, validated before any work starts.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -15,7 +15,7 @@ pub enum DeviceChoice {
 }
 
 /// Arithmetic of the perturbed forward passes (backprop always runs in f64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,
@@ -48,7 +48,7 @@ impl Precision {
 }
 
 /// How each perturbed cost is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// A whole forward pass per perturbation: the exercise's algorithm, batched.

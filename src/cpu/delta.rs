@@ -41,11 +41,7 @@ fn delta_cost(
         kink |= s.abs() >= reach[e];
         for (o, &g) in gain.row(e).iter().enumerate() {
             let d = s * g;
-            let (z, sigma, y) = (
-                sens.z_out[[o, e]],
-                sens.sigma[[o, e]],
-                problem.y()[[o, e]],
-            );
+            let (z, sigma, y) = (sens.z_out[[o, e]], sens.sigma[[o, e]], problem.y()[[o, e]]);
             let up = cost_term_change(z, sigma, y, d);
             let down = cost_term_change(z, sigma, y, -d);
             plus += up;

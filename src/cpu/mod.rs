@@ -3,5 +3,5 @@
 pub mod backprop;
 pub mod delta;
 pub mod finite_diff;
-pub mod sensitivity;
 pub mod forward;
+pub mod sensitivity;

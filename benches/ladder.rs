@@ -1,0 +1,87 @@
+//! Criterion benchmarks of whole checks (evaluation + comparison) over the parameter
+//! ladder: CPU full, GPU full, CPU delta, GPU delta, in f32 and f64 where they apply, each
+//! only up to the size where it still finishes in reasonable time.
+//!
+//!     cargo bench --bench ladder                              # the whole ladder
+//!     GRADCHECK_BENCH_QUICK=1 cargo bench --bench ladder      # the two smallest sizes
+//!
+//! The engine (and the GPU device) is opened outside the timed region. A case whose device
+//! is missing is skipped with a message. `gradcheck bench` gives the same sweep as a table,
+//! JSON and a plot.
+
+use std::time::Duration;
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use gradcheck::bench::{ladder, Case};
+use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::generate::NetworkSpec;
+use gradcheck::options::{DeviceChoice, Method, Precision};
+
+/// Each case and the largest parameter count it runs at: the full method is O(P²m), and
+/// on lavapipe its 18,561-parameter check already takes over a minute.
+const CASES: [(DeviceChoice, Method, Precision, usize); 6] = [
+    (DeviceChoice::Cpu, Method::Full, Precision::F64, 20_000),
+    (DeviceChoice::Gpu, Method::Full, Precision::F32, 3_000),
+    (DeviceChoice::Gpu, Method::Full, Precision::F64, 3_000),
+    (DeviceChoice::Cpu, Method::Delta, Precision::F64, usize::MAX),
+    (DeviceChoice::Gpu, Method::Delta, Precision::F32, usize::MAX),
+    (DeviceChoice::Gpu, Method::Delta, Precision::F64, usize::MAX),
+];
+
+fn checks(c: &mut Criterion) {
+    let quick = std::env::var_os("GRADCHECK_BENCH_QUICK").is_some();
+    let mut rungs = ladder();
+    if quick {
+        rungs.truncate(2);
+    }
+    for (device, method, precision, max_params) in CASES {
+        let case = Case {
+            device,
+            method,
+            precision,
+        };
+        let opts = case.options(None);
+        let engine = match Engine::new(&opts) {
+            Ok(engine) => engine,
+            Err(e) => {
+                eprintln!("skipping {device:?} {method:?} {precision:?}: {e}");
+                continue;
+            }
+        };
+        let name = format!(
+            "{}/{}/{}",
+            format!("{device:?}").to_lowercase(),
+            method.as_str(),
+            precision.as_str()
+        );
+        let mut group = c.benchmark_group(name);
+        group.sampling_mode(SamplingMode::Flat).sample_size(10);
+        if quick {
+            group
+                .warm_up_time(Duration::from_millis(100))
+                .measurement_time(Duration::from_millis(500));
+        }
+        for rung in rungs.iter().filter(|r| r.params() <= max_params) {
+            let problem = NetworkSpec::new(rung.widths.clone(), rung.examples, 7)
+                .expect("ladder networks are valid")
+                .generate();
+            group.throughput(Throughput::Elements(2 * rung.params() as u64));
+            group.bench_with_input(
+                BenchmarkId::from_parameter(rung.params()),
+                &problem,
+                |b, problem| {
+                    b.iter(|| {
+                        let eval = engine.evaluate(problem, &opts).expect("evaluation");
+                        judge("bench", &eval, &Gradients::Backprop(None), &opts).expect("judge")
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, checks);
+criterion_main!(benches);

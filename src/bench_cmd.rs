@@ -1,0 +1,161 @@
+//! `gradcheck bench`: the sweep with a progress bar, the table, JSON and the plot.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use gradcheck::bench::{self, markdown_table, predicted_seconds, time_check, BenchRow, Case, Rung};
+use gradcheck::checker::Engine;
+use gradcheck::options::{DeviceChoice, Precision};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{write_atomically, BenchArgs};
+
+/// A measurement left out, and why.
+#[derive(Serialize, Deserialize)]
+struct Skipped {
+    network: String,
+    params: usize,
+    case: String,
+    reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BenchJson {
+    rows: Vec<BenchRow>,
+    skipped: Vec<Skipped>,
+}
+
+fn case_label(case: &Case) -> String {
+    format!(
+        "{:?} {} {}",
+        case.device,
+        case.method.as_str(),
+        case.precision.as_str()
+    )
+    .to_lowercase()
+}
+
+pub fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
+    let results = match &args.from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a `gradcheck bench --json` file", path.display())
+            })?
+        }
+        None => measure(args)?,
+    };
+    print!("{}", markdown_table(&results.rows));
+    for s in &results.skipped {
+        println!("skipped: {} · {}: {}", s.network, s.case, s.reason);
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&results)?;
+        write_atomically(path, json.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        bench::plot::write_svg(&results.rows, path)?;
+    }
+    Ok(if results.rows.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs the sweep: every case over the rungs, skipping sizes predicted too slow.
+fn measure(args: &BenchArgs) -> Result<BenchJson> {
+    if args.max_seconds.is_nan() || args.max_seconds <= 0.0 {
+        bail!("--max-seconds must be > 0");
+    }
+    let mut rungs: Vec<Rung> = if args.layers.is_empty() {
+        bench::ladder()
+    } else {
+        args.layers
+            .iter()
+            .map(|w| Rung::new(w, args.examples))
+            .collect()
+    };
+    rungs.sort_by_key(Rung::params);
+    let mut cases = Vec::new();
+    for &device in &args.devices {
+        for &method in &args.methods {
+            for &precision in &args.precisions {
+                if device != DeviceChoice::Gpu && precision == Precision::F32 {
+                    continue; // the CPU path computes in f64 only
+                }
+                cases.push(Case {
+                    device,
+                    method,
+                    precision,
+                });
+            }
+        }
+    }
+    if cases.is_empty() {
+        bail!("no case to run: f32 needs --devices gpu");
+    }
+
+    let progress = ProgressBar::new((cases.len() * rungs.len()) as u64);
+    if args.quiet || !std::io::stderr().is_terminal() {
+        progress.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    progress.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .context("progress template")?
+            .progress_chars("=> "),
+    );
+
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for case in &cases {
+        let opts = case.options(args.adapter.as_deref());
+        let engine = match Engine::new(&opts) {
+            Ok(engine) => engine,
+            Err(e) => {
+                progress.inc(rungs.len() as u64);
+                skipped.push(Skipped {
+                    network: "all".into(),
+                    params: 0,
+                    case: case_label(case),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut previous: Option<BenchRow> = None;
+        for rung in &rungs {
+            progress.set_message(format!("{} · {}", rung.label(), case_label(case)));
+            let predicted = previous.as_ref().and_then(|p| predicted_seconds(p, rung));
+            if let Some(seconds) = predicted.filter(|&s| s > args.max_seconds) {
+                skipped.push(Skipped {
+                    network: rung.label(),
+                    params: rung.params(),
+                    case: case_label(case),
+                    reason: format!(
+                        "predicted {seconds:.0} s > --max-seconds {}",
+                        args.max_seconds
+                    ),
+                });
+                progress.inc(1);
+                continue;
+            }
+            let row = time_check(&engine, case, rung, args.repeat, args.adapter.as_deref())
+                .with_context(|| format!("{} · {}", rung.label(), case_label(case)))?;
+            progress.println(format!(
+                "{:>9} params  {:<28} {:>10.3} s",
+                row.params,
+                case_label(case),
+                row.wall_seconds
+            ));
+            rows.push(row.clone());
+            previous = Some(row);
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    Ok(BenchJson { rows, skipped })
+}
