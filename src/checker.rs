@@ -12,6 +12,7 @@ use crate::estimate::{DeltaCost, Estimates};
 pub const KINK_RECHECK_FACTOR: f64 = 1e-3;
 use crate::generate::BugSpec;
 use crate::gpu::{self, AdapterSummary, GpuContext};
+use crate::monitor::{Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 use crate::problem::Problem;
 use crate::report::{Report, Timing};
@@ -82,14 +83,25 @@ impl Engine {
         eps: f64,
         indices: &[usize],
         opts: &CheckOptions,
+        monitor: &dyn Monitor,
     ) -> Result<(Vec<DeltaCost>, Option<f64>)> {
         match &self.gpu {
             Some(ctx) => {
-                let run =
-                    gpu::delta::evaluate(ctx, problem, eps, opts.precision, indices, opts.chunk)?;
+                let run = gpu::delta::evaluate(
+                    ctx,
+                    problem,
+                    eps,
+                    opts.precision,
+                    indices,
+                    opts.chunk,
+                    monitor,
+                )?;
                 Ok((run.deltas, run.gpu_seconds))
             }
-            None => Ok((cpu::delta::delta_costs(problem, eps, indices)?, None)),
+            None => Ok((
+                cpu::delta::delta_costs(problem, eps, indices, monitor)?,
+                None,
+            )),
         }
     }
 
@@ -101,14 +113,15 @@ impl Engine {
         problem: &Problem,
         eps: f64,
         opts: &CheckOptions,
+        monitor: &dyn Monitor,
     ) -> Result<(Estimates, Option<f64>)> {
         let all: Vec<usize> = (0..problem.net().num_params()).collect();
-        let (mut deltas, mut gpu_seconds) = self.delta_costs(problem, eps, &all, opts)?;
+        let (mut deltas, mut gpu_seconds) = self.delta_costs(problem, eps, &all, opts, monitor)?;
         let mut steps = vec![eps; all.len()];
         let kinked: Vec<usize> = all.iter().copied().filter(|&i| deltas[i].kink).collect();
         if !kinked.is_empty() {
             let small = eps * KINK_RECHECK_FACTOR;
-            let (again, seconds) = self.delta_costs(problem, small, &kinked, opts)?;
+            let (again, seconds) = self.delta_costs(problem, small, &kinked, opts, monitor)?;
             for (&i, d) in kinked.iter().zip(again) {
                 deltas[i] = d;
                 steps[i] = small;
@@ -130,6 +143,17 @@ impl Engine {
 
     /// Evaluates every perturbed cost of `problem`.
     pub fn evaluate(&self, problem: &Problem, opts: &CheckOptions) -> Result<Evaluation> {
+        self.evaluate_monitored(problem, opts, &Silent)
+    }
+
+    /// [`Engine::evaluate`], reporting progress to `monitor` and stopping with
+    /// [`Error::Cancelled`] when it asks.
+    pub fn evaluate_monitored(
+        &self,
+        problem: &Problem,
+        opts: &CheckOptions,
+        monitor: &dyn Monitor,
+    ) -> Result<Evaluation> {
         opts.validate()?;
         let eps = opts.eps();
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
@@ -141,15 +165,16 @@ impl Engine {
         let (estimates, gpu_seconds) = match opts.method {
             Method::Full => match &self.gpu {
                 Some(ctx) => {
-                    let run = gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk)?;
+                    let run =
+                        gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk, monitor)?;
                     (run.estimates, run.gpu_seconds)
                 }
                 None => (
-                    cpu::finite_diff::central_differences(&seen, eps, Precision::F64),
+                    cpu::finite_diff::central_differences(&seen, eps, Precision::F64, monitor)?,
                     None,
                 ),
             },
-            Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts)?,
+            Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts, monitor)?,
         };
         let adapter = self.gpu.as_ref().map(|ctx| ctx.summary().clone());
         Ok(Evaluation {

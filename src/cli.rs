@@ -110,6 +110,9 @@ pub struct CheckArgs {
     /// Write the JSON report to PATH ('-' for stdout; the table then goes to stderr).
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<String>,
+    /// No progress bar (it shows only on a terminal, for checks over a second).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Options shared by every check.
@@ -284,8 +287,13 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     };
     let engine = Engine::new(&opts)?;
     print_notices(&engine);
-    let eval = engine.evaluate(&problem, &opts)?;
-    let report = judge(&title, &eval, &gradients, &opts)?;
+    let watch = crate::watch::Watch::new(args.quiet);
+    let eval = engine.evaluate_monitored(&problem, &opts, &watch);
+    watch.finish();
+    let report = judge(&title, &eval?, &gradients, &opts)?;
+    if watch.interrupted() {
+        return Err(gradcheck::Error::Cancelled.into());
+    }
     emit(&report, args.json.as_deref())?;
     Ok(exit_code(report.verdict))
 }

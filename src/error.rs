@@ -55,6 +55,9 @@ pub enum Error {
     /// Validation, out-of-memory or device-lost errors reported by wgpu.
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// The user stopped the check (Ctrl-C); nothing was reported.
+    #[error("interrupted before the check finished")]
+    Cancelled,
     /// A requested feature that this build does not provide.
     #[error("{0}")]
     NotAvailable(String),

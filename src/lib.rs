@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gpu;
 pub mod io;
 pub mod model;
+pub mod monitor;
 pub mod options;
 pub mod problem;
 pub mod report;

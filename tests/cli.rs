@@ -502,3 +502,37 @@ fn gpu_reports_name_the_adapter_and_gpu_time_and_only_full_refuses_oversized_lay
         .assert()
         .code(0);
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_a_long_check_with_130_and_writes_no_report() {
+    let dir = TempDir::new().unwrap();
+    let json = dir.path().join("report.json");
+    // The full method on 108,801 parameters: over half a minute of work on two cores.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradcheck"))
+        .args(["check", "--layers", "784,128,64,1", "--examples", "64"])
+        .args(["--device", "cpu", "--method", "full", "--quiet", "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    assert!(
+        started.elapsed().as_secs_f64() < 10.0,
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

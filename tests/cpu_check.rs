@@ -7,6 +7,7 @@ use gradcheck::check::{compare, Verdict};
 use gradcheck::cpu::{backprop, finite_diff::central_differences, forward};
 use gradcheck::estimate::ROUNDOFF_SAFETY;
 use gradcheck::io::read_npz;
+use gradcheck::monitor::Silent;
 use gradcheck::options::Precision;
 
 fn fixture() -> gradcheck::io::NpzInput {
@@ -29,7 +30,7 @@ fn fixture_buggy_gradients_give_the_exercise_difference_and_fail_on_b1_and_w2() 
     let p = &input.problem;
     let buggy = input.gradients.unwrap();
     for eps in [1e-7, 1e-6, 1e-5] {
-        let est = central_differences(p, eps, Precision::F64);
+        let est = central_differences(p, eps, Precision::F64, &Silent).unwrap();
         let cmp = compare(&p.net().layout(), &buggy, &est, 2e-7, 5);
         // 7 significant digits: the exercise's 0.2850931567761623 carries its naive cost
         // form's round-off at the 8th; the stable form gives 0.28509314918…
@@ -75,7 +76,7 @@ fn builtin_backprop_passes_on_the_fixture_at_the_exercise_step_and_the_default()
     let p = fixture().problem;
     let grad = backprop::gradients(&p);
     for eps in [1e-7, 1e-6] {
-        let est = central_differences(&p, eps, Precision::F64);
+        let est = central_differences(&p, eps, Precision::F64, &Silent).unwrap();
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 5);
         eprintln!(
             "fixture, built-in backprop, eps {eps}: difference {:.3e}",
@@ -90,7 +91,7 @@ fn builtin_backprop_passes_on_the_fixture_at_the_exercise_step_and_the_default()
 fn backprop_matches_finite_differences_on_random_networks() {
     for p in random_problems() {
         let grad = backprop::gradients(&p);
-        let est = central_differences(&p, 1e-6, Precision::F64);
+        let est = central_differences(&p, 1e-6, Precision::F64, &Silent).unwrap();
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
         assert_eq!(
             cmp.verdict,
@@ -115,7 +116,7 @@ fn the_roundoff_model_bounds_observed_errors_with_margin() {
     let mut worst = 0.0f64;
     for p in random_problems() {
         let grad = backprop::gradients(&p);
-        let est = central_differences(&p, 1e-9, Precision::F64);
+        let est = central_differences(&p, 1e-9, Precision::F64, &Silent).unwrap();
         for i in 0..grad.len() {
             let unit = est.noise[i] / ROUNDOFF_SAFETY;
             if unit > 0.0 {
@@ -132,7 +133,7 @@ fn one_entry_off_by_1e_3_fails_and_is_named_first_while_correct_backprop_passes(
     for (n, p) in random_problems().into_iter().enumerate() {
         let layout = p.net().layout();
         let grad = backprop::gradients(&p);
-        let est = central_differences(&p, 1e-6, Precision::F64);
+        let est = central_differences(&p, 1e-6, Precision::F64, &Silent).unwrap();
         assert_eq!(
             compare(&layout, &grad, &est, 2e-7, 5).verdict,
             Verdict::Pass

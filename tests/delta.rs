@@ -12,6 +12,7 @@ use gradcheck::generate::NetworkSpec;
 use gradcheck::gpu::delta;
 use gradcheck::io::read_npz;
 use gradcheck::model::{Layer, Mlp};
+use gradcheck::monitor::Silent;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
 use gradcheck::problem::Problem;
 
@@ -20,7 +21,7 @@ fn cpu_delta(p: &Problem, eps: f64) -> Estimates {
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
     Estimates::from_deltas(
         j,
-        &delta_costs(p, eps, &all).unwrap(),
+        &delta_costs(p, eps, &all, &Silent).unwrap(),
         &vec![eps; all.len()],
         F64_UNIT_ROUNDOFF,
     )
@@ -54,7 +55,7 @@ fn options(device: DeviceChoice, precision: Precision) -> CheckOptions {
 #[test]
 fn cpu_delta_agrees_with_the_full_method_coordinate_by_coordinate() {
     for p in random_problems() {
-        let full = central_differences(&p, 1e-6, Precision::F64);
+        let full = central_differences(&p, 1e-6, Precision::F64, &Silent).unwrap();
         let delta = cpu_delta(&p, 1e-6);
         for i in 0..full.len() {
             // Both are central differences at the same points; they differ by round-off.
@@ -270,7 +271,7 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
         let runs: Vec<Vec<u64>> = [None, None, Some(7), Some(1)]
             .into_iter()
             .map(|chunk| {
-                let run = delta::evaluate(&ctx, p, 1e-5, precision, &all, chunk).unwrap();
+                let run = delta::evaluate(&ctx, p, 1e-5, precision, &all, chunk, &Silent).unwrap();
                 run.deltas
                     .iter()
                     .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
@@ -302,7 +303,7 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
     let eps = 0.05;
     let n = p.net().num_params();
     let all: Vec<usize> = (0..n).collect();
-    let deltas = delta_costs(&p, eps, &all).unwrap();
+    let deltas = delta_costs(&p, eps, &all, &Silent).unwrap();
     let base_masks = relu_masks(p.net(), p.x());
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
     let mut flagged = 0;

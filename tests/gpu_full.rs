@@ -9,6 +9,7 @@ use gradcheck::cpu::{backprop, finite_diff::central_differences, forward};
 use gradcheck::estimate::perturbed_pair;
 use gradcheck::gpu::{full, probe};
 use gradcheck::io::read_npz;
+use gradcheck::monitor::Silent;
 use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
 use gradcheck::problem::Problem;
 
@@ -97,10 +98,10 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
     for p in std::iter::once(fixture).chain(random_problems()) {
         let widths = p.net().widths();
         // f64: same points, 1e-12 relative.
-        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5))
+        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5), &Silent)
             .unwrap()
             .estimates;
-        let cpu64 = central_differences(&p, 1e-3, Precision::F64);
+        let cpu64 = central_differences(&p, 1e-3, Precision::F64, &Silent).unwrap();
         for i in 0..cpu64.len() {
             assert!(
                 rel(gpu64.j_plus[i], cpu64.j_plus[i]) < 1e-12,
@@ -116,10 +117,10 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
         // f32: against f64 at exactly the f32 points, within the derived bound.
         let seen = p.rounded_to_f32();
         let bound = f32_cost_bound(&seen);
-        let gpu32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(3))
+        let gpu32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(3), &Silent)
             .unwrap()
             .estimates;
-        let cpu32 = central_differences(&seen, 1e-2, Precision::F32);
+        let cpu32 = central_differences(&seen, 1e-2, Precision::F32, &Silent).unwrap();
         let mut worst = 0.0f64;
         for i in 0..cpu32.len() {
             for (g, c) in [
@@ -198,7 +199,7 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
         let grad = backprop::gradients(&p);
         let layout = p.net().layout();
         let chunk = [1, 7, 64, 1000][n % 4];
-        let run = full::evaluate(&ctx, &p, 1e-6, Precision::F64, Some(chunk)).unwrap();
+        let run = full::evaluate(&ctx, &p, 1e-6, Precision::F64, Some(chunk), &Silent).unwrap();
         assert!(
             run.estimates
                 .j_plus
@@ -222,8 +223,9 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
         // yardstick here; the reference is).
         let seen = p.rounded_to_f32();
         let bound = f32_cost_bound(&seen);
-        let run32 = full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(chunk)).unwrap();
-        let cpu32 = central_differences(&seen, 1e-2, Precision::F32);
+        let run32 =
+            full::evaluate(&ctx, &seen, 1e-2, Precision::F32, Some(chunk), &Silent).unwrap();
+        let cpu32 = central_differences(&seen, 1e-2, Precision::F32, &Silent).unwrap();
         for (i, &theta) in seen.net().flatten().iter().enumerate() {
             let (plus, minus) = perturbed_pair(theta, 1e-2, Precision::F32);
             let allowed = 2.0 * bound / (plus - minus);
@@ -242,13 +244,13 @@ fn runs_are_bit_identical_and_independent_of_the_chunk_size() {
     let Some(ctx) = gpu() else { return };
     let p = &random_problems()[3];
     for precision in [Precision::F32, Precision::F64] {
-        let a = full::evaluate(&ctx, p, 1e-3, precision, None)
+        let a = full::evaluate(&ctx, p, 1e-3, precision, None, &Silent)
             .unwrap()
             .estimates;
-        let b = full::evaluate(&ctx, p, 1e-3, precision, None)
+        let b = full::evaluate(&ctx, p, 1e-3, precision, None, &Silent)
             .unwrap()
             .estimates;
-        let c = full::evaluate(&ctx, p, 1e-3, precision, Some(13))
+        let c = full::evaluate(&ctx, p, 1e-3, precision, Some(13), &Silent)
             .unwrap()
             .estimates;
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -266,7 +268,15 @@ fn gpu_time_is_measured_with_timestamps() {
         eprintln!("SKIPPED: adapter has no timestamp queries");
         return;
     }
-    let run = full::evaluate(&ctx, &random_problems()[4], 1e-3, Precision::F32, Some(50)).unwrap();
+    let run = full::evaluate(
+        &ctx,
+        &random_problems()[4],
+        1e-3,
+        Precision::F32,
+        Some(50),
+        &Silent,
+    )
+    .unwrap();
     let s = run.gpu_seconds.expect("timestamps");
     assert!(s > 0.0 && s < 60.0, "{s}");
     assert!(run.chunks > 1);
@@ -278,8 +288,8 @@ fn the_roundoff_model_bounds_observed_f32_errors_with_margin() {
     let mut worst = 0.0f64;
     for p in random_problems() {
         let seen = p.rounded_to_f32();
-        let reference = central_differences(&seen, 1e-4, Precision::F32);
-        let est = full::evaluate(&ctx, &seen, 1e-4, Precision::F32, None)
+        let reference = central_differences(&seen, 1e-4, Precision::F32, &Silent).unwrap();
+        let est = full::evaluate(&ctx, &seen, 1e-4, Precision::F32, None, &Silent)
             .unwrap()
             .estimates;
         for i in 0..est.len() {

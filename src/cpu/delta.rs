@@ -7,8 +7,9 @@ use rayon::prelude::*;
 
 use super::forward::softplus;
 use super::sensitivity::Sensitivity;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::estimate::DeltaCost;
+use crate::monitor::Monitor;
 use crate::problem::Problem;
 
 /// One cost term's change, `softplus(z + Δ) − softplus(z) − yΔ`, without cancellation:
@@ -59,14 +60,36 @@ fn delta_cost(
 }
 
 /// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores.
-pub fn delta_costs(problem: &Problem, eps: f64, indices: &[usize]) -> Result<Vec<DeltaCost>> {
+pub fn delta_costs(
+    problem: &Problem,
+    eps: f64,
+    indices: &[usize],
+    monitor: &dyn Monitor,
+) -> Result<Vec<DeltaCost>> {
     let coordinates = indices
         .iter()
         .map(|&i| problem.locate(i))
         .collect::<Result<Vec<_>>>()?;
+    monitor.begin(coordinates.len() as u64);
     let sens = Sensitivity::new(problem);
-    Ok(coordinates
-        .into_par_iter()
-        .map(|c| delta_cost(problem, &sens, c, eps))
-        .collect())
+    // Progress and the stop flag in blocks: per coordinate would cost more than the work.
+    const BLOCK: usize = 4096;
+    let blocks: Vec<Vec<DeltaCost>> = coordinates
+        .par_chunks(BLOCK)
+        .map(|block| {
+            if monitor.cancelled() {
+                return Vec::new();
+            }
+            let costs = block
+                .iter()
+                .map(|&c| delta_cost(problem, &sens, c, eps))
+                .collect();
+            monitor.advance(block.len() as u64);
+            costs
+        })
+        .collect();
+    if monitor.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    Ok(blocks.concat())
 }

@@ -4,7 +4,9 @@
 use rayon::prelude::*;
 
 use super::forward::cost;
+use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates, F64_UNIT_ROUNDOFF};
+use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -12,14 +14,23 @@ use crate::problem::Problem;
 ///
 /// `points` says how `θ ± ε` is formed: `F64` for the CPU check itself, `F32` to get the
 /// f64 reference of an f32 device run at exactly the points that device evaluates.
-pub fn central_differences(problem: &Problem, eps: f64, points: Precision) -> Estimates {
+pub fn central_differences(
+    problem: &Problem,
+    eps: f64,
+    points: Precision,
+    monitor: &dyn Monitor,
+) -> Result<Estimates> {
     let n = problem.net().num_params();
     let (x, y) = (problem.x().view(), problem.y().view());
+    monitor.begin(n as u64);
     let per_coordinate: Vec<(f64, f64, f64)> = (0..n)
         .into_par_iter()
         .map_init(
             || problem.net().clone(),
             |net, i| {
+                if monitor.cancelled() {
+                    return (f64::NAN, f64::NAN, 1.0);
+                }
                 let original = *net.param_mut(i);
                 let (plus, minus) = perturbed_pair(original, eps, points);
                 *net.param_mut(i) = plus;
@@ -27,11 +38,20 @@ pub fn central_differences(problem: &Problem, eps: f64, points: Precision) -> Es
                 *net.param_mut(i) = minus;
                 let j_minus = cost(net, x, y);
                 *net.param_mut(i) = original;
+                monitor.advance(1);
                 (j_plus, j_minus, plus - minus)
             },
         )
         .collect();
+    if monitor.cancelled() {
+        return Err(Error::Cancelled);
+    }
     let steps: Vec<f64> = per_coordinate.iter().map(|c| c.2).collect();
     let (j_plus, j_minus) = per_coordinate.iter().map(|c| (c.0, c.1)).unzip();
-    Estimates::from_costs(j_plus, j_minus, &steps, F64_UNIT_ROUNDOFF)
+    Ok(Estimates::from_costs(
+        j_plus,
+        j_minus,
+        &steps,
+        F64_UNIT_ROUNDOFF,
+    ))
 }

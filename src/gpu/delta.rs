@@ -9,6 +9,7 @@ use super::GpuContext;
 use crate::cpu::sensitivity::Sensitivity;
 use crate::error::{Error, Result};
 use crate::estimate::DeltaCost;
+use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -33,6 +34,7 @@ pub fn evaluate(
     precision: Precision,
     indices: &[usize],
     chunk: Option<usize>,
+    monitor: &dyn Monitor,
 ) -> Result<DeltaRun> {
     if precision == Precision::F64 && !ctx.supports_f64() {
         return Err(Error::Unsupported {
@@ -103,6 +105,7 @@ pub fn evaluate(
         outputs,
         template,
         (workgroups, chunk),
+        monitor,
     )?;
     let deltas = values
         .chunks_exact(OUTPUTS)

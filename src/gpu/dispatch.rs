@@ -6,7 +6,8 @@ use bytemuck::{Pod, Zeroable};
 use super::buffers::{decode, encode, map_read, poisoned, staging, storage};
 use super::shader::{compose, module, Kernel};
 use super::GpuContext;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -154,15 +155,17 @@ impl BoundKernel {
     }
 
     /// Dispatches `total` workgroups in chunks of `chunk`, one submit each, and returns the
-    /// summed GPU time in seconds where timestamp queries exist.
+    /// summed GPU time in seconds where timestamp queries exist. With more than one chunk,
+    /// each is waited for, so that `monitor` sees progress and can stop the run between them.
     fn run(
         &self,
         ctx: &GpuContext,
         template: KernelConfig,
-        total: usize,
-        chunk: usize,
+        (total, chunk): (usize, usize),
+        monitor: &dyn Monitor,
     ) -> Result<Option<f64>> {
         let chunks = total.div_ceil(chunk);
+        monitor.begin(total as u64);
         let timing = (ctx.supports_timestamps() && chunks <= MAX_CHUNKS).then(|| {
             let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timestamps"),
@@ -209,6 +212,13 @@ impl BoundKernel {
                 encoder.resolve_query_set(queries, 0..2, resolved, c as u64 * QUERY_STRIDE);
             }
             ctx.queue.submit([encoder.finish()]);
+            if chunks > 1 {
+                ctx.wait()?;
+                monitor.advance(u64::from(count));
+                if monitor.cancelled() {
+                    return Err(Error::Cancelled);
+                }
+            }
         }
         let Some((_, resolved)) = &timing else {
             return Ok(None);
@@ -242,7 +252,7 @@ pub(crate) fn problem_buffers(
     ]
 }
 
-/// Runs `kernel` over `items` workgroups in chunks: binds the buffers `inputs` makes, then a
+/// Runs `kernel` over `work = (workgroups, chunk)` in chunks: binds the buffers `inputs` makes, then a
 /// NaN-poisoned output of `outputs` scalars, and returns that output and the GPU time. All of
 /// it inside the context's error scopes.
 #[allow(clippy::too_many_arguments)]
@@ -254,14 +264,15 @@ pub(crate) fn run_kernel(
     inputs: impl FnOnce() -> Vec<wgpu::Buffer>,
     outputs: usize,
     template: KernelConfig,
-    (items, chunk): (usize, usize),
+    work: (usize, usize),
+    monitor: &dyn Monitor,
 ) -> Result<(Vec<f64>, Option<f64>)> {
     ctx.scoped(|| {
         let inputs = inputs();
         let out = poisoned(ctx, kernel.name, outputs, precision);
         let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
         let kernel = BoundKernel::new(ctx, kernel, precision, constants, &bound);
-        let gpu_seconds = kernel.run(ctx, template, items, chunk)?;
+        let gpu_seconds = kernel.run(ctx, template, work, monitor)?;
         Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
     })
 }

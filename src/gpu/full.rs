@@ -7,6 +7,7 @@ use super::shader::FULL;
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates};
+use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -91,6 +92,7 @@ pub fn evaluate(
     eps: f64,
     precision: Precision,
     chunk: Option<usize>,
+    monitor: &dyn Monitor,
 ) -> Result<GpuRun> {
     if precision == Precision::F64 && !ctx.supports_f64() {
         return Err(Error::Unsupported {
@@ -129,6 +131,7 @@ pub fn evaluate(
         perturbations,
         template,
         (perturbations, chunk),
+        monitor,
     )?;
 
     let theta = net.flatten();

@@ -1,0 +1,42 @@
+//! Watching a long evaluation from outside: progress for a bar, and a way to stop early.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Receives progress in work items (perturbed parameters) from the evaluating threads, and
+/// is asked between pieces of work whether to stop. Implementations must be cheap: they
+/// are called once per coordinate on the CPU and once per dispatch on the GPU.
+pub trait Monitor: Sync {
+    /// The evaluation has `total` work items (a kink re-check starts a second round).
+    fn begin(&self, _total: u64) {}
+    /// `items` more are done.
+    fn advance(&self, _items: u64) {}
+    /// True when the user asked to stop; the evaluation then ends with `Error::Cancelled`.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// No progress, never cancelled.
+pub struct Silent;
+
+impl Monitor for Silent {}
+
+/// A stop flag another thread (a Ctrl-C handler) can raise.
+#[derive(Default)]
+pub struct StopFlag(AtomicBool);
+
+impl StopFlag {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Monitor for StopFlag {
+    fn cancelled(&self) -> bool {
+        self.is_raised()
+    }
+}
