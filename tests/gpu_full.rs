@@ -305,3 +305,24 @@ fn the_roundoff_model_bounds_observed_f32_errors_with_margin() {
         "observed {worst}"
     );
 }
+
+#[test]
+fn a_lost_device_is_an_error_not_a_panic() {
+    let Some(ctx) = gpu() else { return };
+    let p = &random_problems()[2];
+    // One run first, so that the pipelines exist when the device goes.
+    full::evaluate(&ctx, p, 1e-3, Precision::F32, None, &Silent).unwrap();
+    ctx.lose_device();
+    let all: Vec<usize> = (0..p.net().num_params()).collect();
+    let full = full::evaluate(&ctx, p, 1e-3, Precision::F32, None, &Silent);
+    let delta = gradcheck::gpu::delta::evaluate(&ctx, p, 1e-5, Precision::F32, &all, None, &Silent);
+    for (method, result) in [("full", full.map(|_| ())), ("delta", delta.map(|_| ()))] {
+        match result {
+            Err(gradcheck::Error::Gpu(message)) => {
+                assert!(!message.contains('\n'), "{method}: {message}");
+                assert!(message.contains("was lost"), "{method}: {message}");
+            }
+            other => panic!("{method}: expected a GPU error, got {other:?}"),
+        }
+    }
+}

@@ -1,7 +1,5 @@
 //! Buffer helpers: upload in either precision, NaN-poisoned outputs, and read-back.
 
-use wgpu::util::DeviceExt;
-
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::options::Precision;
@@ -46,14 +44,28 @@ pub(crate) fn ensure_fits(ctx: &GpuContext, what: &str, bytes: u64) -> Result<()
     Ok(())
 }
 
+/// A storage buffer holding `bytes` (`extra` usages besides STORAGE and COPY_DST). Filled
+/// by a queue write rather than mapped at creation: on a lost device wgpu panics reading a
+/// mapping back, while a queue write fails into the error scopes.
+fn filled(ctx: &GpuContext, label: &str, bytes: &[u8], extra: wgpu::BufferUsages) -> wgpu::Buffer {
+    let size = (bytes.len() as u64)
+        .next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT)
+        .max(4);
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | extra,
+        mapped_at_creation: false,
+    });
+    if !bytes.is_empty() {
+        ctx.queue.write_buffer(&buffer, 0, bytes);
+    }
+    buffer
+}
+
 /// A read-only storage buffer holding `bytes`.
 pub(crate) fn storage(ctx: &GpuContext, label: &str, bytes: &[u8]) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+    filled(ctx, label, bytes, wgpu::BufferUsages::empty())
 }
 
 /// An output buffer of `len` scalars filled with NaN, so an element no kernel wrote
@@ -64,12 +76,12 @@ pub(crate) fn poisoned(
     len: usize,
     precision: Precision,
 ) -> wgpu::Buffer {
-    ctx.device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &encode(std::iter::repeat_n(f64::NAN, len), precision),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
+    filled(
+        ctx,
+        label,
+        &encode(std::iter::repeat_n(f64::NAN, len), precision),
+        wgpu::BufferUsages::COPY_SRC,
+    )
 }
 
 /// A buffer the host can map after copying `size` bytes into it.

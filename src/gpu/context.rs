@@ -55,6 +55,8 @@ pub struct GpuContext {
     summary: AdapterSummary,
     /// Errors no scope caught (raised from another thread, or after a device loss).
     stray_errors: Arc<Mutex<Vec<String>>>,
+    /// Why the device was lost, once it is: every error after that is a consequence.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -131,12 +133,18 @@ impl GpuContext {
                 .expect("error sink")
                 .push(first_line(&e.to_string()));
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_sink.lock().expect("lost sink") = Some(format!("{reason:?}: {message}"));
+        });
         Ok(Self {
             device,
             queue,
             limits,
             summary,
             stray_errors,
+            lost,
         })
     }
 
@@ -163,6 +171,13 @@ impl GpuContext {
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = work();
         let errors = [validation.pop(), memory.pop(), internal.pop()].map(pollster::block_on);
+        if let Some(why) = self.lost.lock().expect("lost sink").clone() {
+            return Err(Error::Gpu(format!(
+                "the device '{}' was lost ({})",
+                self.summary.name,
+                first_line(&why)
+            )));
+        }
         if let Some(e) = errors.into_iter().flatten().next() {
             return Err(Error::Gpu(first_line(&e.to_string())));
         }
@@ -176,6 +191,13 @@ impl GpuContext {
             return Err(Error::Gpu(e));
         }
         out
+    }
+
+    /// Destroys the device as a driver reset or an unplugged GPU would: every later call
+    /// on this context must fail with [`Error::Gpu`]. For tests of that path.
+    #[doc(hidden)]
+    pub fn lose_device(&self) {
+        self.device.destroy();
     }
 
     /// Waits for all submitted work.
