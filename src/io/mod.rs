@@ -10,6 +10,8 @@ use std::io::{BufWriter, Cursor, Read, Seek};
 use std::path::Path;
 
 use ndarray::{Array1, Array2, ArrayD, Ix2};
+mod guard;
+
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
 use crate::error::{Error, Result};
@@ -38,11 +40,15 @@ pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
     read_npz_from(Cursor::new(bytes), label)
 }
 
-fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
+fn read_npz_from<R: Read + Seek>(mut reader: R, label: &str) -> Result<NpzInput> {
     let npz_error = |reason: String| Error::Npz {
         path: label.to_string(),
         reason,
     };
+    guard::check_archive(&mut reader).map_err(|reason| npz_error(one_line(&reason)))?;
+    reader
+        .rewind()
+        .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
     let mut npz =
         NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
     let names: BTreeSet<String> = npz
