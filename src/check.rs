@@ -96,7 +96,7 @@ pub fn compare(
     assert_eq!(est.len(), layout.len(), "estimate length");
     let approx = &est.gradapprox;
 
-    let mut coordinates: Vec<CoordinateCheck> = Vec::new();
+    let mut worst = Worst::new(top);
     let mut tensors = Vec::with_capacity(layout.tensors().len());
     let mut total = Norms::default();
     let mut failed_coordinates = 0;
@@ -119,7 +119,7 @@ pub fn compare(
             if excess > 1.0 || !excess.is_finite() {
                 failed += 1;
             }
-            coordinates.push(CoordinateCheck {
+            worst.offer(CoordinateCheck {
                 name: String::new(),
                 index: i,
                 grad: g,
@@ -143,7 +143,7 @@ pub fn compare(
 
     let any_tensor_failed = tensors.iter().any(|t| t.verdict == Verdict::Fail);
     let verdict = Verdict::from_failed(any_tensor_failed || total.fails(threshold));
-    let worst = worst_coordinates(coordinates, top, layout);
+    let worst = worst.into_sorted(layout);
     Comparison {
         difference: total.difference(),
         threshold,
@@ -156,24 +156,72 @@ pub fn compare(
     }
 }
 
-/// The `top` coordinates with the largest excess, worst first (ties by index), named.
-fn worst_coordinates(
-    mut all: Vec<CoordinateCheck>,
+/// The `top` coordinates with the largest excess, kept as they stream past (a heap of
+/// `top`, not a list of every coordinate: millions of parameters need no more memory).
+struct Worst {
     top: usize,
-    layout: &ParamLayout,
-) -> Vec<CoordinateCheck> {
-    let by_excess = |a: &CoordinateCheck, b: &CoordinateCheck| {
-        b.excess.total_cmp(&a.excess).then(a.index.cmp(&b.index))
-    };
-    if top < all.len() {
-        all.select_nth_unstable_by(top, by_excess);
-        all.truncate(top);
+    /// Min-heap by rank: its head is the least bad of those kept.
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Ranked>>,
+}
+
+/// A coordinate ordered by how bad it is: larger excess first, then lower index.
+struct Ranked(CoordinateCheck);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .excess
+            .total_cmp(&other.0.excess)
+            .then(other.0.index.cmp(&self.0.index))
     }
-    all.sort_by(by_excess);
-    for c in &mut all {
-        c.name = layout.coordinate_name(c.index);
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
-    all
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl Worst {
+    fn new(top: usize) -> Self {
+        Self {
+            top,
+            heap: std::collections::BinaryHeap::with_capacity(top + 1),
+        }
+    }
+
+    fn offer(&mut self, c: CoordinateCheck) {
+        if self.top == 0 {
+            return;
+        }
+        let ranked = Ranked(c);
+        if self.heap.len() < self.top {
+            self.heap.push(std::cmp::Reverse(ranked));
+        } else if self.heap.peek().is_some_and(|least| ranked > least.0) {
+            self.heap.pop();
+            self.heap.push(std::cmp::Reverse(ranked));
+        }
+    }
+
+    /// Worst first, named.
+    fn into_sorted(self, layout: &ParamLayout) -> Vec<CoordinateCheck> {
+        let mut all: Vec<Ranked> = self.heap.into_iter().map(|r| r.0).collect();
+        all.sort_by(|a, b| b.cmp(a));
+        all.into_iter()
+            .map(|Ranked(mut c)| {
+                c.name = layout.coordinate_name(c.index);
+                c
+            })
+            .collect()
+    }
 }
 
 /// `num / den`, with `0/0 = 0` (both gradients exactly zero agree perfectly).

@@ -12,7 +12,8 @@ use crate::estimate::{DeltaCost, Estimates};
 pub const KINK_RECHECK_FACTOR: f64 = 1e-3;
 use crate::generate::BugSpec;
 use crate::gpu::{self, AdapterSummary, GpuContext};
-use crate::monitor::{Monitor, Silent};
+use crate::memory;
+use crate::monitor::{Continuing, Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 use crate::problem::Problem;
 use crate::report::{Report, Timing};
@@ -87,16 +88,29 @@ impl Engine {
     ) -> Result<(Vec<DeltaCost>, Option<f64>)> {
         match &self.gpu {
             Some(ctx) => {
-                let run = gpu::delta::evaluate(
-                    ctx,
-                    problem,
-                    eps,
-                    opts.precision,
-                    indices,
-                    opts.chunk,
-                    monitor,
-                )?;
-                Ok((run.deltas, run.gpu_seconds))
+                // Slices keep each output buffer within the device's limits and the budget.
+                let bytes_per_item = gpu::delta::OUTPUTS as u64 * opts.precision.size() as u64;
+                let slice = memory::slice_items(ctx.binding_limit(), opts.budget(), bytes_per_item);
+                monitor.begin(indices.len() as u64);
+                let mut deltas = Vec::with_capacity(indices.len());
+                let mut gpu_seconds: Option<f64> = None;
+                for part in indices.chunks(slice.max(1)) {
+                    let run = gpu::delta::evaluate(
+                        ctx,
+                        problem,
+                        eps,
+                        opts.precision,
+                        part,
+                        opts.chunk,
+                        &Continuing(monitor),
+                    )?;
+                    deltas.extend(run.deltas);
+                    gpu_seconds = match (gpu_seconds, run.gpu_seconds) {
+                        (Some(a), Some(b)) => Some(a + b),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok((deltas, gpu_seconds))
             }
             None => Ok((
                 cpu::delta::delta_costs(problem, eps, indices, monitor)?,
@@ -155,6 +169,7 @@ impl Engine {
         monitor: &dyn Monitor,
     ) -> Result<Evaluation> {
         opts.validate()?;
+        memory::ensure_fits(problem, opts.budget())?;
         let eps = opts.eps();
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
         let seen = match opts.precision {

@@ -140,6 +140,10 @@ pub struct OptionArgs {
     /// device's limits).
     #[arg(long)]
     pub chunk: Option<usize>,
+    /// Memory the check may use, e.g. 512M or 8G (default: 3/4 of the available RAM).
+    /// Bigger checks are refused before they start; GPU work is sliced to fit it.
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 impl OptionArgs {
@@ -153,6 +157,7 @@ impl OptionArgs {
             top: self.top,
             adapter: self.adapter.clone(),
             chunk: self.chunk,
+            max_memory: self.max_memory,
         }
     }
 }

@@ -52,6 +52,9 @@ pub enum Error {
     /// The problem does not fit in the device's limits.
     #[error("too large for the GPU: {0}")]
     TooLarge(String),
+    /// The check needs more memory than its budget allows.
+    #[error("too large for the memory budget: {0}")]
+    Memory(String),
     /// Validation, out-of-memory or device-lost errors reported by wgpu.
     #[error("GPU error: {0}")]
     Gpu(String),

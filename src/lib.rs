@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod generate;
 pub mod gpu;
 pub mod io;
+pub mod memory;
 pub mod model;
 pub mod monitor;
 pub mod options;

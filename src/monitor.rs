@@ -40,3 +40,17 @@ impl Monitor for StopFlag {
         self.is_raised()
     }
 }
+
+/// Forwards progress and the stop flag but not `begin`: for work split into pieces whose
+/// total the caller announced once.
+pub struct Continuing<'a>(pub &'a dyn Monitor);
+
+impl Monitor for Continuing<'_> {
+    fn advance(&self, items: u64) {
+        self.0.advance(items);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
+}

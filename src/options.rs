@@ -81,6 +81,8 @@ pub struct CheckOptions {
     pub adapter: Option<String>,
     /// Perturbations per GPU dispatch (else chosen from the device's limits).
     pub chunk: Option<usize>,
+    /// Memory the check may use, in bytes (else [`crate::memory::default_budget`]).
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CheckOptions {
@@ -94,6 +96,7 @@ impl Default for CheckOptions {
             top: 5,
             adapter: None,
             chunk: None,
+            max_memory: None,
         }
     }
 }
@@ -129,6 +132,12 @@ impl CheckOptions {
                 (Method::Full, Precision::F32) => 1e-3,
                 (Method::Delta, Precision::F32) => 1e-5,
             })
+    }
+
+    /// The memory budget: given, or three quarters of what the host has available.
+    pub fn budget(&self) -> u64 {
+        self.max_memory
+            .unwrap_or_else(crate::memory::default_budget)
     }
 
     /// Refuses steps and thresholds that cannot give a meaningful check.

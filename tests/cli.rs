@@ -509,7 +509,7 @@ fn ctrl_c_stops_a_long_check_with_130_and_writes_no_report() {
     let dir = TempDir::new().unwrap();
     let json = dir.path().join("report.json");
     // The full method on 108,801 parameters: over half a minute of work on two cores.
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradcheck"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("gradcheck"))
         .args(["check", "--layers", "784,128,64,1", "--examples", "64"])
         .args(["--device", "cpu", "--method", "full", "--quiet", "--json"])
         .arg(&json)
@@ -535,4 +535,31 @@ fn ctrl_c_stops_a_long_check_with_130_and_writes_no_report() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_check_over_the_memory_budget_is_refused_before_it_starts() {
+    let started = std::time::Instant::now();
+    gradcheck()
+        .args(["check", "--layers", "3072,1024,512,1", "--examples", "128"])
+        .args(["--device", "cpu", "--max-memory", "300M"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "too large for the memory budget: checking 3672065 parameters needs about",
+        ))
+        .stderr(predicate::str::contains("300.0 MiB"));
+    // Refused after generating the network, before any per-coordinate work.
+    assert!(
+        started.elapsed().as_secs_f64() < 5.0,
+        "{:?}",
+        started.elapsed()
+    );
+    for bad in ["12X", "0", "-5M"] {
+        gradcheck()
+            .args(["check", "--max-memory", bad])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--max-memory"));
+    }
 }

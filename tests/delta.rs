@@ -330,3 +330,38 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
     }
     assert!(flagged > n / 20 && flagged < n, "{flagged} of {n} flagged");
 }
+
+#[test]
+fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
+    let Some(_) = gpu() else { return };
+    let p = NetworkSpec::new(vec![64, 32, 16, 1], 16, 3)
+        .unwrap()
+        .generate();
+    let n = p.net().num_params() as u64;
+    // Just over what the host side needs, so that the GPU outputs must be sliced.
+    let budget = gradcheck::memory::host_bytes(&p) + 8 * 1024;
+    for precision in [Precision::F32, Precision::F64] {
+        let bytes_per_item = gradcheck::gpu::delta::OUTPUTS as u64 * precision.size() as u64;
+        let slice = gradcheck::memory::slice_items(u64::MAX, budget, bytes_per_item) as u64;
+        assert!(
+            slice < n,
+            "{precision:?}: slice {slice} of {n}: the test must slice"
+        );
+        let whole = options(DeviceChoice::Gpu, precision);
+        let sliced = CheckOptions {
+            max_memory: Some(budget),
+            ..whole.clone()
+        };
+        let bits = |opts: &CheckOptions| -> Vec<u64> {
+            let eval = Engine::new(opts).unwrap().evaluate(&p, opts).unwrap();
+            let e = eval.estimates;
+            e.j_plus
+                .iter()
+                .chain(&e.j_minus)
+                .chain(&e.noise)
+                .map(|v| v.to_bits())
+                .collect()
+        };
+        assert_eq!(bits(&whole), bits(&sliced), "{precision:?}");
+    }
+}

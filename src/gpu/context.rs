@@ -193,6 +193,13 @@ impl GpuContext {
         out
     }
 
+    /// The largest storage buffer one binding can hold, in bytes.
+    pub fn binding_limit(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
     /// Destroys the device as a driver reset or an unplugged GPU would: every later call
     /// on this context must fail with [`Error::Gpu`]. For tests of that path.
     #[doc(hidden)]

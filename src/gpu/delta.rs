@@ -2,7 +2,7 @@
 //! row's gain and reach (cpu/sensitivity.rs), computed once on the host in f64.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{layer_table, run_kernel, KernelConfig};
+use super::dispatch::{layer_table, run_kernel, KernelConfig, Work};
 use super::full::default_chunk;
 use super::shader::DELTA;
 use super::GpuContext;
@@ -16,7 +16,7 @@ use crate::problem::Problem;
 /// Threads (parameters) per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
 /// Results per parameter: dJ₊, dJ₋, magnitude, kink.
-const OUTPUTS: usize = 4;
+pub const OUTPUTS: usize = 4;
 
 /// The cost changes of the parameters asked for, and how long the GPU took.
 #[derive(Clone, Debug)]
@@ -79,6 +79,7 @@ pub fn evaluate(
         .map(|c| c.div_ceil(WORKGROUP_SIZE as usize))
         .unwrap_or_else(|| default_chunk(workgroups, work))
         .clamp(1, workgroups);
+    monitor.begin(indices.len() as u64);
     let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
     let template = KernelConfig {
         items: indices.len() as u32,
@@ -104,7 +105,11 @@ pub fn evaluate(
         },
         outputs,
         template,
-        (workgroups, chunk),
+        Work {
+            workgroups,
+            chunk,
+            items_per_workgroup: u64::from(WORKGROUP_SIZE),
+        },
         monitor,
     )?;
     let deltas = values

@@ -154,18 +154,18 @@ impl BoundKernel {
         }
     }
 
-    /// Dispatches `total` workgroups in chunks of `chunk`, one submit each, and returns the
-    /// summed GPU time in seconds where timestamp queries exist. With more than one chunk,
-    /// each is waited for, so that `monitor` sees progress and can stop the run between them.
+    /// Dispatches `work.workgroups` in chunks, one submit each, and returns the summed GPU
+    /// time in seconds where timestamp queries exist. With more than one chunk, each is
+    /// waited for, so that `monitor` sees progress and can stop the run between them.
     fn run(
         &self,
         ctx: &GpuContext,
         template: KernelConfig,
-        (total, chunk): (usize, usize),
+        work: Work,
         monitor: &dyn Monitor,
     ) -> Result<Option<f64>> {
+        let (total, chunk) = (work.workgroups, work.chunk);
         let chunks = total.div_ceil(chunk);
-        monitor.begin(total as u64);
         let timing = (ctx.supports_timestamps() && chunks <= MAX_CHUNKS).then(|| {
             let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timestamps"),
@@ -214,7 +214,7 @@ impl BoundKernel {
             ctx.queue.submit([encoder.finish()]);
             if chunks > 1 {
                 ctx.wait()?;
-                monitor.advance(u64::from(count));
+                monitor.advance(u64::from(count) * work.items_per_workgroup);
                 if monitor.cancelled() {
                     return Err(Error::Cancelled);
                 }
@@ -252,7 +252,16 @@ pub(crate) fn problem_buffers(
     ]
 }
 
-/// Runs `kernel` over `work = (workgroups, chunk)` in chunks: binds the buffers `inputs` makes, then a
+/// How many workgroups to dispatch, how many per submit, and how many work items (as the
+/// caller's monitor counts them) each workgroup does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Work {
+    pub workgroups: usize,
+    pub chunk: usize,
+    pub items_per_workgroup: u64,
+}
+
+/// Runs `kernel` over `work` in chunks: binds the buffers `inputs` makes, then a
 /// NaN-poisoned output of `outputs` scalars, and returns that output and the GPU time. All of
 /// it inside the context's error scopes.
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +273,7 @@ pub(crate) fn run_kernel(
     inputs: impl FnOnce() -> Vec<wgpu::Buffer>,
     outputs: usize,
     template: KernelConfig,
-    work: (usize, usize),
+    work: Work,
     monitor: &dyn Monitor,
 ) -> Result<(Vec<f64>, Option<f64>)> {
     ctx.scoped(|| {

@@ -2,7 +2,9 @@
 //! chunks that respect the device's limits.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{problem_buffers, run_kernel, workgroup_scratch, KernelConfig, MAX_CHUNKS};
+use super::dispatch::{
+    problem_buffers, run_kernel, workgroup_scratch, KernelConfig, Work, MAX_CHUNKS,
+};
 use super::shader::FULL;
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -117,6 +119,7 @@ pub fn evaluate(
         .unwrap_or_else(|| default_chunk(perturbations, params * m))
         .min(perturbations);
 
+    monitor.begin(perturbations as u64);
     let template = KernelConfig::for_problem(problem, tile);
     let (costs, gpu_seconds) = run_kernel(
         ctx,
@@ -130,7 +133,11 @@ pub fn evaluate(
         },
         perturbations,
         template,
-        (perturbations, chunk),
+        Work {
+            workgroups: perturbations,
+            chunk,
+            items_per_workgroup: 1,
+        },
         monitor,
     )?;
 
