@@ -40,6 +40,8 @@ pub struct TensorCheck {
     pub difference: f64,
     /// Largest per-coordinate relative error in the tensor.
     pub max_rel_error: f64,
+    /// Coordinates of this tensor that were judged (not sampled out, not inconclusive).
+    pub checked_coordinates: usize,
     /// Coordinates of this tensor that fail on their own.
     pub failed_coordinates: usize,
     pub verdict: Verdict,
@@ -71,6 +73,8 @@ pub struct Comparison {
     /// The coordinates furthest beyond their tolerance, worst first.
     pub worst: Vec<CoordinateCheck>,
     pub failed_coordinates: usize,
+    /// Coordinates judged: all of them, less any a sample left out and the inconclusive.
+    pub checked_coordinates: usize,
     /// Names of the coordinates left out because their steps cross a ReLU kink.
     pub inconclusive: Vec<String>,
     /// Norm of the finite differences' estimated round-off, relative to the gradient:
@@ -99,12 +103,15 @@ pub fn compare(
     let mut worst = Worst::new(top);
     let mut tensors = Vec::with_capacity(layout.tensors().len());
     let mut total = Norms::default();
-    let mut failed_coordinates = 0;
+    let (mut failed_coordinates, mut checked_coordinates) = (0, 0);
     let mut inconclusive = Vec::new();
     for spec in layout.tensors() {
         let mut norms = Norms::default();
-        let (mut max_rel, mut failed) = (0.0f64, 0usize);
+        let (mut max_rel, mut failed, mut checked) = (0.0f64, 0usize, 0usize);
         for i in spec.range() {
+            if !est.is_checked(i) {
+                continue;
+            }
             if est.is_inconclusive(i) {
                 inconclusive.push(layout.coordinate_name(i));
                 continue;
@@ -115,6 +122,7 @@ pub fn compare(
             let rel = ratio(err, scale);
             let excess = ratio(err, threshold * scale + noise);
             norms.add(g, a, err, noise);
+            checked += 1;
             max_rel = max_rel.max(rel);
             if excess > 1.0 || !excess.is_finite() {
                 failed += 1;
@@ -134,10 +142,12 @@ pub fn compare(
             shape: spec.shape,
             difference: norms.difference(),
             max_rel_error: max_rel,
+            checked_coordinates: checked,
             failed_coordinates: failed,
             verdict,
         });
         failed_coordinates += failed;
+        checked_coordinates += checked;
         total.merge(&norms);
     }
 
@@ -151,6 +161,7 @@ pub fn compare(
         tensors,
         worst,
         failed_coordinates,
+        checked_coordinates,
         inconclusive,
         noise_level: ratio(total.noise.sqrt(), total.grad.sqrt() + total.approx.sqrt()),
     }
@@ -280,6 +291,7 @@ mod tests {
             gradapprox: approx,
             noise: vec![0.0; n],
             inconclusive: Vec::new(),
+            checked: Vec::new(),
         }
     }
 

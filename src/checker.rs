@@ -16,7 +16,7 @@ use crate::memory;
 use crate::monitor::{Continuing, Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 use crate::problem::Problem;
-use crate::report::{Report, Timing};
+use crate::report::{Report, Scope, Timing};
 
 /// Where the work runs, resolved once per process and reused by every check.
 pub struct Engine {
@@ -129,16 +129,23 @@ impl Engine {
         opts: &CheckOptions,
         monitor: &dyn Monitor,
     ) -> Result<(Estimates, Option<f64>)> {
-        let all: Vec<usize> = (0..problem.net().num_params()).collect();
-        let (mut deltas, mut gpu_seconds) = self.delta_costs(problem, eps, &all, opts, monitor)?;
-        let mut steps = vec![eps; all.len()];
-        let kinked: Vec<usize> = all.iter().copied().filter(|&i| deltas[i].kink).collect();
+        let total = problem.net().num_params();
+        let indices: Vec<usize> = match opts.sample {
+            Some(k) => crate::sample::choose(&problem.net().layout(), k, opts.sample_seed)?,
+            None => (0..total).collect(),
+        };
+        let (mut deltas, mut gpu_seconds) =
+            self.delta_costs(problem, eps, &indices, opts, monitor)?;
+        let mut steps = vec![eps; indices.len()];
+        // Positions (in `indices`) whose step crossed a kink.
+        let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
         if !kinked.is_empty() {
             let small = eps * KINK_RECHECK_FACTOR;
-            let (again, seconds) = self.delta_costs(problem, small, &kinked, opts, monitor)?;
-            for (&i, d) in kinked.iter().zip(again) {
-                deltas[i] = d;
-                steps[i] = small;
+            let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
+            let (again, seconds) = self.delta_costs(problem, small, &again_at, opts, monitor)?;
+            for (&k, d) in kinked.iter().zip(again) {
+                deltas[k] = d;
+                steps[k] = small;
             }
             gpu_seconds = gpu_seconds.zip(seconds).map(|(a, b)| a + b).or(gpu_seconds);
         }
@@ -147,7 +154,13 @@ impl Engine {
             Some(_) => opts.precision.unit_roundoff(),
             None => Precision::F64.unit_roundoff(),
         };
-        Ok((Estimates::from_deltas(j, &deltas, &steps, u), gpu_seconds))
+        let estimates = Estimates::from_deltas(j, &deltas, &steps, u);
+        let estimates = if indices.len() < total {
+            estimates.scatter(&indices, total)
+        } else {
+            estimates
+        };
+        Ok((estimates, gpu_seconds))
     }
 
     /// The GPU in use, if any.
@@ -169,7 +182,8 @@ impl Engine {
         monitor: &dyn Monitor,
     ) -> Result<Evaluation> {
         opts.validate()?;
-        memory::ensure_fits(problem, opts.budget())?;
+        let checked = opts.sample.unwrap_or(usize::MAX);
+        memory::ensure_fits(problem, checked, opts.budget())?;
         let eps = opts.eps();
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
         let seen = match opts.precision {
@@ -277,6 +291,9 @@ pub fn judge(
     crate::problem::ensure_finite("the gradients", grad.iter())?;
     let layout = eval.problem.net().layout();
     let comparison = compare(&layout, &grad, &eval.estimates, opts.threshold(), opts.top);
+    let evaluated = (0..layout.len())
+        .filter(|&i| eval.estimates.is_checked(i))
+        .count();
     let mut warnings = Vec::new();
     if comparison.noise_level > comparison.threshold {
         warnings.push(format!(
@@ -304,6 +321,17 @@ pub fn judge(
         difference: comparison.difference,
         threshold: comparison.threshold,
         failed_coordinates: comparison.failed_coordinates,
+        scope: Scope {
+            mode: if evaluated < layout.len() {
+                "sample"
+            } else {
+                "every coordinate"
+            },
+            evaluated,
+            judged: comparison.checked_coordinates,
+            total: layout.len(),
+            seed: (evaluated < layout.len()).then_some(opts.sample_seed),
+        },
         inconclusive: comparison.inconclusive,
         noise_level: comparison.noise_level,
         tensors: comparison.tensors,

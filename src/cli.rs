@@ -144,6 +144,12 @@ pub struct OptionArgs {
     /// Bigger checks are refused before they start; GPU work is sliced to fit it.
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
     pub max_memory: Option<u64>,
+    /// Check only K coordinates, drawn at random with every tensor represented (delta).
+    #[arg(long, value_name = "K")]
+    pub sample: Option<usize>,
+    /// Seed of the --sample draw.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub sample_seed: u64,
 }
 
 impl OptionArgs {
@@ -158,6 +164,8 @@ impl OptionArgs {
             adapter: self.adapter.clone(),
             chunk: self.chunk,
             max_memory: self.max_memory,
+            sample: self.sample,
+            sample_seed: self.sample_seed,
         }
     }
 }

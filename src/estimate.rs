@@ -34,6 +34,9 @@ pub struct Estimates {
     /// inconclusive, kept out of the verdict, their estimates NaN. Empty when the method
     /// does not detect kinks.
     pub inconclusive: Vec<bool>,
+    /// Coordinates that were evaluated at all (a sampled check leaves the rest NaN).
+    /// Empty when every coordinate was.
+    pub checked: Vec<bool>,
 }
 
 impl Estimates {
@@ -66,6 +69,7 @@ impl Estimates {
             gradapprox,
             noise,
             inconclusive: Vec::new(),
+            checked: Vec::new(),
         }
     }
 
@@ -90,6 +94,37 @@ impl Estimates {
             est.inconclusive.push(d.kink);
         }
         est
+    }
+
+    /// Spreads estimates of the coordinates `indices` (in that order) over all `total`
+    /// coordinates: NaN and unchecked elsewhere.
+    pub fn scatter(self, indices: &[usize], total: usize) -> Self {
+        let spread = |values: &[f64]| {
+            let mut all = vec![f64::NAN; total];
+            for (&i, &v) in indices.iter().zip(values) {
+                all[i] = v;
+            }
+            all
+        };
+        let mut inconclusive = vec![false; total];
+        let mut checked = vec![false; total];
+        for (k, &i) in indices.iter().enumerate() {
+            inconclusive[i] = self.is_inconclusive(k);
+            checked[i] = true;
+        }
+        Self {
+            j_plus: spread(&self.j_plus),
+            j_minus: spread(&self.j_minus),
+            gradapprox: spread(&self.gradapprox),
+            noise: spread(&self.noise),
+            inconclusive,
+            checked,
+        }
+    }
+
+    /// Whether coordinate `i` was evaluated.
+    pub fn is_checked(&self, i: usize) -> bool {
+        self.checked.get(i).copied().unwrap_or(true)
     }
 
     /// Whether coordinate `i` is inconclusive.

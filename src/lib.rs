@@ -20,6 +20,7 @@ pub mod monitor;
 pub mod options;
 pub mod problem;
 pub mod report;
+pub mod sample;
 pub mod scalar;
 
 pub use error::{Error, Result};

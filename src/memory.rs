@@ -4,11 +4,13 @@
 use crate::error::{Error, Result};
 use crate::problem::Problem;
 
-/// Host bytes a check holds per parameter at its peak: θ and the gradient, the four
-/// per-coordinate estimates, the cost changes and the device's read-back. Measured at
-/// 3,672,065 parameters (whole-process peak RSS): 123 B (CPU), 159 B (lavapipe f32) and
-/// 208 B (lavapipe f64, whose device memory is host memory), so 224 with a margin.
-pub const HOST_BYTES_PER_PARAM: u64 = 224;
+/// Host bytes a check holds per parameter at its peak, whether checked or not: θ and the
+/// gradient, the four per-coordinate estimates.
+pub const BYTES_PER_PARAM: u64 = 64;
+/// And per coordinate evaluated: its cost changes and the device's read-back. Together
+/// measured at 3,672,065 parameters (whole-process peak RSS): 123 B (CPU), 159 B (lavapipe
+/// f32) and 208 B (lavapipe f64, whose device memory is host memory); 224 with a margin.
+pub const BYTES_PER_CHECKED: u64 = 160;
 
 /// When the host's available memory cannot be read.
 const FALLBACK_BUDGET: u64 = 4 << 30;
@@ -26,20 +28,23 @@ pub fn default_budget() -> u64 {
         .map_or(FALLBACK_BUDGET, |kib| kib * 1024 / 4 * 3)
 }
 
-/// Bytes a check of `problem` needs on the host, by the model above plus its activations.
-pub fn host_bytes(problem: &Problem) -> u64 {
+/// Bytes a check of `checked` coordinates of `problem` needs on the host, by the model
+/// above plus its activations.
+pub fn host_bytes(problem: &Problem, checked: usize) -> u64 {
     let params = problem.net().num_params() as u64;
     let units: usize = problem.net().widths().iter().sum();
     let activations = (units * problem.examples()) as u64 * 8 * 4;
-    params * HOST_BYTES_PER_PARAM + activations
+    params * BYTES_PER_PARAM + checked.min(params as usize) as u64 * BYTES_PER_CHECKED + activations
 }
 
-/// Refuses, before anything large is allocated, a check that needs more than `budget`.
-pub fn ensure_fits(problem: &Problem, budget: u64) -> Result<()> {
-    let need = host_bytes(problem);
+/// Refuses, before anything large is allocated, a check of `checked` coordinates that
+/// needs more than `budget`.
+pub fn ensure_fits(problem: &Problem, checked: usize, budget: u64) -> Result<()> {
+    let need = host_bytes(problem, checked);
     if need > budget {
         return Err(Error::Memory(format!(
-            "checking {} parameters needs about {} but the budget is {} (raise --max-memory, or check a subset with --sample)",
+            "checking {} of {} parameters needs about {} but the budget is {} (raise --max-memory, or check a subset with --sample)",
+            checked.min(problem.net().num_params()),
             problem.net().num_params(),
             human(need),
             human(budget)

@@ -83,6 +83,10 @@ pub struct CheckOptions {
     pub chunk: Option<usize>,
     /// Memory the check may use, in bytes (else [`crate::memory::default_budget`]).
     pub max_memory: Option<u64>,
+    /// Check only this many coordinates, drawn by [`crate::sample::choose`] (delta method).
+    pub sample: Option<usize>,
+    /// Seed of that draw.
+    pub sample_seed: u64,
 }
 
 impl Default for CheckOptions {
@@ -97,6 +101,8 @@ impl Default for CheckOptions {
             adapter: None,
             chunk: None,
             max_memory: None,
+            sample: None,
+            sample_seed: 1,
         }
     }
 }
@@ -155,6 +161,14 @@ impl CheckOptions {
                     "--threshold must be a finite number > 0, got {t}"
                 )));
             }
+        }
+        if self.sample == Some(0) {
+            return Err(Error::Option("--sample must be at least 1".into()));
+        }
+        if self.sample.is_some() && self.method == Method::Full {
+            return Err(Error::Option(
+                "--sample works with --method delta (the default)".into(),
+            ));
         }
         if self.chunk == Some(0) {
             return Err(Error::Option("--chunk must be at least 1".into()));

@@ -15,6 +15,27 @@ pub struct Timing {
     pub gpu_seconds: Option<f64>,
 }
 
+/// Which coordinates the check evaluated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scope {
+    /// "every coordinate" or "sample".
+    pub mode: &'static str,
+    /// Coordinates evaluated (sampled ones included when inconclusive).
+    pub evaluated: usize,
+    /// Coordinates judged: evaluated and not inconclusive.
+    pub judged: usize,
+    /// All coordinates of the network.
+    pub total: usize,
+    /// Seed of the draw, for a sample.
+    pub seed: Option<u64>,
+}
+
+impl Scope {
+    pub fn is_sample(&self) -> bool {
+        self.evaluated < self.total
+    }
+}
+
 /// Everything one check found, as printed and as written to JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -37,6 +58,8 @@ pub struct Report {
     pub device: String,
     pub adapter: Option<AdapterSummary>,
     pub failed_coordinates: usize,
+    /// What was and was not checked.
+    pub scope: Scope,
     /// Coordinates whose steps cross a ReLU kink even at the re-check step: not judged.
     pub inconclusive: Vec<String>,
     /// Estimated round-off of the finite differences, relative to the gradient's norm.
@@ -85,21 +108,33 @@ impl Report {
             self.eps,
             self.threshold
         );
-        let _ = writeln!(out, "checking: {}\n", self.gradients);
+        let _ = writeln!(out, "checking: {}", self.gradients);
+        if self.scope.is_sample() {
+            let _ = writeln!(
+                out,
+                "sample: {} of {} coordinates (seed {}, every tensor represented); the other {} are NOT checked",
+                self.scope.evaluated,
+                self.scope.total,
+                self.scope.seed.unwrap_or_default(),
+                self.scope.total - self.scope.evaluated
+            );
+        }
+        out.push('\n');
         let _ = writeln!(
             out,
-            "  {:<8} {:>10} {:>12} {:>12} {:>8}  verdict",
-            "tensor", "shape", "difference", "max rel err", "failing"
+            "  {:<8} {:>10} {:>12} {:>12} {:>8} {:>8}  verdict",
+            "tensor", "shape", "difference", "max rel err", "checked", "failing"
         );
         for t in &self.tensors {
             let shape = format!("{}×{}", t.shape[0], t.shape[1]);
             let _ = writeln!(
                 out,
-                "  {:<8} {:>10} {:>12.3e} {:>12.3e} {:>8}  {}",
+                "  {:<8} {:>10} {:>12.3e} {:>12.3e} {:>8} {:>8}  {}",
                 t.name,
                 shape,
                 t.difference,
                 t.max_rel_error,
+                t.checked_coordinates,
                 t.failed_coordinates,
                 paint(t.verdict, t.verdict.as_str())
             );
@@ -136,9 +171,15 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(out, "\n  warning: {w}");
         }
-        let verdict = match self.verdict {
-            Verdict::Pass => "PASS: backprop agrees with finite differences",
-            Verdict::Fail => "FAIL: backprop disagrees with finite differences",
+        let verdict = match (self.verdict, self.scope.is_sample()) {
+            (Verdict::Pass, false) => "PASS: backprop agrees with finite differences",
+            (Verdict::Fail, false) => "FAIL: backprop disagrees with finite differences",
+            (Verdict::Pass, true) => {
+                "PASS ON THE SAMPLE: backprop agrees with finite differences where checked"
+            }
+            (Verdict::Fail, true) => {
+                "FAIL: backprop disagrees with finite differences on the sample"
+            }
         };
         let failing: Vec<&str> = self
             .tensors
@@ -153,8 +194,16 @@ impl Report {
             self.difference,
             self.threshold,
             self.failed_coordinates,
-            self.params - self.inconclusive.len()
+            self.scope.judged
         );
+        if self.scope.is_sample() {
+            let _ = write!(
+                out,
+                " ({} of {} coordinates not checked)",
+                self.scope.total - self.scope.evaluated,
+                self.scope.total
+            );
+        }
         if !failing.is_empty() {
             let _ = write!(out, "; failing: {}", failing.join(", "));
         }

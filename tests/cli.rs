@@ -546,7 +546,7 @@ fn a_check_over_the_memory_budget_is_refused_before_it_starts() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "too large for the memory budget: checking 3672065 parameters needs about",
+            "too large for the memory budget: checking 3672065 of 3672065 parameters needs about",
         ))
         .stderr(predicate::str::contains("300.0 MiB"));
     // Refused after generating the network, before any per-coordinate work.

@@ -339,7 +339,7 @@ fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
         .generate();
     let n = p.net().num_params() as u64;
     // Just over what the host side needs, so that the GPU outputs must be sliced.
-    let budget = gradcheck::memory::host_bytes(&p) + 8 * 1024;
+    let budget = gradcheck::memory::host_bytes(&p, n as usize) + 8 * 1024;
     for precision in [Precision::F32, Precision::F64] {
         let bytes_per_item = gradcheck::gpu::delta::OUTPUTS as u64 * precision.size() as u64;
         let slice = gradcheck::memory::slice_items(u64::MAX, budget, bytes_per_item) as u64;
