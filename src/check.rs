@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::estimate::Estimates;
-use crate::model::ParamLayout;
+use crate::model::{ParamLayout, TensorSpec};
 
 /// The outcome of a comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -98,25 +98,66 @@ pub fn compare(
 ) -> Comparison {
     assert_eq!(grad.len(), layout.len(), "gradient length");
     assert_eq!(est.len(), layout.len(), "estimate length");
-    let approx = &est.gradapprox;
+    let inconclusive = (0..layout.len())
+        .filter(|&i| est.is_checked(i) && est.is_inconclusive(i))
+        .map(|i| layout.coordinate_name(i))
+        .collect();
+    let groups = layout.tensors().iter().map(|spec| {
+        let items = spec
+            .range()
+            .filter(|&i| est.is_checked(i) && !est.is_inconclusive(i))
+            .map(|i| Judged {
+                index: i,
+                grad: grad[i],
+                approx: est.gradapprox[i],
+                noise: est.noise[i],
+            });
+        (spec, items)
+    });
+    compare_groups(
+        groups,
+        inconclusive,
+        |i| layout.coordinate_name(i),
+        threshold,
+        top,
+    )
+}
 
+/// One judged derivative: a coordinate's, or along a direction.
+#[derive(Clone, Copy, Debug)]
+pub struct Judged {
+    /// Flat coordinate index, or direction number.
+    pub index: usize,
+    /// The derivative by the gradient on trial.
+    pub grad: f64,
+    /// Its finite-difference estimate and that estimate's round-off bound.
+    pub approx: f64,
+    pub noise: f64,
+}
+
+/// Judges derivatives grouped by tensor (see [`compare`]); `name` names an item's index
+/// in the list of the worst.
+pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
+    groups: impl Iterator<Item = (&'a TensorSpec, I)>,
+    inconclusive: Vec<String>,
+    name: impl Fn(usize) -> String,
+    threshold: f64,
+    top: usize,
+) -> Comparison {
     let mut worst = Worst::new(top);
-    let mut tensors = Vec::with_capacity(layout.tensors().len());
+    let mut tensors = Vec::new();
     let mut total = Norms::default();
     let (mut failed_coordinates, mut checked_coordinates) = (0, 0);
-    let mut inconclusive = Vec::new();
-    for spec in layout.tensors() {
+    for (spec, items) in groups {
         let mut norms = Norms::default();
         let (mut max_rel, mut failed, mut checked) = (0.0f64, 0usize, 0usize);
-        for i in spec.range() {
-            if !est.is_checked(i) {
-                continue;
-            }
-            if est.is_inconclusive(i) {
-                inconclusive.push(layout.coordinate_name(i));
-                continue;
-            }
-            let (g, a, noise) = (grad[i], approx[i], est.noise[i]);
+        for Judged {
+            index,
+            grad: g,
+            approx: a,
+            noise,
+        } in items
+        {
             let err = (g - a).abs();
             let scale = g.abs() + a.abs();
             let rel = ratio(err, scale);
@@ -129,7 +170,7 @@ pub fn compare(
             }
             worst.offer(CoordinateCheck {
                 name: String::new(),
-                index: i,
+                index,
                 grad: g,
                 gradapprox: a,
                 rel_error: rel,
@@ -153,7 +194,7 @@ pub fn compare(
 
     let any_tensor_failed = tensors.iter().any(|t| t.verdict == Verdict::Fail);
     let verdict = Verdict::from_failed(any_tensor_failed || total.fails(threshold));
-    let worst = worst.into_sorted(layout);
+    let worst = worst.into_sorted(name);
     Comparison {
         difference: total.difference(),
         threshold,
@@ -223,12 +264,12 @@ impl Worst {
     }
 
     /// Worst first, named.
-    fn into_sorted(self, layout: &ParamLayout) -> Vec<CoordinateCheck> {
+    fn into_sorted(self, name: impl Fn(usize) -> String) -> Vec<CoordinateCheck> {
         let mut all: Vec<Ranked> = self.heap.into_iter().map(|r| r.0).collect();
         all.sort_by(|a, b| b.cmp(a));
         all.into_iter()
             .map(|Ranked(mut c)| {
-                c.name = layout.coordinate_name(c.index);
+                c.name = name(c.index);
                 c
             })
             .collect()

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::check::compare;
+use crate::check::{compare, compare_groups, Judged};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::estimate::{DeltaCost, Estimates};
@@ -182,7 +182,7 @@ impl Engine {
         monitor: &dyn Monitor,
     ) -> Result<Evaluation> {
         opts.validate()?;
-        let checked = opts.sample.unwrap_or(usize::MAX);
+        let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
         memory::ensure_fits(problem, checked, opts.budget())?;
         let eps = opts.eps();
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
@@ -191,6 +191,9 @@ impl Engine {
             Precision::F64 => problem.clone(),
         };
         let start = Instant::now();
+        if let Some(k) = opts.directions {
+            return self.evaluate_directions(seen, k, opts, monitor, start);
+        }
         let (estimates, gpu_seconds) = match opts.method {
             Method::Full => match &self.gpu {
                 Some(ctx) => {
@@ -209,10 +212,55 @@ impl Engine {
         Ok(Evaluation {
             problem: seen,
             estimates,
+            directions: None,
             eps,
             precision: opts.precision,
             method: opts.method,
             adapter,
+            seconds: start.elapsed().as_secs_f64(),
+            gpu_seconds,
+        })
+    }
+
+    /// `k` directional derivatives by whole forward passes; the estimates are per direction.
+    fn evaluate_directions(
+        &self,
+        seen: Problem,
+        k: usize,
+        opts: &CheckOptions,
+        monitor: &dyn Monitor,
+        start: Instant,
+    ) -> Result<Evaluation> {
+        let eps = opts.eps();
+        let dirs = crate::directions::draw(&seen.net().layout(), k, opts.sample_seed)?;
+        let (costs, gpu_seconds, u) = match &self.gpu {
+            Some(ctx) => {
+                let (costs, seconds) = gpu::directions::direction_costs(
+                    ctx,
+                    &seen,
+                    eps,
+                    opts.precision,
+                    &dirs,
+                    monitor,
+                )?;
+                (costs, seconds, opts.precision.unit_roundoff())
+            }
+            None => (
+                cpu::directions::direction_costs(&seen, eps, &dirs, monitor)?,
+                None,
+                Precision::F64.unit_roundoff(),
+            ),
+        };
+        let (j_plus, j_minus) = costs.into_iter().unzip();
+        let estimates = Estimates::from_costs(j_plus, j_minus, &vec![2.0 * eps; k], u);
+        Ok(Evaluation {
+            problem: seen,
+            estimates,
+            directions: Some(dirs),
+            eps,
+            precision: opts.precision,
+            method: Method::Full,
+            adapter: self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
             seconds: start.elapsed().as_secs_f64(),
             gpu_seconds,
         })
@@ -223,7 +271,10 @@ impl Engine {
 pub struct Evaluation {
     /// The problem as the device saw it (rounded to f32 for an f32 run).
     pub problem: Problem,
+    /// Per coordinate, or per direction when `directions` is set.
     pub estimates: Estimates,
+    /// The directions of a directional check.
+    pub directions: Option<Vec<crate::directions::Direction>>,
     pub eps: f64,
     pub precision: Precision,
     pub method: Method,
@@ -290,10 +341,53 @@ pub fn judge(
     let grad = gradients.resolve(&eval.problem)?;
     crate::problem::ensure_finite("the gradients", grad.iter())?;
     let layout = eval.problem.net().layout();
-    let comparison = compare(&layout, &grad, &eval.estimates, opts.threshold(), opts.top);
-    let evaluated = (0..layout.len())
-        .filter(|&i| eval.estimates.is_checked(i))
-        .count();
+    let (comparison, scope) = match &eval.directions {
+        None => {
+            let comparison = compare(&layout, &grad, &eval.estimates, opts.threshold(), opts.top);
+            let evaluated = (0..layout.len())
+                .filter(|&i| eval.estimates.is_checked(i))
+                .count();
+            let sampled = evaluated < layout.len();
+            let scope = Scope {
+                mode: if sampled {
+                    "sample"
+                } else {
+                    "every coordinate"
+                },
+                evaluated,
+                judged: comparison.checked_coordinates,
+                total: layout.len(),
+                seed: sampled.then_some(opts.sample_seed),
+            };
+            (comparison, scope)
+        }
+        Some(dirs) => {
+            let est = &eval.estimates;
+            let groups = layout.tensors().iter().enumerate().map(|(t, spec)| {
+                let items = dirs
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, d)| d.tensor == t)
+                    .map(|(k, d)| Judged {
+                        index: k,
+                        grad: d.project(&layout, &grad),
+                        approx: est.gradapprox[k],
+                        noise: est.noise[k],
+                    });
+                (spec, items)
+            });
+            let name = |k: usize| format!("{}·v{k}", layout.tensors()[dirs[k].tensor].name);
+            let comparison = compare_groups(groups, Vec::new(), name, opts.threshold(), opts.top);
+            let scope = Scope {
+                mode: "directions",
+                evaluated: dirs.len(),
+                judged: comparison.checked_coordinates,
+                total: layout.len(),
+                seed: Some(opts.sample_seed),
+            };
+            (comparison, scope)
+        }
+    };
     let mut warnings = Vec::new();
     if comparison.noise_level > comparison.threshold {
         warnings.push(format!(
@@ -321,17 +415,7 @@ pub fn judge(
         difference: comparison.difference,
         threshold: comparison.threshold,
         failed_coordinates: comparison.failed_coordinates,
-        scope: Scope {
-            mode: if evaluated < layout.len() {
-                "sample"
-            } else {
-                "every coordinate"
-            },
-            evaluated,
-            judged: comparison.checked_coordinates,
-            total: layout.len(),
-            seed: (evaluated < layout.len()).then_some(opts.sample_seed),
-        },
+        scope,
         inconclusive: comparison.inconclusive,
         noise_level: comparison.noise_level,
         tensors: comparison.tensors,

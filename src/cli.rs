@@ -147,7 +147,11 @@ pub struct OptionArgs {
     /// Check only K coordinates, drawn at random with every tensor represented (delta).
     #[arg(long, value_name = "K")]
     pub sample: Option<usize>,
-    /// Seed of the --sample draw.
+    /// Check K random directional derivatives (unit directions, one tensor each, the
+    /// tensors in turn) by whole forward passes, as PyTorch's fast_mode does.
+    #[arg(long, value_name = "K")]
+    pub directions: Option<usize>,
+    /// Seed of the --sample or --directions draw.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub sample_seed: u64,
 }
@@ -165,6 +169,7 @@ impl OptionArgs {
             chunk: self.chunk,
             max_memory: self.max_memory,
             sample: self.sample,
+            directions: self.directions,
             sample_seed: self.sample_seed,
         }
     }

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod check;
 pub mod checker;
 pub mod cpu;
+pub mod directions;
 pub mod error;
 pub mod estimate;
 pub mod generate;

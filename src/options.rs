@@ -85,7 +85,9 @@ pub struct CheckOptions {
     pub max_memory: Option<u64>,
     /// Check only this many coordinates, drawn by [`crate::sample::choose`] (delta method).
     pub sample: Option<usize>,
-    /// Seed of that draw.
+    /// Check K random directional derivatives instead of coordinates (full passes).
+    pub directions: Option<usize>,
+    /// Seed of the `sample` or `directions` draw.
     pub sample_seed: u64,
 }
 
@@ -102,6 +104,7 @@ impl Default for CheckOptions {
             chunk: None,
             max_memory: None,
             sample: None,
+            directions: None,
             sample_seed: 1,
         }
     }
@@ -120,12 +123,13 @@ impl CheckOptions {
     /// truncation error (`≈ ε²`, relative) and the chance of crossing a kink (`∝ ε`): 1e-6
     /// in f64 and 1e-5 in f32 (measured in the README's accuracy table).
     pub fn eps(&self) -> f64 {
-        self.eps.unwrap_or(match (self.method, self.precision) {
-            (Method::Full, Precision::F64) => 1e-6,
-            (Method::Full, Precision::F32) => 3e-4,
-            (Method::Delta, Precision::F64) => 1e-6,
-            (Method::Delta, Precision::F32) => 1e-5,
-        })
+        self.eps
+            .unwrap_or(match (self.evaluation_method(), self.precision) {
+                (Method::Full, Precision::F64) => 1e-6,
+                (Method::Full, Precision::F32) => 3e-4,
+                (Method::Delta, Precision::F64) => 1e-6,
+                (Method::Delta, Precision::F32) => 1e-5,
+            })
     }
 
     /// The threshold: given, or 2e-7 in f64 (the exercise's). In f32: 1e-3 for the full
@@ -133,11 +137,21 @@ impl CheckOptions {
     /// reaches ~1e-7.
     pub fn threshold(&self) -> f64 {
         self.threshold
-            .unwrap_or(match (self.method, self.precision) {
+            .unwrap_or(match (self.evaluation_method(), self.precision) {
                 (_, Precision::F64) => 2e-7,
                 (Method::Full, Precision::F32) => 1e-3,
                 (Method::Delta, Precision::F32) => 1e-5,
             })
+    }
+
+    /// The method the perturbed costs are computed by: directional checks always run
+    /// whole forward passes (the full method), whatever `method` says.
+    pub fn evaluation_method(&self) -> Method {
+        if self.directions.is_some() {
+            Method::Full
+        } else {
+            self.method
+        }
     }
 
     /// The memory budget: given, or three quarters of what the host has available.
@@ -164,6 +178,14 @@ impl CheckOptions {
         }
         if self.sample == Some(0) {
             return Err(Error::Option("--sample must be at least 1".into()));
+        }
+        if self.directions == Some(0) {
+            return Err(Error::Option("--directions must be at least 1".into()));
+        }
+        if self.sample.is_some() && self.directions.is_some() {
+            return Err(Error::Option(
+                "--sample and --directions are two different checks; give one".into(),
+            ));
         }
         if self.sample.is_some() && self.method == Method::Full {
             return Err(Error::Option(

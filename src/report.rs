@@ -18,11 +18,11 @@ pub struct Timing {
 /// Which coordinates the check evaluated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scope {
-    /// "every coordinate" or "sample".
+    /// "every coordinate", "sample" or "directions".
     pub mode: &'static str,
-    /// Coordinates evaluated (sampled ones included when inconclusive).
+    /// Coordinates (or directions) evaluated, inconclusive ones included.
     pub evaluated: usize,
-    /// Coordinates judged: evaluated and not inconclusive.
+    /// Coordinates (or directions) judged: evaluated and not inconclusive.
     pub judged: usize,
     /// All coordinates of the network.
     pub total: usize,
@@ -32,7 +32,11 @@ pub struct Scope {
 
 impl Scope {
     pub fn is_sample(&self) -> bool {
-        self.evaluated < self.total
+        self.mode == "sample"
+    }
+
+    pub fn is_directions(&self) -> bool {
+        self.mode == "directions"
     }
 }
 
@@ -119,6 +123,14 @@ impl Report {
                 self.scope.total - self.scope.evaluated
             );
         }
+        if self.scope.is_directions() {
+            let _ = writeln!(
+                out,
+                "directions: {} random unit directions (seed {}), each within one tensor, the tensors in turn; individual coordinates are NOT checked",
+                self.scope.evaluated,
+                self.scope.seed.unwrap_or_default()
+            );
+        }
         out.push('\n');
         let _ = writeln!(
             out,
@@ -140,7 +152,15 @@ impl Report {
             );
         }
         if !self.worst.is_empty() {
-            let _ = writeln!(out, "\n  worst coordinates (error / tolerance):");
+            let _ = writeln!(
+                out,
+                "\n  worst {} (error / tolerance):",
+                if self.scope.is_directions() {
+                    "directions"
+                } else {
+                    "coordinates"
+                }
+            );
             for c in &self.worst {
                 let _ = writeln!(
                     out,
@@ -171,15 +191,26 @@ impl Report {
         for w in &self.warnings {
             let _ = writeln!(out, "\n  warning: {w}");
         }
-        let verdict = match (self.verdict, self.scope.is_sample()) {
-            (Verdict::Pass, false) => "PASS: backprop agrees with finite differences",
-            (Verdict::Fail, false) => "FAIL: backprop disagrees with finite differences",
-            (Verdict::Pass, true) => {
+        let verdict = match (self.verdict, self.scope.mode) {
+            (Verdict::Pass, "sample") => {
                 "PASS ON THE SAMPLE: backprop agrees with finite differences where checked"
             }
-            (Verdict::Fail, true) => {
+            (Verdict::Fail, "sample") => {
                 "FAIL: backprop disagrees with finite differences on the sample"
             }
+            (Verdict::Pass, "directions") => {
+                "PASS ALONG THE DIRECTIONS: directional derivatives agree with finite differences"
+            }
+            (Verdict::Fail, "directions") => {
+                "FAIL: directional derivatives disagree with finite differences"
+            }
+            (Verdict::Pass, _) => "PASS: backprop agrees with finite differences",
+            (Verdict::Fail, _) => "FAIL: backprop disagrees with finite differences",
+        };
+        let items = if self.scope.is_directions() {
+            "directions"
+        } else {
+            "coordinates"
         };
         let failing: Vec<&str> = self
             .tensors
@@ -189,7 +220,7 @@ impl Report {
             .collect();
         let _ = write!(
             out,
-            "\n{}  difference {:.10e} (threshold {:e}), {} of {} coordinates beyond tolerance",
+            "\n{}  difference {:.10e} (threshold {:e}), {} of {} {items} beyond tolerance",
             paint(self.verdict, verdict),
             self.difference,
             self.threshold,

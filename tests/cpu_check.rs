@@ -117,10 +117,10 @@ fn the_roundoff_model_bounds_observed_errors_with_margin() {
     for p in random_problems() {
         let grad = backprop::gradients(&p);
         let est = central_differences(&p, 1e-9, Precision::F64, &Silent).unwrap();
-        for i in 0..grad.len() {
+        for (i, g) in grad.iter().enumerate() {
             let unit = est.noise[i] / ROUNDOFF_SAFETY;
             if unit > 0.0 {
-                worst = worst.max((est.gradapprox[i] - grad[i]).abs() / unit);
+                worst = worst.max((est.gradapprox[i] - g).abs() / unit);
             }
         }
     }

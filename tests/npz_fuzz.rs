@@ -116,7 +116,7 @@ fn npy_headers_that_lie_about_their_shape_are_refused_without_allocating() {
         match what {
             "fine" => assert!(result.is_ok(), "{result:?}"),
             _ => {
-                let message = result.err().expect(what).to_string();
+                let message = result.expect_err(what).to_string();
                 assert!(message.contains("W1"), "{what}: {message}");
             }
         }

@@ -3,7 +3,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use gradcheck::gpu::shader::{compose, CONFIG, DELTA, FULL, KERNELS, MATH};
+use gradcheck::gpu::shader::{compose, CONFIG, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, MATH};
 use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 
@@ -43,7 +43,10 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "wgsl") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let known = text == MATH || text == CONFIG || KERNELS.iter().any(|k| k.source == text);
+            let known = text == MATH
+                || text == CONFIG
+                || text == FORWARD
+                || KERNELS.iter().any(|k| k.source == text);
             assert!(
                 known,
                 "{} is not compiled or validated by anything",
@@ -52,7 +55,7 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
             seen += 1;
         }
     }
-    assert_eq!(seen, KERNELS.len() + 2);
+    assert_eq!(seen, KERNELS.len() + 3);
 }
 
 /// `(member name, offset)` of struct `name` in `module`, and its size.
@@ -109,7 +112,7 @@ fn rust_mirrors_match_the_shader_structs() {
         ("_pad1", offset_of!(LayerInfo, _pad1)),
         ("_pad2", offset_of!(LayerInfo, _pad2)),
     ];
-    for kernel in [FULL, DELTA] {
+    for kernel in [FULL, DIRECTIONS, DELTA] {
         for precision in [Precision::F32, Precision::F64] {
             let module = validate(&compose(kernel, precision, &CONSTANTS));
             assert_mirror(&module, "Config", &config, size_of::<KernelConfig>());

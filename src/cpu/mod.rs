@@ -2,6 +2,7 @@
 
 pub mod backprop;
 pub mod delta;
+pub mod directions;
 pub mod finite_diff;
 pub mod forward;
 pub mod sensitivity;

@@ -63,6 +63,21 @@ pub(crate) fn tile_size(
     Ok(tile)
 }
 
+/// Workgroup memory of the whole-pass kernels (forward.wgsl): a reduction array of WG
+/// scalars plus two activation halves; returns the halves' size and the examples per tile.
+pub(crate) fn pass_sizes(
+    ctx: &GpuContext,
+    problem: &Problem,
+    precision: Precision,
+) -> Result<(u32, u32)> {
+    let scratch = workgroup_scratch(
+        ctx,
+        precision,
+        u64::from(WORKGROUP_SIZE) * precision.size() as u64,
+    );
+    Ok((scratch, tile_size(ctx, scratch, problem, precision)?))
+}
+
 /// Checks the indices fit the kernels' u32 arithmetic and the buffers the device's limits.
 pub(crate) fn ensure_problem_fits(
     ctx: &GpuContext,
@@ -108,13 +123,7 @@ pub fn evaluate(
     let m = problem.examples();
     ensure_problem_fits(ctx, problem, precision, perturbations)?;
 
-    // Workgroup memory: a reduction array of WG scalars plus two activation halves.
-    let scratch = workgroup_scratch(
-        ctx,
-        precision,
-        u64::from(WORKGROUP_SIZE) * precision.size() as u64,
-    );
-    let tile = tile_size(ctx, scratch, problem, precision)?;
+    let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
     let chunk = chunk
         .unwrap_or_else(|| default_chunk(perturbations, params * m))
         .min(perturbations);

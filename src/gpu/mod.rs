@@ -3,6 +3,7 @@
 mod buffers;
 pub mod context;
 pub mod delta;
+pub mod directions;
 mod dispatch;
 pub mod full;
 pub mod probe;

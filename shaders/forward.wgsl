@@ -1,0 +1,101 @@
+// The forward pass one workgroup runs for one perturbed network, shared by the kernels
+// that evaluate whole passes (full.wgsl, directions.wgsl). Each of them declares the
+// bindings used here (cfg, layer_info, theta, x, y) and defines
+//
+//     fn correction(l: u32, r: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real>
+//
+// what its perturbation adds to z of layer l, row r, for the four examples k0 + tt. The
+// shared weights are never copied: a perturbation is always such a correction.
+//
+// Needs WG (threads, a power of two) and SCRATCH (workgroup-memory activations, in Reals).
+
+// Two halves: the activations going into the current layer and those coming out.
+var<workgroup> act: array<Real, SCRATCH>;
+var<workgroup> partial: array<Real, WG>;
+
+// Input c of layer l for the four examples k0 + tt: X for the first layer, else the
+// activations of the previous layer in workgroup memory (at in_base).
+fn inputs4(l: u32, c: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real> {
+    if (l == 0u) {
+        let row = c * cfg.examples + k0;
+        return vec4<Real>(x[row + tt.x], x[row + tt.y], x[row + tt.z], x[row + tt.w]);
+    }
+    let row = in_base + c * cfg.tile;
+    return vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
+}
+
+// The perturbed network's cost J over every example; valid on thread 0. Every thread of
+// the workgroup must call it.
+fn forward_cost(lid: u32) -> Real {
+    let m = cfg.examples;
+    let tile = cfg.tile;
+    let half = SCRATCH / 2u;
+    var acc = Real(0.0);
+    for (var k0 = 0u; k0 < m; k0 += tile) {
+        let tcount = min(tile, m - k0);
+        var in_base = 0u;
+        var out_base = half;
+        for (var l = 0u; l < cfg.layers; l++) {
+            let info = layer_info[l];
+            let last = l + 1u == cfg.layers;
+            // Each thread computes 4 rows x 4 examples per step: every weight it loads
+            // serves 4 examples and every input 4 rows (loads, not FLOPs, bound lavapipe).
+            let row_blocks = (info.rows + 3u) / 4u;
+            let ex_blocks = (tcount + 3u) / 4u;
+            for (var e = lid; e < row_blocks * ex_blocks; e += WG) {
+                let r0 = (e / ex_blocks) * 4u;
+                let t0 = (e % ex_blocks) * 4u;
+                // Rows and examples past the edge are clamped for loading, dropped on output.
+                let rr = min(vec4<u32>(r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(info.rows - 1u));
+                let tt = min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(tcount - 1u));
+                var z0 = vec4<Real>(theta[info.b_offset + rr.x]);
+                var z1 = vec4<Real>(theta[info.b_offset + rr.y]);
+                var z2 = vec4<Real>(theta[info.b_offset + rr.z]);
+                var z3 = vec4<Real>(theta[info.b_offset + rr.w]);
+                let w0 = info.w_offset + rr * info.cols;
+                for (var c = 0u; c < info.cols; c++) {
+                    let a = inputs4(l, c, k0, in_base, tt);
+                    z0 += theta[w0.x + c] * a;
+                    z1 += theta[w0.y + c] * a;
+                    z2 += theta[w0.z + c] * a;
+                    z3 += theta[w0.w + c] * a;
+                }
+                var zs = array<vec4<Real>, 4>(z0, z1, z2, z3);
+                for (var i = 0u; i < 4u; i++) {
+                    let r = r0 + i;
+                    if (r >= info.rows) {
+                        break;
+                    }
+                    let zr = zs[i] + correction(l, r, k0, in_base, tt);
+                    for (var j = 0u; j < 4u; j++) {
+                        let t = t0 + j;
+                        if (t >= tcount) {
+                            break;
+                        }
+                        let z = zr[j];
+                        if (last) {
+                            acc += softplus(z) - y[r * m + k0 + t] * z;
+                        } else {
+                            act[out_base + r * tile + t] = max(z, Real(0.0));
+                        }
+                    }
+                }
+            }
+            workgroupBarrier();
+            let swap = in_base;
+            in_base = out_base;
+            out_base = swap;
+        }
+    }
+
+    // Fixed-order tree reduction: the same sum, bit for bit, on every run.
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = WG / 2u; width > 0u; width /= 2u) {
+        if (lid < width) {
+            partial[lid] += partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    return partial[0] / Real(m);
+}

@@ -1,0 +1,86 @@
+//! Directional checks (`--directions K`), as PyTorch's gradcheck fast_mode does them: K
+//! random unit directions v, each compared as `(J(θ+εv) − J(θ−εv)) / 2ε` against `g·v`.
+//! Each direction lies in one tensor, the tensors taken in turn, so a failing direction
+//! names its tensor; K directions cost 2K forward passes whatever the parameter count.
+
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::model::ParamLayout;
+
+/// A unit vector over the coordinates of one tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Direction {
+    /// Index into the layout's tensors.
+    pub tensor: usize,
+    /// Its entries, in the tensor's flat order (row-major for weights).
+    pub values: Vec<f64>,
+}
+
+impl Direction {
+    /// `g·v` for the flat gradient `grad`.
+    pub fn project(&self, layout: &ParamLayout, grad: &[f64]) -> f64 {
+        let offset = layout.tensors()[self.tensor].offset;
+        self.values
+            .iter()
+            .zip(&grad[offset..offset + self.values.len()])
+            .map(|(v, g)| v * g)
+            .sum()
+    }
+}
+
+/// `k` seeded directions: tensor `i mod T` for direction i, entries ±1/√n (every
+/// coordinate of the tensor moves by the same amount, so none is left out).
+pub fn draw(layout: &ParamLayout, k: usize, seed: u64) -> Result<Vec<Direction>> {
+    let tensors = layout.tensors();
+    if k < tensors.len() {
+        return Err(Error::Option(format!(
+            "--directions {k} cannot cover all {} tensors; use at least {}",
+            tensors.len(),
+            tensors.len()
+        )));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Ok((0..k)
+        .map(|i| {
+            let tensor = i % tensors.len();
+            let n = tensors[tensor].shape[0] * tensors[tensor].shape[1];
+            let size = 1.0 / (n as f64).sqrt();
+            let values = (0..n)
+                .map(|_| if rng.random::<bool>() { size } else { -size })
+                .collect();
+            Direction { tensor, values }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::NetworkSpec;
+
+    #[test]
+    fn directions_are_unit_seeded_and_cover_the_tensors_in_turn() {
+        let p = NetworkSpec::new(vec![6, 5, 1], 3, 1).unwrap().generate();
+        let layout = p.net().layout();
+        let d = draw(&layout, 9, 3).unwrap();
+        assert_eq!(d, draw(&layout, 9, 3).unwrap());
+        assert_ne!(d, draw(&layout, 9, 4).unwrap());
+        let tensors: Vec<usize> = d.iter().map(|d| d.tensor).collect();
+        assert_eq!(tensors, [0, 1, 2, 3, 0, 1, 2, 3, 0]);
+        for dir in &d {
+            let norm: f64 = dir.values.iter().map(|v| v * v).sum();
+            assert!((norm - 1.0).abs() < 1e-12);
+        }
+        let grad: Vec<f64> = (0..layout.len()).map(|i| i as f64).collect();
+        let b1 = &d[1];
+        let expected: f64 = b1
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (30 + i) as f64)
+            .sum();
+        assert_eq!(b1.project(&layout, &grad), expected);
+        assert!(draw(&layout, 3, 1).is_err());
+    }
+}

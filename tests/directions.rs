@@ -1,0 +1,116 @@
+//! `--directions K`: random unit directional derivatives by whole forward passes, on the
+//! CPU and the GPU, against each other and against planted bugs.
+
+mod common;
+
+use assert_cmd::Command;
+use common::{gpu, random_problems, FIXTURE};
+use gradcheck::check::Verdict;
+use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::io::read_npz;
+use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
+use predicates::prelude::*;
+
+fn options(device: DeviceChoice, precision: Precision, k: usize) -> CheckOptions {
+    CheckOptions {
+        device,
+        precision,
+        directions: Some(k),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn correct_backprop_passes_along_random_directions_and_the_gpu_agrees_with_the_cpu() {
+    let cpu = options(DeviceChoice::Cpu, Precision::F64, 12);
+    let cpu_engine = Engine::new(&cpu).unwrap();
+    let gpu_engine =
+        gpu().map(|_| Engine::new(&options(DeviceChoice::Gpu, Precision::F64, 12)).unwrap());
+    for p in random_problems() {
+        let k = 2 * p.net().layout().tensors().len();
+        let cpu = options(DeviceChoice::Cpu, Precision::F64, k);
+        let eval = cpu_engine.evaluate(&p, &cpu).unwrap();
+        let report = judge("dirs", &eval, &Gradients::Backprop(None), &cpu).unwrap();
+        assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.worst);
+        assert!(report.difference < 1e-8, "{}", report.difference);
+        assert_eq!(report.scope.mode, "directions");
+        assert_eq!(report.scope.evaluated, k);
+        if let Some(engine) = &gpu_engine {
+            let opts = options(DeviceChoice::Gpu, Precision::F64, k);
+            let on_gpu = engine.evaluate(&p, &opts).unwrap();
+            for (a, b) in eval.estimates.j_plus.iter().zip(&on_gpu.estimates.j_plus) {
+                assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
+            }
+            for (a, b) in eval
+                .estimates
+                .gradapprox
+                .iter()
+                .zip(&on_gpu.estimates.gradapprox)
+            {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (a.abs() + b.abs()) + 1e-9,
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
+    let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
+    let buggy = Gradients::Given {
+        values: input.gradients.clone().unwrap(),
+        source: "buggy".into(),
+    };
+    let mut cases = vec![(DeviceChoice::Cpu, Precision::F64)];
+    if gpu().is_some() {
+        cases.extend([
+            (DeviceChoice::Gpu, Precision::F64),
+            (DeviceChoice::Gpu, Precision::F32),
+        ]);
+    }
+    for (device, precision) in cases {
+        let opts = options(device, precision, 12);
+        let eval = Engine::new(&opts)
+            .unwrap()
+            .evaluate(&input.problem, &opts)
+            .unwrap();
+        let report = judge("dirs", &eval, &buggy, &opts).unwrap();
+        assert_eq!(report.verdict, Verdict::Fail, "{device:?} {precision:?}");
+        let failing: Vec<&str> = report
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(failing, ["b1", "W2"], "{device:?} {precision:?}");
+        let text = report.render(false);
+        assert!(
+            text.contains("individual coordinates are NOT checked"),
+            "{text}"
+        );
+        let correct = judge("dirs", &eval, &Gradients::Backprop(None), &opts).unwrap();
+        assert_eq!(correct.verdict, Verdict::Pass, "{device:?} {precision:?}");
+    }
+}
+
+#[test]
+fn bad_direction_counts_are_refused_with_one_line() {
+    for (args, message) in [
+        (vec!["--directions", "0"], "--directions must be at least 1"),
+        (vec!["--directions", "3"], "cannot cover all 6 tensors"),
+        (
+            vec!["--directions", "8", "--sample", "8"],
+            "two different checks",
+        ),
+    ] {
+        Command::cargo_bin("gradcheck")
+            .unwrap()
+            .args(["check", "--device", "cpu"])
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(message));
+    }
+}
