@@ -563,3 +563,61 @@ fn a_check_over_the_memory_budget_is_refused_before_it_starts() {
             .stderr(predicate::str::contains("--max-memory"));
     }
 }
+
+/// Runs the binary with `args` under a pseudo-terminal (util-linux `script`) and returns
+/// what it wrote; `None` where `script` is missing.
+#[cfg(unix)]
+fn on_a_terminal(args: &str) -> Option<String> {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no /usr/bin/script to make a terminal");
+        return None;
+    }
+    let binary = assert_cmd::cargo::cargo_bin("gradcheck");
+    let out = std::process::Command::new("/usr/bin/script")
+        .args(["-qec", &format!("{} {args}", binary.display()), "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(unix)]
+#[test]
+fn a_long_check_on_a_terminal_shows_progress_unless_quiet() {
+    // About two seconds of work: the bar appears after one.
+    let check = "check --layers 400,64,32,1 --examples 64 --device cpu --method full";
+    let Some(shown) = on_a_terminal(check) else {
+        return;
+    };
+    assert!(shown.contains("ETA"), "{shown}");
+    assert!(shown.contains("PASS"), "{shown}");
+    let quiet = on_a_terminal(&format!("{check} --quiet")).unwrap();
+    assert!(!quiet.contains("ETA") && quiet.contains("PASS"), "{quiet}");
+    // Not a terminal: no bar either.
+    let piped = gradcheck().args(check.split(' ')).assert().code(0);
+    let stderr = String::from_utf8(piped.get_output().stderr.clone()).unwrap();
+    assert!(!stderr.contains("ETA"), "{stderr}");
+}
+
+#[test]
+fn two_runs_report_the_same_numbers_bit_for_bit() {
+    let run = || -> serde_json::Value {
+        let out = gradcheck()
+            .args([
+                "check",
+                "--layers",
+                "30,20,10,1",
+                "--examples",
+                "16",
+                "--json",
+                "-",
+            ])
+            .assert()
+            .code(0);
+        let mut json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        json.as_object_mut().unwrap().remove("timing");
+        json
+    };
+    // Every figure, worst coordinate and tensor difference: serialised f64s, exactly equal.
+    assert_eq!(run(), run());
+}
