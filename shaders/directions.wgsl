@@ -6,13 +6,7 @@
 // Prepended by the host: `alias Real`, WG, SCRATCH, then math.wgsl, config.wgsl and
 // forward.wgsl.
 
-@group(0) @binding(0) var<uniform> cfg: Config;
-@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
-@group(0) @binding(2) var<storage, read> theta: array<Real>;
-@group(0) @binding(3) var<storage, read> x: array<Real>;
-@group(0) @binding(4) var<storage, read> y: array<Real>;
-// [eps]
-@group(0) @binding(5) var<storage, read> step: array<Real>;
+// Bindings 0-5 (cfg, layer_info, theta, x, y, step): forward.wgsl.
 // The directions' entries, one tensor's worth each, back to back (row-major for weights).
 @group(0) @binding(6) var<storage, read> dirs: array<Real>;
 // Per direction: its layer, 1 for a bias (0 for weights), its offset in `dirs`, unused.

@@ -1,6 +1,6 @@
 // The forward pass one workgroup runs for one perturbed network, shared by the kernels
-// that evaluate whole passes (full.wgsl, directions.wgsl). Each of them declares the
-// bindings used here (cfg, layer_info, theta, x, y) and defines
+// that evaluate whole passes (full.wgsl, directions.wgsl), with the bindings 0-5 they
+// share; each kernel declares its own from 6 on and defines
 //
 //     fn correction(l: u32, r: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real>
 //
@@ -8,6 +8,15 @@
 // shared weights are never copied: a perturbation is always such a correction.
 //
 // Needs WG (threads, a power of two) and SCRATCH (workgroup-memory activations, in Reals).
+
+@group(0) @binding(0) var<uniform> cfg: Config;
+@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
+@group(0) @binding(2) var<storage, read> theta: array<Real>;
+// X is n0 x m and Y is nL x m, row-major (examples are columns).
+@group(0) @binding(3) var<storage, read> x: array<Real>;
+@group(0) @binding(4) var<storage, read> y: array<Real>;
+// [eps]
+@group(0) @binding(5) var<storage, read> step: array<Real>;
 
 // Two halves: the activations going into the current layer and those coming out.
 var<workgroup> act: array<Real, SCRATCH>;

@@ -8,14 +8,7 @@
 //
 // Perturbation p (global) = 2 i + s: s = 0 is theta_i + eps, s = 1 is theta_i - eps.
 
-@group(0) @binding(0) var<uniform> cfg: Config;
-@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
-@group(0) @binding(2) var<storage, read> theta: array<Real>;
-// X is n0 x m and Y is nL x m, row-major (examples are columns).
-@group(0) @binding(3) var<storage, read> x: array<Real>;
-@group(0) @binding(4) var<storage, read> y: array<Real>;
-// [eps]
-@group(0) @binding(5) var<storage, read> step: array<Real>;
+// Bindings 0-5 (cfg, layer_info, theta, x, y, step): forward.wgsl.
 // One cost per global perturbation.
 @group(0) @binding(6) var<storage, read_write> costs: array<Real>;
 

@@ -82,6 +82,22 @@ pub struct Comparison {
     pub noise_level: f64,
 }
 
+impl Comparison {
+    /// Names of the tensors that fail, in layout order.
+    pub fn failing_tensors(&self) -> Vec<&str> {
+        failing_tensors(&self.tensors)
+    }
+}
+
+/// Names of the failing tensors among `tensors`.
+pub fn failing_tensors(tensors: &[TensorCheck]) -> Vec<&str> {
+    tensors
+        .iter()
+        .filter(|t| t.verdict == Verdict::Fail)
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
 /// Compares `grad` with the estimates coordinate by coordinate.
 ///
 /// A coordinate (or tensor, or the whole vector) fails when its error exceeds
@@ -350,12 +366,7 @@ mod tests {
             cmp.difference
         );
         assert_eq!(cmp.verdict, Verdict::Fail);
-        let failing: Vec<_> = cmp
-            .tensors
-            .iter()
-            .filter(|t| t.verdict == Verdict::Fail)
-            .map(|t| t.name.as_str())
-            .collect();
+        let failing = cmp.failing_tensors();
         assert_eq!(failing, ["b2"]);
         assert_eq!(cmp.worst[0].name, "b2[0]");
         assert_eq!(cmp.failed_coordinates, 1);

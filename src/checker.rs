@@ -36,12 +36,7 @@ impl Engine {
             DeviceChoice::Cpu => None,
             DeviceChoice::Gpu => {
                 let ctx = GpuContext::new(opts.adapter.as_deref())?;
-                if opts.precision == Precision::F64 && !ctx.supports_f64() {
-                    return Err(Error::Unsupported {
-                        adapter: ctx.summary().name.clone(),
-                        what: "f64 shaders (SHADER_F64); use --precision f32".into(),
-                    });
-                }
+                ctx.ensure_precision(opts.precision)?;
                 Some(ctx)
             }
             DeviceChoice::Auto => match GpuContext::new(opts.adapter.as_deref()) {

@@ -75,6 +75,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Names of the tensors that fail, in layout order.
+    pub fn failing_tensors(&self) -> Vec<&str> {
+        crate::check::failing_tensors(&self.tensors)
+    }
+
     /// Pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("reports serialise")
@@ -212,12 +217,7 @@ impl Report {
         } else {
             "coordinates"
         };
-        let failing: Vec<&str> = self
-            .tensors
-            .iter()
-            .filter(|t| t.verdict == Verdict::Fail)
-            .map(|t| t.name.as_str())
-            .collect();
+        let failing = self.failing_tensors();
         let _ = write!(
             out,
             "\n{}  difference {:.10e} (threshold {:e}), {} of {} {items} beyond tolerance",

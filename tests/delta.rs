@@ -163,12 +163,7 @@ fn planted_bugs_fail_with_delta_in_both_precisions() {
             .evaluate(&input.problem, &opts)
             .unwrap();
         let report = judge("fixture", &eval, &buggy, &opts).unwrap();
-        let failing: Vec<&str> = report
-            .tensors
-            .iter()
-            .filter(|t| t.verdict == Verdict::Fail)
-            .map(|t| t.name.as_str())
-            .collect();
+        let failing = report.failing_tensors();
         assert_eq!(failing, ["b1", "W2"], "{precision:?}");
         assert!(
             (report.difference - 0.2850931).abs() < 1e-7,

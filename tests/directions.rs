@@ -3,13 +3,11 @@
 
 mod common;
 
-use assert_cmd::Command;
 use common::{gpu, random_problems, FIXTURE};
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::io::read_npz;
 use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
-use predicates::prelude::*;
 
 fn options(device: DeviceChoice, precision: Precision, k: usize) -> CheckOptions {
     CheckOptions {
@@ -78,12 +76,7 @@ fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
             .unwrap();
         let report = judge("dirs", &eval, &buggy, &opts).unwrap();
         assert_eq!(report.verdict, Verdict::Fail, "{device:?} {precision:?}");
-        let failing: Vec<&str> = report
-            .tensors
-            .iter()
-            .filter(|t| t.verdict == Verdict::Fail)
-            .map(|t| t.name.as_str())
-            .collect();
+        let failing = report.failing_tensors();
         assert_eq!(failing, ["b1", "W2"], "{device:?} {precision:?}");
         let text = report.render(false);
         assert!(
@@ -105,12 +98,6 @@ fn bad_direction_counts_are_refused_with_one_line() {
             "two different checks",
         ),
     ] {
-        Command::cargo_bin("gradcheck")
-            .unwrap()
-            .args(["check", "--device", "cpu"])
-            .args(&args)
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(message));
+        common::check_refuses(&args, message);
     }
 }

@@ -3,12 +3,10 @@
 
 mod common;
 
-use assert_cmd::Command;
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::generate::{BugSpec, NetworkSpec};
 use gradcheck::options::{CheckOptions, DeviceChoice};
-use predicates::prelude::*;
 
 fn cpu(sample: Option<usize>) -> CheckOptions {
     CheckOptions {
@@ -72,12 +70,7 @@ fn a_sample_matches_the_full_check_where_it_looks_and_catches_a_bug_in_a_bias() 
     )
     .unwrap();
     assert_eq!(report.verdict, Verdict::Fail);
-    let failing: Vec<&str> = report
-        .tensors
-        .iter()
-        .filter(|t| t.verdict == Verdict::Fail)
-        .map(|t| t.name.as_str())
-        .collect();
+    let failing = report.failing_tensors();
     assert_eq!(failing, ["b2"]);
     assert!(report
         .render(false)
@@ -127,12 +120,6 @@ fn bad_samples_are_refused_with_one_line() {
         ),
         (vec!["--sample", "5"], "cannot represent all 6 tensors"),
     ] {
-        Command::cargo_bin("gradcheck")
-            .unwrap()
-            .args(["check", "--device", "cpu"])
-            .args(&args)
-            .assert()
-            .code(2)
-            .stderr(predicate::str::contains(message));
+        common::check_refuses(&args, message);
     }
 }

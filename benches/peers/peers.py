@@ -60,25 +60,22 @@ def shapes_of(ws):
     return [w.shape for w in ws]
 
 
-def unflatten(theta, shapes):
-    out, at = [], 0
-    for rows, cols in shapes:
-        w = theta[at : at + rows * cols].reshape(rows, cols)
-        at += rows * cols
-        b = theta[at : at + rows].reshape(rows, 1)
-        at += rows
-        out.append((w, b))
-    return out
+def make_cost(shapes, x, y, relu, softplus):
+    """The exercise's forward pass and cost (stable form: softplus(z) - y z) of a flat
+    parameter vector, for any array library with slicing, reshape, @ and .sum()."""
 
+    def cost(t):
+        a, at = x, 0
+        for l, (rows, cols) in enumerate(shapes):
+            w = t[at : at + rows * cols].reshape(rows, cols)
+            at += rows * cols
+            b = t[at : at + rows].reshape(rows, 1)
+            at += rows
+            z = w @ a + b
+            a = relu(z) if l < len(shapes) - 1 else z
+        return (softplus(a) - y * a).sum() / x.shape[1]
 
-def cost_numpy(theta, shapes, x, y):
-    """The exercise's forward pass and cost (stable form: softplus(z) - y z)."""
-    a = x
-    layers = unflatten(theta, shapes)
-    for l, (w, b) in enumerate(layers):
-        z = w @ a + b
-        a = np.maximum(z, 0.0) if l < len(layers) - 1 else z
-    return float(np.sum(np.logaddexp(0.0, a) - y * a) / x.shape[1])
+    return cost
 
 
 def difference(grad, approx):
@@ -86,14 +83,15 @@ def difference(grad, approx):
 
 
 def numpy_loop(ws, bs, x, y, grads):
-    theta, shapes = flatten(ws, bs), shapes_of(ws)
+    theta = flatten(ws, bs)
+    cost = make_cost(shapes_of(ws), x, y, lambda z: np.maximum(z, 0.0), lambda z: np.logaddexp(0.0, z))
     approx = np.zeros_like(theta)
     for i in range(theta.size):
         plus = theta.copy()
         plus[i] += EPS
         minus = theta.copy()
         minus[i] -= EPS
-        approx[i] = (cost_numpy(plus, shapes, x, y) - cost_numpy(minus, shapes, x, y)) / (2 * EPS)
+        approx[i] = (cost(plus) - cost(minus)) / (2 * EPS)
     return difference(grads, approx)
 
 
@@ -102,19 +100,10 @@ def jax_vmap(ws, bs, x, y, grads):
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-    theta, shapes = jnp.asarray(flatten(ws, bs)), shapes_of(ws)
-    xj, yj = jnp.asarray(x), jnp.asarray(y)
-
-    def cost(t):
-        a, at = xj, 0
-        for l, (rows, cols) in enumerate(shapes):
-            w = t[at : at + rows * cols].reshape(rows, cols)
-            at += rows * cols
-            b = t[at : at + rows].reshape(rows, 1)
-            at += rows
-            z = w @ a + b
-            a = jnp.maximum(z, 0.0) if l < len(shapes) - 1 else z
-        return jnp.sum(jnp.logaddexp(0.0, a) - yj * a) / xj.shape[1]
+    theta = jnp.asarray(flatten(ws, bs))
+    cost = make_cost(
+        shapes_of(ws), jnp.asarray(x), jnp.asarray(y), lambda z: jnp.maximum(z, 0.0), lambda z: jnp.logaddexp(0.0, z)
+    )
 
     n = theta.size
     batch = max(1, min(n, (1 << 26) // n))  # ~0.5 GB of perturbed vectors per call
@@ -138,19 +127,7 @@ def torch_gradcheck(ws, bs, x, y, grads, fast):
     import torch
 
     theta = torch.tensor(flatten(ws, bs), dtype=torch.float64, requires_grad=True)
-    shapes = shapes_of(ws)
-    xt, yt = torch.tensor(x), torch.tensor(y)
-
-    def cost(t):
-        a, at = xt, 0
-        for l, (rows, cols) in enumerate(shapes):
-            w = t[at : at + rows * cols].reshape(rows, cols)
-            at += rows * cols
-            b = t[at : at + rows].reshape(rows, 1)
-            at += rows
-            z = w @ a + b
-            a = torch.relu(z) if l < len(shapes) - 1 else z
-        return (torch.nn.functional.softplus(a) - yt * a).sum() / xt.shape[1]
+    cost = make_cost(shapes_of(ws), torch.tensor(x), torch.tensor(y), torch.relu, torch.nn.functional.softplus)
 
     ok = torch.autograd.gradcheck(cost, (theta,), eps=EPS, atol=1e-5, rtol=1e-3, fast_mode=fast)
     return "pass" if ok else "fail"

@@ -193,6 +193,17 @@ impl GpuContext {
         out
     }
 
+    /// Refuses f64 work on an adapter without f64 shaders.
+    pub fn ensure_precision(&self, precision: crate::options::Precision) -> Result<()> {
+        if precision == crate::options::Precision::F64 && !self.supports_f64() {
+            return Err(Error::Unsupported {
+                adapter: self.summary.name.clone(),
+                what: "f64 shaders (SHADER_F64); use --precision f32".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The largest storage buffer one binding can hold, in bytes.
     pub fn binding_limit(&self) -> u64 {
         self.limits

@@ -36,12 +36,7 @@ pub fn evaluate(
     chunk: Option<usize>,
     monitor: &dyn Monitor,
 ) -> Result<DeltaRun> {
-    if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported {
-            adapter: ctx.summary().name.clone(),
-            what: "f64 shaders (SHADER_F64); use --precision f32".into(),
-        });
-    }
+    ctx.ensure_precision(precision)?;
     let Some(&largest) = indices.iter().max() else {
         return Ok(DeltaRun {
             deltas: Vec::new(),

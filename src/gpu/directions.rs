@@ -2,8 +2,7 @@
 //! direction (shaders/directions.wgsl).
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{problem_buffers, run_kernel, KernelConfig, Work};
-use super::full::{default_chunk, ensure_problem_fits, pass_sizes, WORKGROUP_SIZE};
+use super::full::{default_chunk, ensure_problem_fits, run_passes};
 use super::shader::DIRECTIONS;
 use super::GpuContext;
 use crate::directions::Direction;
@@ -25,19 +24,13 @@ pub fn direction_costs(
     directions: &[Direction],
     monitor: &dyn Monitor,
 ) -> Result<DirectionCosts> {
-    if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported {
-            adapter: ctx.summary().name.clone(),
-            what: "f64 shaders (SHADER_F64); use --precision f32".into(),
-        });
-    }
+    ctx.ensure_precision(precision)?;
     if directions.is_empty() {
         return Ok((Vec::new(), None));
     }
     let layout = problem.net().layout();
     let perturbations = 2 * directions.len();
     ensure_problem_fits(ctx, problem, precision, perturbations)?;
-    let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
 
     let mut entries = Vec::new();
     let mut info: Vec<[u32; 4]> = Vec::with_capacity(directions.len());
@@ -57,30 +50,17 @@ pub fn direction_costs(
 
     let work_per_pass = problem.net().num_params() * problem.examples() * 2;
     let chunk = default_chunk(perturbations, work_per_pass);
-    monitor.begin(perturbations as u64);
-    let (costs, gpu_seconds) = run_kernel(
+    let (costs, gpu_seconds) = run_passes(
         ctx,
         DIRECTIONS,
-        precision,
-        &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+        (problem, eps, precision),
         || {
-            let mut inputs = problem_buffers(ctx, problem, precision);
-            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
-            inputs.push(storage(
-                ctx,
-                "dirs",
-                &encode(entries.iter().copied(), precision),
-            ));
-            inputs.push(storage(ctx, "dir_info", bytemuck::cast_slice(&info)));
-            inputs
+            vec![
+                storage(ctx, "dirs", &encode(entries.iter().copied(), precision)),
+                storage(ctx, "dir_info", bytemuck::cast_slice(&info)),
+            ]
         },
-        perturbations,
-        KernelConfig::for_problem(problem, tile),
-        Work {
-            workgroups: perturbations,
-            chunk,
-            items_per_workgroup: 1,
-        },
+        (perturbations, chunk),
         monitor,
     )?;
     let pairs = costs.chunks_exact(2).map(|c| (c[0], c[1])).collect();

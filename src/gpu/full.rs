@@ -5,7 +5,7 @@ use super::buffers::{encode, ensure_fits, storage};
 use super::dispatch::{
     problem_buffers, run_kernel, workgroup_scratch, KernelConfig, Work, MAX_CHUNKS,
 };
-use super::shader::FULL;
+use super::shader::{Kernel, FULL};
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates};
@@ -78,6 +78,41 @@ pub(crate) fn pass_sizes(
     Ok((scratch, tile_size(ctx, scratch, problem, precision)?))
 }
 
+/// Runs a whole-pass kernel (forward.wgsl: one perturbed pass per workgroup) over
+/// `perturbations` workgroups, `chunk` per dispatch: binds the problem and the step, then
+/// the buffers `extra` makes, then the costs; returns the costs and the GPU time.
+pub(crate) fn run_passes(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    (problem, eps, precision): (&Problem, f64, Precision),
+    extra: impl FnOnce() -> Vec<wgpu::Buffer>,
+    (perturbations, chunk): (usize, usize),
+    monitor: &dyn Monitor,
+) -> Result<(Vec<f64>, Option<f64>)> {
+    let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
+    monitor.begin(perturbations as u64);
+    run_kernel(
+        ctx,
+        kernel,
+        precision,
+        &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+        || {
+            let mut inputs = problem_buffers(ctx, problem, precision);
+            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
+            inputs.extend(extra());
+            inputs
+        },
+        perturbations,
+        KernelConfig::for_problem(problem, tile),
+        Work {
+            workgroups: perturbations,
+            chunk,
+            items_per_workgroup: 1,
+        },
+        monitor,
+    )
+}
+
 /// Checks the indices fit the kernels' u32 arithmetic and the buffers the device's limits.
 pub(crate) fn ensure_problem_fits(
     ctx: &GpuContext,
@@ -111,42 +146,23 @@ pub fn evaluate(
     chunk: Option<usize>,
     monitor: &dyn Monitor,
 ) -> Result<GpuRun> {
-    if precision == Precision::F64 && !ctx.supports_f64() {
-        return Err(Error::Unsupported {
-            adapter: ctx.summary().name.clone(),
-            what: "f64 shaders (SHADER_F64); use --precision f32".into(),
-        });
-    }
+    ctx.ensure_precision(precision)?;
     let net = problem.net();
     let params = net.num_params();
     let perturbations = 2 * params;
     let m = problem.examples();
     ensure_problem_fits(ctx, problem, precision, perturbations)?;
 
-    let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
     let chunk = chunk
         .unwrap_or_else(|| default_chunk(perturbations, params * m))
         .min(perturbations);
 
-    monitor.begin(perturbations as u64);
-    let template = KernelConfig::for_problem(problem, tile);
-    let (costs, gpu_seconds) = run_kernel(
+    let (costs, gpu_seconds) = run_passes(
         ctx,
         FULL,
-        precision,
-        &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
-        || {
-            let mut inputs = problem_buffers(ctx, problem, precision);
-            inputs.push(storage(ctx, "eps", &encode([eps], precision)));
-            inputs
-        },
-        perturbations,
-        template,
-        Work {
-            workgroups: perturbations,
-            chunk,
-            items_per_workgroup: 1,
-        },
+        (problem, eps, precision),
+        Vec::new,
+        (perturbations, chunk),
         monitor,
     )?;
 

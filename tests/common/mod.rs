@@ -55,3 +55,14 @@ pub fn random_problems() -> Vec<Problem> {
 pub fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs()
 }
+
+/// Runs `gradcheck check --device cpu ARGS` and asserts exit 2 with `message` on stderr.
+pub fn check_refuses(args: &[&str], message: &str) {
+    assert_cmd::Command::cargo_bin("gradcheck")
+        .unwrap()
+        .args(["check", "--device", "cpu"])
+        .args(args)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(message));
+}
