@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use crate::check::{compare, compare_groups, Judged};
 use crate::cpu;
+use crate::cpu::sensitivity::Sensitivity;
 use crate::error::{Error, Result};
 use crate::estimate::{DeltaCost, Estimates};
 
@@ -75,7 +76,7 @@ impl Engine {
     /// Cost changes of `indices` by the delta method on this engine's device.
     fn delta_costs(
         &self,
-        problem: &Problem,
+        (problem, sens): (&Problem, &Sensitivity),
         eps: f64,
         indices: &[usize],
         opts: &CheckOptions,
@@ -92,7 +93,7 @@ impl Engine {
                 for part in indices.chunks(slice.max(1)) {
                     let run = gpu::delta::evaluate(
                         ctx,
-                        problem,
+                        (problem, sens),
                         eps,
                         opts.precision,
                         part,
@@ -108,7 +109,7 @@ impl Engine {
                 Ok((deltas, gpu_seconds))
             }
             None => Ok((
-                cpu::delta::delta_costs(problem, eps, indices, monitor)?,
+                cpu::delta::delta_costs(problem, sens, eps, indices, monitor)?,
                 None,
             )),
         }
@@ -129,22 +130,25 @@ impl Engine {
             Some(k) => crate::sample::choose(&problem.net().layout(), k, opts.sample_seed)?,
             None => (0..total).collect(),
         };
+        // What every step of every coordinate shares: computed once, for both rounds.
+        let sens = Sensitivity::new(problem);
         let (mut deltas, mut gpu_seconds) =
-            self.delta_costs(problem, eps, &indices, opts, monitor)?;
+            self.delta_costs((problem, &sens), eps, &indices, opts, monitor)?;
         let mut steps = vec![eps; indices.len()];
         // Positions (in `indices`) whose step crossed a kink.
         let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
         if !kinked.is_empty() {
             let small = eps * KINK_RECHECK_FACTOR;
             let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
-            let (again, seconds) = self.delta_costs(problem, small, &again_at, opts, monitor)?;
+            let (again, seconds) =
+                self.delta_costs((problem, &sens), small, &again_at, opts, monitor)?;
             for (&k, d) in kinked.iter().zip(again) {
                 deltas[k] = d;
                 steps[k] = small;
             }
             gpu_seconds = gpu_seconds.zip(seconds).map(|(a, b)| a + b).or(gpu_seconds);
         }
-        let j = cpu::forward::cost(problem.net(), problem.x().view(), problem.y().view());
+        let j = sens.cost(problem);
         let u = match self.gpu {
             Some(_) => opts.precision.unit_roundoff(),
             None => Precision::F64.unit_roundoff(),

@@ -6,6 +6,7 @@ use common::{gpu, random_problems, FIXTURE};
 use gradcheck::check::{compare, Verdict};
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::cpu::delta::delta_costs;
+use gradcheck::cpu::sensitivity::Sensitivity;
 use gradcheck::cpu::{backprop, finite_diff::central_differences, forward};
 use gradcheck::estimate::{Estimates, F64_UNIT_ROUNDOFF};
 use gradcheck::generate::NetworkSpec;
@@ -21,7 +22,7 @@ fn cpu_delta(p: &Problem, eps: f64) -> Estimates {
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
     Estimates::from_deltas(
         j,
-        &delta_costs(p, eps, &all, &Silent).unwrap(),
+        &delta_costs(p, &Sensitivity::new(p), eps, &all, &Silent).unwrap(),
         &vec![eps; all.len()],
         F64_UNIT_ROUNDOFF,
     )
@@ -266,7 +267,9 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
         let runs: Vec<Vec<u64>> = [None, None, Some(7), Some(1)]
             .into_iter()
             .map(|chunk| {
-                let run = delta::evaluate(&ctx, p, 1e-5, precision, &all, chunk, &Silent).unwrap();
+                let sens = Sensitivity::new(p);
+                let run = delta::evaluate(&ctx, (p, &sens), 1e-5, precision, &all, chunk, &Silent)
+                    .unwrap();
                 run.deltas
                     .iter()
                     .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
@@ -298,7 +301,7 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
     let eps = 0.05;
     let n = p.net().num_params();
     let all: Vec<usize> = (0..n).collect();
-    let deltas = delta_costs(&p, eps, &all, &Silent).unwrap();
+    let deltas = delta_costs(&p, &Sensitivity::new(&p), eps, &all, &Silent).unwrap();
     let base_masks = relu_masks(p.net(), p.x());
     let j = forward::cost(p.net(), p.x().view(), p.y().view());
     let mut flagged = 0;

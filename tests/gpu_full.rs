@@ -310,7 +310,16 @@ fn a_lost_device_is_an_error_not_a_panic() {
     ctx.lose_device();
     let all: Vec<usize> = (0..p.net().num_params()).collect();
     let full = full::evaluate(&ctx, p, 1e-3, Precision::F32, None, &Silent);
-    let delta = gradcheck::gpu::delta::evaluate(&ctx, p, 1e-5, Precision::F32, &all, None, &Silent);
+    let sens = gradcheck::cpu::sensitivity::Sensitivity::new(p);
+    let delta = gradcheck::gpu::delta::evaluate(
+        &ctx,
+        (p, &sens),
+        1e-5,
+        Precision::F32,
+        &all,
+        None,
+        &Silent,
+    );
     for (method, result) in [("full", full.map(|_| ())), ("delta", delta.map(|_| ()))] {
         match result {
             Err(gradcheck::Error::Gpu(message)) => {

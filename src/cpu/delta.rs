@@ -59,9 +59,11 @@ fn delta_cost(
     }
 }
 
-/// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores.
+/// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores, from
+/// `problem`'s sensitivity (computed once by the caller).
 pub fn delta_costs(
     problem: &Problem,
+    sens: &Sensitivity,
     eps: f64,
     indices: &[usize],
     monitor: &dyn Monitor,
@@ -71,7 +73,6 @@ pub fn delta_costs(
         .map(|&i| problem.locate(i))
         .collect::<Result<Vec<_>>>()?;
     monitor.begin(coordinates.len() as u64);
-    let sens = Sensitivity::new(problem);
     // Progress and the stop flag in blocks: per coordinate would cost more than the work.
     const BLOCK: usize = 4096;
     let blocks: Vec<Vec<DeltaCost>> = coordinates
@@ -82,7 +83,7 @@ pub fn delta_costs(
             }
             let costs = block
                 .iter()
-                .map(|&c| delta_cost(problem, &sens, c, eps))
+                .map(|&c| delta_cost(problem, sens, c, eps))
                 .collect();
             monitor.advance(block.len() as u64);
             costs

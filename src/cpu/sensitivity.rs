@@ -13,7 +13,7 @@
 use ndarray::{Array1, Array2, Array3, Axis};
 use rayon::prelude::*;
 
-use super::forward::{forward, sigmoid, Activations};
+use super::forward::{cost_from_logits, forward, sigmoid, Activations};
 use crate::model::Mlp;
 use crate::problem::Problem;
 
@@ -36,6 +36,11 @@ pub struct Sensitivity {
 }
 
 impl Sensitivity {
+    /// `J(θ)`, from the unperturbed logits.
+    pub fn cost(&self, problem: &Problem) -> f64 {
+        cost_from_logits(self.z_out.view(), problem.y().view())
+    }
+
     pub fn new(problem: &Problem) -> Self {
         let net = problem.net();
         let acts = forward(net, problem.x().view());

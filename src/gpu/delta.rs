@@ -25,11 +25,12 @@ pub struct DeltaRun {
     pub gpu_seconds: Option<f64>,
 }
 
-/// Cost changes of `θ_i ± eps` for every `i` in `indices`, computed in `precision`.
+/// Cost changes of `θ_i ± eps` for every `i` in `indices`, computed in `precision`, from
+/// `problem`'s sensitivity (computed once by the caller, whatever the steps and slices).
 /// `chunk` forces the parameters per dispatch (rounded up to whole workgroups).
 pub fn evaluate(
     ctx: &GpuContext,
-    problem: &Problem,
+    (problem, sens): (&Problem, &Sensitivity),
     eps: f64,
     precision: Precision,
     indices: &[usize],
@@ -52,7 +53,6 @@ pub fn evaluate(
             indices.len()
         )));
     }
-    let sens = Sensitivity::new(problem);
     let inputs: Vec<f64> = sens
         .inputs
         .iter()
