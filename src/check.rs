@@ -6,28 +6,54 @@ use serde::Serialize;
 use crate::estimate::Estimates;
 use crate::model::{ParamLayout, TensorSpec};
 
-/// The outcome of a comparison.
+/// The outcome of a comparison, at every level (coordinate, tensor, check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
     Fail,
+    /// Nothing wrong was seen, but the evaluation could not have seen an error of the
+    /// threshold's size: not a pass.
+    Inconclusive,
 }
 
 impl Verdict {
-    fn from_failed(failed: bool) -> Self {
-        if failed {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
         }
+    }
+
+    /// Fail if any fails, else inconclusive if any is, else pass (pass for none).
+    pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        verdicts
+            .into_iter()
+            .fold(Verdict::Pass, |acc, v| match (acc, v) {
+                (Verdict::Fail, _) | (_, Verdict::Fail) => Verdict::Fail,
+                (Verdict::Inconclusive, _) | (_, Verdict::Inconclusive) => Verdict::Inconclusive,
+                _ => Verdict::Pass,
+            })
+    }
+}
+
+/// What limits how small an error the evaluation can see, each a bound on the error of
+/// the comparison `|grad − approx|` from one source (norms over a tensor or the check).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Resolution {
+    /// Round-off of the finite differences (precision and step).
+    pub roundoff: f64,
+    /// Truncation of the central difference (the step's size).
+    pub truncation: f64,
+    /// Round-off of the gradients under test (float32 gradients).
+    pub gradients: f64,
+}
+
+impl Resolution {
+    /// The combined bound (the sources add up).
+    pub fn total(&self) -> f64 {
+        self.roundoff + self.truncation + self.gradients
     }
 }
 
@@ -38,13 +64,26 @@ pub struct TensorCheck {
     pub shape: [usize; 2],
     /// `‖grad − approx‖ / (‖grad‖ + ‖approx‖)` over this tensor alone.
     pub difference: f64,
-    /// Largest per-coordinate relative error in the tensor.
-    pub max_rel_error: f64,
-    /// Coordinates of this tensor that were judged (not sampled out, not inconclusive).
+    /// cs231n's `rel_error`: `max |g − a| / max(1e-8, |g| + |a|)` over the coordinates.
+    pub rel_error: f64,
+    /// The least-squares scale of grad against approx (`Σ g·a / Σ a²`): 1 when they agree,
+    /// 2 when the gradient is doubled.
+    pub ratio: f64,
+    /// Relative resolution: `‖bound‖ / (‖grad‖ + ‖approx‖)`, the smallest difference this
+    /// tensor's evaluation can tell apart from its own error.
+    pub resolution: f64,
+    /// Coordinates of this tensor that were judged (not sampled out).
     pub checked_coordinates: usize,
     /// Coordinates of this tensor that fail on their own.
     pub failed_coordinates: usize,
+    /// Coordinates whose step crosses a ReLU kink, judged against their one-sided
+    /// derivatives.
+    pub kink_coordinates: usize,
     pub verdict: Verdict,
+    /// Why it is inconclusive and what would decide it.
+    pub reason: Option<String>,
+    /// For a failing tensor, the pattern of its errors when one fits.
+    pub diagnosis: Option<String>,
 }
 
 /// One coordinate, as listed among the worst.
@@ -56,10 +95,14 @@ pub struct CoordinateCheck {
     pub index: usize,
     pub grad: f64,
     pub gradapprox: f64,
+    /// `[lo, hi]` of the derivatives a correct backprop may give where the step crosses a
+    /// ReLU kink (the gradient is measured against the nearest point).
+    pub kink: Option<[f64; 2]>,
     /// `|grad − approx| / (|grad| + |approx|)`.
     pub rel_error: f64,
-    /// Error over its tolerance (`threshold·(|grad|+|approx|) + noise`): above 1 fails.
+    /// Error over its tolerance (`threshold·(|grad|+|approx|) + bound`): above 1 fails.
     pub excess: f64,
+    pub verdict: Verdict,
 }
 
 /// Everything the comparison found.
@@ -69,17 +112,21 @@ pub struct Comparison {
     pub difference: f64,
     pub threshold: f64,
     pub verdict: Verdict,
+    /// The global resolution, relative to `‖grad‖ + ‖approx‖`.
+    pub resolution: f64,
     pub tensors: Vec<TensorCheck>,
     /// The coordinates furthest beyond their tolerance, worst first.
     pub worst: Vec<CoordinateCheck>,
     pub failed_coordinates: usize,
-    /// Coordinates judged: all of them, less any a sample left out and the inconclusive.
+    /// Coordinates judged: all of them, less any a sample left out.
     pub checked_coordinates: usize,
-    /// Names of the coordinates left out because their steps cross a ReLU kink.
-    pub inconclusive: Vec<String>,
-    /// Norm of the finite differences' estimated round-off, relative to the gradient:
-    /// above the threshold, the step is too small for the precision to resolve it.
-    pub noise_level: f64,
+    /// Coordinates whose own bound exceeds what the threshold allows them (tiny gradients
+    /// in round-off): undecided one by one, judged through their tensor's norms.
+    pub unresolved_coordinates: usize,
+    /// Coordinates judged against a kink's one-sided derivatives.
+    pub kink_coordinates: usize,
+    /// Why the check is inconclusive, when it is.
+    pub reason: Option<String>,
 }
 
 impl Comparison {
@@ -98,13 +145,29 @@ pub fn failing_tensors(tensors: &[TensorCheck]) -> Vec<&str> {
         .collect()
 }
 
-/// Compares `grad` with the estimates coordinate by coordinate.
-///
-/// A coordinate (or tensor, or the whole vector) fails when its error exceeds
-/// `threshold·(|grad| + |approx|)` plus the estimates' own round-off bound; a tensor also
-/// fails when any of its coordinates does. So a bug in one small tensor fails the check
-/// even when the global difference stays under the threshold. Inconclusive coordinates
-/// (steps across a ReLU kink) are left out of every figure and verdict.
+/// The gradient on trial.
+#[derive(Clone, Copy, Debug)]
+pub struct Trial<'a> {
+    /// Flat, in layout order.
+    pub grad: &'a [f64],
+    /// Per coordinate, a bound on the gradient's own round-off (float32 gradients).
+    pub roundoff: Option<&'a [f64]>,
+    /// Per tensor, whether its gradient was given (others are not judged).
+    pub given: Option<&'a [bool]>,
+}
+
+impl<'a> Trial<'a> {
+    /// A float64 gradient of every tensor.
+    pub fn exact(grad: &'a [f64]) -> Self {
+        Self {
+            grad,
+            roundoff: None,
+            given: None,
+        }
+    }
+}
+
+/// Compares `grad` with the estimates coordinate by coordinate (see [`compare_trial`]).
 pub fn compare(
     layout: &ParamLayout,
     grad: &[f64],
@@ -112,30 +175,81 @@ pub fn compare(
     threshold: f64,
     top: usize,
 ) -> Comparison {
-    assert_eq!(grad.len(), layout.len(), "gradient length");
+    compare_trial(
+        layout,
+        Trial::exact(grad),
+        est,
+        threshold,
+        top,
+        &Advice::default(),
+    )
+}
+
+/// What the report suggests when an item is undecided, by what limits it, and the
+/// number of examples (a factor of m is a diagnosis of its own).
+#[derive(Clone, Debug, Default)]
+pub struct Advice {
+    pub examples: usize,
+    pub roundoff: String,
+    pub truncation: String,
+    pub gradients: String,
+}
+
+/// Judges every coordinate, tensor and the whole gradient.
+///
+/// An item's error is `|g − a|` (at a kink, the distance from `g` to the bracket of
+/// one-sided derivatives); its bound `B` sums the finite difference's round-off and
+/// truncation and the gradient's own round-off. With `A = threshold·(|g| + |a|)`:
+/// - **fail** when the error exceeds `A + B`: no rounding explains it;
+/// - **pass** when it does not and `B ≤ A`: an error of twice the threshold would have
+///   failed, so the evaluation could see one;
+/// - **inconclusive** otherwise: the bound hides errors of the threshold's size.
+///
+/// Coordinates apply this alone; tensors and the check apply it to their norms, and also
+/// fail when any of their coordinates fails. So a bug in one small tensor fails the check
+/// even when the global difference stays under the threshold, and a tensor of tiny
+/// gradients lost in round-off is inconclusive, not a pass.
+pub fn compare_trial(
+    layout: &ParamLayout,
+    trial: Trial,
+    est: &Estimates,
+    threshold: f64,
+    top: usize,
+    advice: &Advice,
+) -> Comparison {
+    assert_eq!(trial.grad.len(), layout.len(), "gradient length");
     assert_eq!(est.len(), layout.len(), "estimate length");
-    let inconclusive = (0..layout.len())
-        .filter(|&i| est.is_checked(i) && est.is_inconclusive(i))
-        .map(|i| layout.coordinate_name(i))
-        .collect();
-    let groups = layout.tensors().iter().map(|spec| {
-        let items = spec
-            .range()
-            .filter(|&i| est.is_checked(i) && !est.is_inconclusive(i))
-            .map(|i| Judged {
-                index: i,
-                grad: grad[i],
-                approx: est.gradapprox[i],
-                noise: est.noise[i],
+    let groups = layout
+        .tensors()
+        .iter()
+        .enumerate()
+        .filter(|(t, _)| trial.given.is_none_or(|g| g[*t]))
+        .map(|(_, spec)| {
+            let items = spec.range().filter(|&i| est.is_checked(i)).map(|i| {
+                let kink = est.kinks.get(&i);
+                Judged {
+                    index: i,
+                    grad: trial.grad[i],
+                    approx: est.gradapprox[i],
+                    bracket: kink.map(|b| [b.lo, b.hi]),
+                    roundoff: kink.map_or(est.noise[i], |b| b.noise),
+                    truncation: if kink.is_some() {
+                        0.0
+                    } else {
+                        est.truncation(i)
+                    },
+                    grad_roundoff: trial.roundoff.map_or(0.0, |r| r[i]),
+                }
             });
-        (spec, items)
-    });
+            (spec, items)
+        });
     compare_groups(
         groups,
-        inconclusive,
+        true,
         |i| layout.coordinate_name(i),
         threshold,
         top,
+        advice,
     )
 }
 
@@ -146,81 +260,329 @@ pub struct Judged {
     pub index: usize,
     /// The derivative by the gradient on trial.
     pub grad: f64,
-    /// Its finite-difference estimate and that estimate's round-off bound.
+    /// Its finite-difference estimate.
     pub approx: f64,
-    pub noise: f64,
+    /// Where the step crosses a kink: the interval of acceptable derivatives.
+    pub bracket: Option<[f64; 2]>,
+    /// Bounds on the comparison's error from each source.
+    pub roundoff: f64,
+    pub truncation: f64,
+    pub grad_roundoff: f64,
 }
 
-/// Judges derivatives grouped by tensor (see [`compare`]); `name` names an item's index
-/// in the list of the worst.
+impl Judged {
+    /// The estimate the gradient is measured against: the bracket's nearest point at a kink.
+    fn reference(&self) -> f64 {
+        match self.bracket {
+            Some([lo, hi]) => self.grad.clamp(lo, hi),
+            None => self.approx,
+        }
+    }
+}
+
+/// Judges derivatives grouped by tensor (see [`compare_trial`]); `name` names an item's
+/// index in the list of the worst.
 pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
     groups: impl Iterator<Item = (&'a TensorSpec, I)>,
-    inconclusive: Vec<String>,
+    by_coordinate: bool,
     name: impl Fn(usize) -> String,
     threshold: f64,
     top: usize,
+    advice: &Advice,
 ) -> Comparison {
     let mut worst = Worst::new(top);
     let mut tensors = Vec::new();
     let mut total = Norms::default();
     let (mut failed_coordinates, mut checked_coordinates) = (0, 0);
+    let (mut unresolved_coordinates, mut kink_coordinates) = (0, 0);
     for (spec, items) in groups {
         let mut norms = Norms::default();
-        let (mut max_rel, mut failed, mut checked) = (0.0f64, 0usize, 0usize);
-        for Judged {
-            index,
-            grad: g,
-            approx: a,
-            noise,
-        } in items
-        {
+        let mut pattern = Pattern::new(spec);
+        let (mut failed, mut checked, mut kinks) = (0usize, 0usize, 0usize);
+        let mut rel_error = 0.0f64;
+        for item in items {
+            let (g, a) = (item.grad, item.reference());
             let err = (g - a).abs();
             let scale = g.abs() + a.abs();
-            let rel = ratio(err, scale);
-            let excess = ratio(err, threshold * scale + noise);
-            norms.add(g, a, err, noise);
+            let bound = Resolution {
+                roundoff: item.roundoff,
+                truncation: item.truncation,
+                gradients: item.grad_roundoff,
+            };
+            let verdict = judge_one(err, threshold * scale, bound.total());
+            norms.add(g, a, err, &bound);
             checked += 1;
-            max_rel = max_rel.max(rel);
-            if excess > 1.0 || !excess.is_finite() {
-                failed += 1;
+            kinks += usize::from(item.bracket.is_some());
+            rel_error = rel_error.max(err / scale.max(1e-8));
+            if !rel_error.is_finite() {
+                rel_error = f64::INFINITY;
             }
+            match verdict {
+                Verdict::Fail => failed += 1,
+                Verdict::Inconclusive => unresolved_coordinates += 1,
+                Verdict::Pass => {}
+            }
+            // Positions mean something for coordinates only (directions are numbered).
+            let local = (by_coordinate).then(|| item.index - spec.offset);
+            pattern.add(local, g, a, verdict == Verdict::Fail);
             worst.offer(CoordinateCheck {
                 name: String::new(),
-                index,
+                index: item.index,
                 grad: g,
-                gradapprox: a,
-                rel_error: rel,
-                excess,
+                gradapprox: item.approx,
+                kink: item.bracket,
+                rel_error: ratio(err, scale),
+                excess: ratio(err, threshold * scale + bound.total()),
+                verdict,
             });
         }
-        let verdict = Verdict::from_failed(failed > 0 || norms.fails(threshold));
+        let norm_verdict = if checked == 0 {
+            Verdict::Inconclusive
+        } else {
+            norms.verdict(threshold)
+        };
+        let verdict = if failed > 0 {
+            Verdict::Fail
+        } else {
+            norm_verdict
+        };
+        let reason = (verdict == Verdict::Inconclusive).then(|| {
+            if checked == 0 {
+                "no coordinate of it was evaluated".to_string()
+            } else {
+                norms.reason(threshold, advice)
+            }
+        });
+        let diagnosis = (verdict == Verdict::Fail)
+            .then(|| pattern.diagnose(&name, advice.examples))
+            .flatten();
         tensors.push(TensorCheck {
             name: spec.name.clone(),
             shape: spec.shape,
             difference: norms.difference(),
-            max_rel_error: max_rel,
+            rel_error,
+            ratio: pattern.ratio(),
+            resolution: norms.resolution(),
             checked_coordinates: checked,
             failed_coordinates: failed,
+            kink_coordinates: kinks,
             verdict,
+            reason,
+            diagnosis,
         });
         failed_coordinates += failed;
         checked_coordinates += checked;
+        kink_coordinates += kinks;
         total.merge(&norms);
     }
 
-    let any_tensor_failed = tensors.iter().any(|t| t.verdict == Verdict::Fail);
-    let verdict = Verdict::from_failed(any_tensor_failed || total.fails(threshold));
+    let global = if checked_coordinates == 0 {
+        Verdict::Inconclusive
+    } else {
+        total.verdict(threshold)
+    };
+    let verdict = Verdict::combine(tensors.iter().map(|t| t.verdict).chain([global]));
+    let reason = (verdict == Verdict::Inconclusive).then(|| {
+        if global == Verdict::Inconclusive && checked_coordinates > 0 {
+            total.reason(threshold, advice)
+        } else {
+            let undecided: Vec<&str> = tensors
+                .iter()
+                .filter(|t| t.verdict == Verdict::Inconclusive)
+                .map(|t| t.name.as_str())
+                .collect();
+            format!("undecided: {}", undecided.join(", "))
+        }
+    });
     let worst = worst.into_sorted(name);
     Comparison {
         difference: total.difference(),
         threshold,
         verdict,
+        resolution: total.resolution(),
         tensors,
         worst,
         failed_coordinates,
         checked_coordinates,
-        inconclusive,
-        noise_level: ratio(total.noise.sqrt(), total.grad.sqrt() + total.approx.sqrt()),
+        unresolved_coordinates,
+        kink_coordinates,
+        reason,
+    }
+}
+
+/// The rule of [`compare_trial`] for one error, its allowance and its bound.
+fn judge_one(err: f64, allowed: f64, bound: f64) -> Verdict {
+    if !(err.is_finite() && bound.is_finite()) || err > allowed + bound {
+        Verdict::Fail
+    } else if bound <= allowed {
+        Verdict::Pass
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// The shape of one tensor's errors, gathered as its coordinates stream past, to name the
+/// pattern of a failing tensor.
+struct Pattern {
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    /// `Σ g·a`, `Σ a²`, `Σ g²`.
+    ga: f64,
+    aa: f64,
+    gg: f64,
+    /// Failing coordinates per row and per column, and the first failing coordinate.
+    failing_rows: std::collections::BTreeMap<usize, usize>,
+    failing_cols: std::collections::BTreeMap<usize, usize>,
+    first_failing: Option<usize>,
+    failing: usize,
+    seen: usize,
+    /// The tensor's values, kept only for small square tensors (the transpose test).
+    square: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+/// Square tensors up to this many entries are kept whole for the transpose test.
+const TRANSPOSE_TEST_ENTRIES: usize = 1 << 20;
+
+impl Pattern {
+    fn new(spec: &TensorSpec) -> Self {
+        let [rows, cols] = spec.shape;
+        let square = (rows == cols && rows > 1 && spec.len() <= TRANSPOSE_TEST_ENTRIES)
+            .then(|| (vec![f64::NAN; spec.len()], vec![f64::NAN; spec.len()]));
+        Self {
+            offset: spec.offset,
+            rows,
+            cols,
+            ga: 0.0,
+            aa: 0.0,
+            gg: 0.0,
+            failing_rows: Default::default(),
+            failing_cols: Default::default(),
+            first_failing: None,
+            failing: 0,
+            seen: 0,
+            square,
+        }
+    }
+
+    fn add(&mut self, local: Option<usize>, g: f64, a: f64, failed: bool) {
+        self.ga += g * a;
+        self.aa += a * a;
+        self.gg += g * g;
+        self.seen += 1;
+        if failed {
+            self.failing += 1;
+        }
+        let Some(local) = local else {
+            self.square = None;
+            return;
+        };
+        if let Some((gs, as_)) = &mut self.square {
+            gs[local] = g;
+            as_[local] = a;
+        }
+        if failed {
+            self.first_failing.get_or_insert(local);
+            *self.failing_rows.entry(local / self.cols).or_default() += 1;
+            *self.failing_cols.entry(local % self.cols).or_default() += 1;
+        }
+    }
+
+    /// `Σ g·a / Σ a²`: the scale that best maps the estimate onto the gradient.
+    fn ratio(&self) -> f64 {
+        if self.aa == 0.0 {
+            if self.gg == 0.0 {
+                1.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            self.ga / self.aa
+        }
+    }
+
+    /// A short sentence naming the pattern of a failing tensor, when one fits.
+    fn diagnose(&self, name: &impl Fn(usize) -> String, examples: usize) -> Option<String> {
+        let norm = self.gg.sqrt();
+        if self.gg == 0.0 && self.aa > 0.0 {
+            return Some("all zeros: is this gradient ever computed?".into());
+        }
+        if self.aa > 0.0 && self.seen > 1 {
+            let r = self.ratio();
+            let residual = (self.gg - self.ga * self.ga / self.aa).max(0.0).sqrt();
+            if residual <= 1e-3 * norm && (r - 1.0).abs() > 1e-3 {
+                let near = |x: f64| (r / x - 1.0).abs() < 1e-3;
+                let m = examples as f64;
+                return Some(if near(-1.0) {
+                    "sign flipped: grad = −gradapprox".into()
+                } else if examples > 1 && near(m) {
+                    format!("a constant factor {r:.4} = m: missing 1/m?")
+                } else if examples > 1 && near(1.0 / m) {
+                    format!("a constant factor {r:.4} = 1/m: an extra 1/m?")
+                } else {
+                    format!("a constant factor: grad = {r:.4} × gradapprox")
+                });
+            }
+        }
+        if let Some((gs, as_)) = &self.square {
+            let n = self.rows;
+            let mut diff = 0.0;
+            for i in 0..n {
+                for j in 0..n {
+                    let d = gs[i * n + j] - as_[j * n + i];
+                    diff += d * d;
+                }
+            }
+            if diff.is_finite() && diff.sqrt() <= 1e-3 * norm && norm > 0.0 {
+                return Some("transposed: grad = gradapproxᵀ".into());
+            }
+        }
+        let first = self.first_failing?;
+        if self.failing == 1 {
+            return Some(format!(
+                "a single entry: only {} is wrong",
+                name(self.offset + first)
+            ));
+        }
+        let list = |set: &std::collections::BTreeMap<usize, usize>| {
+            let shown: Vec<String> = set.keys().take(5).map(usize::to_string).collect();
+            let more = set.len().saturating_sub(5);
+            format!(
+                "{}{}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            )
+        };
+        let plural = |n: usize, one: &str, many: &str| if n == 1 { one } else { many }.to_string();
+        let (nr, nc) = (self.failing_rows.len(), self.failing_cols.len());
+        if self.cols == 1 {
+            return (nr * 2 <= self.rows).then(|| {
+                format!(
+                    "only {} {} wrong",
+                    plural(nr, "entry", "entries"),
+                    list(&self.failing_rows)
+                )
+            });
+        }
+        if nr * 2 <= self.rows && nr < self.rows {
+            return Some(format!(
+                "errors only in {} {} (a wrong mask or index?)",
+                plural(nr, "row", "rows"),
+                list(&self.failing_rows)
+            ));
+        }
+        if nc * 2 <= self.cols && nc < self.cols {
+            return Some(format!(
+                "errors only in {} {} (a wrong mask or index?)",
+                plural(nc, "column", "columns"),
+                list(&self.failing_cols)
+            ));
+        }
+        None
     }
 }
 
@@ -307,32 +669,79 @@ struct Norms {
     grad: f64,
     approx: f64,
     err: f64,
-    noise: f64,
+    roundoff: f64,
+    truncation: f64,
+    gradients: f64,
 }
 
 impl Norms {
-    fn add(&mut self, g: f64, a: f64, err: f64, noise: f64) {
+    fn add(&mut self, g: f64, a: f64, err: f64, bound: &Resolution) {
         self.grad += g * g;
         self.approx += a * a;
         self.err += err * err;
-        self.noise += noise * noise;
+        self.roundoff += bound.roundoff * bound.roundoff;
+        self.truncation += bound.truncation * bound.truncation;
+        self.gradients += bound.gradients * bound.gradients;
     }
 
     fn merge(&mut self, other: &Norms) {
         self.grad += other.grad;
         self.approx += other.approx;
         self.err += other.err;
-        self.noise += other.noise;
+        self.roundoff += other.roundoff;
+        self.truncation += other.truncation;
+        self.gradients += other.gradients;
+    }
+
+    fn scale(&self) -> f64 {
+        self.grad.sqrt() + self.approx.sqrt()
+    }
+
+    /// The norm of the bound vector, by the triangle inequality over its sources.
+    fn bound(&self) -> Resolution {
+        Resolution {
+            roundoff: self.roundoff.sqrt(),
+            truncation: self.truncation.sqrt(),
+            gradients: self.gradients.sqrt(),
+        }
     }
 
     fn difference(&self) -> f64 {
-        ratio(self.err.sqrt(), self.grad.sqrt() + self.approx.sqrt())
+        ratio(self.err.sqrt(), self.scale())
     }
 
-    fn fails(&self, threshold: f64) -> bool {
-        let err = self.err.sqrt();
-        let tolerance = threshold * (self.grad.sqrt() + self.approx.sqrt()) + self.noise.sqrt();
-        err > tolerance || !err.is_finite()
+    fn resolution(&self) -> f64 {
+        ratio(self.bound().total(), self.scale())
+    }
+
+    fn verdict(&self, threshold: f64) -> Verdict {
+        judge_one(
+            self.err.sqrt(),
+            threshold * self.scale(),
+            self.bound().total(),
+        )
+    }
+
+    /// Why these norms are undecided: the largest source of error and what would shrink it.
+    fn reason(&self, threshold: f64, advice: &Advice) -> String {
+        let b = self.bound();
+        let scale = self.scale();
+        let (what, hint) = if b.gradients >= b.roundoff && b.gradients >= b.truncation {
+            ("the gradients' own round-off", &advice.gradients)
+        } else if b.truncation >= b.roundoff {
+            ("the step's truncation error", &advice.truncation)
+        } else {
+            ("the finite differences' round-off", &advice.roundoff)
+        };
+        let mut text = format!(
+            "{what} limits the resolution to {:.1e}, above the threshold {threshold:e}",
+            ratio(b.total(), scale)
+        );
+        if !hint.is_empty() {
+            text.push_str(": ");
+            text.push_str(hint);
+        }
+        text
     }
 }
 
@@ -347,7 +756,8 @@ mod tests {
             j_minus: vec![1.0; n],
             gradapprox: approx,
             noise: vec![0.0; n],
-            inconclusive: Vec::new(),
+            truncation: Vec::new(),
+            kinks: Default::default(),
             checked: Vec::new(),
         }
     }
@@ -374,18 +784,91 @@ mod tests {
 
     #[test]
     fn noise_covers_estimates_of_tiny_gradients_but_not_real_errors() {
-        let layout = ParamLayout::for_widths(&[1, 1]);
-        let grad = vec![0.5, 1e-12];
-        let mut est = estimates(vec![0.5, 3e-12]);
-        est.noise = vec![1e-12, 1e-11];
-        assert_eq!(
-            compare(&layout, &grad, &est, 2e-7, 2).verdict,
-            Verdict::Pass
-        );
+        // W1 (two entries): one large gradient and one lost in round-off; b1 alone in it.
+        let layout = ParamLayout::for_widths(&[2, 1]);
+        let grad = vec![0.5, 1e-12, 1e-12];
+        let mut est = estimates(vec![0.5, 3e-12, 3e-12]);
+        est.noise = vec![1e-12, 1e-11, 1e-11];
+        let cmp = compare(&layout, &grad, &est, 2e-7, 3);
+        assert_eq!(cmp.tensors[0].verdict, Verdict::Pass);
+        assert_eq!(cmp.unresolved_coordinates, 2);
+        // A tensor whose every gradient is below the resolution is undecided, not a pass.
+        assert_eq!(cmp.tensors[1].verdict, Verdict::Inconclusive);
+        assert_eq!(cmp.verdict, Verdict::Inconclusive);
+        assert!(cmp.tensors[1]
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("round-off"));
         est.gradapprox[0] = 0.5 * (1.0 + 1e-6);
         let cmp = compare(&layout, &grad, &est, 2e-7, 2);
         assert_eq!(cmp.verdict, Verdict::Fail);
         assert_eq!(cmp.worst[0].name, "W1[0,0]");
+    }
+
+    #[test]
+    fn a_bracket_passes_gradients_inside_it_and_fails_those_far_outside() {
+        let layout = ParamLayout::for_widths(&[1, 1]);
+        let mut est = estimates(vec![0.8, 0.3]);
+        est.kinks.insert(
+            1,
+            crate::estimate::Bracket {
+                left: 0.2,
+                right: 0.4,
+                lo: 0.2,
+                hi: 0.4,
+                noise: 1e-15,
+            },
+        );
+        for (g, expect) in [
+            (0.2, Verdict::Pass),
+            (0.4, Verdict::Pass),
+            (0.8, Verdict::Fail),
+            (0.0, Verdict::Fail),
+        ] {
+            let cmp = compare(&layout, &[0.8, g], &est, 2e-7, 2);
+            assert_eq!(cmp.tensors[1].verdict, expect, "grad {g}");
+            assert_eq!(cmp.kink_coordinates, 1);
+        }
+    }
+
+    #[test]
+    fn failing_tensors_are_diagnosed() {
+        let layout = ParamLayout::for_widths(&[3, 3, 1]);
+        let approx: Vec<f64> = (0..layout.len()).map(|i| 0.1 + 0.37 * i as f64).collect();
+        let w1 = layout.tensor_named("W1").unwrap().range();
+        let diagnose = |f: &dyn Fn(&mut Vec<f64>)| {
+            let mut grad = approx.clone();
+            f(&mut grad);
+            let cmp = compare(&layout, &grad, &estimates(approx.clone()), 2e-7, 3);
+            (
+                cmp.tensors[0].ratio,
+                cmp.tensors[0].diagnosis.clone().unwrap_or_default(),
+            )
+        };
+        let (ratio, text) = diagnose(&|g| w1.clone().for_each(|i| g[i] *= 2.0));
+        assert!(
+            (ratio - 2.0).abs() < 1e-12 && text.contains("constant factor"),
+            "{text}"
+        );
+        assert!(diagnose(&|g| w1.clone().for_each(|i| g[i] = -g[i]))
+            .1
+            .contains("sign"));
+        assert!(diagnose(&|g| w1.clone().for_each(|i| g[i] = 0.0))
+            .1
+            .contains("zeros"));
+        let (_, text) = diagnose(&|g| {
+            for r in 0..3 {
+                for c in 0..3 {
+                    g[r * 3 + c] = approx[c * 3 + r];
+                }
+            }
+        });
+        assert!(text.contains("transposed"), "{text}");
+        assert!(diagnose(&|g| g[4] *= 1.01).1.contains("only W1[1,1]"));
+        assert!(diagnose(&|g| (3..6).for_each(|i| g[i] *= 1.5))
+            .1
+            .contains("row 1"));
     }
 
     #[test]

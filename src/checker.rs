@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::check::{compare, compare_groups, Judged};
+use crate::check::{compare_groups, compare_trial, Advice, Judged, Trial};
 use crate::cpu;
 use crate::cpu::sensitivity::Sensitivity;
 use crate::error::{Error, Result};
@@ -117,7 +117,7 @@ impl Engine {
 
     /// The delta method over every coordinate; those whose step crossed a ReLU kink are
     /// evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller, and the ones that
-    /// still cross stay flagged (inconclusive).
+    /// still cross are judged against their exact one-sided derivatives.
     fn delta_with_kink_recheck(
         &self,
         problem: &Problem,
@@ -153,7 +153,9 @@ impl Engine {
             Some(_) => opts.precision.unit_roundoff(),
             None => Precision::F64.unit_roundoff(),
         };
-        let estimates = Estimates::from_deltas(j, &deltas, &steps, u);
+        let mut estimates = Estimates::from_deltas(j, &deltas, &steps, u);
+        let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
+        bound_truncation_and_kinks(problem, &sens, &indices, &steps, &still, &mut estimates)?;
         let estimates = if indices.len() < total {
             estimates.scatter(&indices, total)
         } else {
@@ -194,17 +196,35 @@ impl Engine {
             return self.evaluate_directions(seen, k, opts, monitor, start);
         }
         let (estimates, gpu_seconds) = match opts.method {
-            Method::Full => match &self.gpu {
-                Some(ctx) => {
-                    let run =
-                        gpu::full::evaluate(ctx, &seen, eps, opts.precision, opts.chunk, monitor)?;
-                    (run.estimates, run.gpu_seconds)
-                }
-                None => (
-                    cpu::finite_diff::central_differences(&seen, eps, Precision::F64, monitor)?,
-                    None,
-                ),
-            },
+            Method::Full => {
+                let (mut estimates, gpu_seconds) = match &self.gpu {
+                    Some(ctx) => {
+                        let run = gpu::full::evaluate(
+                            ctx,
+                            &seen,
+                            eps,
+                            opts.precision,
+                            opts.chunk,
+                            monitor,
+                        )?;
+                        (run.estimates, run.gpu_seconds)
+                    }
+                    None => (
+                        cpu::finite_diff::central_differences(&seen, eps, Precision::F64, monitor)?,
+                        None,
+                    ),
+                };
+                let sens = Sensitivity::new(&seen);
+                let all: Vec<usize> = (0..seen.net().num_params()).collect();
+                let steps = vec![eps; all.len()];
+                let crossing = all
+                    .iter()
+                    .map(|&i| Ok(sens.crosses(seen.locate(i)?, eps)))
+                    .collect::<Result<Vec<bool>>>()?;
+                let crossing: Vec<usize> = all.iter().copied().filter(|&i| crossing[i]).collect();
+                bound_truncation_and_kinks(&seen, &sens, &all, &steps, &crossing, &mut estimates)?;
+                (estimates, gpu_seconds)
+            }
             Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts, monitor)?,
         };
         let adapter = self.gpu.as_ref().map(|ctx| ctx.summary().clone());
@@ -266,6 +286,44 @@ impl Engine {
     }
 }
 
+/// Adds to `estimates` (of the coordinates `indices`, taken with `steps`) each one's
+/// truncation bound, and for the positions `crossing` (whose step crosses a ReLU kink) the
+/// exact one-sided derivatives, with units within a [`KINK_RECHECK_FACTOR`] fraction of
+/// the step from their kink taken as on it.
+fn bound_truncation_and_kinks(
+    problem: &Problem,
+    sens: &Sensitivity,
+    indices: &[usize],
+    steps: &[f64],
+    crossing: &[usize],
+    estimates: &mut Estimates,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let located = indices
+        .iter()
+        .map(|&i| problem.locate(i))
+        .collect::<Result<Vec<_>>>()?;
+    estimates.truncation = located
+        .par_iter()
+        .zip(steps)
+        .map(|(&loc, &h)| sens.truncation_bound(loc, h))
+        .collect();
+    estimates.kinks = crossing
+        .par_iter()
+        .map(|&k| {
+            let h = steps[k];
+            let tie = h * KINK_RECHECK_FACTOR.min(1.0);
+            (k, cpu::kinks::bracket(problem, sens, located[k], h, tie))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    for (&k, b) in &estimates.kinks {
+        estimates.gradapprox[k] = 0.5 * (b.left + b.right);
+    }
+    Ok(())
+}
+
 /// The finite differences of one problem, ready to judge any gradient against.
 pub struct Evaluation {
     /// The problem as the device saw it (rounded to f32 for an f32 run).
@@ -283,16 +341,42 @@ pub struct Evaluation {
     pub gpu_seconds: Option<f64>,
 }
 
+/// Gradients read from a file, in layout order, with what they were read from.
+#[derive(Clone, Debug)]
+pub struct GivenGradients {
+    /// Flat in layout order; NaN in the tensors not given.
+    pub values: Vec<f64>,
+    /// Per tensor, whether its gradient was given (empty: every one).
+    pub given: Vec<bool>,
+    /// `(tensor, array)`: which array was read as which tensor's gradient.
+    pub arrays: Vec<(String, String)>,
+    /// The precision the gradients were stored in (float32 arrays: f32).
+    pub stored: Precision,
+    /// How the report names them ("gradients from net.npz").
+    pub source: String,
+}
+
 /// The gradient put on trial.
 #[derive(Clone, Debug)]
 pub enum Gradients {
     /// The library's own backprop, optionally with planted bugs.
     Backprop(Option<BugSpec>),
-    /// Gradients from elsewhere (a file), flattened in layout order.
-    Given { values: Vec<f64>, source: String },
+    /// Gradients from elsewhere (a file).
+    Given(GivenGradients),
 }
 
 impl Gradients {
+    /// Float64 gradients of every tensor, flat in layout order, from `source`.
+    pub fn given(values: Vec<f64>, source: impl Into<String>) -> Self {
+        Gradients::Given(GivenGradients {
+            values,
+            given: Vec::new(),
+            arrays: Vec::new(),
+            stored: Precision::F64,
+            source: source.into(),
+        })
+    }
+
     /// The flat gradient for `problem`.
     pub fn resolve(&self, problem: &Problem) -> Result<Vec<f64>> {
         match self {
@@ -303,16 +387,32 @@ impl Gradients {
                 }
                 Ok(grad)
             }
-            Gradients::Given { values, .. } => {
-                if values.len() != problem.net().num_params() {
+            Gradients::Given(given) => {
+                if given.values.len() != problem.net().num_params() {
                     return Err(Error::Shape(format!(
                         "{} gradient values for {} parameters",
-                        values.len(),
+                        given.values.len(),
                         problem.net().num_params()
                     )));
                 }
-                Ok(values.clone())
+                Ok(given.values.clone())
             }
+        }
+    }
+
+    /// The precision of the gradients as stored (the built-in backprop is f64).
+    pub fn stored_precision(&self) -> Precision {
+        match self {
+            Gradients::Backprop(_) => Precision::F64,
+            Gradients::Given(given) => given.stored,
+        }
+    }
+
+    /// Per tensor, whether it is on trial (`None`: all).
+    pub fn tensors_on_trial(&self) -> Option<&[bool]> {
+        match self {
+            Gradients::Given(g) if g.given.iter().any(|&t| !t) => Some(&g.given),
+            _ => None,
         }
     }
 
@@ -324,8 +424,31 @@ impl Gradients {
                 let list: Vec<String> = bugs.0.iter().map(|(n, f)| format!("{n}×{f}")).collect();
                 format!("built-in backprop with planted bugs {}", list.join(", "))
             }
-            Gradients::Given { source, .. } => source.clone(),
+            Gradients::Given(given) => given.source.clone(),
         }
+    }
+}
+
+/// What would decide an undecided item, by what limits it, for this evaluation.
+fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advice {
+    let roundoff = match (eval.method, eval.precision, eval.directions.is_some()) {
+        (_, Precision::F32, true) | (Method::Full, Precision::F32, _) => {
+            "f32 whole forward passes cannot resolve it; use the delta method or f64".into()
+        }
+        (Method::Full, Precision::F64, _) | (_, _, true) => {
+            "use the delta method (exact changes, no cancellation)".into()
+        }
+        (Method::Delta, Precision::F32, _) => "use f64".into(),
+        (Method::Delta, Precision::F64, _) => String::new(),
+    };
+    Advice {
+        examples,
+        roundoff,
+        truncation: format!("the step {:e} is too large; use a smaller one", eval.eps),
+        gradients: match grad_precision {
+            Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute the gradients in float64".into(),
+            Precision::F64 => String::new(),
+        },
     }
 }
 
@@ -338,11 +461,45 @@ pub fn judge(
 ) -> Result<Report> {
     let start = Instant::now();
     let grad = gradients.resolve(&eval.problem)?;
-    crate::problem::ensure_finite("the gradients", grad.iter())?;
     let layout = eval.problem.net().layout();
+    let given = gradients.tensors_on_trial();
+    for (t, spec) in layout.tensors().iter().enumerate() {
+        if given.is_none_or(|g| g[t]) {
+            if let Some(i) = spec.range().find(|&i| !grad[i].is_finite()) {
+                return Err(Error::NonFinite {
+                    array: format!("the gradient d{}", spec.name),
+                    at: layout.coordinate_name(i),
+                    value: grad[i],
+                });
+            }
+        }
+    }
+    let grad_precision = if opts.grad_precision == Some(Precision::F32)
+        || gradients.stored_precision() == Precision::F32
+    {
+        Precision::F32
+    } else {
+        Precision::F64
+    };
+    let threshold = opts.threshold_for(grad_precision);
+    let roundoff = (grad_precision == Precision::F32)
+        .then(|| cpu::roundoff::gradient_bound(&eval.problem, Precision::F32));
+    let advice = advice(eval, grad_precision, eval.problem.examples());
+    let trial = Trial {
+        grad: &grad,
+        roundoff: roundoff.as_deref(),
+        given,
+    };
     let (comparison, scope) = match &eval.directions {
         None => {
-            let comparison = compare(&layout, &grad, &eval.estimates, opts.threshold(), opts.top);
+            let comparison = compare_trial(
+                &layout,
+                trial,
+                &eval.estimates,
+                threshold,
+                opts.top,
+                &advice,
+            );
             let evaluated = (0..layout.len())
                 .filter(|&i| eval.estimates.is_checked(i))
                 .count();
@@ -362,21 +519,31 @@ pub fn judge(
         }
         Some(dirs) => {
             let est = &eval.estimates;
-            let groups = layout.tensors().iter().enumerate().map(|(t, spec)| {
-                let items = dirs
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, d)| d.tensor == t)
-                    .map(|(k, d)| Judged {
-                        index: k,
-                        grad: d.project(&layout, &grad),
-                        approx: est.gradapprox[k],
-                        noise: est.noise[k],
-                    });
-                (spec, items)
-            });
+            let groups = layout
+                .tensors()
+                .iter()
+                .enumerate()
+                .filter(|(t, _)| given.is_none_or(|g| g[*t]))
+                .map(|(t, spec)| {
+                    let items = dirs
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, d)| d.tensor == t)
+                        .map(|(k, d)| Judged {
+                            index: k,
+                            grad: d.project(&layout, &grad),
+                            approx: est.gradapprox[k],
+                            bracket: None,
+                            roundoff: est.noise[k],
+                            truncation: est.truncation(k),
+                            grad_roundoff: roundoff
+                                .as_deref()
+                                .map_or(0.0, |r| d.project_abs(&layout, r)),
+                        });
+                    (spec, items)
+                });
             let name = |k: usize| format!("{}·v{k}", layout.tensors()[dirs[k].tensor].name);
-            let comparison = compare_groups(groups, Vec::new(), name, opts.threshold(), opts.top);
+            let comparison = compare_groups(groups, false, name, threshold, opts.top, &advice);
             let scope = Scope {
                 mode: "directions",
                 evaluated: dirs.len(),
@@ -387,16 +554,23 @@ pub fn judge(
             (comparison, scope)
         }
     };
-    let mut warnings = Vec::new();
-    if comparison.noise_level > comparison.threshold {
-        warnings.push(format!(
-            "finite-difference round-off ({:.1e} relative) exceeds the threshold: the check cannot resolve errors that small; use a larger --eps or f64",
-            comparison.noise_level
-        ));
-    }
+    let not_given: Vec<String> = layout
+        .tensors()
+        .iter()
+        .enumerate()
+        .filter(|(t, _)| given.is_some_and(|g| !g[*t]))
+        .map(|(_, spec)| spec.name.clone())
+        .collect();
+    let gradient_arrays = match gradients {
+        Gradients::Given(g) => g.arrays.clone(),
+        Gradients::Backprop(_) => Vec::new(),
+    };
     Ok(Report {
         title: title.to_string(),
         gradients: gradients.describe(),
+        gradient_arrays,
+        not_given,
+        grad_precision,
         widths: eval.problem.net().widths(),
         examples: eval.problem.examples(),
         params: layout.len(),
@@ -411,15 +585,17 @@ pub fn judge(
         device: if eval.adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
         adapter: eval.adapter.clone(),
         verdict: comparison.verdict,
+        reason: comparison.reason,
         difference: comparison.difference,
         threshold: comparison.threshold,
+        resolution: comparison.resolution,
         failed_coordinates: comparison.failed_coordinates,
+        unresolved_coordinates: comparison.unresolved_coordinates,
+        kink_coordinates: comparison.kink_coordinates,
         scope,
-        inconclusive: comparison.inconclusive,
-        noise_level: comparison.noise_level,
         tensors: comparison.tensors,
         worst: comparison.worst,
-        warnings,
+        warnings: Vec::new(),
         timing: Timing {
             seconds: eval.seconds + start.elapsed().as_secs_f64(),
             gpu_seconds: eval.gpu_seconds,

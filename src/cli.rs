@@ -11,7 +11,6 @@ use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz, write_npz};
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
-use gradcheck::problem::Problem;
 use gradcheck::report::Report;
 
 /// Proves backpropagation right: every gradient against central finite differences,
@@ -102,6 +101,16 @@ pub struct CheckArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// npz file of the gradients, named like the parameters (W1, b1, … as cs231n's grads
+    /// dict) or dW1, W1_grad, grad_W1.
+    #[arg(long, value_name = "FILE")]
+    pub grads: Option<PathBuf>,
+    /// Check the tool's own backprop of FILE's network instead of gradients from a file.
+    #[arg(long)]
+    pub builtin_backprop: bool,
+    /// Check only the tensors whose gradients are given (else missing ones are an error).
+    #[arg(long)]
+    pub partial: bool,
     /// Scale gradient tensors before the check, e.g. dW2=2,db1=4 (the exercise's bugs).
     #[arg(long)]
     pub bug: Option<BugSpec>,
@@ -154,6 +163,10 @@ pub struct OptionArgs {
     /// Seed of the --sample or --directions draw.
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub sample_seed: u64,
+    /// The precision the gradients were computed in, when it is coarser than the file's
+    /// arrays (f32 gradients saved as float64). float32 arrays are judged as f32 anyway.
+    #[arg(long, value_enum, value_name = "P")]
+    pub grad_precision: Option<Precision>,
 }
 
 impl OptionArgs {
@@ -171,6 +184,7 @@ impl OptionArgs {
             sample: self.sample,
             directions: self.directions,
             sample_seed: self.sample_seed,
+            grad_precision: self.grad_precision,
         }
     }
 }
@@ -195,10 +209,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// 0 pass, 1 fail, 3 inconclusive (2 is an error, 130 an interruption: see main.rs).
 fn exit_code(verdict: Verdict) -> ExitCode {
     match verdict {
         Verdict::Pass => ExitCode::SUCCESS,
         Verdict::Fail => ExitCode::from(1),
+        Verdict::Inconclusive => ExitCode::from(3),
     }
 }
 
@@ -229,13 +245,11 @@ fn run_exercise() -> Result<ExitCode> {
         &Gradients::Backprop(None),
         &opts,
     )?;
-    let buggy_values = input
+    let mut buggy = input
         .gradients
         .context("the built-in exercise carries its buggy gradients")?;
-    let buggy = Gradients::Given {
-        values: buggy_values,
-        source: "the exercise's buggy backprop (dW2 doubled, db1 ×4)".into(),
-    };
+    buggy.source = "the exercise's buggy backprop (dW2 doubled, db1 ×4)".into();
+    let buggy = Gradients::Given(buggy);
     let buggy = judge(
         "Gradient checking exercise: buggy backprop",
         &eval,
@@ -265,15 +279,15 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     let opts = args.options.to_options();
     opts.validate()?;
     let generated = spec(&args.network)?;
-    let (title, problem, given): (String, Problem, Option<Vec<f64>>) = match (&args.file, generated)
-    {
+    let mut notices = Vec::new();
+    let (title, problem, found) = match (&args.file, generated) {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
             let input = read_npz(path)?;
             (
                 format!("gradcheck {}", path.display()),
                 input.problem,
-                input.gradients,
+                Some((input.gradients, input.unused, input.names)),
             )
         }
         (None, Some(spec)) => (
@@ -281,30 +295,88 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
             spec.generate(),
             None,
         ),
-        (None, None) => {
-            let input = exercise();
-            (
-                "gradcheck the exercise's network".into(),
-                input.problem,
-                None,
+        (None, None) => (
+            "gradcheck the exercise's network".into(),
+            exercise().problem,
+            None,
+        ),
+    };
+    let found = match (&args.grads, found) {
+        (Some(path), Some((in_file, unused, _))) => {
+            if in_file.is_some() {
+                bail!(
+                    "{} has gradients of its own and --grads gives others; keep one source",
+                    args.file.as_deref().unwrap_or(Path::new("FILE")).display()
+                );
+            }
+            let read = gradcheck::io::read_gradients(path, problem.net())?;
+            if !unused.is_empty() {
+                notices.push(format!(
+                    "not used from the network's file: {}",
+                    unused.join(", ")
+                ));
+            }
+            Some((read.gradients, read.unused, read.names))
+        }
+        (Some(_), None) => bail!("--grads goes with an npz FILE of the network"),
+        (None, found) => found,
+    };
+    let gradients = match found {
+        // A generated network or the exercise: the built-in backprop is the point.
+        None => Gradients::Backprop(args.bug.clone()),
+        Some((in_file, unused, _)) if args.builtin_backprop => {
+            if !unused.is_empty() {
+                notices.push(format!("not used: {}", unused.join(", ")));
+            }
+            if let Some(ignored) = in_file {
+                let arrays: Vec<&str> = ignored.arrays.iter().map(|(_, a)| a.as_str()).collect();
+                notices.push(format!(
+                    "--builtin-backprop: the given gradients ({}) are not looked at",
+                    arrays.join(", ")
+                ));
+            }
+            Gradients::Backprop(args.bug.clone())
+        }
+        Some((None, _, names)) => {
+            bail!(
+                "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), give them with --grads FILE, or pass --builtin-backprop to check the tool's own backprop",
+                names.join(", ")
             )
         }
-    };
-    let gradients = match given {
-        Some(mut values) => {
+        Some((Some(mut given), unused, _)) => {
+            let layout = problem.net().layout();
+            let missing: Vec<String> = layout
+                .tensors()
+                .iter()
+                .zip(&given.given)
+                .filter(|(_, &g)| !g)
+                .map(|(t, _)| format!("d{}", t.name))
+                .collect();
+            if !missing.is_empty() && !args.partial {
+                bail!(
+                    "gradients missing for {}: give them, or pass --partial to check only {}",
+                    missing.join(", "),
+                    given
+                        .arrays
+                        .iter()
+                        .map(|(_, a)| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if !unused.is_empty() {
+                notices.push(format!("not used: {}", unused.join(", ")));
+            }
             if let Some(bugs) = &args.bug {
-                bugs.apply(&problem.net().layout(), &mut values)?;
+                bugs.apply(&layout, &mut given.values)?;
             }
-            let path = args.file.as_deref().unwrap_or(Path::new("input"));
-            Gradients::Given {
-                values,
-                source: format!("gradients from {}", path.display()),
-            }
+            Gradients::Given(given)
         }
-        None => Gradients::Backprop(args.bug.clone()),
     };
     let engine = Engine::new(&opts)?;
-    print_notices(&engine);
+    for notice in notices.iter().chain(&engine.notices) {
+        eprintln!("note: {notice}");
+    }
     let watch = crate::watch::Watch::new(args.quiet);
     let eval = engine.evaluate_monitored(&problem, &opts, &watch);
     watch.finish();

@@ -27,6 +27,16 @@ impl Direction {
             .map(|(v, g)| v * g)
             .sum()
     }
+
+    /// `|v|·bound`: how far per-coordinate errors within `bound` can move `g·v`.
+    pub fn project_abs(&self, layout: &ParamLayout, bound: &[f64]) -> f64 {
+        let offset = layout.tensors()[self.tensor].offset;
+        self.values
+            .iter()
+            .zip(&bound[offset..offset + self.values.len()])
+            .map(|(v, b)| v.abs() * b)
+            .sum()
+    }
 }
 
 /// `k` seeded directions: tensor `i mod T` for direction i, entries ±1/√n (every

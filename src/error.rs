@@ -12,16 +12,16 @@ pub enum Error {
     /// Shapes that do not chain through the network, or gradients shaped unlike their parameters.
     #[error("shape mismatch: {0}")]
     Shape(String),
-    /// A NaN or infinity anywhere in the input.
-    #[error("array '{array}' holds a non-finite value ({value}) at flat index {index}")]
+    /// A NaN or infinity anywhere in the input; `at` names the entry (`W1[1,1]`).
+    #[error("{array} holds a non-finite value ({value}) at {at}")]
     NonFinite {
         array: String,
-        index: usize,
+        at: String,
         value: f64,
     },
     /// Binary cross-entropy needs labels in [0, 1].
-    #[error("labels must lie in [0, 1]: Y has {value} at flat index {index}")]
-    LabelOutOfRange { index: usize, value: f64 },
+    #[error("labels must lie in [0, 1]: Y has {value} at {at}")]
+    LabelOutOfRange { at: String, value: f64 },
     /// A check over zero examples has no cost to differentiate.
     #[error("no examples: X and Y have zero columns")]
     NoExamples,

@@ -3,7 +3,8 @@
 /// Safety factor on the unit round-off in the noise model below. Measured: the largest
 /// observed `|gradapprox − reference| / (u·(|J₊|+|J₋|)/h)` over random networks at steps
 /// small enough that round-off dominates was 2.5 (CPU f64) and 2.0 (GPU f32 on lavapipe);
-/// the tests `the_roundoff_model_bounds_observed_*` keep it under a quarter of this.
+/// the delta method's bound, `u·Σ|terms|/2ε`, was exceeded by at most 3.9× (GPU f32). The
+/// tests `the_*roundoff_model_bounds_observed_*` keep each under a quarter of this.
 pub const ROUNDOFF_SAFETY: f64 = 16.0;
 
 /// The change one perturbation makes, as the delta method (CPU or GPU) reports it.
@@ -18,6 +19,28 @@ pub struct DeltaCost {
     pub kink: bool,
 }
 
+/// Where a coordinate's step crosses a ReLU kink: its exact one-sided derivatives and the
+/// interval of derivatives a correct backprop may return there (see `cpu::kinks`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Bracket {
+    /// `lim (J(θ) − J(θ − h e_i)) / h` and `lim (J(θ + h e_i) − J(θ)) / h`.
+    pub left: f64,
+    pub right: f64,
+    /// The interval spanned by both one-sided derivatives and the ReLU'(0) = 0 and = 1
+    /// conventions.
+    pub lo: f64,
+    pub hi: f64,
+    /// Round-off bound of the four derivatives.
+    pub noise: f64,
+}
+
+impl Bracket {
+    /// The point of the interval nearest to `grad`: what the gradient is measured against.
+    pub fn nearest(&self, grad: f64) -> f64 {
+        grad.clamp(self.lo, self.hi)
+    }
+}
+
 /// J(θ ± h e_i) for every coordinate and what follows from them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Estimates {
@@ -30,10 +53,12 @@ pub struct Estimates {
     /// A bound on each estimate's round-off error, so that tiny gradients whose estimate
     /// is pure noise are not called bugs.
     pub noise: Vec<f64>,
-    /// Coordinates whose steps still cross a ReLU kink (J is not differentiable there):
-    /// inconclusive, kept out of the verdict, their estimates NaN. Empty when the method
-    /// does not detect kinks.
-    pub inconclusive: Vec<bool>,
+    /// A bound on each estimate's truncation error (the step's third-order term); empty
+    /// where it was not bounded (directional checks).
+    pub truncation: Vec<f64>,
+    /// Coordinates whose steps cross a ReLU kink, with their exact one-sided derivatives:
+    /// judged against the bracket instead of the finite difference.
+    pub kinks: std::collections::BTreeMap<usize, Bracket>,
     /// Coordinates that were evaluated at all (a sampled check leaves the rest NaN).
     /// Empty when every coordinate was.
     pub checked: Vec<bool>,
@@ -68,30 +93,24 @@ impl Estimates {
             j_minus,
             gradapprox,
             noise,
-            inconclusive: Vec::new(),
+            truncation: Vec::new(),
+            kinks: Default::default(),
             checked: Vec::new(),
         }
     }
 
     /// Builds the estimates of the delta method from `J(θ)` and the cost changes, each
     /// coordinate with its own step (kink crossings are re-evaluated with a smaller one).
-    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms. A coordinate whose
-    /// step still crosses a kink gets NaN: the delta method's changes are exact only
-    /// between kinks, so it has no value to report there.
+    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms. Coordinates whose
+    /// step still crosses a kink get their bracket afterwards ([`Estimates::kinks`]).
     pub fn from_deltas(j: f64, deltas: &[DeltaCost], eps: &[f64], unit_roundoff: f64) -> Self {
         let mut est = Self::default();
         for (d, &e) in deltas.iter().zip(eps) {
-            let (plus, minus) = if d.kink {
-                (f64::NAN, f64::NAN)
-            } else {
-                (d.plus, d.minus)
-            };
-            est.j_plus.push(j + plus);
-            est.j_minus.push(j + minus);
-            est.gradapprox.push((plus - minus) / (2.0 * e));
+            est.j_plus.push(j + d.plus);
+            est.j_minus.push(j + d.minus);
+            est.gradapprox.push((d.plus - d.minus) / (2.0 * e));
             est.noise
                 .push(ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e));
-            est.inconclusive.push(d.kink);
         }
         est
     }
@@ -100,16 +119,17 @@ impl Estimates {
     /// coordinates: NaN and unchecked elsewhere.
     pub fn scatter(self, indices: &[usize], total: usize) -> Self {
         let spread = |values: &[f64]| {
+            if values.is_empty() {
+                return Vec::new();
+            }
             let mut all = vec![f64::NAN; total];
             for (&i, &v) in indices.iter().zip(values) {
                 all[i] = v;
             }
             all
         };
-        let mut inconclusive = vec![false; total];
         let mut checked = vec![false; total];
-        for (k, &i) in indices.iter().enumerate() {
-            inconclusive[i] = self.is_inconclusive(k);
+        for &i in indices {
             checked[i] = true;
         }
         Self {
@@ -117,7 +137,12 @@ impl Estimates {
             j_minus: spread(&self.j_minus),
             gradapprox: spread(&self.gradapprox),
             noise: spread(&self.noise),
-            inconclusive,
+            truncation: spread(&self.truncation),
+            kinks: self
+                .kinks
+                .into_iter()
+                .map(|(k, b)| (indices[k], b))
+                .collect(),
             checked,
         }
     }
@@ -127,9 +152,9 @@ impl Estimates {
         self.checked.get(i).copied().unwrap_or(true)
     }
 
-    /// Whether coordinate `i` is inconclusive.
-    pub fn is_inconclusive(&self, i: usize) -> bool {
-        self.inconclusive.get(i).copied().unwrap_or(false)
+    /// The truncation bound of estimate `i` (0 where none was computed).
+    pub fn truncation(&self, i: usize) -> f64 {
+        self.truncation.get(i).copied().unwrap_or(0.0)
     }
 
     /// Number of coordinates.

@@ -1,6 +1,6 @@
 //! A network together with its data: everything a cost evaluation needs, validated once.
 
-use ndarray::Array2;
+use ndarray::{Array2, Dimension};
 
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -41,17 +41,16 @@ impl Problem {
             )));
         }
         for (l, layer) in net.layers().iter().enumerate() {
-            ensure_finite(&format!("W{}", l + 1), layer.w.iter())?;
-            ensure_finite(&format!("b{}", l + 1), layer.b.iter())?;
+            ensure_finite(&format!("W{}", l + 1), layer.w.view())?;
+            ensure_finite(&format!("b{}", l + 1), layer.b.view())?;
         }
-        ensure_finite("X", x.iter())?;
-        ensure_finite("Y", y.iter())?;
-        if let Some((index, &value)) = y
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(0.0..=1.0).contains(*v))
-        {
-            return Err(Error::LabelOutOfRange { index, value });
+        ensure_finite("X", x.view())?;
+        ensure_finite("Y", y.view())?;
+        if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+            return Err(Error::LabelOutOfRange {
+                at: format!("Y[{},{}]", at.0, at.1),
+                value,
+            });
         }
         Ok(Self { net, x, y })
     }
@@ -105,14 +104,24 @@ impl Problem {
     }
 }
 
-/// Fails with the first non-finite value of `values`, naming `array`.
-pub fn ensure_finite<'a>(array: &str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
-    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((index, &value)) => Err(Error::NonFinite {
-            array: array.to_string(),
-            index,
-            value,
-        }),
+/// Fails with the first non-finite entry of `array`, named by its indices (`W1[1,1]`).
+pub fn ensure_finite<D: ndarray::Dimension>(
+    name: &str,
+    array: ndarray::ArrayView<f64, D>,
+) -> Result<()> {
+    match array
+        .into_dyn()
+        .indexed_iter()
+        .find(|(_, v)| !v.is_finite())
+    {
+        Some((at, &value)) => {
+            let at: Vec<String> = at.as_array_view().iter().map(usize::to_string).collect();
+            Err(Error::NonFinite {
+                array: format!("array '{name}'"),
+                at: format!("{name}[{}]", at.join(",")),
+                value,
+            })
+        }
         None => Ok(()),
     }
 }

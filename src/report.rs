@@ -20,9 +20,9 @@ pub struct Timing {
 pub struct Scope {
     /// "every coordinate", "sample" or "directions".
     pub mode: &'static str,
-    /// Coordinates (or directions) evaluated, inconclusive ones included.
+    /// Coordinates (or directions) evaluated.
     pub evaluated: usize,
-    /// Coordinates (or directions) judged: evaluated and not inconclusive.
+    /// Coordinates (or directions) judged: evaluated, of the tensors on trial.
     pub judged: usize,
     /// All coordinates of the network.
     pub total: usize,
@@ -46,9 +46,20 @@ pub struct Report {
     pub title: String,
     /// What was checked: "built-in backprop", "gradients from net.npz", …
     pub gradients: String,
+    /// `(tensor, array)`: which array of the input was read as which tensor's gradient.
+    pub gradient_arrays: Vec<(String, String)>,
+    /// Tensors whose gradients were not given, and so not checked.
+    pub not_given: Vec<String>,
+    /// The precision the gradients were judged at: f32 adds their own round-off to every
+    /// bound.
+    pub grad_precision: Precision,
     pub verdict: Verdict,
+    /// Why the check is inconclusive, when it is.
+    pub reason: Option<String>,
     pub difference: f64,
     pub threshold: f64,
+    /// The smallest global difference the evaluation can tell from its own error.
+    pub resolution: f64,
     pub params: usize,
     /// Layer widths, input first.
     pub widths: Vec<usize>,
@@ -62,12 +73,12 @@ pub struct Report {
     pub device: String,
     pub adapter: Option<AdapterSummary>,
     pub failed_coordinates: usize,
+    /// Coordinates below their own resolution (judged through their tensor's norms).
+    pub unresolved_coordinates: usize,
+    /// Coordinates whose step crosses a ReLU kink, judged against one-sided derivatives.
+    pub kink_coordinates: usize,
     /// What was and was not checked.
     pub scope: Scope,
-    /// Coordinates whose steps cross a ReLU kink even at the re-check step: not judged.
-    pub inconclusive: Vec<String>,
-    /// Estimated round-off of the finite differences, relative to the gradient's norm.
-    pub noise_level: f64,
     pub tensors: Vec<TensorCheck>,
     pub worst: Vec<CoordinateCheck>,
     pub warnings: Vec<String>,
@@ -92,6 +103,7 @@ impl Report {
                 (false, _) => text.to_string(),
                 (true, Verdict::Pass) => format!("\x1b[32m{text}\x1b[0m"),
                 (true, Verdict::Fail) => format!("\x1b[1;31m{text}\x1b[0m"),
+                (true, Verdict::Inconclusive) => format!("\x1b[1;33m{text}\x1b[0m"),
             }
         };
         let widths: Vec<String> = self.widths.iter().map(usize::to_string).collect();
@@ -117,7 +129,29 @@ impl Report {
             self.eps,
             self.threshold
         );
-        let _ = writeln!(out, "checking: {}", self.gradients);
+        let _ = writeln!(
+            out,
+            "checking: {} (judged as {} gradients)",
+            self.gradients,
+            self.grad_precision.as_str()
+        );
+        if !self.gradient_arrays.is_empty() {
+            let read: Vec<String> = self
+                .gradient_arrays
+                .iter()
+                .map(|(t, a)| {
+                    if a == &format!("d{t}") {
+                        a.clone()
+                    } else {
+                        format!("{t}←{a}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "gradient arrays: {}", read.join(", "));
+        }
+        if !self.not_given.is_empty() {
+            let _ = writeln!(out, "not given, NOT checked: {}", self.not_given.join(", "));
+        }
         if self.scope.is_sample() {
             let _ = writeln!(
                 out,
@@ -139,22 +173,32 @@ impl Report {
         out.push('\n');
         let _ = writeln!(
             out,
-            "  {:<8} {:>10} {:>12} {:>12} {:>8} {:>8}  verdict",
-            "tensor", "shape", "difference", "max rel err", "checked", "failing"
+            "  {:<8} {:>10} {:>11} {:>10} {:>9} {:>8} {:>8}  verdict",
+            "tensor", "shape", "difference", "rel_error", "ratio", "checked", "failing"
         );
         for t in &self.tensors {
             let shape = format!("{}×{}", t.shape[0], t.shape[1]);
+            let mut verdict = paint(t.verdict, t.verdict.as_str());
+            if t.kink_coordinates > 0 {
+                verdict.push_str(&format!(" ({} at a kink)", t.kink_coordinates));
+            }
             let _ = writeln!(
                 out,
-                "  {:<8} {:>10} {:>12.3e} {:>12.3e} {:>8} {:>8}  {}",
+                "  {:<8} {:>10} {:>11.3e} {:>10.2e} {:>9.4} {:>8} {:>8}  {verdict}",
                 t.name,
                 shape,
                 t.difference,
-                t.max_rel_error,
+                t.rel_error,
+                t.ratio,
                 t.checked_coordinates,
                 t.failed_coordinates,
-                paint(t.verdict, t.verdict.as_str())
             );
+            if let Some(d) = &t.diagnosis {
+                let _ = writeln!(out, "  {:<8} ↳ {d}", "");
+            }
+            if let Some(r) = &t.reason {
+                let _ = writeln!(out, "  {:<8} ↳ undecided: {r}", "");
+            }
         }
         if !self.worst.is_empty() {
             let _ = writeln!(
@@ -167,31 +211,20 @@ impl Report {
                 }
             );
             for c in &self.worst {
+                let approx = match c.kink {
+                    Some([lo, hi]) => format!("at a kink: [{lo:.6e}, {hi:.6e}]"),
+                    None => format!("approx {:>13.6e}", c.gradapprox),
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<12} grad {:>13.6e}  approx {:>13.6e}  rel err {:.2e}  ({:.2}×)",
-                    c.name, c.grad, c.gradapprox, c.rel_error, c.excess
+                    "  {:<12} grad {:>13.6e}  {approx}  rel err {:.2e}  ({:.2}×, {})",
+                    c.name,
+                    c.grad,
+                    c.rel_error,
+                    c.excess,
+                    c.verdict.as_str()
                 );
             }
-        }
-        if !self.inconclusive.is_empty() {
-            let shown: Vec<&str> = self
-                .inconclusive
-                .iter()
-                .take(10)
-                .map(String::as_str)
-                .collect();
-            let more = self.inconclusive.len().saturating_sub(shown.len());
-            let _ = writeln!(
-                out,
-                "\n  inconclusive (steps cross a ReLU kink, left out of the verdict): {}{}",
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            );
         }
         for w in &self.warnings {
             let _ = writeln!(out, "\n  warning: {w}");
@@ -209,8 +242,14 @@ impl Report {
             (Verdict::Fail, "directions") => {
                 "FAIL: directional derivatives disagree with finite differences"
             }
+            (Verdict::Pass, _) if !self.not_given.is_empty() => {
+                "PASS ON THE GIVEN TENSORS: backprop agrees with finite differences"
+            }
             (Verdict::Pass, _) => "PASS: backprop agrees with finite differences",
             (Verdict::Fail, _) => "FAIL: backprop disagrees with finite differences",
+            (Verdict::Inconclusive, _) => {
+                "INCONCLUSIVE: no error seen, but this evaluation cannot resolve the threshold"
+            }
         };
         let items = if self.scope.is_directions() {
             "directions"
@@ -220,10 +259,11 @@ impl Report {
         let failing = self.failing_tensors();
         let _ = write!(
             out,
-            "\n{}  difference {:.10e} (threshold {:e}), {} of {} {items} beyond tolerance",
+            "\n{}  difference {:.10e} (threshold {:e}, resolution {:.1e}), {} of {} {items} beyond tolerance",
             paint(self.verdict, verdict),
             self.difference,
             self.threshold,
+            self.resolution,
             self.failed_coordinates,
             self.scope.judged
         );
@@ -237,6 +277,9 @@ impl Report {
         }
         if !failing.is_empty() {
             let _ = write!(out, "; failing: {}", failing.join(", "));
+        }
+        if let Some(reason) = &self.reason {
+            let _ = write!(out, "\n  why: {reason}");
         }
         let gpu = self
             .timing

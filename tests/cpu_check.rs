@@ -28,7 +28,7 @@ fn fixture_cost_matches_the_exercise() {
 fn fixture_buggy_gradients_give_the_exercise_difference_and_fail_on_b1_and_w2() {
     let input = fixture();
     let p = &input.problem;
-    let buggy = input.gradients.unwrap();
+    let buggy = input.gradients.unwrap().values;
     for eps in [1e-7, 1e-6, 1e-5] {
         let est = central_differences(p, eps, Precision::F64, &Silent).unwrap();
         let cmp = compare(&p.net().layout(), &buggy, &est, 2e-7, 5);
@@ -91,15 +91,11 @@ fn builtin_backprop_passes_on_the_fixture_at_the_exercise_step_and_the_default()
 fn backprop_matches_finite_differences_on_random_networks() {
     for p in random_problems() {
         let grad = backprop::gradients(&p);
-        let est = central_differences(&p, 1e-6, Precision::F64, &Silent).unwrap();
+        // The default step of the full method in f64: at 1e-6 round-off hides errors of
+        // 2e-7 in tensors of small gradients (inconclusive, as it should be).
+        let est = central_differences(&p, 1e-5, Precision::F64, &Silent).unwrap();
         let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
-        assert_eq!(
-            cmp.verdict,
-            Verdict::Pass,
-            "{:?}: {:?}",
-            p.net().widths(),
-            cmp.worst
-        );
+        common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &p.net().layout());
         assert!(
             cmp.difference < 1e-8,
             "{:?}: difference {}",
@@ -133,10 +129,11 @@ fn one_entry_off_by_1e_3_fails_and_is_named_first_while_correct_backprop_passes(
     for (n, p) in random_problems().into_iter().enumerate() {
         let layout = p.net().layout();
         let grad = backprop::gradients(&p);
-        let est = central_differences(&p, 1e-6, Precision::F64, &Silent).unwrap();
-        assert_eq!(
-            compare(&layout, &grad, &est, 2e-7, 5).verdict,
-            Verdict::Pass
+        let est = central_differences(&p, 1e-5, Precision::F64, &Silent).unwrap();
+        common::passes_but_for_dead_tensors(
+            &compare(&layout, &grad, &est, 2e-7, 5).tensors,
+            &grad,
+            &layout,
         );
         // Pick an entry with a gradient well above the round-off floor, in a different
         // tensor for each network.

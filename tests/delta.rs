@@ -104,12 +104,27 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
         for p in std::iter::once(fixture.clone()).chain(wider_problems()) {
             let eval = engine.evaluate(&p, &opts).unwrap();
             let report = judge("delta", &eval, &Gradients::Backprop(None), &opts).unwrap();
-            assert_eq!(
+            // In f32, a tensor whose gradient sums terms of both signs over the examples
+            // (an output bias) can be below the resolution: undecided, never failed.
+            for t in &report.tensors {
+                let expected = if precision == Precision::F32 && t.resolution > report.threshold {
+                    Verdict::Inconclusive
+                } else {
+                    Verdict::Pass
+                };
+                assert_eq!(
+                    t.verdict,
+                    expected,
+                    "{precision:?} {}",
+                    report.render(false)
+                );
+            }
+            assert_ne!(
                 report.verdict,
-                Verdict::Pass,
+                Verdict::Fail,
                 "{precision:?} {:?}: {:?}",
                 p.net().widths(),
-                report.worst
+                report.render(false)
             );
             let target = if precision == Precision::F64 {
                 1e-9
@@ -150,10 +165,7 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
 fn planted_bugs_fail_with_delta_in_both_precisions() {
     let Some(_) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
-    let buggy = Gradients::Given {
-        values: input.gradients.unwrap(),
-        source: "fixture".into(),
-    };
+    let buggy = Gradients::Given(input.gradients.unwrap());
     for precision in [Precision::F64, Precision::F32] {
         let opts = CheckOptions {
             eps: Some(1e-7),
@@ -216,7 +228,8 @@ fn kinked_problem() -> Problem {
 }
 
 #[test]
-fn kink_crossings_are_inconclusive_and_a_real_bug_beside_them_still_fails() {
+fn a_unit_on_its_kink_is_judged_by_its_one_sided_derivatives_and_a_real_bug_beside_it_still_fails()
+{
     let devices: Vec<DeviceChoice> = match gpu() {
         Some(_) => vec![DeviceChoice::Cpu, DeviceChoice::Gpu],
         None => vec![DeviceChoice::Cpu],
@@ -232,23 +245,23 @@ fn kink_crossings_are_inconclusive_and_a_real_bug_beside_them_still_fails() {
             let opts = options(device, precision);
             let eval = Engine::new(&opts).unwrap().evaluate(&p, &opts).unwrap();
             let report = judge("kink", &eval, &Gradients::Backprop(None), &opts).unwrap();
-            assert_eq!(report.inconclusive, ["b1[2]"], "{device:?} {precision:?}");
-            assert_eq!(
-                report.verdict,
-                Verdict::Pass,
-                "{device:?} {precision:?}: {:?}",
-                report.worst
-            );
+            let b1_check = report.tensors.iter().find(|t| t.name == "b1").unwrap();
+            assert_eq!(b1_check.kink_coordinates, 1, "{device:?} {precision:?}");
+            assert_eq!(report.kink_coordinates, 1, "{device:?} {precision:?}");
+            // b1 passes at its kink; in f32 another tensor may be below the resolution.
+            assert_eq!(b1_check.verdict, Verdict::Pass, "{device:?} {precision:?}");
+            if precision == Precision::F64 {
+                assert_eq!(report.verdict, Verdict::Pass, "{}", report.render(false));
+            } else {
+                assert_ne!(report.verdict, Verdict::Fail, "{}", report.render(false));
+            }
 
             let mut grad = backprop::gradients(&eval.problem);
             let other = (b1..b1 + 6)
                 .find(|&i| i != b1 + 2 && grad[i].abs() > 1e-3)
                 .unwrap();
             grad[other] *= 1.0 + 1e-3;
-            let buggy = Gradients::Given {
-                values: grad,
-                source: "bug beside a kink".into(),
-            };
+            let buggy = Gradients::given(grad, "bug beside a kink");
             let report = judge("kink", &eval, &buggy, &opts).unwrap();
             assert_eq!(report.verdict, Verdict::Fail, "{device:?} {precision:?}");
             assert_eq!(report.worst[0].index, other);
@@ -362,4 +375,49 @@ fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
         };
         assert_eq!(bits(&whole), bits(&sliced), "{precision:?}");
     }
+}
+
+#[test]
+fn the_delta_roundoff_model_bounds_observed_f32_errors_with_margin() {
+    let Some(ctx) = gpu() else { return };
+    let mut worst = 0.0f64;
+    for p in wider_problems() {
+        let seen = p.rounded_to_f32();
+        let sens = Sensitivity::new(&seen);
+        let all: Vec<usize> = (0..seen.net().num_params()).collect();
+        let eps = 1e-5;
+        let exact = delta_costs(&seen, &sens, eps, &all, &Silent).unwrap();
+        let single = delta::evaluate(
+            &ctx,
+            (&seen, &sens),
+            eps,
+            Precision::F32,
+            &all,
+            None,
+            &Silent,
+        )
+        .unwrap()
+        .deltas;
+        let est = Estimates::from_deltas(
+            0.0,
+            &single,
+            &vec![eps; all.len()],
+            Precision::F32.unit_roundoff(),
+        );
+        for (k, (e, s)) in exact.iter().zip(&single).enumerate() {
+            if e.kink || s.kink {
+                continue;
+            }
+            let unit = est.noise[k] / gradcheck::estimate::ROUNDOFF_SAFETY;
+            let err = ((s.plus - s.minus) - (e.plus - e.minus)).abs() / (2.0 * eps);
+            if unit > 0.0 {
+                worst = worst.max(err / unit);
+            }
+        }
+    }
+    eprintln!("worst observed delta round-off ratio (GPU f32): {worst:.3}");
+    assert!(
+        worst <= gradcheck::estimate::ROUNDOFF_SAFETY / 4.0,
+        "observed {worst}"
+    );
 }

@@ -29,7 +29,8 @@ fn correct_backprop_passes_along_random_directions_and_the_gpu_agrees_with_the_c
         let cpu = options(DeviceChoice::Cpu, Precision::F64, k);
         let eval = cpu_engine.evaluate(&p, &cpu).unwrap();
         let report = judge("dirs", &eval, &Gradients::Backprop(None), &cpu).unwrap();
-        assert_eq!(report.verdict, Verdict::Pass, "{:?}", report.worst);
+        let grad = gradcheck::cpu::backprop::gradients(&p);
+        common::passes_but_for_dead_tensors(&report.tensors, &grad, &p.net().layout());
         assert!(report.difference < 1e-8, "{}", report.difference);
         assert_eq!(report.scope.mode, "directions");
         assert_eq!(report.scope.evaluated, k);
@@ -57,10 +58,7 @@ fn correct_backprop_passes_along_random_directions_and_the_gpu_agrees_with_the_c
 #[test]
 fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
-    let buggy = Gradients::Given {
-        values: input.gradients.clone().unwrap(),
-        source: "buggy".into(),
-    };
+    let buggy = Gradients::Given(input.gradients.clone().unwrap());
     let mut cases = vec![(DeviceChoice::Cpu, Precision::F64)];
     if gpu().is_some() {
         cases.extend([
@@ -84,7 +82,12 @@ fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
             "{text}"
         );
         let correct = judge("dirs", &eval, &Gradients::Backprop(None), &opts).unwrap();
-        assert_eq!(correct.verdict, Verdict::Pass, "{device:?} {precision:?}");
+        // f32 whole passes resolve ~1e-3 at best: undecided there, never failed.
+        let expected = match precision {
+            Precision::F64 => Verdict::Pass,
+            Precision::F32 => Verdict::Inconclusive,
+        };
+        assert_eq!(correct.verdict, expected, "{device:?} {precision:?}");
     }
 }
 

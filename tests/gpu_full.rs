@@ -142,10 +142,7 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
 fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
     let Some(_) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
-    let buggy = Gradients::Given {
-        values: input.gradients.clone().unwrap(),
-        source: "fixture".into(),
-    };
+    let buggy = Gradients::Given(input.gradients.clone().unwrap());
     for precision in [Precision::F64, Precision::F32] {
         let opts = CheckOptions {
             device: DeviceChoice::Gpu,
@@ -194,7 +191,9 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
         let grad = backprop::gradients(&p);
         let layout = p.net().layout();
         let chunk = [1, 7, 64, 1000][n % 4];
-        let run = full::evaluate(&ctx, &p, 1e-6, Precision::F64, Some(chunk), &Silent).unwrap();
+        // The full method's default step in f64 (1e-6 leaves tensors of small gradients
+        // below the resolution).
+        let run = full::evaluate(&ctx, &p, 1e-5, Precision::F64, Some(chunk), &Silent).unwrap();
         assert!(
             run.estimates
                 .j_plus
@@ -204,13 +203,7 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
             "unwritten cost"
         );
         let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
-        assert_eq!(
-            cmp.verdict,
-            Verdict::Pass,
-            "{:?} chunk {chunk}: {:?}",
-            p.net().widths(),
-            cmp.worst
-        );
+        common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &layout);
         assert!(cmp.difference < 1e-8);
 
         // f32: gradapprox against the f64 reference at the same f32 points, within what the

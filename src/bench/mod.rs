@@ -133,7 +133,12 @@ pub struct BenchRow {
     pub gflops: f64,
     /// Difference of the correct backprop (a pass is expected).
     pub difference: f64,
+    /// No false alarm: the correct backprop did not fail.
     pub passed: bool,
+    /// "pass", or "inconclusive" where the evaluation cannot resolve the threshold (f32
+    /// whole passes), or "fail".
+    #[serde(default)]
+    pub verdict: String,
 }
 
 /// Times one check of `rung` on `engine`: the best of `repeat` runs (the engine, with its
@@ -174,7 +179,8 @@ pub fn time_check(
         perturbations_per_second: 2.0 * rung.params() as f64 / wall,
         gflops: operations(rung, case.method) / wall * 1e-9,
         difference: report.difference,
-        passed: report.verdict == crate::check::Verdict::Pass,
+        passed: report.verdict != crate::check::Verdict::Fail,
+        verdict: report.verdict.as_str().to_string(),
     })
 }
 
@@ -220,7 +226,11 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
             r.perturbations_per_second,
             r.gflops,
             r.difference,
-            if r.passed { "" } else { " (FAIL)" },
+            match (r.passed, r.verdict.as_str()) {
+                (false, _) => " (FAIL)",
+                (true, "inconclusive") => " (undecided)",
+                _ => "",
+            },
         ));
     }
     out

@@ -5,4 +5,6 @@ pub mod delta;
 pub mod directions;
 pub mod finite_diff;
 pub mod forward;
+pub mod kinks;
+pub mod roundoff;
 pub mod sensitivity;

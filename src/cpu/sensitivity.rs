@@ -30,12 +30,47 @@ pub struct Sensitivity {
     /// Per layer: the step `|Δz_p[i, e]|` at which some ReLU input first reaches 0,
     /// indexed `[i, e]`; [`UNREACHABLE`] where none can.
     pub reach: Vec<Array2<f64>>,
+    /// The unperturbed pre-activations of the hidden layers, `n_l × m` (signs decide the
+    /// ReLU masks where a step crosses a kink).
+    pub z_hidden: Vec<Array2<f64>>,
     /// The unperturbed output logits `z_L` and `σ(z_L)`, `n_L × m`.
     pub z_out: Array2<f64>,
     pub sigma: Array2<f64>,
+    /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]|³`, for the truncation bound.
+    cubed_gain: Vec<Array1<f64>>,
+    /// Per layer: the largest `|A_(p−1)[j, e]|` over the examples, per input unit `j`.
+    input_max: Vec<Array1<f64>>,
 }
 
+/// `max |softplus'''| = max |σ''| = 1/(6√3)`, divided by the 6 of Taylor's remainder.
+const TAYLOR_THIRD: f64 = 0.096_225_044_864_937_63 / 6.0;
+
 impl Sensitivity {
+    /// A bound on the central difference's truncation error for parameter `(p, row, col)`
+    /// at step `eps`, valid while the step crosses no kink: between kinks the logits move
+    /// linearly, `c = s·gain`, and the cost's third derivative along the step is at most
+    /// `Σ |σ''|·|c|³ / m`, so `|(ΔJ₊ − ΔJ₋)/2ε − J'| ≤ ε²/6 · max|σ''| · Σ|c|³ / m`
+    /// (Hölder: the input factor bounded by its largest magnitude).
+    pub fn truncation_bound(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> f64 {
+        let s = col.map_or(1.0, |j| self.input_max[p][j]);
+        let m = self.z_out.ncols() as f64;
+        eps * eps * TAYLOR_THIRD * s * s * s * self.cubed_gain[p][row] / m
+    }
+
+    /// Whether a step of `eps` in parameter `(p, row, col)` moves some ReLU input across 0
+    /// in some example.
+    pub fn crosses(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> bool {
+        let reach = self.reach[p].row(row);
+        match col {
+            None => reach.iter().any(|&r| eps >= r),
+            Some(j) => self.inputs[p]
+                .row(j)
+                .iter()
+                .zip(reach)
+                .any(|(&a, &r)| a != 0.0 && (eps * a).abs() >= r),
+        }
+    }
+
     /// `J(θ)`, from the unperturbed logits.
     pub fn cost(&self, problem: &Problem) -> f64 {
         cost_from_logits(self.z_out.view(), problem.y().view())
@@ -72,14 +107,35 @@ impl Sensitivity {
         let mut inputs = Vec::with_capacity(last + 1);
         inputs.push(problem.x().to_owned());
         inputs.extend(acts.a[..last].iter().cloned());
-        let z_out = acts.z[last].clone();
+        let cubed_gain = gain
+            .iter()
+            .map(|g| {
+                g.outer_iter()
+                    .map(|row| row.iter().map(|v| v.abs().powi(3)).sum())
+                    .collect()
+            })
+            .collect();
+        let input_max = inputs
+            .iter()
+            .map(|a| {
+                a.rows()
+                    .into_iter()
+                    .map(|r| r.iter().fold(0.0f64, |acc, v| acc.max(v.abs())))
+                    .collect()
+            })
+            .collect();
+        let mut z = acts.z;
+        let z_out = z.pop().expect("at least one layer");
         let sigma = z_out.mapv(sigmoid);
         Self {
             inputs,
             gain,
             reach,
+            z_hidden: z,
             z_out,
             sigma,
+            cubed_gain,
+            input_max,
         }
     }
 }

@@ -14,16 +14,32 @@ mod guard;
 
 use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
+use crate::checker::GivenGradients;
 use crate::error::{Error, Result};
-use crate::model::{Layer, Mlp};
+use crate::model::{Layer, Mlp, TensorKind};
+use crate::options::Precision;
 use crate::problem::{ensure_finite, Problem};
 
 /// What an input file holds: the problem, and the gradients to check if it carries them.
 #[derive(Clone, Debug)]
 pub struct NpzInput {
     pub problem: Problem,
-    /// `dW1, db1, …` flattened in layout order, when the file has them.
-    pub gradients: Option<Vec<f64>>,
+    /// The gradients found under any of [`gradient_names`]' spellings, when there are some.
+    pub gradients: Option<GivenGradients>,
+    /// Arrays of the file that the check does not use.
+    pub unused: Vec<String>,
+    /// Every array name in the file.
+    pub names: Vec<String>,
+}
+
+/// The names a gradient of tensor `W1` may have, in the order they are looked for: the
+/// course's `dW1`, `W1_grad`, `grad_W1`.
+pub fn gradient_names(tensor: &str) -> [String; 3] {
+    [
+        format!("d{tensor}"),
+        format!("{tensor}_grad"),
+        format!("grad_{tensor}"),
+    ]
 }
 
 /// Reads a network, its data and optionally its gradients from an npz file.
@@ -73,8 +89,73 @@ fn read_npz_from<R: Read + Seek>(mut reader: R, label: &str) -> Result<NpzInput>
     let x = arrays.matrix("X")?;
     let y = arrays.labels("Y")?;
     let problem = Problem::new(net, x, y)?;
-    let gradients = arrays.gradients(problem.net())?;
-    Ok(NpzInput { problem, gradients })
+    let mut used: BTreeSet<String> = ["X", "Y"].into_iter().map(String::from).collect();
+    used.extend((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]));
+    let gradients = arrays.gradients(problem.net(), false)?;
+    if let Some(g) = &gradients {
+        used.extend(g.arrays.iter().map(|(_, a)| a.clone()));
+    }
+    Ok(NpzInput {
+        problem,
+        gradients,
+        unused: names
+            .iter()
+            .filter(|n| !used.contains(*n))
+            .cloned()
+            .collect(),
+        names: names.into_iter().collect(),
+    })
+}
+
+/// Reads the gradients of `net` from a file of their own (cs231n's `grads` dict saved with
+/// `np.savez`): arrays named like the parameters (`W1`, `b1`) or as in [`gradient_names`].
+pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
+    let label = path.display().to_string();
+    let npz_error = |reason: String| Error::Npz {
+        path: label.clone(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(|source| Error::Io {
+        path: label.clone(),
+        source,
+    })?;
+    guard::check_archive(&mut file).map_err(|reason| npz_error(one_line(&reason)))?;
+    file.rewind()
+        .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
+    let mut npz =
+        NpzReader::new(file).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
+    let names: BTreeSet<String> = npz
+        .names()
+        .map_err(|e| npz_error(e.to_string()))?
+        .into_iter()
+        .collect();
+    let mut arrays = Arrays {
+        npz: &mut npz,
+        names: &names,
+        label: &label,
+    };
+    let gradients = arrays.gradients(net, true)?;
+    let used: BTreeSet<&String> = gradients
+        .iter()
+        .flat_map(|g| g.arrays.iter().map(|(_, a)| a))
+        .collect();
+    Ok(NpzGradients {
+        unused: names
+            .iter()
+            .filter(|n| !used.contains(n))
+            .cloned()
+            .collect(),
+        names: names.iter().cloned().collect(),
+        gradients,
+    })
+}
+
+/// What a file of gradients holds.
+#[derive(Clone, Debug)]
+pub struct NpzGradients {
+    pub gradients: Option<GivenGradients>,
+    pub unused: Vec<String>,
+    pub names: Vec<String>,
 }
 
 /// Writes a problem (and optionally gradients) in the layout [`read_npz`] reads.
@@ -168,21 +249,33 @@ struct Arrays<'a, R: Read + Seek> {
 impl<R: Read + Seek> Arrays<'_, R> {
     /// Any numeric array as f64, checked finite.
     fn any(&mut self, name: &str) -> Result<ArrayD<f64>> {
+        Ok(self.any_with_precision(name)?.0)
+    }
+
+    /// [`Arrays::any`], and whether it was stored as float32 (f32) or exactly (f64).
+    fn any_with_precision(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
         if !self.names.contains(name) {
             return Err(Error::MissingArray(name.into()));
         }
-        let array = self.read_as_f64(name)?;
-        ensure_finite(name, array.iter())?;
-        Ok(array)
+        let (array, precision) = self.read_as_f64(name)?;
+        ensure_finite(name, array.view())?;
+        Ok((array, precision))
     }
 
-    fn read_as_f64(&mut self, name: &str) -> Result<ArrayD<f64>> {
+    fn read_as_f64(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
         macro_rules! try_types {
             ($($t:ty),*) => {{
                 let mut descriptor: Option<String> = None;
                 $(
                     match self.npz.by_name::<ndarray::OwnedRepr<$t>, ndarray::IxDyn>(name) {
-                        Ok(a) => return Ok(a.mapv(|v| v as f64)),
+                        Ok(a) => {
+                            let precision = if std::any::type_name::<$t>() == "f32" {
+                                Precision::F32
+                            } else {
+                                Precision::F64
+                            };
+                            return Ok((a.mapv(|v| v as f64), precision));
+                        }
                         Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(d))) => {
                             descriptor.get_or_insert_with(|| d.to_string());
                         }
@@ -197,7 +290,7 @@ impl<R: Read + Seek> Arrays<'_, R> {
             .npz
             .by_name::<ndarray::OwnedRepr<bool>, ndarray::IxDyn>(name)
         {
-            Ok(a) => Ok(a.mapv(|v| if v { 1.0 } else { 0.0 })),
+            Ok(a) => Ok((a.mapv(|v| if v { 1.0 } else { 0.0 }), Precision::F64)),
             Err(ReadNpzError::Npy(ReadNpyError::WrongDescriptor(_))) => Err(Error::Dtype {
                 array: name.into(),
                 dtype: descriptor.unwrap_or_default(),
@@ -243,37 +336,65 @@ impl<R: Read + Seek> Arrays<'_, R> {
         }
     }
 
-    /// `dW1, db1, …` when present: all or none, each shaped like its parameter.
-    fn gradients(&mut self, net: &Mlp) -> Result<Option<Vec<f64>>> {
-        let any_present = self.names.iter().any(|n| {
-            n.strip_prefix("dW")
-                .or_else(|| n.strip_prefix("db"))
-                .is_some_and(|r| r.parse::<usize>().is_ok())
-        });
-        if !any_present {
-            return Ok(None);
+    /// The gradients of `net` present under any of [`gradient_names`]' spellings (and, in a
+    /// file of gradients alone, `bare`, under the parameters' own names), each shaped like
+    /// its parameter; `None` when there are none. Tensors without one are marked not given.
+    fn gradients(&mut self, net: &Mlp, bare: bool) -> Result<Option<GivenGradients>> {
+        let layout = net.layout();
+        let mut values = vec![f64::NAN; layout.len()];
+        let mut given = vec![false; layout.tensors().len()];
+        let mut arrays = Vec::new();
+        let mut stored = Precision::F64;
+        for (t, spec) in layout.tensors().iter().enumerate() {
+            let mut candidates: Vec<String> = gradient_names(&spec.name).into();
+            if bare {
+                candidates.insert(0, spec.name.clone());
+            }
+            let found: Vec<&String> = candidates
+                .iter()
+                .filter(|n| self.names.contains(*n))
+                .collect();
+            let name = match found.as_slice() {
+                [] => continue,
+                [one] => (*one).clone(),
+                several => {
+                    let list: Vec<&str> = several.iter().map(|s| s.as_str()).collect();
+                    return Err(Error::Shape(format!(
+                        "{} all look like the gradient of {}; keep one",
+                        list.join(" and "),
+                        spec.name
+                    )));
+                }
+            };
+            let (array, precision) = self.any_with_precision(&name)?;
+            let shape = array.shape().to_vec();
+            let fits = match (spec.kind, shape.as_slice()) {
+                (TensorKind::Weight, [r, c]) => [*r, *c] == spec.shape,
+                (TensorKind::Bias, [n] | [n, 1]) => *n == spec.shape[0],
+                _ => false,
+            };
+            if !fits {
+                return Err(Error::Shape(format!(
+                    "{name} has shape {shape:?} but {} has {:?}",
+                    spec.name,
+                    match spec.kind {
+                        TensorKind::Weight => spec.shape.to_vec(),
+                        TensorKind::Bias => vec![spec.shape[0], 1],
+                    }
+                )));
+            }
+            values[spec.range()]
+                .iter_mut()
+                .zip(array.iter())
+                .for_each(|(v, &a)| *v = a);
+            if precision == Precision::F32 {
+                stored = Precision::F32;
+            }
+            given[t] = true;
+            arrays.push((spec.name.clone(), name));
         }
-        let mut flat = Vec::with_capacity(net.num_params());
-        for (l, layer) in net.layers().iter().enumerate() {
-            let n = l + 1;
-            let dw = self.matrix(&format!("dW{n}"))?;
-            if dw.dim() != layer.w.dim() {
-                return Err(Error::Shape(format!(
-                    "dW{n} has shape {:?} but W{n} has {:?}",
-                    dw.shape(),
-                    layer.w.shape()
-                )));
-            }
-            let db = self.vector(&format!("db{n}"))?;
-            if db.len() != layer.b.len() {
-                return Err(Error::Shape(format!(
-                    "db{n} has {} entries but b{n} has {}",
-                    db.len(),
-                    layer.b.len()
-                )));
-            }
-            flat.extend(dw.iter());
-            flat.extend(db.iter());
+        if arrays.is_empty() {
+            return Ok(None);
         }
         for name in self.names.iter() {
             if let Some(rest) = name.strip_prefix("dW").or_else(|| name.strip_prefix("db")) {
@@ -288,6 +409,12 @@ impl<R: Read + Seek> Arrays<'_, R> {
                 }
             }
         }
-        Ok(Some(flat))
+        Ok(Some(GivenGradients {
+            values,
+            given,
+            arrays,
+            stored,
+            source: format!("gradients from {}", self.label),
+        }))
     }
 }

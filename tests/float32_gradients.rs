@@ -1,0 +1,130 @@
+//! Gradients computed in float32 are judged with their own round-off: correct ones pass,
+//! planted bugs of 1e-3 and up still fail, and the bound is calibrated by measurement.
+
+mod common;
+
+use gradcheck::check::Verdict;
+use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
+use gradcheck::cpu::roundoff::{gradient_bound, GRADIENT_ROUNDOFF_SAFETY};
+use gradcheck::generate::NetworkSpec;
+use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
+use gradcheck::problem::Problem;
+
+/// Random networks of depth 2–5, widths up to 128, up to 128 examples, one and several
+/// outputs.
+fn networks() -> Vec<Problem> {
+    let shapes: [(&[usize], usize); 10] = [
+        (&[4, 5, 1], 3),
+        (&[20, 16, 1], 128),
+        (&[64, 32, 16, 1], 64),
+        (&[128, 128, 1], 128),
+        (&[30, 60, 40, 20, 3], 50),
+        (&[10, 128, 128, 128, 128, 1], 32),
+        (&[100, 50, 25, 10, 5, 4], 100),
+        (&[7, 9, 11, 2], 17),
+        (&[128, 64, 128, 1], 128),
+        (&[3, 100, 100, 1], 128),
+    ];
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (w, m))| {
+            NetworkSpec::new(w.to_vec(), *m, 900 + i as u64)
+                .unwrap()
+                .generate()
+                .rounded_to_f32()
+        })
+        .collect()
+}
+
+/// A planted bug: rewrites one tensor's gradient in place.
+type Bug = dyn Fn(&mut [f64]);
+
+fn given(problem: &Problem, values: Vec<f64>) -> Gradients {
+    let tensors = problem.net().layout().tensors().len();
+    Gradients::Given(GivenGradients {
+        values,
+        given: vec![true; tensors],
+        arrays: Vec::new(),
+        stored: Precision::F32,
+        source: "a float32 backprop".into(),
+    })
+}
+
+#[test]
+fn the_gradient_roundoff_bound_covers_float32_backprops_with_margin() {
+    let mut worst = 0.0f64;
+    for p in networks() {
+        let exact = gradcheck::cpu::backprop::gradients(&p);
+        let single = common::float32_backprop(&p);
+        let bound = gradient_bound(&p, Precision::F32);
+        for ((e, s), b) in exact.iter().zip(&single).zip(&bound) {
+            let unit = b / GRADIENT_ROUNDOFF_SAFETY;
+            if unit > 0.0 {
+                worst = worst.max((f64::from(*s) - e).abs() / unit);
+            }
+        }
+    }
+    eprintln!("largest |g32 − g| / σ: {worst:.3}");
+    assert!(
+        worst * 4.0 <= GRADIENT_ROUNDOFF_SAFETY,
+        "measured {worst}, safety {GRADIENT_ROUNDOFF_SAFETY}"
+    );
+}
+
+#[test]
+fn correct_float32_backprops_pass_and_planted_bugs_fail() {
+    let opts = CheckOptions {
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let engine = Engine::new(&opts).unwrap();
+    for p in networks() {
+        let eval = engine.evaluate(&p, &opts).unwrap();
+        let single: Vec<f64> = common::float32_backprop(&p)
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let report = judge("f32", &eval, &given(&p, single.clone()), &opts).unwrap();
+        assert_eq!(
+            report.verdict,
+            Verdict::Pass,
+            "{:?}: {}",
+            p.net().widths(),
+            report.render(false)
+        );
+        assert_eq!(report.grad_precision, Precision::F32);
+        eprintln!(
+            "{:?}: resolution {:.2e}, difference {:.2e}",
+            p.net().widths(),
+            report.resolution,
+            report.difference
+        );
+        let layout = p.net().layout();
+        let bugs: [(&str, &Bug); 3] = [
+            ("×1.001 on W1", &|g| g.iter_mut().for_each(|v| *v *= 1.001)),
+            ("×2 on the last bias", &|g| {
+                g.iter_mut().for_each(|v| *v *= 2.0)
+            }),
+            ("×1.01 on the largest entry of W2", &|g| {
+                let k = (0..g.len())
+                    .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+                    .unwrap();
+                g[k] *= 1.01;
+            }),
+        ];
+        let targets = ["W1", &format!("b{}", layout.tensors().len() / 2), "W2"];
+        for ((what, bug), target) in bugs.iter().zip(targets) {
+            let mut buggy = single.clone();
+            bug(&mut buggy[layout.tensor_named(target).unwrap().range()]);
+            let report = judge("f32 bug", &eval, &given(&p, buggy), &opts).unwrap();
+            assert_eq!(
+                report.failing_tensors(),
+                [target],
+                "{what} in {:?}: {}",
+                p.net().widths(),
+                report.render(false)
+            );
+        }
+    }
+}
