@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::estimate::Estimates;
+use crate::estimate::{Bracket, Estimates};
 use crate::model::{ParamLayout, TensorSpec};
 
 /// The outcome of a comparison, at every level (coordinate, tensor, check).
@@ -95,9 +95,9 @@ pub struct CoordinateCheck {
     pub index: usize,
     pub grad: f64,
     pub gradapprox: f64,
-    /// `[lo, hi]` of the derivatives a correct backprop may give where the step crosses a
-    /// ReLU kink (the gradient is measured against the nearest point).
-    pub kink: Option<[f64; 2]>,
+    /// Where the step crosses a ReLU kink: the derivatives a correct backprop may give
+    /// there (the gradient is measured against the nearest, `Bracket::nearest`).
+    pub kink: Option<Bracket>,
     /// `|grad − approx| / (|grad| + |approx|)`.
     pub rel_error: f64,
     /// Error over its tolerance (`threshold·(|grad|+|approx|) + bound`): above 1 fails.
@@ -231,7 +231,7 @@ pub fn compare_trial(
                     index: i,
                     grad: trial.grad[i],
                     approx: est.gradapprox[i],
-                    bracket: kink.map(|b| [b.lo, b.hi]),
+                    bracket: kink.copied(),
                     roundoff: kink.map_or(est.noise[i], |b| b.noise),
                     truncation: if kink.is_some() {
                         0.0
@@ -262,8 +262,8 @@ pub struct Judged {
     pub grad: f64,
     /// Its finite-difference estimate.
     pub approx: f64,
-    /// Where the step crosses a kink: the interval of acceptable derivatives.
-    pub bracket: Option<[f64; 2]>,
+    /// Where the step crosses a kink: the derivatives a correct backprop may give.
+    pub bracket: Option<Bracket>,
     /// Bounds on the comparison's error from each source.
     pub roundoff: f64,
     pub truncation: f64,
@@ -273,8 +273,8 @@ pub struct Judged {
 impl Judged {
     /// The estimate the gradient is measured against: the bracket's nearest point at a kink.
     fn reference(&self) -> f64 {
-        match self.bracket {
-            Some([lo, hi]) => self.grad.clamp(lo, hi),
+        match &self.bracket {
+            Some(b) => b.nearest(self.grad),
             None => self.approx,
         }
     }
@@ -807,7 +807,8 @@ mod tests {
     }
 
     #[test]
-    fn a_bracket_passes_gradients_inside_it_and_fails_those_far_outside() {
+    fn a_kink_passes_gradients_between_the_one_sided_derivatives_or_on_a_convention_and_fails_others(
+    ) {
         let layout = ParamLayout::for_widths(&[1, 1]);
         let mut est = estimates(vec![0.8, 0.3]);
         est.kinks.insert(
@@ -815,14 +816,16 @@ mod tests {
             crate::estimate::Bracket {
                 left: 0.2,
                 right: 0.4,
-                lo: 0.2,
-                hi: 0.4,
+                relu0: 0.2,
+                relu1: 1.5,
                 noise: 1e-15,
             },
         );
         for (g, expect) in [
             (0.2, Verdict::Pass),
+            (0.3, Verdict::Pass),
             (0.4, Verdict::Pass),
+            (1.5, Verdict::Pass),
             (0.8, Verdict::Fail),
             (0.0, Verdict::Fail),
         ] {

@@ -19,25 +19,31 @@ pub struct DeltaCost {
     pub kink: bool,
 }
 
-/// Where a coordinate's step crosses a ReLU kink: its exact one-sided derivatives and the
-/// interval of derivatives a correct backprop may return there (see `cpu::kinks`).
+/// Where a coordinate's step crosses a ReLU kink: its exact one-sided derivatives, and
+/// what backprop gives there under either ReLU'(0) convention (see `cpu::kinks`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Bracket {
     /// `lim (J(θ) − J(θ − h e_i)) / h` and `lim (J(θ + h e_i) − J(θ)) / h`.
     pub left: f64,
     pub right: f64,
-    /// The interval spanned by both one-sided derivatives and the ReLU'(0) = 0 and = 1
-    /// conventions.
-    pub lo: f64,
-    pub hi: f64,
+    /// The derivative with ReLU'(0) = 0 (`Z > 0`) and with ReLU'(0) = 1 (`Z ≥ 0`).
+    pub relu0: f64,
+    pub relu1: f64,
     /// Round-off bound of the four derivatives.
     pub noise: f64,
 }
 
 impl Bracket {
-    /// The point of the interval nearest to `grad`: what the gradient is measured against.
+    /// The admissible derivative nearest to `grad`, what the gradient is measured
+    /// against: any point between the one-sided derivatives (every ReLU'(0) in [0, 1] of a
+    /// unit alone on its kink lands there), or either convention's derivative, which with
+    /// several units on their kinks at once can fall outside them.
     pub fn nearest(&self, grad: f64) -> f64 {
-        grad.clamp(self.lo, self.hi)
+        let between = grad.clamp(self.left.min(self.right), self.left.max(self.right));
+        [between, self.relu0, self.relu1]
+            .into_iter()
+            .min_by(|a, b| (a - grad).abs().total_cmp(&(b - grad).abs()))
+            .expect("three candidates")
     }
 }
 

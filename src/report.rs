@@ -211,8 +211,11 @@ impl Report {
                 }
             );
             for c in &self.worst {
-                let approx = match c.kink {
-                    Some([lo, hi]) => format!("at a kink: [{lo:.6e}, {hi:.6e}]"),
+                let approx = match &c.kink {
+                    Some(b) => format!(
+                        "at a kink: one-sided {:.6e} / {:.6e}, ReLU'(0)=0 {:.6e}, =1 {:.6e}",
+                        b.left, b.right, b.relu0, b.relu1
+                    ),
                     None => format!("approx {:>13.6e}", c.gradapprox),
                 };
                 let _ = writeln!(
