@@ -15,6 +15,9 @@ use ndarray_npy::NpzWriter;
 use predicates::prelude::*;
 use tempfile::TempDir;
 
+/// How a gradient array is named after its tensor (`dW1`, `W1_grad`…).
+type Naming = dyn Fn(&str) -> String;
+
 fn gradcheck() -> Command {
     let mut cmd = Command::cargo_bin("gradcheck").unwrap();
     cmd.env("NODEVICE_SELECT", "1");
@@ -25,7 +28,7 @@ fn gradcheck() -> Command {
 /// `name(tensor)`; `f32` stores every array as float32.
 fn arrays(
     p: &Problem,
-    grad: Option<(&[f64], &dyn Fn(&str) -> String)>,
+    grad: Option<(&[f64], &Naming)>,
 ) -> Vec<(String, Array2<f64>)> {
     let mut out = vec![
         ("X".to_string(), p.x().clone()),
@@ -94,7 +97,7 @@ fn gradients_under_other_names_are_read_never_replaced() {
     let p = network();
     let grad = gradcheck::cpu::backprop::gradients(&p);
     let buggy = scaled(&p, &grad, "W3", 1.01);
-    let spellings: [(&str, &dyn Fn(&str) -> String); 2] = [
+    let spellings: [(&str, &Naming); 2] = [
         ("W1_grad", &|t: &str| format!("{t}_grad")),
         ("grad_W1", &|t: &str| format!("grad_{t}")),
     ];
