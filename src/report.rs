@@ -131,7 +131,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "checking: {} (judged as {} gradients)",
+            "checking: {} · judged as {} gradients",
             self.gradients,
             self.grad_precision.as_str()
         );
