@@ -5,6 +5,10 @@
 //!     cargo bench --bench ladder                              # the whole ladder
 //!     GRADCHECK_BENCH_QUICK=1 cargo bench --bench ladder      # the two smallest sizes
 //!
+//! `cargo test` runs each benchmark once (criterion's test mode), on the two smallest
+//! sizes, so the default test run stays short; `GRADCHECK_BENCH_FULL=1 cargo test` runs
+//! the whole ladder there too.
+//!
 //! The engine (and the GPU device) is opened outside the timed region. A case whose device
 //! is missing is skipped with a message. `gradcheck bench` gives the same sweep as a table,
 //! JSON and a plot.
@@ -31,7 +35,10 @@ const CASES: [(DeviceChoice, Method, Precision, usize); 6] = [
 ];
 
 fn checks(c: &mut Criterion) {
-    let quick = std::env::var_os("GRADCHECK_BENCH_QUICK").is_some();
+    // `cargo bench` passes --bench; `cargo test` does not, and gets the quick sizes.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let quick = std::env::var_os("GRADCHECK_BENCH_QUICK").is_some()
+        || (!benching && std::env::var_os("GRADCHECK_BENCH_FULL").is_none());
     let mut rungs = ladder();
     if quick {
         rungs.truncate(2);

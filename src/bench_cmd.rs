@@ -37,7 +37,29 @@ fn case_label(case: &Case) -> String {
     .to_lowercase()
 }
 
+/// Fails now, before any measuring, if `path` cannot be written: a typo in a directory
+/// should not cost the whole sweep.
+fn ensure_writable(path: &std::path::Path) -> Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 pub fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.plot {
+        bench::plot::ensure_svg(path)?;
+        ensure_writable(path)?;
+    }
+    if let Some(path) = &args.json {
+        ensure_writable(path)?;
+    }
     let results = match &args.from {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -77,7 +99,7 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
     } else {
         args.layers
             .iter()
-            .map(|w| Rung::new(w, args.examples))
+            .map(|w| Rung::new(&w.0, args.examples))
             .collect()
     };
     rungs.sort_by_key(Rung::params);
@@ -109,12 +131,18 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
             .context("progress template")?
             .progress_chars("=> "),
     );
+    // The clock keeps running while one case is measured.
+    progress.enable_steady_tick(std::time::Duration::from_millis(250));
 
     let (mut rows, mut skipped) = (Vec::new(), Vec::new());
     for case in &cases {
         let opts = case.options(args.adapter.as_deref());
         let engine = match Engine::new(&opts) {
             Ok(engine) => engine,
+            // An adapter asked for by name and absent is a mistake, not a case to skip.
+            Err(e @ gradcheck::Error::NoAdapter(_)) if args.adapter.is_some() => {
+                return Err(e.into());
+            }
             Err(e) => {
                 progress.inc(rungs.len() as u64);
                 skipped.push(Skipped {
@@ -157,5 +185,12 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
         }
     }
     progress.finish_and_clear();
+    if rows.is_empty() {
+        let reasons: Vec<String> = skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.case, s.reason))
+            .collect();
+        bail!("nothing was measured ({})", reasons.join("; "));
+    }
     Ok(BenchJson { rows, skipped })
 }

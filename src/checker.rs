@@ -17,7 +17,7 @@ use crate::memory;
 use crate::monitor::{Continuing, Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 use crate::problem::Problem;
-use crate::report::{Report, Scope, Timing};
+use crate::report::{Header, Report, Scope, Timing};
 
 /// Where the work runs, resolved once per process and reused by every check.
 pub struct Engine {
@@ -57,6 +57,13 @@ impl Engine {
                         ctx.summary().name
                     ));
                     None
+                }
+                // An adapter asked for by name is meant: its absence is an error.
+                Err(e @ Error::NoAdapter(_))
+                    if opts.adapter.is_some()
+                        || std::env::var_os("WGPU_ADAPTER_NAME").is_some() =>
+                {
+                    return Err(e)
                 }
                 Err(Error::NoAdapter(why)) => {
                     notices.push(format!("no GPU adapter found{why}; running on the CPU"));
@@ -164,6 +171,28 @@ impl Engine {
         Ok((estimates, gpu_seconds))
     }
 
+    /// What a check of `problem` with `gradients` will say it does, before any work.
+    pub fn header(
+        &self,
+        title: &str,
+        problem: &Problem,
+        gradients: &Gradients,
+        opts: &CheckOptions,
+    ) -> Header {
+        let seen = match opts.precision {
+            Precision::F32 => problem.rounded_to_f32(),
+            Precision::F64 => problem.clone(),
+        };
+        build_header(
+            title,
+            &seen,
+            self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
+            (opts.eps(), opts.precision, opts.evaluation_method()),
+            gradients,
+            opts,
+        )
+    }
+
     /// The GPU in use, if any.
     pub fn gpu(&self) -> Option<&GpuContext> {
         self.gpu.as_ref()
@@ -184,7 +213,7 @@ impl Engine {
     ) -> Result<Evaluation> {
         opts.validate()?;
         let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
-        memory::ensure_fits(problem, checked, opts.budget())?;
+        memory::ensure_problem_fits(problem, checked, opts.budget())?;
         let eps = opts.eps();
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
         let seen = match opts.precision {
@@ -452,6 +481,61 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
     }
 }
 
+/// The precision the gradients are judged at: f32 when they are stored as float32 or
+/// declared computed in f32.
+fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> Precision {
+    if opts.grad_precision == Some(Precision::F32) || gradients.stored_precision() == Precision::F32
+    {
+        Precision::F32
+    } else {
+        Precision::F64
+    }
+}
+
+/// The header of a check of `seen` (the problem as the device sees it) on `adapter` (the
+/// CPU when `None`), with `(eps, precision, method)`.
+fn build_header(
+    title: &str,
+    seen: &Problem,
+    adapter: Option<AdapterSummary>,
+    (eps, precision, method): (f64, Precision, Method),
+    gradients: &Gradients,
+    opts: &CheckOptions,
+) -> Header {
+    let layout = seen.net().layout();
+    let grad_precision = judged_precision(gradients, opts);
+    let (gradient_arrays, not_given) = match gradients {
+        Gradients::Given(g) => (
+            g.arrays.clone(),
+            layout
+                .tensors()
+                .iter()
+                .zip(&g.given)
+                .filter(|(_, &given)| !given)
+                .map(|(t, _)| t.name.clone())
+                .collect(),
+        ),
+        Gradients::Backprop(_) => (Vec::new(), Vec::new()),
+    };
+    Header {
+        title: title.to_string(),
+        gradients: gradients.describe(),
+        gradient_arrays,
+        not_given,
+        grad_precision,
+        threshold: opts.threshold_for(grad_precision),
+        params: layout.len(),
+        widths: seen.net().widths(),
+        examples: seen.examples(),
+        cost: cpu::forward::cost(seen.net(), seen.x().view(), seen.y().view()),
+        eps,
+        precision,
+        method,
+        device: if adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
+        adapter,
+    }
+}
+
 /// Judges `gradients` against an evaluation and builds the report.
 pub fn judge(
     title: &str,
@@ -474,14 +558,15 @@ pub fn judge(
             }
         }
     }
-    let grad_precision = if opts.grad_precision == Some(Precision::F32)
-        || gradients.stored_precision() == Precision::F32
-    {
-        Precision::F32
-    } else {
-        Precision::F64
-    };
-    let threshold = opts.threshold_for(grad_precision);
+    let header = build_header(
+        title,
+        &eval.problem,
+        eval.adapter.clone(),
+        (eval.eps, eval.precision, eval.method),
+        gradients,
+        opts,
+    );
+    let (grad_precision, threshold) = (header.grad_precision, header.threshold);
     let roundoff = (grad_precision == Precision::F32)
         .then(|| cpu::roundoff::gradient_bound(&eval.problem, Precision::F32));
     let advice = advice(eval, grad_precision, eval.problem.examples());
@@ -554,40 +639,19 @@ pub fn judge(
             (comparison, scope)
         }
     };
-    let not_given: Vec<String> = layout
-        .tensors()
-        .iter()
-        .enumerate()
-        .filter(|(t, _)| given.is_some_and(|g| !g[*t]))
-        .map(|(_, spec)| spec.name.clone())
-        .collect();
-    let gradient_arrays = match gradients {
-        Gradients::Given(g) => g.arrays.clone(),
-        Gradients::Backprop(_) => Vec::new(),
-    };
+    let mut warnings = Vec::new();
+    if opts.sample.is_some_and(|k| k >= layout.len()) {
+        warnings.push(format!(
+            "a sample of {} is not smaller than the network's {} parameters: every coordinate was checked",
+            opts.sample.unwrap_or_default(),
+            layout.len()
+        ));
+    }
     Ok(Report {
-        title: title.to_string(),
-        gradients: gradients.describe(),
-        gradient_arrays,
-        not_given,
-        grad_precision,
-        widths: eval.problem.net().widths(),
-        examples: eval.problem.examples(),
-        params: layout.len(),
-        cost: cpu::forward::cost(
-            eval.problem.net(),
-            eval.problem.x().view(),
-            eval.problem.y().view(),
-        ),
-        eps: eval.eps,
-        precision: eval.precision,
-        method: eval.method,
-        device: if eval.adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
-        adapter: eval.adapter.clone(),
+        header,
         verdict: comparison.verdict,
         reason: comparison.reason,
         difference: comparison.difference,
-        threshold: comparison.threshold,
         resolution: comparison.resolution,
         failed_coordinates: comparison.failed_coordinates,
         unresolved_coordinates: comparison.unresolved_coordinates,
@@ -595,7 +659,7 @@ pub fn judge(
         scope,
         tensors: comparison.tensors,
         worst: comparison.worst,
-        warnings: Vec::new(),
+        warnings,
         timing: Timing {
             seconds: eval.seconds + start.elapsed().as_secs_f64(),
             gpu_seconds: eval.gpu_seconds,

@@ -1,4 +1,6 @@
-//! Command-line interface: flags parsed by clap and turned into library calls.
+//! Command-line interface: flags parsed by clap and turned into library calls. Only this
+//! layer knows flag names: it checks what only flags can get wrong (a flag given twice, one
+//! that means nothing without another) and hands the library checked options.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -7,16 +9,26 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gradcheck::check::Verdict;
-use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz, write_npz};
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
+use gradcheck::problem::Problem;
 use gradcheck::report::Report;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    pass: every gradient agrees with its finite differences
+  1    fail: some gradient disagrees (the report names the tensor and coordinates)
+  2    error: bad input or options, or a GPU or runtime failure (one line on stderr)
+  3    inconclusive: nothing failed, but somewhere the evaluation cannot resolve the
+       threshold (the report says where and what would decide it)
+  130  interrupted by Ctrl-C (nothing is written)";
 
 /// Proves backpropagation right: every gradient against central finite differences,
 /// evaluated in bulk on the GPU. With no command, runs the gradient-checking exercise.
 #[derive(Parser, Debug)]
-#[command(name = "gradcheck", version, about)]
+#[command(name = "gradcheck", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -25,8 +37,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check the gradients of a network read from FILE (npz) or generated with --layers.
+    #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
-    /// Write a generated network, its data and its backprop gradients to an npz file.
+    /// Write a network (the exercise's, or one generated with --layers), its data and its
+    /// backprop gradients to an npz file.
     Export(ExportArgs),
     /// List the GPU adapters wgpu can see.
     Devices,
@@ -39,10 +53,10 @@ pub enum Command {
 pub struct BenchArgs {
     /// A network to time, as widths (input first); repeat the flag for several.
     /// Default: the ladder from the exercise (47 parameters) to 3072-1024-512-1 (3.67M).
-    #[arg(long = "layers", value_name = "WIDTHS", value_parser = parse_widths)]
-    pub layers: Vec<Vec<usize>>,
+    #[arg(long = "layers", value_name = "WIDTHS", value_parser = parse_widths, action = clap::ArgAction::Append)]
+    pub layers: Vec<Widths>,
     /// Examples for the --layers networks.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_hyphen_values = true, value_parser = count)]
     pub examples: usize,
     #[arg(long, value_enum, value_delimiter = ',', default_value = "cpu,gpu")]
     pub devices: Vec<DeviceChoice>,
@@ -52,10 +66,10 @@ pub struct BenchArgs {
     pub precisions: Vec<Precision>,
     /// Skip a size when the previous size's time, scaled by the operation counts,
     /// predicts more than this many seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_hyphen_values = true)]
     pub max_seconds: f64,
     /// Runs per measurement (the best is kept).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true, value_parser = count)]
     pub repeat: usize,
     /// Use the GPU adapter whose name contains NAME.
     #[arg(long, value_name = "NAME")]
@@ -63,41 +77,84 @@ pub struct BenchArgs {
     /// Write the rows as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
-    /// Write a log-log plot of time against parameters (SVG) to PATH.
+    /// Write a plot of time against parameters (SVG) to PATH.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// No progress bar.
-    #[arg(long)]
+    #[arg(long, short)]
     pub quiet: bool,
     /// Measure nothing: read the rows of an earlier `--json` file (to print or plot again).
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
 }
 
-fn parse_widths(text: &str) -> std::result::Result<Vec<usize>, String> {
+/// Layer widths, input first: one value of `--layers`, so that the flag given twice is an
+/// error in `check` rather than two lists silently joined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Widths(pub Vec<usize>);
+
+fn parse_widths(text: &str) -> std::result::Result<Widths, String> {
     text.split(',')
-        .map(|w| w.trim().parse::<usize>().map_err(|e| format!("'{w}': {e}")))
-        .collect()
+        .map(|w| count(w.trim()).map_err(|e| format!("'{w}': {e}")))
+        .collect::<std::result::Result<_, _>>()
+        .map(Widths)
+}
+
+/// A count or size: a whole number ≥ 0, said plainly for a negative one (clap would
+/// suggest `-- -3`, which is no help here).
+fn count(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<i128>() {
+        Ok(v) if v < 0 => Err(format!("must be a non-negative whole number, got {v}")),
+        Ok(v) => usize::try_from(v).map_err(|_| format!("{v} is too large")),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
+/// A seed: a whole number from 0 to 2⁶⁴ − 1.
+fn seed(text: &str) -> std::result::Result<u64, String> {
+    match text.trim().parse::<i128>() {
+        Ok(v) if v < 0 => Err(format!("must be a non-negative whole number, got {v}")),
+        Ok(v) => u64::try_from(v).map_err(|_| format!("{v} is too large")),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
 }
 
 /// A generated network.
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
-    /// Layer widths, input first, e.g. 784,128,64,1.
-    #[arg(long, value_delimiter = ',')]
-    pub layers: Option<Vec<usize>>,
-    /// Number of examples (columns of X).
-    #[arg(long, default_value_t = 64)]
-    pub examples: usize,
-    /// Seed of the generator.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    /// Layer widths, input first, e.g. 784,128,64,1 (without it: the exercise's network).
+    #[arg(long, value_name = "WIDTHS", value_parser = parse_widths)]
+    pub layers: Option<Widths>,
+    /// Number of examples (columns of X) of the --layers network [default: 64].
+    #[arg(long, allow_hyphen_values = true, value_parser = count)]
+    pub examples: Option<usize>,
+    /// Seed of the --layers network's generator [default: 7].
+    #[arg(long, allow_hyphen_values = true, value_parser = seed)]
+    pub seed: Option<u64>,
+}
+
+impl NetworkArgs {
+    /// The generated network asked for, if any; `--examples` or `--seed` without
+    /// `--layers` would describe nothing, so they are refused rather than ignored.
+    fn spec(&self) -> Result<Option<NetworkSpec>> {
+        match &self.layers {
+            Some(Widths(widths)) => Ok(Some(NetworkSpec::new(
+                widths.clone(),
+                self.examples.unwrap_or(64),
+                self.seed.unwrap_or(7),
+            )?)),
+            None if self.examples.is_some() || self.seed.is_some() => {
+                bail!("--examples and --seed describe a generated network: give --layers too")
+            }
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// npz file with X, Y, W1, b1, … and optionally dW1, db1, … (the gradients to check).
-    /// Without FILE and --layers, the exercise's network.
+    /// npz file with X, Y, W1, b1, … and the gradients to check (dW1, db1, …, or W1_grad,
+    /// grad_W1). Without FILE and --layers, the exercise's network.
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
@@ -127,12 +184,18 @@ pub struct CheckArgs {
 /// Options shared by every check.
 #[derive(Args, Debug)]
 pub struct OptionArgs {
+    /// Where the finite differences run. auto: a hardware GPU when there is one and it has
+    /// the precision asked for; f64 on a software adapter (lavapipe, llvmpipe, WARP) and no
+    /// adapter at all run on the native CPU path instead, with a notice.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Arithmetic of the perturbed passes (backprop is always f64); the CPU path is f64.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub precision: Precision,
-    #[arg(long, value_enum, default_value_t = Method::Delta)]
-    pub method: Method,
+    /// delta: only the change a step makes (exact, kink-aware, fast); full: whole forward
+    /// passes (the exercise's algorithm) [default: delta].
+    #[arg(long, value_enum)]
+    pub method: Option<Method>,
     /// Finite-difference step (default: chosen for the precision and method).
     #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
@@ -140,28 +203,29 @@ pub struct OptionArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
     /// Number of worst coordinates to name.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_hyphen_values = true, value_parser = count)]
     pub top: usize,
-    /// Use the GPU adapter whose name contains NAME (else WGPU_ADAPTER_NAME).
+    /// Use the GPU adapter whose name contains NAME (else WGPU_ADAPTER_NAME); an error when
+    /// none matches, whatever --device says.
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
     /// Perturbations (full) or parameters (delta) per GPU dispatch (default: from the
     /// device's limits).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = count)]
     pub chunk: Option<usize>,
     /// Memory the check may use, e.g. 512M or 8G (default: 3/4 of the available RAM).
     /// Bigger checks are refused before they start; GPU work is sliced to fit it.
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
     pub max_memory: Option<u64>,
     /// Check only K coordinates, drawn at random with every tensor represented (delta).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = count)]
     pub sample: Option<usize>,
     /// Check K random directional derivatives (unit directions, one tensor each, the
     /// tensors in turn) by whole forward passes, as PyTorch's fast_mode does.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = count)]
     pub directions: Option<usize>,
     /// Seed of the --sample or --directions draw.
-    #[arg(long, value_name = "S", default_value_t = 1)]
+    #[arg(long, value_name = "S", default_value_t = 1, allow_hyphen_values = true, value_parser = seed)]
     pub sample_seed: u64,
     /// The precision the gradients were computed in, when it is coarser than the file's
     /// arrays (f32 gradients saved as float64). float32 arrays are judged as f32 anyway.
@@ -170,11 +234,15 @@ pub struct OptionArgs {
 }
 
 impl OptionArgs {
-    fn to_options(&self) -> CheckOptions {
-        CheckOptions {
+    /// The library's options; what only flags can get wrong is refused here.
+    fn to_options(&self) -> Result<CheckOptions> {
+        if self.directions.is_some() && self.method == Some(Method::Delta) {
+            bail!("--directions evaluates whole forward passes (the full method); drop --method delta");
+        }
+        Ok(CheckOptions {
             device: self.device,
             precision: self.precision,
-            method: self.method,
+            method: self.method.unwrap_or(Method::Delta),
             eps: self.eps,
             threshold: self.threshold,
             top: self.top,
@@ -185,7 +253,7 @@ impl OptionArgs {
             directions: self.directions,
             sample_seed: self.sample_seed,
             grad_precision: self.grad_precision,
-        }
+        })
     }
 }
 
@@ -193,6 +261,9 @@ impl OptionArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// Scale the written gradient tensors, e.g. dW2=2,db1=4 (a buggy backprop to check).
+    #[arg(long)]
+    pub bug: Option<BugSpec>,
     /// Output npz file.
     #[arg(short, long)]
     pub output: PathBuf,
@@ -222,21 +293,12 @@ fn color(stream_is_terminal: bool) -> bool {
     stream_is_terminal && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn spec(network: &NetworkArgs) -> Result<Option<NetworkSpec>> {
-    network
-        .layers
-        .as_ref()
-        .map(|layers| NetworkSpec::new(layers.clone(), network.examples, network.seed))
-        .transpose()
-        .map_err(Into::into)
-}
-
 /// The exercise: the correct backprop (expected to pass), then the exercise's buggy
 /// gradients (expected to fail on W2 and b1). Exit 0 when both come out as expected.
 fn run_exercise() -> Result<ExitCode> {
     let opts = CheckOptions::default();
     let engine = Engine::new(&opts)?;
-    print_notices(&engine);
+    print_notices(&engine.notices);
     let input = exercise();
     let eval = engine.evaluate(&input.problem, &opts)?;
     let correct = judge(
@@ -275,121 +337,157 @@ fn run_exercise() -> Result<ExitCode> {
     })
 }
 
-fn run_check(args: &CheckArgs) -> Result<ExitCode> {
-    let opts = args.options.to_options();
-    opts.validate()?;
-    let generated = spec(&args.network)?;
-    let mut notices = Vec::new();
-    let (title, problem, found) = match (&args.file, generated) {
+/// What an input file holds besides the network: its gradients if any, the arrays the
+/// check does not use, and every array's name.
+struct Found {
+    gradients: Option<GivenGradients>,
+    unused: Vec<String>,
+    names: Vec<String>,
+}
+
+/// The network to check, its title, and what its file holds (`None` when generated).
+fn problem(args: &CheckArgs, opts: &CheckOptions) -> Result<(String, Problem, Option<Found>)> {
+    Ok(match (&args.file, args.network.spec()?) {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
             let input = read_npz(path)?;
             (
                 format!("gradcheck {}", path.display()),
                 input.problem,
-                Some((input.gradients, input.unused, input.names)),
+                Some(Found {
+                    gradients: input.gradients,
+                    unused: input.unused,
+                    names: input.names,
+                }),
             )
         }
-        (None, Some(spec)) => (
-            format!("gradcheck generated network (seed {})", spec.seed),
-            spec.generate(),
-            None,
-        ),
+        (None, Some(spec)) => {
+            let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
+            let problem = spec.generate_within(checked, opts.budget())?;
+            (
+                format!("gradcheck generated network (seed {})", spec.seed),
+                problem,
+                None,
+            )
+        }
         (None, None) => (
             "gradcheck the exercise's network".into(),
             exercise().problem,
             None,
         ),
-    };
+    })
+}
+
+/// The gradients on trial: the file's (or `--grads`'), or the built-in backprop where
+/// asked for or where the network is generated; never one silently for the other.
+fn gradients(
+    args: &CheckArgs,
+    problem: &Problem,
+    found: Option<Found>,
+    notices: &mut Vec<String>,
+) -> Result<Gradients> {
     let found = match (&args.grads, found) {
-        (Some(path), Some((in_file, unused, _))) => {
-            if in_file.is_some() {
+        (Some(path), Some(in_file)) => {
+            if in_file.gradients.is_some() {
                 bail!(
                     "{} has gradients of its own and --grads gives others; keep one source",
                     args.file.as_deref().unwrap_or(Path::new("FILE")).display()
                 );
             }
             let read = gradcheck::io::read_gradients(path, problem.net())?;
-            if !unused.is_empty() {
+            if !in_file.unused.is_empty() {
                 notices.push(format!(
                     "not used from the network's file: {}",
-                    unused.join(", ")
+                    in_file.unused.join(", ")
                 ));
             }
-            Some((read.gradients, read.unused, read.names))
+            Some(Found {
+                gradients: read.gradients,
+                unused: read.unused,
+                names: read.names,
+            })
         }
         (Some(_), None) => bail!("--grads goes with an npz FILE of the network"),
         (None, found) => found,
     };
-    let gradients = match found {
-        // A generated network or the exercise: the built-in backprop is the point.
-        None => Gradients::Backprop(args.bug.clone()),
-        Some((in_file, unused, _)) if args.builtin_backprop => {
-            if !unused.is_empty() {
-                notices.push(format!("not used: {}", unused.join(", ")));
-            }
-            if let Some(ignored) = in_file {
-                let arrays: Vec<&str> = ignored.arrays.iter().map(|(_, a)| a.as_str()).collect();
-                notices.push(format!(
-                    "--builtin-backprop: the given gradients ({}) are not looked at",
-                    arrays.join(", ")
-                ));
-            }
-            Gradients::Backprop(args.bug.clone())
+    let Some(found) = found else {
+        if args.builtin_backprop || args.partial {
+            bail!("--builtin-backprop and --partial go with an npz FILE of the network");
         }
-        Some((None, _, names)) => {
-            bail!(
-                "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), give them with --grads FILE, or pass --builtin-backprop to check the tool's own backprop",
-                names.join(", ")
-            )
-        }
-        Some((Some(mut given), unused, _)) => {
-            let layout = problem.net().layout();
-            let missing: Vec<String> = layout
-                .tensors()
-                .iter()
-                .zip(&given.given)
-                .filter(|(_, &g)| !g)
-                .map(|(t, _)| format!("d{}", t.name))
-                .collect();
-            if !missing.is_empty() && !args.partial {
-                bail!(
-                    "gradients missing for {}: give them, or pass --partial to check only {}",
-                    missing.join(", "),
-                    given
-                        .arrays
-                        .iter()
-                        .map(|(_, a)| a.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if !unused.is_empty() {
-                notices.push(format!("not used: {}", unused.join(", ")));
-            }
-            if let Some(bugs) = &args.bug {
-                bugs.apply(&layout, &mut given.values)?;
-            }
-            Gradients::Given(given)
-        }
+        return Ok(Gradients::Backprop(args.bug.clone()));
     };
+    if !found.unused.is_empty() {
+        notices.push(format!("not used: {}", found.unused.join(", ")));
+    }
+    if args.builtin_backprop {
+        if let Some(ignored) = found.gradients {
+            let arrays: Vec<&str> = ignored.arrays.iter().map(|(_, a)| a.as_str()).collect();
+            notices.push(format!(
+                "--builtin-backprop: the given gradients ({}) are not looked at",
+                arrays.join(", ")
+            ));
+        }
+        return Ok(Gradients::Backprop(args.bug.clone()));
+    }
+    let Some(mut given) = found.gradients else {
+        bail!(
+            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), give them with --grads FILE, or pass --builtin-backprop to check the tool's own backprop",
+            found.names.join(", ")
+        );
+    };
+    let layout = problem.net().layout();
+    let missing: Vec<String> = layout
+        .tensors()
+        .iter()
+        .zip(&given.given)
+        .filter(|(_, &g)| !g)
+        .map(|(t, _)| format!("d{}", t.name))
+        .collect();
+    if !missing.is_empty() && !args.partial {
+        let present: Vec<&str> = given.arrays.iter().map(|(_, a)| a.as_str()).collect();
+        bail!(
+            "gradients missing for {}: give them, or pass --partial to check only {}",
+            missing.join(", "),
+            present.join(", ")
+        );
+    }
+    if let Some(bugs) = &args.bug {
+        bugs.apply(&layout, &mut given.values)?;
+    }
+    Ok(Gradients::Given(given))
+}
+
+fn run_check(args: &CheckArgs) -> Result<ExitCode> {
+    let opts = args.options.to_options()?;
+    opts.validate()?;
+    let (title, problem, found) = problem(args, &opts)?;
+    let mut notices = Vec::new();
+    let gradients = gradients(args, &problem, found, &mut notices)?;
     let engine = Engine::new(&opts)?;
-    for notice in notices.iter().chain(&engine.notices) {
-        eprintln!("note: {notice}");
+    notices.extend(engine.notices.iter().cloned());
+    print_notices(&notices);
+    // What is checked, where and how, before the work: a long check says what it does.
+    let header = engine.header(&title, &problem, &gradients, &opts);
+    let to_stderr = args.json.as_deref() == Some("-");
+    if to_stderr {
+        eprint!("{}", header.render());
+    } else {
+        print!("{}", header.render());
+        std::io::stdout().flush()?;
     }
     let watch = crate::watch::Watch::new(args.quiet);
     let eval = engine.evaluate_monitored(&problem, &opts, &watch);
     watch.finish();
-    let report = judge(&title, &eval?, &gradients, &opts)?;
     if watch.interrupted() {
         return Err(gradcheck::Error::Cancelled.into());
     }
+    let report = judge(&title, &eval?, &gradients, &opts)?;
     emit(&report, args.json.as_deref())?;
     Ok(exit_code(report.verdict))
 }
 
-fn print_notices(engine: &Engine) {
-    for notice in &engine.notices {
+fn print_notices(notices: &[String]) {
+    for notice in notices {
         eprintln!("note: {notice}");
     }
 }
@@ -398,16 +496,25 @@ fn print_notices(engine: &Engine) {
 fn emit(report: &Report, json: Option<&str>) -> Result<()> {
     match json {
         Some("-") => {
-            eprintln!("{}", report.render(color(std::io::stderr().is_terminal())));
+            eprintln!(
+                "{}",
+                report.render_findings(color(std::io::stderr().is_terminal()))
+            );
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", report.to_json())?;
         }
         Some(path) => {
-            println!("{}", report.render(color(std::io::stdout().is_terminal())));
+            println!(
+                "{}",
+                report.render_findings(color(std::io::stdout().is_terminal()))
+            );
             write_atomically(Path::new(path), report.to_json().as_bytes())
                 .with_context(|| format!("writing the JSON report to {path}"))?;
         }
-        None => println!("{}", report.render(color(std::io::stdout().is_terminal()))),
+        None => println!(
+            "{}",
+            report.render_findings(color(std::io::stdout().is_terminal()))
+        ),
     }
     Ok(())
 }
@@ -422,17 +529,25 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 fn run_export(args: &ExportArgs) -> Result<ExitCode> {
-    let Some(spec) = spec(&args.network)? else {
-        bail!("export needs --layers, e.g. --layers 784,128,64,1");
+    let problem = match args.network.spec()? {
+        Some(spec) => spec.generate_within(0, gradcheck::memory::default_budget())?,
+        None => exercise().problem,
     };
-    let problem = spec.generate();
-    let grads = gradcheck::cpu::backprop::gradients(&problem);
+    let mut grads = gradcheck::cpu::backprop::gradients(&problem);
+    if let Some(bugs) = &args.bug {
+        bugs.apply(&problem.net().layout(), &mut grads)?;
+    }
     write_npz(&args.output, &problem, Some(&grads))?;
     println!(
-        "wrote {} ({} parameters, {} examples, with backprop gradients)",
+        "wrote {} ({} parameters, {} examples, with backprop gradients{})",
         args.output.display(),
         problem.net().num_params(),
-        problem.examples()
+        problem.examples(),
+        if args.bug.is_some() {
+            " and planted bugs"
+        } else {
+            ""
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

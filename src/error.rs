@@ -37,12 +37,10 @@ pub enum Error {
     /// An array whose element type is neither float nor integer.
     #[error("array '{array}' has unsupported dtype {dtype}; use float64, float32, integer or bool arrays")]
     Dtype { array: String, dtype: String },
-    /// File system errors, with the path.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// File system errors, with the path (the cause is part of the message, not a source,
+    /// so that a chain printer does not say it twice).
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     /// No GPU adapter matched (or none exists).
     #[error("no GPU adapter found{0}")]
     NoAdapter(String),

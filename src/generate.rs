@@ -48,6 +48,13 @@ impl NetworkSpec {
         ParamLayout::for_widths(&self.widths).len()
     }
 
+    /// [`NetworkSpec::generate`], refused before anything is allocated when checking
+    /// `checked` of its coordinates would need more host memory than `budget`.
+    pub fn generate_within(&self, checked: usize, budget: u64) -> Result<Problem> {
+        crate::memory::ensure_fits(&self.widths, self.examples, checked, budget)?;
+        Ok(self.generate())
+    }
+
     /// He-initialised weights (N(0, 2/n_in)), small random biases, standard-normal inputs
     /// and 0/1 labels, from a portable seeded generator.
     pub fn generate(&self) -> Problem {

@@ -28,29 +28,51 @@ pub fn default_budget() -> u64 {
         .map_or(FALLBACK_BUDGET, |kib| kib * 1024 / 4 * 3)
 }
 
-/// Bytes a check of `checked` coordinates of `problem` needs on the host, by the model
-/// above plus its activations.
-pub fn host_bytes(problem: &Problem, checked: usize) -> u64 {
-    let params = problem.net().num_params() as u64;
-    let units: usize = problem.net().widths().iter().sum();
-    let activations = (units * problem.examples()) as u64 * 8 * 4;
-    params * BYTES_PER_PARAM + checked.min(params as usize) as u64 * BYTES_PER_CHECKED + activations
+/// Bytes a check of `checked` coordinates of a network of `widths` over `examples`
+/// needs on the host, by the model above plus its data and activations; from the shape
+/// alone, so that a network too large is refused before it is built (saturating: widths of
+/// 10⁵ must not overflow the estimate).
+pub fn host_bytes(widths: &[usize], examples: usize, checked: usize) -> u64 {
+    let params = params_of(widths);
+    let units = widths.iter().fold(0u64, |a, &w| a.saturating_add(w as u64));
+    let activations = units.saturating_mul(examples as u64).saturating_mul(8 * 4);
+    params
+        .saturating_mul(BYTES_PER_PARAM)
+        .saturating_add(
+            (checked as u64)
+                .min(params)
+                .saturating_mul(BYTES_PER_CHECKED),
+        )
+        .saturating_add(activations)
 }
 
-/// Refuses, before anything large is allocated, a check of `checked` coordinates that
-/// needs more than `budget`.
-pub fn ensure_fits(problem: &Problem, checked: usize, budget: u64) -> Result<()> {
-    let need = host_bytes(problem, checked);
+/// Parameters of a network of `widths` (`Σ n_l·(n_(l−1) + 1)`), saturating.
+fn params_of(widths: &[usize]) -> u64 {
+    widths.windows(2).fold(0u64, |a, pair| {
+        a.saturating_add((pair[1] as u64).saturating_mul(pair[0] as u64 + 1))
+    })
+}
+
+/// Refuses, before anything large is allocated, a check of `checked` coordinates of a
+/// network of `widths` over `examples` that needs more than `budget`.
+pub fn ensure_fits(widths: &[usize], examples: usize, checked: usize, budget: u64) -> Result<()> {
+    let need = host_bytes(widths, examples, checked);
     if need > budget {
+        let params = params_of(widths);
         return Err(Error::Memory(format!(
-            "checking {} of {} parameters needs about {} but the budget is {} (raise --max-memory, or check a subset with --sample)",
-            checked.min(problem.net().num_params()),
-            problem.net().num_params(),
+            "checking {} of {} parameters needs about {} but the budget is {} (raise the budget, or check a subset of the coordinates)",
+            (checked as u64).min(params),
+            params,
             human(need),
             human(budget)
         )));
     }
     Ok(())
+}
+
+/// [`ensure_fits`] for a problem already in memory.
+pub fn ensure_problem_fits(problem: &Problem, checked: usize, budget: u64) -> Result<()> {
+    ensure_fits(&problem.net().widths(), problem.examples(), checked, budget)
 }
 
 /// Coordinates per GPU slice: each slice's output (`bytes_per_item` each) stays within the

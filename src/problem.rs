@@ -26,17 +26,14 @@ impl Problem {
                 net.input_width()
             )));
         }
-        if y.nrows() != net.output_width() {
+        if y.dim() != (net.output_width(), x.ncols()) {
             return Err(Error::Shape(format!(
-                "Y has {} rows but the output layer has {} units",
+                "Y has shape ({}, {}) but the network expects ({}, {}): one row per output unit ({}), one column per example of X ({})",
                 y.nrows(),
-                net.output_width()
-            )));
-        }
-        if y.ncols() != x.ncols() {
-            return Err(Error::Shape(format!(
-                "Y has {} columns (examples) but X has {}",
                 y.ncols(),
+                net.output_width(),
+                x.ncols(),
+                net.output_width(),
                 x.ncols()
             )));
         }

@@ -40,9 +40,10 @@ impl Scope {
     }
 }
 
-/// Everything one check found, as printed and as written to JSON.
+/// What a check is about to do, known before any work: printed first, so that a long
+/// check says what it is doing, and again at the head of the report.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct Header {
     pub title: String,
     /// What was checked: "built-in backprop", "gradients from net.npz", …
     pub gradients: String,
@@ -50,16 +51,10 @@ pub struct Report {
     pub gradient_arrays: Vec<(String, String)>,
     /// Tensors whose gradients were not given, and so not checked.
     pub not_given: Vec<String>,
-    /// The precision the gradients were judged at: f32 adds their own round-off to every
+    /// The precision the gradients are judged at: f32 adds their own round-off to every
     /// bound.
     pub grad_precision: Precision,
-    pub verdict: Verdict,
-    /// Why the check is inconclusive, when it is.
-    pub reason: Option<String>,
-    pub difference: f64,
     pub threshold: f64,
-    /// The smallest global difference the evaluation can tell from its own error.
-    pub resolution: f64,
     pub params: usize,
     /// Layer widths, input first.
     pub widths: Vec<usize>,
@@ -72,40 +67,11 @@ pub struct Report {
     /// "cpu" or "gpu".
     pub device: String,
     pub adapter: Option<AdapterSummary>,
-    pub failed_coordinates: usize,
-    /// Coordinates below their own resolution (judged through their tensor's norms).
-    pub unresolved_coordinates: usize,
-    /// Coordinates whose step crosses a ReLU kink, judged against one-sided derivatives.
-    pub kink_coordinates: usize,
-    /// What was and was not checked.
-    pub scope: Scope,
-    pub tensors: Vec<TensorCheck>,
-    pub worst: Vec<CoordinateCheck>,
-    pub warnings: Vec<String>,
-    pub timing: Timing,
 }
 
-impl Report {
-    /// Names of the tensors that fail, in layout order.
-    pub fn failing_tensors(&self) -> Vec<&str> {
-        crate::check::failing_tensors(&self.tensors)
-    }
-
-    /// Pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("reports serialise")
-    }
-
-    /// The human report; `color` adds ANSI colours to the verdicts.
-    pub fn render(&self, color: bool) -> String {
-        let paint = |v: Verdict, text: &str| -> String {
-            match (color, v) {
-                (false, _) => text.to_string(),
-                (true, Verdict::Pass) => format!("\x1b[32m{text}\x1b[0m"),
-                (true, Verdict::Fail) => format!("\x1b[1;31m{text}\x1b[0m"),
-                (true, Verdict::Inconclusive) => format!("\x1b[1;33m{text}\x1b[0m"),
-            }
-        };
+impl Header {
+    /// The lines that say what is checked, where and how.
+    pub fn render(&self) -> String {
         let widths: Vec<String> = self.widths.iter().map(usize::to_string).collect();
         let device = match &self.adapter {
             Some(a) => format!("gpu: {} ({})", a.name, a.backend),
@@ -152,6 +118,61 @@ impl Report {
         if !self.not_given.is_empty() {
             let _ = writeln!(out, "not given, NOT checked: {}", self.not_given.join(", "));
         }
+        out
+    }
+}
+
+/// Everything one check found, as printed and as written to JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub header: Header,
+    pub verdict: Verdict,
+    /// Why the check is inconclusive, when it is.
+    pub reason: Option<String>,
+    pub difference: f64,
+    /// The smallest global difference the evaluation can tell from its own error.
+    pub resolution: f64,
+    pub failed_coordinates: usize,
+    /// Coordinates below their own resolution (judged through their tensor's norms).
+    pub unresolved_coordinates: usize,
+    /// Coordinates whose step crosses a ReLU kink, judged against one-sided derivatives.
+    pub kink_coordinates: usize,
+    /// What was and was not checked.
+    pub scope: Scope,
+    pub tensors: Vec<TensorCheck>,
+    pub worst: Vec<CoordinateCheck>,
+    pub warnings: Vec<String>,
+    pub timing: Timing,
+}
+
+impl Report {
+    /// Names of the tensors that fail, in layout order.
+    pub fn failing_tensors(&self) -> Vec<&str> {
+        crate::check::failing_tensors(&self.tensors)
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// The human report; `color` adds ANSI colours to the verdicts.
+    pub fn render(&self, color: bool) -> String {
+        self.header.render() + &self.render_findings(color)
+    }
+
+    /// The report without its header: what the evaluation found.
+    pub fn render_findings(&self, color: bool) -> String {
+        let paint = |v: Verdict, text: &str| -> String {
+            match (color, v) {
+                (false, _) => text.to_string(),
+                (true, Verdict::Pass) => format!("\x1b[32m{text}\x1b[0m"),
+                (true, Verdict::Fail) => format!("\x1b[1;31m{text}\x1b[0m"),
+                (true, Verdict::Inconclusive) => format!("\x1b[1;33m{text}\x1b[0m"),
+            }
+        };
+        let mut out = String::new();
         if self.scope.is_sample() {
             let _ = writeln!(
                 out,
@@ -245,7 +266,7 @@ impl Report {
             (Verdict::Fail, "directions") => {
                 "FAIL: directional derivatives disagree with finite differences"
             }
-            (Verdict::Pass, _) if !self.not_given.is_empty() => {
+            (Verdict::Pass, _) if !self.header.not_given.is_empty() => {
                 "PASS ON THE GIVEN TENSORS: backprop agrees with finite differences"
             }
             (Verdict::Pass, _) => "PASS: backprop agrees with finite differences",
@@ -265,7 +286,7 @@ impl Report {
             "\n{}  difference {:.10e} (threshold {:e}, resolution {:.1e}), {} of {} {items} beyond tolerance",
             paint(self.verdict, verdict),
             self.difference,
-            self.threshold,
+            self.header.threshold,
             self.resolution,
             self.failed_coordinates,
             self.scope.judged

@@ -84,6 +84,11 @@ impl Monitor for Watch {
     }
 
     fn cancelled(&self) -> bool {
-        self.stop.is_raised()
+        let raised = self.stop.is_raised();
+        if raised && !self.bar.is_finished() {
+            // Ctrl-C: the bar goes at once, not when the work has wound down.
+            self.bar.finish_and_clear();
+        }
+        raised
     }
 }

@@ -229,12 +229,12 @@ fn shapes_that_do_not_chain_are_named() {
         (
             "Y",
             array![[1.0, 0.0, 1.0]],
-            "Y has 3 columns (examples) but X has 4",
+            "Y has shape (1, 3) but the network expects (1, 4)",
         ),
         (
             "Y",
             array![[1.0, 0.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]],
-            "Y has 2 rows but the output layer has 1",
+            "Y has shape (2, 4) but the network expects (1, 4): one row per output unit (1)",
         ),
         (
             "b1",

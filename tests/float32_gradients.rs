@@ -93,7 +93,7 @@ fn correct_float32_backprops_pass_and_planted_bugs_fail() {
             p.net().widths(),
             report.render(false)
         );
-        assert_eq!(report.grad_precision, Precision::F32);
+        assert_eq!(report.header.grad_precision, Precision::F32);
         eprintln!(
             "{:?}: resolution {:.2e}, difference {:.2e}",
             p.net().widths(),

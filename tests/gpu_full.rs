@@ -153,7 +153,7 @@ fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
         let engine = Engine::new(&opts).unwrap();
         let eval = engine.evaluate(&input.problem, &opts).unwrap();
         let report = judge("fixture", &eval, &buggy, &opts).unwrap();
-        assert_eq!(report.device, "gpu");
+        assert_eq!(report.header.device, "gpu");
         assert_eq!(report.verdict, Verdict::Fail);
         let failing = report.failing_tensors();
         assert_eq!(failing, ["b1", "W2"], "{precision:?}");

@@ -163,7 +163,7 @@ pub fn time_check(
         }
     }
     let (wall, report) = best.expect("at least one run");
-    let device = match &report.adapter {
+    let device = match &report.header.adapter {
         Some(a) => format!("gpu: {} ({})", a.name, a.backend),
         None => "cpu".to_string(),
     };

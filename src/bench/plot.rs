@@ -1,5 +1,6 @@
 //! The benchmark picture: wall time against parameter count, log-log, one line per
-//! device, method and precision.
+//! device, method and precision; for a single network size, a dot per case instead (a
+//! log-log line of one point has no x scale and hides cases at the same time).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,16 +23,28 @@ const PALETTE: [RGBColor; 9] = [
     RGBColor(127, 127, 127),
 ];
 
+/// Refuses a plot path that is not `.svg` (the only format drawn).
+pub fn ensure_svg(path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("svg") => Ok(()),
+        _ => Err(Error::Option(format!(
+            "plots are drawn as SVG: give a path ending in .svg, not '{}'",
+            path.display()
+        ))),
+    }
+}
+
 /// Writes an SVG plot of `rows` to `path`.
 pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
-    let failed = |e: &dyn std::fmt::Display| Error::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    };
+    ensure_svg(path)?;
     if rows.is_empty() {
         return Err(Error::Option(
             "nothing was measured, so there is nothing to plot".into(),
         ));
+    }
+    let first = rows[0].params;
+    if rows.iter().all(|r| r.params == first) {
+        return write_dots(rows, path);
     }
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for r in rows {
@@ -82,6 +95,15 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
     for (i, (label, mut points)) in series.into_iter().enumerate() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         let color = PALETTE[i % PALETTE.len()];
+        let dots = chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| failed(&e))?;
+        if points.len() == 1 {
+            // One size only for this case: a dot, and a dot in the legend.
+            dots.label(label)
+                .legend(move |(x, y)| Circle::new((x + 12, y), 4, color.filled()));
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| failed(&e))?
@@ -89,9 +111,6 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
-            .map_err(|e| failed(&e))?;
     }
     chart
         .configure_series_labels()
@@ -101,6 +120,86 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
         .label_font(("sans-serif", 15))
         .draw()
         .map_err(|e| failed(&e))?;
+    root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+/// The drawing error, once (plotters nests the backend's error in two layers of its own).
+fn failed(e: &dyn std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let root = text.rsplit(": ").next().unwrap_or(&text).to_string();
+    Error::Option(format!("cannot draw the plot: {root}"))
+}
+
+/// One network size: a dot per device · method · precision on a log time axis, each
+/// labelled with its case and time, fastest first.
+fn write_dots(rows: &[BenchRow], path: &Path) -> Result<()> {
+    let mut cases: Vec<(String, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                format!(
+                    "{} · {} · {}",
+                    short_device(&r.device),
+                    r.method.as_str(),
+                    r.precision.as_str()
+                ),
+                r.wall_seconds.max(1e-6),
+            )
+        })
+        .collect();
+    cases.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let lo = cases.iter().map(|c| c.1).fold(f64::INFINITY, f64::min) / 3.0;
+    let hi = cases.iter().map(|c| c.1).fold(0.0, f64::max) * 30.0;
+    let n = cases.len();
+    let height = (160 + 44 * n).min(2000) as u32;
+    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(&e))?;
+    let r = &rows[0];
+    let widths: Vec<String> = r.widths.iter().map(usize::to_string).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "gradcheck: one whole check of {} ({} parameters, m = {})",
+                widths.join("-"),
+                r.params,
+                r.examples
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(56)
+        .y_label_area_size(16)
+        .build_cartesian_2d((lo..hi).log_scale(), -0.75f64..(n as f64 - 0.25))
+        .map_err(|e| failed(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("wall time, seconds (log scale)")
+        .x_label_formatter(&|x| format!("{x:.0e}"))
+        .disable_y_mesh()
+        .y_labels(0)
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(|e| failed(&e))?;
+    for (i, (label, seconds)) in cases.iter().enumerate() {
+        let y = (n - 1 - i) as f64;
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (*seconds, y),
+                6,
+                color.filled(),
+            )))
+            .map_err(|e| failed(&e))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{label}   {seconds:.4} s"),
+                (*seconds * 1.25, y + 0.12),
+                ("sans-serif", 15).into_font(),
+            )))
+            .map_err(|e| failed(&e))?;
+    }
     root.present().map_err(|e| failed(&e))?;
     Ok(())
 }

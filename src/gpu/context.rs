@@ -98,7 +98,10 @@ impl GpuContext {
             let needle = wanted.to_lowercase();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&needle));
             if adapters.is_empty() {
-                let names: Vec<String> = list_adapters().into_iter().map(|a| a.name).collect();
+                let names: Vec<String> = list_adapters()
+                    .into_iter()
+                    .map(|a| format!("{} ({})", a.name, a.backend))
+                    .collect();
                 return Err(Error::NoAdapter(format!(
                     " whose name contains '{wanted}' (adapters: {})",
                     if names.is_empty() {

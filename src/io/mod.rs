@@ -44,11 +44,34 @@ pub fn gradient_names(tensor: &str) -> [String; 3] {
 
 /// Reads a network, its data and optionally its gradients from an npz file.
 pub fn read_npz(path: &Path) -> Result<NpzInput> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
-    read_npz_from(file, &path.display().to_string())
+    read_npz_from(open_npz(path)?, &path.display().to_string())
+}
+
+/// Opens `path` for reading as an npz archive, saying plainly what it is when it is not:
+/// absent, a directory, or a single `.npy` array (`np.save` instead of `np.savez`).
+fn open_npz(path: &Path) -> Result<File> {
+    let label = path.display().to_string();
+    let io = |cause| Error::Io {
+        path: label.clone(),
+        cause,
+    };
+    if path.is_dir() {
+        return Err(Error::Npz {
+            path: label,
+            reason: "is a directory, not an npz file".into(),
+        });
+    }
+    let mut file = File::open(path).map_err(io)?;
+    let mut magic = [0u8; 6];
+    let read = file.read(&mut magic).map_err(io)?;
+    if magic[..read] == *b"\x93NUMPY" {
+        return Err(Error::Npz {
+            path: label,
+            reason: "is a single .npy array (np.save); gradcheck reads an .npz archive of named arrays: np.savez('net.npz', X=X, Y=Y, W1=W1, b1=b1, …, dW1=dW1, …)".into(),
+        });
+    }
+    file.rewind().map_err(io)?;
+    Ok(file)
 }
 
 /// Same as [`read_npz`], from bytes in memory (`label` names them in errors).
@@ -87,7 +110,7 @@ fn read_npz_from<R: Read + Seek>(mut reader: R, label: &str) -> Result<NpzInput>
     }
     let net = Mlp::new(layers)?;
     let x = arrays.matrix("X")?;
-    let y = arrays.labels("Y")?;
+    let y = arrays.labels("Y", net.output_width())?;
     let problem = Problem::new(net, x, y)?;
     let mut used: BTreeSet<String> = ["X", "Y"].into_iter().map(String::from).collect();
     used.extend((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]));
@@ -115,10 +138,7 @@ pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
         path: label.clone(),
         reason,
     };
-    let mut file = File::open(path).map_err(|source| Error::Io {
-        path: label.clone(),
-        source,
-    })?;
+    let mut file = open_npz(path)?;
     guard::check_archive(&mut file).map_err(|reason| npz_error(one_line(&reason)))?;
     file.rewind()
         .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
@@ -160,9 +180,9 @@ pub struct NpzGradients {
 
 /// Writes a problem (and optionally gradients) in the layout [`read_npz`] reads.
 pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> Result<()> {
-    let io_err = |source| Error::Io {
+    let io_err = |cause| Error::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     let file = File::create(path).map_err(io_err)?;
     let mut npz = NpzWriter::new(BufWriter::new(file));
@@ -324,10 +344,13 @@ impl<R: Read + Seek> Arrays<'_, R> {
         }
     }
 
-    /// Labels: `(n_out, m)`, or `(m,)` for one output unit.
-    fn labels(&mut self, name: &str) -> Result<Array2<f64>> {
+    /// Labels: `(n_out, m)`, or `(m,)` for one output unit (`outputs`).
+    fn labels(&mut self, name: &str, outputs: usize) -> Result<Array2<f64>> {
         let a = self.any(name)?;
         match *a.shape() {
+            [m] if outputs != 1 => Err(Error::Shape(format!(
+                "{name} has shape ({m},), one label per example, but the output layer has {outputs} units: {name} must be ({outputs}, m)"
+            ))),
             [m] => Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m")),
             [_, _] => Ok(a.into_dimensionality::<Ix2>().expect("2-D")),
             ref s => Err(Error::Shape(format!(
