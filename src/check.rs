@@ -507,21 +507,27 @@ impl Pattern {
         if self.gg == 0.0 && self.aa > 0.0 {
             return Some("all zeros: is this gradient ever computed?".into());
         }
-        if self.aa > 0.0 && self.seen > 1 {
+        if self.aa > 0.0 {
             let r = self.ratio();
             let residual = (self.gg - self.ga * self.ga / self.aa).max(0.0).sqrt();
             if residual <= 1e-3 * norm && (r - 1.0).abs() > 1e-3 {
                 let near = |x: f64| (r / x - 1.0).abs() < 1e-3;
                 let m = examples as f64;
-                return Some(if near(-1.0) {
-                    "sign flipped: grad = −gradapprox".into()
+                // One entry always fits a factor: only the telling ones are named then.
+                let text = if near(-1.0) {
+                    Some("sign flipped: grad = −gradapprox".into())
                 } else if examples > 1 && near(m) {
-                    format!("a constant factor {r:.4} = m: missing 1/m?")
+                    Some(format!("a constant factor {r:.4} = m: missing 1/m?"))
                 } else if examples > 1 && near(1.0 / m) {
-                    format!("a constant factor {r:.4} = 1/m: an extra 1/m?")
+                    Some(format!("a constant factor {r:.4} = 1/m: an extra 1/m?"))
+                } else if self.seen > 1 {
+                    Some(format!("a constant factor: grad = {r:.4} × gradapprox"))
                 } else {
-                    format!("a constant factor: grad = {r:.4} × gradapprox")
-                });
+                    None
+                };
+                if text.is_some() {
+                    return text;
+                }
             }
         }
         if let Some((gs, as_)) = &self.square {
