@@ -225,22 +225,10 @@ pub fn compare_trial(
         .enumerate()
         .filter(|(t, _)| trial.given.is_none_or(|g| g[*t]))
         .map(|(_, spec)| {
-            let items = spec.range().filter(|&i| est.is_checked(i)).map(|i| {
-                let kink = est.kinks.get(&i);
-                Judged {
-                    index: i,
-                    grad: trial.grad[i],
-                    approx: est.gradapprox[i],
-                    bracket: kink.copied(),
-                    roundoff: kink.map_or(est.noise[i], |b| b.noise),
-                    truncation: if kink.is_some() {
-                        0.0
-                    } else {
-                        est.truncation(i)
-                    },
-                    grad_roundoff: trial.roundoff.map_or(0.0, |r| r[i]),
-                }
-            });
+            let items = spec
+                .range()
+                .filter(|&i| est.is_checked(i))
+                .map(|i| Judged::of(i, trial.grad[i], est, trial.roundoff.map_or(0.0, |r| r[i])));
             (spec, items)
         });
     compare_groups(
@@ -271,6 +259,25 @@ pub struct Judged {
 }
 
 impl Judged {
+    /// Estimate `index` (a coordinate, or a direction) against `grad`, whose own round-off
+    /// is `grad_roundoff`: at a kink the bracket stands in for the finite difference.
+    pub fn of(index: usize, grad: f64, est: &Estimates, grad_roundoff: f64) -> Self {
+        let kink = est.kinks.get(&index);
+        Judged {
+            index,
+            grad,
+            approx: est.gradapprox[index],
+            bracket: kink.copied(),
+            roundoff: kink.map_or(est.noise[index], |b| b.noise),
+            truncation: if kink.is_some() {
+                0.0
+            } else {
+                est.truncation(index)
+            },
+            grad_roundoff,
+        }
+    }
+
     /// The estimate the gradient is measured against: the bracket's nearest point at a kink.
     fn reference(&self) -> f64 {
         match &self.bracket {

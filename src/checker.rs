@@ -300,7 +300,8 @@ impl Engine {
             ),
         };
         let (j_plus, j_minus) = costs.into_iter().unzip();
-        let estimates = Estimates::from_costs(j_plus, j_minus, &vec![2.0 * eps; k], u);
+        let mut estimates = Estimates::from_costs(j_plus, j_minus, &vec![2.0 * eps; k], u);
+        bound_directions(&seen, &dirs, eps, &mut estimates);
         Ok(Evaluation {
             problem: seen,
             estimates,
@@ -351,6 +352,36 @@ fn bound_truncation_and_kinks(
         estimates.gradapprox[k] = 0.5 * (b.left + b.right);
     }
     Ok(())
+}
+
+/// Adds to the estimates of directional checks each direction's truncation bound and, for
+/// a direction whose step crosses a ReLU kink, its exact one-sided derivatives (forward
+/// passes along it on the host, as many as the directions' own passes).
+fn bound_directions(
+    problem: &Problem,
+    dirs: &[crate::directions::Direction],
+    eps: f64,
+    estimates: &mut Estimates,
+) {
+    use rayon::prelude::*;
+    let sens = Sensitivity::new(problem);
+    let layout = problem.net().layout();
+    let found: Vec<(f64, Option<crate::estimate::Bracket>)> = dirs
+        .par_iter()
+        .map(|d| {
+            let p = layout.tensors()[d.tensor].layer - 1;
+            let change = d.layer_change(&layout, sens.inputs[p].view());
+            let tie = eps * KINK_RECHECK_FACTOR;
+            cpu::kinks::along_change(problem, &sens, p, change.view(), eps, tie)
+        })
+        .collect();
+    for (k, (truncation, bracket)) in found.into_iter().enumerate() {
+        estimates.truncation.push(truncation);
+        if let Some(b) = bracket {
+            estimates.gradapprox[k] = 0.5 * (b.left + b.right);
+            estimates.kinks.insert(k, b);
+        }
+    }
 }
 
 /// The finite differences of one problem, ready to judge any gradient against.
@@ -614,16 +645,15 @@ pub fn judge(
                         .iter()
                         .enumerate()
                         .filter(move |(_, d)| d.tensor == t)
-                        .map(|(k, d)| Judged {
-                            index: k,
-                            grad: d.project(&layout, &grad),
-                            approx: est.gradapprox[k],
-                            bracket: None,
-                            roundoff: est.noise[k],
-                            truncation: est.truncation(k),
-                            grad_roundoff: roundoff
-                                .as_deref()
-                                .map_or(0.0, |r| d.project_abs(&layout, r)),
+                        .map(|(k, d)| {
+                            Judged::of(
+                                k,
+                                d.project(&layout, &grad),
+                                est,
+                                roundoff
+                                    .as_deref()
+                                    .map_or(0.0, |r| d.project_abs(&layout, r)),
+                            )
                         });
                     (spec, items)
                 });

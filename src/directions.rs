@@ -6,7 +6,9 @@
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
-use crate::model::ParamLayout;
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+
+use crate::model::{ParamLayout, TensorKind};
 
 /// A unit vector over the coordinates of one tensor.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +28,25 @@ impl Direction {
             .zip(&grad[offset..offset + self.values.len()])
             .map(|(v, g)| v * g)
             .sum()
+    }
+
+    /// The change of its layer's pre-activations per unit step along it (`n_p × m`):
+    /// `V·A` for a weight direction, with `A` the layer's input, or `v` in every column
+    /// for a bias direction.
+    pub fn layer_change(&self, layout: &ParamLayout, input: ArrayView2<f64>) -> Array2<f64> {
+        let spec = &layout.tensors()[self.tensor];
+        match spec.kind {
+            TensorKind::Weight => {
+                ArrayView2::from_shape((spec.shape[0], spec.shape[1]), &self.values)
+                    .expect("a direction spans its tensor")
+                    .dot(&input)
+            }
+            TensorKind::Bias => ArrayView1::from(&self.values[..])
+                .insert_axis(Axis(1))
+                .broadcast((spec.shape[0], input.ncols()))
+                .expect("a bias spans its layer")
+                .to_owned(),
+        }
     }
 
     /// `|v|·bound`: how far per-coordinate errors within `bound` can move `g·v`.

@@ -139,9 +139,10 @@ impl CheckOptions {
     /// truncation error (`≈ ε²`, relative) and the chance of crossing a kink (`∝ ε`): 1e-6
     /// in f64 and 1e-5 in f32 (measured in the README's accuracy table).
     ///
-    /// Directional checks see no kinks and bound no truncation, so their steps stay small:
-    /// 1e-5 in f64 (as the full method), 1e-3 in f32 (the best of 1e-4…3e-2 measured on the
-    /// exercise).
+    /// Directional checks: 1e-5 in f64 (as the full method), 1e-3 in f32 (the best of
+    /// 1e-4…3e-2 measured on the exercise); their kinks and truncation are bounded like the
+    /// coordinates', but a direction moves a whole tensor, so larger steps cross kinks in
+    /// most directions.
     pub fn eps(&self) -> f64 {
         if self.directions.is_some() {
             return self.eps.unwrap_or(match self.precision {

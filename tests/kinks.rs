@@ -108,3 +108,34 @@ fn conventions_can_land_outside_the_one_sided_derivatives_and_are_computed_exact
     eprintln!("{cases} kink coordinates; the conventions land up to {outside:.3} (relative) outside [left, right]");
     assert!(cases > 50);
 }
+
+#[test]
+fn directions_across_kinks_are_judged_by_their_one_sided_derivatives_too() {
+    let mut crossing = 0;
+    for p in networks() {
+        let k = 3 * p.net().layout().tensors().len();
+        let opts = CheckOptions {
+            directions: Some(k),
+            ..options(Method::Full)
+        };
+        let eval = Engine::new(&opts).unwrap().evaluate(&p, &opts).unwrap();
+        crossing += eval.estimates.kinks.len();
+        let b1 = p.net().layout().tensor_named("b1").unwrap().range();
+        for at_zero in [0.0, 1.0] {
+            let grad = backprop_with_relu_prime_at_zero(&p, at_zero);
+            let report = judge(
+                "dirs",
+                &eval,
+                &Gradients::given(grad.clone(), "conv"),
+                &opts,
+            )
+            .unwrap();
+            assert_eq!(report.verdict, Verdict::Pass, "{}", report.render(false));
+            let mut buggy = grad;
+            buggy[b1.clone()].iter_mut().for_each(|g| *g *= 4.0);
+            let report = judge("dirs", &eval, &Gradients::given(buggy, "bug"), &opts).unwrap();
+            assert_eq!(report.failing_tensors(), ["b1"], "{}", report.render(false));
+        }
+    }
+    assert!(crossing > 0, "no direction crossed a kink");
+}

@@ -3,13 +3,12 @@
 //! GPU kernel does: adding `s·v` into θ would round it, and over a whole tensor those
 //! roundings bend the direction enough to show at a 2e-7 threshold.
 
-use ndarray::{ArrayView1, ArrayView2, Axis};
+use ndarray::Axis;
 use rayon::prelude::*;
 
 use super::forward::{cost_from_logits, forward};
 use crate::directions::Direction;
 use crate::error::{Error, Result};
-use crate::model::TensorKind;
 use crate::monitor::Monitor;
 use crate::problem::Problem;
 
@@ -37,20 +36,7 @@ pub fn direction_costs(
             } else {
                 base.a[p - 1].view()
             };
-            // The correction V a (weights) or v (bias), n_p × m.
-            let change = match spec.kind {
-                TensorKind::Weight => {
-                    let v = ArrayView2::from_shape((spec.shape[0], spec.shape[1]), &d.values)
-                        .expect("a direction spans its tensor");
-                    v.dot(&input)
-                }
-                TensorKind::Bias => {
-                    let v = ArrayView1::from(&d.values[..]).insert_axis(Axis(1));
-                    v.broadcast((spec.shape[0], problem.examples()))
-                        .expect("a bias spans its layer")
-                        .to_owned()
-                }
-            };
+            let change = d.layer_change(&layout, input);
             let along = |step: f64| {
                 let z = &base.z[p] + &(&change * step);
                 cost_from_layer(problem, p, z)

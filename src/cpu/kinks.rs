@@ -42,6 +42,53 @@ fn active(mask: Mask, z: f64, dz: f64, tie: f64) -> bool {
     }
 }
 
+/// `m·dJ_e` along a change `dz` of layer `p`'s pre-activations at example `e`: the change
+/// carried forward through every ReLU beyond (switched by `mask`) to the logits, weighted
+/// by the cost's slope there.
+fn propagate(
+    problem: &Problem,
+    sens: &Sensitivity,
+    (p, e): (usize, usize),
+    mut dz: Array1<f64>,
+    mask: Mask,
+    tie: f64,
+) -> f64 {
+    let layers = problem.net().layers();
+    for l in p..layers.len() - 1 {
+        let z = sens.z_hidden[l].column(e);
+        let da =
+            Array1::from_iter(
+                dz.iter()
+                    .zip(z)
+                    .map(|(&d, &z)| if active(mask, z, d, tie) { d } else { 0.0 }),
+            );
+        dz = layers[l + 1].w.dot(&da);
+    }
+    let residual = &sens.sigma.column(e) - &problem.y().column(e);
+    dz.dot(&residual)
+}
+
+/// The four derivatives and their round-off bound from per-example parts: `linear` where
+/// a step stays between kinks (the same for every mask), `crossing` where it does not.
+fn assemble(parts: impl Iterator<Item = [f64; 4]>, m: f64) -> Bracket {
+    let mut sums = [0.0f64; 4];
+    let mut magnitude = 0.0;
+    for part in parts {
+        for (sum, v) in sums.iter_mut().zip(part) {
+            *sum += v;
+            magnitude += v.abs();
+        }
+    }
+    let [right, left, relu0, relu1] = sums.map(|v| v / m);
+    Bracket {
+        left,
+        right,
+        relu0,
+        relu1,
+        noise: ROUNDOFF_SAFETY * F64_UNIT_ROUNDOFF * magnitude / m,
+    }
+}
+
 /// The derivatives of `J` along parameter `(p, row, col)`: examples whose step of `eps`
 /// stays between kinks contribute their (shared) linear part through the row's gain; the
 /// others are propagated exactly, once per mask, with units within `tie` (a step) of their
@@ -53,51 +100,67 @@ pub fn bracket(
     eps: f64,
     tie: f64,
 ) -> Bracket {
-    let layers = problem.net().layers();
-    let last = layers.len() - 1;
-    let m = problem.examples() as f64;
-    let residual = &sens.sigma - problem.y();
-    let mut sums = [0.0f64; 4];
-    let mut magnitude = 0.0;
-    for e in 0..problem.examples() {
+    let n_p = problem.net().layers()[p].w.nrows();
+    let parts = (0..problem.examples()).filter_map(|e| {
         let s = col.map_or(1.0, |j| sens.inputs[p][[j, e]]);
         if s == 0.0 {
-            continue;
+            return None;
         }
-        let out_residual = residual.column(e);
         if (eps * s).abs() < sens.reach[p][[row, e]] {
             let gain = sens.gain[p].index_axis(Axis(0), row);
-            let part: f64 = s * gain.row(e).dot(&out_residual);
-            sums.iter_mut().for_each(|v| *v += part);
-            magnitude += part.abs();
-            continue;
+            let residual = &sens.sigma.column(e) - &problem.y().column(e);
+            return Some([s * gain.row(e).dot(&residual); 4]);
         }
-        for (sum, mask) in sums.iter_mut().zip(MASKS) {
-            // dz at layer p: the row's own unit only.
-            let mut dz = Array1::zeros(layers[p].w.nrows());
-            dz[row] = s;
-            for l in p..last {
-                let z = sens.z_hidden[l].column(e);
-                let da = Array1::from_iter(dz.iter().zip(z).map(|(&d, &z)| {
-                    if active(mask, z, d, tie) {
-                        d
-                    } else {
-                        0.0
-                    }
-                }));
-                dz = layers[l + 1].w.dot(&da);
-            }
-            let part = dz.dot(&out_residual);
-            *sum += part;
-            magnitude += part.abs();
+        let mut dz = Array1::zeros(n_p);
+        dz[row] = s;
+        Some(MASKS.map(|mask| propagate(problem, sens, (p, e), dz.clone(), mask, tie)))
+    });
+    assemble(parts, problem.examples() as f64)
+}
+
+/// What a directional step `change` of layer `p`'s pre-activations (`n_p × m`, per unit of
+/// step) does: the bound on its central difference's truncation at `eps` while it crosses
+/// no kink, and, where it crosses one, the exact one-sided and convention derivatives.
+pub fn along_change(
+    problem: &Problem,
+    sens: &Sensitivity,
+    p: usize,
+    change: ndarray::ArrayView2<f64>,
+    eps: f64,
+    tie: f64,
+) -> (f64, Option<Bracket>) {
+    let layers = problem.net().layers();
+    let m = problem.examples() as f64;
+    let mut cubed = 0.0;
+    let mut crossing = vec![false; problem.examples()];
+    for (e, crosses) in crossing.iter_mut().enumerate() {
+        let mut dz = change.column(e).to_owned();
+        for l in p..layers.len() - 1 {
+            let z = sens.z_hidden[l].column(e);
+            *crosses |= dz
+                .iter()
+                .zip(z)
+                .any(|(&d, &z)| d != 0.0 && z.abs() <= eps * d.abs());
+            let da = Array1::from_iter(
+                dz.iter()
+                    .zip(z)
+                    .map(|(&d, &z)| if z > 0.0 { d } else { 0.0 }),
+            );
+            dz = layers[l + 1].w.dot(&da);
         }
+        cubed += dz.iter().map(|d| d.abs().powi(3)).sum::<f64>();
     }
-    let [right, left, relu0, relu1] = sums.map(|v| v / m);
-    Bracket {
-        left,
-        right,
-        relu0,
-        relu1,
-        noise: ROUNDOFF_SAFETY * F64_UNIT_ROUNDOFF * magnitude / m,
+    let truncation = eps * eps * super::sensitivity::TAYLOR_THIRD * cubed / m;
+    if !crossing.iter().any(|&c| c) {
+        return (truncation, None);
     }
+    let parts = (0..problem.examples()).map(|e| {
+        let dz = change.column(e).to_owned();
+        if crossing[e] {
+            MASKS.map(|mask| propagate(problem, sens, (p, e), dz.clone(), mask, tie))
+        } else {
+            [propagate(problem, sens, (p, e), dz, Mask::Zero, tie); 4]
+        }
+    });
+    (truncation, Some(assemble(parts, m)))
 }

@@ -43,7 +43,7 @@ pub struct Sensitivity {
 }
 
 /// `max |softplus'''| = max |σ''| = 1/(6√3)`, divided by the 6 of Taylor's remainder.
-const TAYLOR_THIRD: f64 = 0.096_225_044_864_937_63 / 6.0;
+pub(crate) const TAYLOR_THIRD: f64 = 0.096_225_044_864_937_63 / 6.0;
 
 impl Sensitivity {
     /// A bound on the central difference's truncation error for parameter `(p, row, col)`
