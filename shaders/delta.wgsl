@@ -3,9 +3,10 @@
 // (eps for a bias); until a ReLU input crosses 0 the network is linear, so the output
 // logits change by exactly s_e * gain[row, e, o], and no ReLU crosses while
 // |s_e| < reach[row, e]. Both are precomputed per row on the host (cpu/sensitivity.rs),
-// shared by every parameter of the row. A crossing is flagged; the cost change is computed
-// without cancellation (math.wgsl: cost_term_change), summed over examples in a fixed
-// order, so results are bit-identical whatever the dispatch chunking.
+// shared by every parameter of the row. A crossing is flagged; each cost term changes by
+// r d + R(d), with r = sigma - y from the host and R the remainder (math.wgsl:
+// softplus_remainder), both free of cancellation, summed over examples in a fixed order, so
+// results are bit-identical whatever the dispatch chunking.
 //
 // Prepended by the host: `alias Real`, REAL_EPSILON and WG. Then math.wgsl and config.wgsl.
 
@@ -18,10 +19,10 @@
 @group(0) @binding(3) var<storage, read> gain: array<Real>;
 // Per layer, at z_offset: the |change| of z_p[row, e] at which a ReLU first crosses.
 @group(0) @binding(4) var<storage, read> reach: array<Real>;
-// Unperturbed output logits, their sigmoid, and the labels: n_L x m each.
+// Unperturbed output logits, their sigmoid, and sigma - y (from f64): n_L x m each.
 @group(0) @binding(5) var<storage, read> z_out: array<Real>;
 @group(0) @binding(6) var<storage, read> sigma: array<Real>;
-@group(0) @binding(7) var<storage, read> y: array<Real>;
+@group(0) @binding(7) var<storage, read> residual: array<Real>;
 // The parameter each thread perturbs.
 @group(0) @binding(8) var<storage, read> indices: array<u32>;
 @group(0) @binding(9) var<storage, read> step: array<Real>;
@@ -79,12 +80,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let at = o * m + e;
             let zz = z_out[at];
             let sg = sigma[at];
-            let yy = y[at];
-            let up = cost_term_change(zz, sg, yy, d);
-            let down = cost_term_change(zz, sg, yy, -d);
-            plus += up;
-            minus += down;
-            magnitude += abs(up) + abs(down) + Real(2.0) * abs(yy * d);
+            let linear = residual[at] * d;
+            let rest_up = softplus_remainder(zz, sg, d);
+            let rest_down = softplus_remainder(zz, sg, -d);
+            plus += linear + rest_up;
+            minus += rest_down - linear;
+            magnitude += Real(2.0) * abs(linear) + abs(rest_up) + abs(rest_down);
         }
     }
     out[4u * item] = plus / Real(m);

@@ -59,14 +59,28 @@ fn expm1_small(d: Real) -> Real {
     return sum;
 }
 
-// log(1 + v) for v in [-0.64, 1.72]: 2 atanh(s), s = v / (2 + v), |s| < 0.47, summed until
-// the terms stop mattering (at most to s^57).
-fn log1p_mid(v: Real) -> Real {
+// e^d - 1 - d for |d| < 1 by its series from d^2/2, without cancellation.
+fn expm1_minus_x(d: Real) -> Real {
+    var term = d * d / Real(2.0);
+    var sum = term;
+    for (var i = 3; i <= 24; i++) {
+        term *= d / Real(i);
+        sum += term;
+        if (abs(term) <= REAL_EPSILON * abs(sum)) {
+            break;
+        }
+    }
+    return sum;
+}
+
+// log(1 + v) - v for v in [-0.64, 1.72]: -v s + 2 (s^3/3 + s^5/5 + ...), s = v / (2 + v),
+// without cancellation (2 s - v = -v s exactly).
+fn log1p_minus_x(v: Real) -> Real {
     let s = v / (Real(2.0) + v);
     let s2 = s * s;
-    var power = s;
-    var sum = s;
-    for (var n = 3; n <= 57; n += 2) {
+    var power = s * s2;
+    var sum = power / Real(3.0);
+    for (var n = 5; n <= 61; n += 2) {
         power *= s2;
         let term = power / Real(n);
         sum += term;
@@ -74,17 +88,17 @@ fn log1p_mid(v: Real) -> Real {
             break;
         }
     }
-    return Real(2.0) * sum;
+    return Real(2.0) * sum - v * s;
 }
 
-// softplus(z + d) - softplus(z) - y d without cancellation: log1p(sigma expm1(d)) - y d,
-// with sigma = sigmoid(z) (precomputed), for |d| < 1; directly beyond.
-fn cost_term_change(z: Real, sigma: Real, y: Real, d: Real) -> Real {
-    var change: Real;
+// softplus(z + d) - softplus(z) - sigma d, the convex remainder of a cost term's change
+// beyond its linear part: sigma (e^d - 1 - d) + (log(1 + v) - v) with v = sigma (e^d - 1),
+// each free of cancellation, for |d| < 1; directly beyond. A term's whole change is
+// r d + this, with r = sigma - y computed on the host in f64.
+fn softplus_remainder(z: Real, sigma: Real, d: Real) -> Real {
     if (abs(d) < Real(1.0)) {
-        change = log1p_mid(sigma * expm1_small(d));
-    } else {
-        change = softplus(z + d) - softplus(z);
+        let beyond = expm1_minus_x(d);
+        return sigma * beyond + log1p_minus_x(sigma * (d + beyond));
     }
-    return change - y * d;
+    return softplus(z + d) - softplus(z) - sigma * d;
 }

@@ -64,8 +64,7 @@ fn propagate(
             );
         dz = layers[l + 1].w.dot(&da);
     }
-    let residual = &sens.sigma.column(e) - &problem.y().column(e);
-    dz.dot(&residual)
+    dz.dot(&sens.residual.column(e))
 }
 
 /// The four derivatives and their round-off bound from per-example parts: `linear` where
@@ -108,8 +107,7 @@ pub fn bracket(
         }
         if (eps * s).abs() < sens.reach[p][[row, e]] {
             let gain = sens.gain[p].index_axis(Axis(0), row);
-            let residual = &sens.sigma.column(e) - &problem.y().column(e);
-            return Some([s * gain.row(e).dot(&residual); 4]);
+            return Some([s * gain.row(e).dot(&sens.residual.column(e)); 4]);
         }
         let mut dz = Array1::zeros(n_p);
         dz[row] = s;

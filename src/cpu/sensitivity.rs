@@ -36,6 +36,8 @@ pub struct Sensitivity {
     /// The unperturbed output logits `z_L` and `σ(z_L)`, `n_L × m`.
     pub z_out: Array2<f64>,
     pub sigma: Array2<f64>,
+    /// `σ(z_L) − Y`: the cost's slope in each logit (times m), from f64.
+    pub residual: Array2<f64>,
     /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]|³`, for the truncation bound.
     cubed_gain: Vec<Array1<f64>>,
     /// Per layer: the largest `|A_(p−1)[j, e]|` over the examples, per input unit `j`.
@@ -127,6 +129,7 @@ impl Sensitivity {
         let mut z = acts.z;
         let z_out = z.pop().expect("at least one layer");
         let sigma = z_out.mapv(sigmoid);
+        let residual = &sigma - problem.y();
         Self {
             inputs,
             gain,
@@ -134,6 +137,7 @@ impl Sensitivity {
             z_hidden: z,
             z_out,
             sigma,
+            residual,
             cubed_gain,
             input_max,
         }

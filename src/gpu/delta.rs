@@ -93,7 +93,11 @@ pub fn evaluate(
                 storage(ctx, "reach", &encode(reach.iter().copied(), precision)),
                 storage(ctx, "z_out", &encode(sens.z_out.iter().copied(), precision)),
                 storage(ctx, "sigma", &encode(sens.sigma.iter().copied(), precision)),
-                storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
+                storage(
+                    ctx,
+                    "residual",
+                    &encode(sens.residual.iter().copied(), precision),
+                ),
                 storage(ctx, "indices", bytemuck::cast_slice(&index_words)),
                 storage(ctx, "eps", &encode([eps], precision)),
             ]

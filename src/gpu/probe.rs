@@ -6,16 +6,20 @@ use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::options::Precision;
 
+/// Values per input of [`math`].
+pub const PROBED: usize = 6;
+
 /// `[exp(v), log1p(clamp(v, 0, 1)), softplus(v), expm1(clamp(v, −0.99, 0.99)),
-/// log1p(clamp(v, −0.64, 1.72))]` for each input, computed on the GPU.
-pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; 5]>> {
+/// log1p(x) − x at x = clamp(v, −0.64, 1.72), expm1(x) − x at x = clamp(v, −0.99, 0.99)]`
+/// for each input, computed on the GPU.
+pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; PROBED]>> {
     if precision == Precision::F64 && !ctx.supports_f64() {
         return Err(Error::Unsupported {
             adapter: ctx.summary().name.clone(),
             what: "f64 shaders".into(),
         });
     }
-    let out_len = 5 * inputs.len();
+    let out_len = PROBED * inputs.len();
     let bytes = ctx.scoped(|| {
         let shader = module(
             &ctx.device,
@@ -62,7 +66,7 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
         map_read(ctx, &staged)
     })?;
     Ok(decode(&bytes, precision)
-        .chunks_exact(5)
-        .map(|c| [c[0], c[1], c[2], c[3], c[4]])
+        .chunks_exact(PROBED)
+        .map(|c| std::array::from_fn(|k| c[k]))
         .collect())
 }
