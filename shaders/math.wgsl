@@ -44,21 +44,6 @@ fn softplus(z: Real) -> Real {
     return max(z, Real(0.0)) + log1p_unit(exp_real(-abs(z)));
 }
 
-// e^d - 1 for |d| < 1 by its Taylor series, summed until the terms stop mattering
-// (REAL_EPSILON, prepended by the host): a step of 1e-5 needs 3 terms in f32, not 20.
-fn expm1_small(d: Real) -> Real {
-    var term = d;
-    var sum = d;
-    for (var i = 2; i <= 20; i++) {
-        term *= d / Real(i);
-        sum += term;
-        if (abs(term) <= REAL_EPSILON * abs(sum)) {
-            break;
-        }
-    }
-    return sum;
-}
-
 // e^d - 1 - d for |d| < 1 by its series from d^2/2, without cancellation.
 fn expm1_minus_x(d: Real) -> Real {
     var term = d * d / Real(2.0);

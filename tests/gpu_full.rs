@@ -68,7 +68,6 @@ fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
                 v.exp(),
                 t.ln_1p(),
                 forward::softplus(v),
-                v.clamp(bound(-0.99), bound(0.99)).exp_m1(),
                 reference_log1p_minus_x(v.clamp(bound(-0.64), bound(1.72))),
                 reference_expm1_minus_x(v.clamp(bound(-0.99), bound(0.99))),
             ];
