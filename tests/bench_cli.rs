@@ -2,13 +2,10 @@
 
 mod common;
 
-use assert_cmd::Command;
+use common::gradcheck;
+
 use predicates::prelude::*;
 use tempfile::TempDir;
-
-fn gradcheck() -> Command {
-    Command::cargo_bin("gradcheck").unwrap()
-}
 
 #[test]
 fn bench_prints_the_table_writes_json_and_a_plot_and_replots_from_json() {

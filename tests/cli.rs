@@ -2,19 +2,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{gradcheck, write_npz};
 
-use assert_cmd::Command;
+use std::path::Path;
+
 use ndarray::{array, Array2};
 use ndarray_npy::NpzWriter;
 use predicates::prelude::*;
 use tempfile::TempDir;
-
-fn gradcheck() -> Command {
-    let mut cmd = Command::cargo_bin("gradcheck").unwrap();
-    cmd.env("NODEVICE_SELECT", "1");
-    cmd
-}
 
 /// A valid 2-layer problem (3-2-1, m = 4) as named arrays, to be broken one way at a time.
 fn valid_arrays() -> Vec<(String, Array2<f64>)> {
@@ -33,16 +28,6 @@ fn valid_arrays() -> Vec<(String, Array2<f64>)> {
         ("W2".into(), array![[0.9, -0.4]]),
         ("b2".into(), array![[0.05]]),
     ]
-}
-
-fn write(dir: &TempDir, name: &str, arrays: &[(String, Array2<f64>)]) -> PathBuf {
-    let path = dir.path().join(name);
-    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
-    for (n, a) in arrays {
-        npz.add_array(n.as_str(), a).unwrap();
-    }
-    npz.finish().unwrap();
-    path
 }
 
 fn without(name: &str) -> Vec<(String, Array2<f64>)> {
@@ -97,7 +82,7 @@ fn no_arguments_runs_the_exercise_pass_then_fail() {
 #[test]
 fn a_valid_file_passes_and_planted_bugs_fail_with_exit_1() {
     let dir = TempDir::new().unwrap();
-    let path = write(&dir, "ok.npz", &valid_arrays());
+    let path = write_npz(&dir, "ok.npz", &valid_arrays(), false);
     gradcheck()
         .arg("check")
         .arg(&path)
@@ -191,7 +176,7 @@ fn missing_arrays_are_named() {
     let dir = TempDir::new().unwrap();
     for name in ["X", "Y", "W1", "b1", "b2"] {
         refuses(
-            &write(&dir, &format!("no_{name}.npz"), &without(name)),
+            &write_npz(&dir, &format!("no_{name}.npz"), &without(name), false),
             &[],
             &format!("missing array '{name}'"),
         );
@@ -206,7 +191,7 @@ fn a_gap_in_the_layer_numbering_is_named() {
     arrays.push(("W3".into(), array![[0.9, -0.4]]));
     arrays.push(("b3".into(), array![[0.05]]));
     refuses(
-        &write(&dir, "gap.npz", &arrays),
+        &write_npz(&dir, "gap.npz", &arrays, false),
         &[],
         "W3 is present but W2 and b2 are missing",
     );
@@ -244,7 +229,12 @@ fn shapes_that_do_not_chain_are_named() {
     ];
     for (k, (name, value, message)) in cases.into_iter().enumerate() {
         refuses(
-            &write(&dir, &format!("shape{k}.npz"), &replaced(name, value)),
+            &write_npz(
+                &dir,
+                &format!("shape{k}.npz"),
+                &replaced(name, value),
+                false,
+            ),
             &[],
             message,
         );
@@ -260,14 +250,14 @@ fn gradients_shaped_unlike_their_parameters_are_named() {
     arrays.push(("dW2".into(), array![[0.9, -0.4]]));
     arrays.push(("db2".into(), array![[0.05]]));
     refuses(
-        &write(&dir, "dshape.npz", &arrays),
+        &write_npz(&dir, "dshape.npz", &arrays, false),
         &[],
         "dW1 has shape [2, 2] but W1 has [2, 3]",
     );
     let mut partial = valid_arrays();
     partial.push(("dW1".into(), array![[0.3, -0.2, 0.1], [0.7, 0.1, 0.2]]));
     refuses(
-        &write(&dir, "dpartial.npz", &partial),
+        &write_npz(&dir, "dpartial.npz", &partial, false),
         &[],
         "gradients missing for db1, dW2, db2",
     );
@@ -277,16 +267,17 @@ fn gradients_shaped_unlike_their_parameters_are_named() {
 fn non_finite_values_and_bad_labels_are_named() {
     let dir = TempDir::new().unwrap();
     refuses(
-        &write(
+        &write_npz(
             &dir,
             "nan.npz",
             &replaced("W1", array![[0.3, f64::NAN, 0.5], [0.7, 0.1, -0.6]]),
+            false,
         ),
         &[],
         "array 'W1' holds a non-finite value (NaN) at W1[0,1]",
     );
     refuses(
-        &write(
+        &write_npz(
             &dir,
             "inf.npz",
             &replaced(
@@ -297,15 +288,17 @@ fn non_finite_values_and_bad_labels_are_named() {
                     [-0.4, 0.8, f64::INFINITY, -1.2]
                 ],
             ),
+            false,
         ),
         &[],
         "array 'X' holds a non-finite value (inf)",
     );
     refuses(
-        &write(
+        &write_npz(
             &dir,
             "label.npz",
             &replaced("Y", array![[1.0, 0.0, 1.5, 0.0]]),
+            false,
         ),
         &[],
         "labels must lie in [0, 1]: Y has 1.5",
@@ -326,10 +319,14 @@ fn zero_examples_and_zero_width_layers_are_refused() {
             }
         })
         .collect();
-    refuses(&write(&dir, "m0.npz", &arrays), &[], "no examples");
+    refuses(
+        &write_npz(&dir, "m0.npz", &arrays, false),
+        &[],
+        "no examples",
+    );
     let zero_width = replaced("W1", Array2::zeros((0, 3)));
     refuses(
-        &write(&dir, "w0.npz", &zero_width),
+        &write_npz(&dir, "w0.npz", &zero_width, false),
         &[],
         "W1 has a zero dimension",
     );
@@ -358,7 +355,7 @@ fn zero_examples_and_zero_width_layers_are_refused() {
 #[test]
 fn steps_and_thresholds_outside_their_domain_are_refused() {
     let dir = TempDir::new().unwrap();
-    let path = write(&dir, "ok.npz", &valid_arrays());
+    let path = write_npz(&dir, "ok.npz", &valid_arrays(), false);
     for eps in ["0", "-1e-7", "nan", "inf"] {
         refuses(
             &path,
@@ -385,7 +382,7 @@ fn files_that_are_not_npz_or_are_damaged_are_refused() {
     std::fs::write(&text, "this is not a zip archive").unwrap();
     refuses(&text, &[], "not an npz (zip) archive");
 
-    let good = std::fs::read(write(&dir, "good.npz", &valid_arrays())).unwrap();
+    let good = std::fs::read(write_npz(&dir, "good.npz", &valid_arrays(), false)).unwrap();
     let truncated = dir.path().join("truncated.npz");
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
     refuses(&truncated, &[], "cannot read");
@@ -423,7 +420,7 @@ fn integer_arrays_are_converted_and_other_dtypes_refused() {
         .code(0);
 
     // The first array's descriptor rewritten to complex64 (same length, archive intact).
-    let mut bytes = std::fs::read(write(&dir, "c.npz", &valid_arrays())).unwrap();
+    let mut bytes = std::fs::read(write_npz(&dir, "c.npz", &valid_arrays(), false)).unwrap();
     let at = find(&bytes, b"'<f8'").unwrap();
     bytes[at..at + 5].copy_from_slice(b"'<c8'");
     let complex = dir.path().join("complex.npz");

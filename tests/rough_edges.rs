@@ -3,20 +3,14 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
+use common::{gradcheck, write_npz};
 
-use assert_cmd::Command;
+use std::io::Write;
+
 use ndarray::{array, Array2};
 use ndarray_npy::{NpzWriter, WriteNpyExt};
 use predicates::prelude::*;
 use tempfile::TempDir;
-
-fn gradcheck() -> Command {
-    let mut cmd = Command::cargo_bin("gradcheck").unwrap();
-    cmd.env("NODEVICE_SELECT", "1");
-    cmd
-}
 
 /// Runs `gradcheck ARGS` and expects exit 2 with `message` on the first line of stderr,
 /// and nothing else but clap's usage lines.
@@ -183,16 +177,6 @@ fn a_single_size_plot_labels_every_case() {
     assert_eq!(plot.matches("<circle").count(), 2);
 }
 
-fn write(dir: &TempDir, name: &str, arrays: &[(String, Array2<f64>)]) -> PathBuf {
-    let path = dir.path().join(name);
-    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
-    for (n, a) in arrays {
-        npz.add_array(n.as_str(), a).unwrap();
-    }
-    npz.finish().unwrap();
-    path
-}
-
 #[test]
 fn files_that_are_not_npz_archives_are_named_for_what_they_are() {
     let dir = TempDir::new().unwrap();
@@ -225,7 +209,7 @@ fn label_shapes_say_what_was_expected() {
     let dir = TempDir::new().unwrap();
     let mut arrays = exercise_arrays();
     arrays[1].1 = array![[1.0, 0.0, 1.0]];
-    let path = write(&dir, "y.npz", &arrays);
+    let path = write_npz(&dir, "y.npz", &arrays, false);
     refused(
         &["check", path.to_str().unwrap(), "--builtin-backprop"],
         "Y has shape (1, 3) but the network expects (1, 4)",
@@ -248,7 +232,7 @@ fn label_shapes_say_what_was_expected() {
     );
     let mut arrays = exercise_arrays();
     arrays[0].1[[1, 3]] = f64::NAN;
-    let path = write(&dir, "nan.npz", &arrays);
+    let path = write_npz(&dir, "nan.npz", &arrays, false);
     refused(&["check", path.to_str().unwrap()], "at X[1,3]");
 }
 

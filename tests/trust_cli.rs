@@ -4,25 +4,19 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{gradcheck, write_npz};
 
-use assert_cmd::Command;
+use std::path::Path;
+
 use common::{backprop_with_relu_prime_at_zero, zero_bias_blank_example};
 use gradcheck::generate::NetworkSpec;
 use gradcheck::problem::Problem;
 use ndarray::{Array2, Axis};
-use ndarray_npy::NpzWriter;
 use predicates::prelude::*;
 use tempfile::TempDir;
 
 /// How a gradient array is named after its tensor (`dW1`, `W1_grad`…).
 type Naming = dyn Fn(&str) -> String;
-
-fn gradcheck() -> Command {
-    let mut cmd = Command::cargo_bin("gradcheck").unwrap();
-    cmd.env("NODEVICE_SELECT", "1");
-    cmd
-}
 
 /// Named arrays of a problem (the course's layout) and of flat gradients under
 /// `name(tensor)`; `f32` stores every array as float32.
@@ -46,20 +40,6 @@ fn arrays(p: &Problem, grad: Option<(&[f64], &Naming)>) -> Vec<(String, Array2<f
         }
     }
     out
-}
-
-fn write(dir: &TempDir, file: &str, arrays: &[(String, Array2<f64>)], f32: bool) -> PathBuf {
-    let path = dir.path().join(file);
-    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
-    for (n, a) in arrays {
-        if f32 {
-            npz.add_array(n.as_str(), &a.mapv(|v| v as f32)).unwrap();
-        } else {
-            npz.add_array(n.as_str(), a).unwrap();
-        }
-    }
-    npz.finish().unwrap();
-    path
 }
 
 fn check(path: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
@@ -99,7 +79,7 @@ fn gradients_under_other_names_are_read_never_replaced() {
         ("grad_W1", &|t: &str| format!("grad_{t}")),
     ];
     for (first, name) in spellings {
-        let path = write(
+        let path = write_npz(
             &dir,
             &format!("{first}.npz"),
             &arrays(&p, Some((&buggy, name))),
@@ -111,7 +91,7 @@ fn gradients_under_other_names_are_read_never_replaced() {
             .stdout(predicate::str::contains("failing: W3"));
     }
     // No gradients: an error listing what is there, unless the built-in backprop is asked for.
-    let bare = write(&dir, "bare.npz", &arrays(&p, None), false);
+    let bare = write_npz(&dir, "bare.npz", &arrays(&p, None), false);
     check(&bare, &[]).code(2).stderr(predicate::str::contains(
         "no gradients found: the arrays are W1, W2, W3, X, Y, b1, b2, b3",
     ));
@@ -123,7 +103,7 @@ fn gradients_under_other_names_are_read_never_replaced() {
         .into_iter()
         .filter_map(|(n, a)| n.strip_prefix("g_").map(|t| (t.to_string(), a)))
         .collect();
-    let grads = write(&dir, "grads.npz", &grads, false);
+    let grads = write_npz(&dir, "grads.npz", &grads, false);
     gradcheck()
         .arg("check")
         .arg(&bare)
@@ -138,7 +118,7 @@ fn gradients_under_other_names_are_read_never_replaced() {
     let mut some = arrays(&p, Some((&grad, &course)));
     some.retain(|(n, _)| n != "dW3" && n != "db3");
     some.push(("notes".into(), Array2::zeros((1, 1))));
-    let some = write(&dir, "some.npz", &some, false);
+    let some = write_npz(&dir, "some.npz", &some, false);
     check(&some, &[])
         .code(2)
         .stderr(predicate::str::contains("gradients missing for dW3, db3"));
@@ -160,7 +140,7 @@ fn a_zero_bias_blank_example_network_passes_correct_and_fails_buggy_with_both_me
         ("db1=0", scaled(&p, &grad, "b1", 0.0), 1),
     ];
     for (name, g, code) in cases {
-        let path = write(
+        let path = write_npz(
             &dir,
             &format!("{name}.npz"),
             &arrays(&p, Some((&g, &course))),
@@ -197,12 +177,12 @@ fn float32_gradients_are_judged_with_their_own_roundoff() {
         .into_iter()
         .map(f64::from)
         .collect();
-    let ok = write(&dir, "f32.npz", &arrays(&p, Some((&single, &course))), true);
+    let ok = write_npz(&dir, "f32.npz", &arrays(&p, Some((&single, &course))), true);
     let out = check(&ok, &["--json", "-"]).code(0);
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(json["grad_precision"], "f32");
     assert_eq!(json["verdict"], "pass");
-    let bug = write(
+    let bug = write_npz(
         &dir,
         "bug.npz",
         &arrays(&p, Some((&scaled(&p, &single, "W2", 1.001), &course))),
@@ -212,7 +192,7 @@ fn float32_gradients_are_judged_with_their_own_roundoff() {
         .code(1)
         .stdout(predicate::str::contains("failing: W2"));
     // float64 gradients computed in float32: declared, they are judged the same way.
-    let declared = write(
+    let declared = write_npz(
         &dir,
         "declared.npz",
         &arrays(&p, Some((&single, &course))),
@@ -310,7 +290,7 @@ fn failing_tensors_are_diagnosed_in_the_report_and_json() {
     let p = network();
     let grad = gradcheck::cpu::backprop::gradients(&p);
     let m = p.examples() as f64;
-    let path = write(
+    let path = write_npz(
         &dir,
         "m.npz",
         &arrays(&p, Some((&scaled(&p, &grad, "W1", m), &course))),
@@ -322,7 +302,7 @@ fn failing_tensors_are_diagnosed_in_the_report_and_json() {
     // One wrong entry is named.
     let mut one = grad.clone();
     one[p.net().layout().tensor_named("W2").unwrap().offset + 4] += 0.05;
-    let path = write(&dir, "one.npz", &arrays(&p, Some((&one, &course))), false);
+    let path = write_npz(&dir, "one.npz", &arrays(&p, Some((&one, &course))), false);
     check(&path, &[])
         .code(1)
         .stdout(predicate::str::contains("only W2[0,4] is wrong"));

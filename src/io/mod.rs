@@ -47,6 +47,30 @@ pub fn read_npz(path: &Path) -> Result<NpzInput> {
     read_npz_from(open_npz(path)?, &path.display().to_string())
 }
 
+/// The archive behind `reader`, its headers checked before anything is read
+/// (`guard`), and the names of its arrays.
+fn open_archive<R: Read + Seek>(
+    mut reader: R,
+    label: &str,
+) -> Result<(NpzReader<R>, BTreeSet<String>)> {
+    let npz_error = |reason: String| Error::Npz {
+        path: label.to_string(),
+        reason,
+    };
+    guard::check_archive(&mut reader).map_err(|reason| npz_error(one_line(&reason)))?;
+    reader
+        .rewind()
+        .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
+    let mut npz =
+        NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
+    let names = npz
+        .names()
+        .map_err(|e| npz_error(e.to_string()))?
+        .into_iter()
+        .collect();
+    Ok((npz, names))
+}
+
 /// Opens `path` for reading as an npz archive, saying plainly what it is when it is not:
 /// absent, a directory, or a single `.npy` array (`np.save` instead of `np.savez`).
 fn open_npz(path: &Path) -> Result<File> {
@@ -79,22 +103,8 @@ pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
     read_npz_from(Cursor::new(bytes), label)
 }
 
-fn read_npz_from<R: Read + Seek>(mut reader: R, label: &str) -> Result<NpzInput> {
-    let npz_error = |reason: String| Error::Npz {
-        path: label.to_string(),
-        reason,
-    };
-    guard::check_archive(&mut reader).map_err(|reason| npz_error(one_line(&reason)))?;
-    reader
-        .rewind()
-        .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
-    let mut npz =
-        NpzReader::new(reader).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
-    let names: BTreeSet<String> = npz
-        .names()
-        .map_err(|e| npz_error(e.to_string()))?
-        .into_iter()
-        .collect();
+fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
+    let (mut npz, names) = open_archive(reader, label)?;
     let mut arrays = Arrays {
         npz: &mut npz,
         names: &names,
@@ -134,21 +144,7 @@ fn read_npz_from<R: Read + Seek>(mut reader: R, label: &str) -> Result<NpzInput>
 /// `np.savez`): arrays named like the parameters (`W1`, `b1`) or as in [`gradient_names`].
 pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
     let label = path.display().to_string();
-    let npz_error = |reason: String| Error::Npz {
-        path: label.clone(),
-        reason,
-    };
-    let mut file = open_npz(path)?;
-    guard::check_archive(&mut file).map_err(|reason| npz_error(one_line(&reason)))?;
-    file.rewind()
-        .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
-    let mut npz =
-        NpzReader::new(file).map_err(|e| npz_error(format!("not an npz (zip) archive: {e}")))?;
-    let names: BTreeSet<String> = npz
-        .names()
-        .map_err(|e| npz_error(e.to_string()))?
-        .into_iter()
-        .collect();
+    let (mut npz, names) = open_archive(open_npz(path)?, &label)?;
     let mut arrays = Arrays {
         npz: &mut npz,
         names: &names,

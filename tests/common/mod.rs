@@ -193,3 +193,29 @@ pub fn backprop_with_relu_prime_at_zero(problem: &Problem, at_zero: f64) -> Vec<
         .flat_map(|(dw, db)| dw.into_iter().chain(db))
         .collect()
 }
+
+/// The binary under test.
+pub fn gradcheck() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("gradcheck").unwrap()
+}
+
+/// Writes named arrays to `dir/name` as an npz archive (as `np.savez` does); `f32` stores
+/// them as float32.
+pub fn write_npz(
+    dir: &tempfile::TempDir,
+    name: &str,
+    arrays: &[(String, ndarray::Array2<f64>)],
+    f32: bool,
+) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+    for (n, a) in arrays {
+        if f32 {
+            npz.add_array(n.as_str(), &a.mapv(|v| v as f32)).unwrap();
+        } else {
+            npz.add_array(n.as_str(), a).unwrap();
+        }
+    }
+    npz.finish().unwrap();
+    path
+}
