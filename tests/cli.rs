@@ -130,9 +130,32 @@ fn json_report_has_the_documented_fields() {
         };
         assert_eq!(t["verdict"], expected, "{t}");
         assert!(t["difference"].is_number());
+        assert!(t["rel_error"].is_number());
+        assert!(t["resolution"].is_number());
+        // The least-squares scale names the exercise's bugs; failing tensors are diagnosed.
+        let (ratio, diagnosed) = match t["name"].as_str().unwrap() {
+            "W2" => (2.0, true),
+            "b1" => (4.0, true),
+            _ => (1.0, false),
+        };
+        assert!((t["ratio"].as_f64().unwrap() - ratio).abs() < 1e-6, "{t}");
+        assert_eq!(t["diagnosis"].is_string(), diagnosed, "{t}");
     }
+    assert!(json["tensors"][2]["diagnosis"]
+        .as_str()
+        .unwrap()
+        .contains("constant factor"));
+    assert_eq!(json["grad_precision"], "f64");
+    assert!(json["resolution"].is_number());
     let worst = &json["worst"][0];
-    for key in ["name", "index", "grad", "gradapprox", "rel_error"] {
+    for key in [
+        "name",
+        "index",
+        "grad",
+        "gradapprox",
+        "rel_error",
+        "verdict",
+    ] {
         assert!(!worst[key].is_null(), "worst lacks {key}");
     }
     assert!(json["timing"]["seconds"].as_f64().unwrap() >= 0.0);

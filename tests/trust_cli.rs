@@ -254,37 +254,7 @@ fn coarse_evaluations_are_inconclusive_with_exit_3_and_say_what_would_decide() {
 }
 
 #[test]
-fn failing_tensors_are_diagnosed_in_the_report_and_json() {
-    let out = gradcheck()
-        .args([
-            "check",
-            "--device",
-            "cpu",
-            "--bug",
-            "dW2=2,db1=4",
-            "--json",
-            "-",
-        ])
-        .assert()
-        .code(1);
-    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let tensor = |name: &str| {
-        json["tensors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .unwrap()
-            .clone()
-    };
-    assert!((tensor("W2")["ratio"].as_f64().unwrap() - 2.0).abs() < 1e-6);
-    assert!((tensor("b1")["ratio"].as_f64().unwrap() - 4.0).abs() < 1e-6);
-    assert!(tensor("W2")["diagnosis"]
-        .as_str()
-        .unwrap()
-        .contains("constant factor"));
-    assert!(tensor("W1")["diagnosis"].is_null());
-    assert!(tensor("b1")["rel_error"].as_f64().unwrap() > 0.5);
+fn failing_tensors_are_diagnosed() {
     // A factor of m: the classic missing 1/m.
     let dir = TempDir::new().unwrap();
     let p = network();
