@@ -128,3 +128,53 @@ fn correct_float32_backprops_pass_and_planted_bugs_fail() {
         }
     }
 }
+
+/// A hidden unit within float32 round-off of its kink: the float32 backprop switches it the
+/// other way than the exact one. The check must not call that a bug.
+#[test]
+fn a_unit_switched_by_float32_roundoff_is_not_a_false_alarm() {
+    use gradcheck::model::{Layer, Mlp};
+    use ndarray::Axis;
+    let base = NetworkSpec::new(vec![6, 8, 5, 1], 12, 31)
+        .unwrap()
+        .generate()
+        .rounded_to_f32();
+    // z₂[0, 0] in f32 arithmetic, as the user computes it.
+    let z2_f32 = |p: &Problem| -> f32 {
+        let f = |a: &ndarray::Array2<f64>| a.mapv(|v| v as f32);
+        let l = p.net().layers();
+        let b = |i: usize| l[i].b.mapv(|v| v as f32).insert_axis(Axis(1));
+        let a1 = (f(&l[0].w).dot(&f(p.x())) + b(0)).mapv(|v| v.max(0.0));
+        (f(&l[1].w).dot(&a1) + b(1))[[0, 0]]
+    };
+    let z2_f64 = |p: &Problem| gradcheck::cpu::forward::forward(p.net(), p.x().view()).z[1][[0, 0]];
+    let opts = CheckOptions {
+        device: DeviceChoice::Cpu,
+        ..Default::default()
+    };
+    let engine = Engine::new(&opts).unwrap();
+    let mut switched = 0;
+    for k in -40..=40 {
+        let mut layers: Vec<Layer> = base.net().layers().to_vec();
+        let shift = z2_f64(&base) - f64::from(k) * 2e-8;
+        layers[1].b[0] = (layers[1].b[0] - shift) as f32 as f64;
+        let p = Problem::new(
+            Mlp::new(layers).unwrap(),
+            base.x().clone(),
+            base.y().clone(),
+        )
+        .unwrap();
+        if (z2_f32(&p) > 0.0) == (z2_f64(&p) > 0.0) {
+            continue;
+        }
+        switched += 1;
+        let single: Vec<f64> = common::float32_backprop(&p)
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let eval = engine.evaluate(&p, &opts).unwrap();
+        let report = judge("near a kink", &eval, &given(&p, single), &opts).unwrap();
+        assert_ne!(report.verdict, Verdict::Fail, "{}", report.render(false));
+    }
+    assert!(switched > 0, "no shift made float32 switch the unit");
+}

@@ -9,6 +9,8 @@
 //! propagated through the forward pass and backprop with squared weights, with every sum
 //! of `n` terms adding `u²·n·Σ term²`. The bound is [`GRADIENT_ROUNDOFF_SAFETY`] standard
 //! deviations, the factor set from the largest deviation measured on float32 backprops.
+//! A hidden unit within that many deviations of its kink may have switched the other way
+//! in the user's arithmetic; the whole change through it then joins the bound.
 
 use ndarray::{Array2, Axis};
 
@@ -35,6 +37,10 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let mut a_sq = vec![sq(problem.x())];
     let mut a_var = vec![sq(problem.x())];
     let mut z_var_out = Array2::zeros((0, 0));
+    // Per hidden layer, 1 where a unit sits within its own round-off of the kink: the
+    // user's ReLU may have gone the other way there.
+    let mut near_kink = Vec::with_capacity(last);
+    let reach = GRADIENT_ROUNDOFF_SAFETY * precision.unit_roundoff();
     for (l, layer) in net.layers().iter().enumerate() {
         let w_sq = sq(&layer.w);
         let n = layer.w.ncols() as f64;
@@ -43,9 +49,19 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
         if l == last {
             z_var_out = z_var;
         } else {
-            let active = mask(&acts.z[l]);
-            a_var.push(&z_var * &active);
+            let mut near = z_var.clone();
+            near.zip_mut_with(&acts.z[l], |v, &z| {
+                *v = if z.abs() <= reach * v.sqrt() {
+                    1.0
+                } else {
+                    0.0
+                }
+            });
+            // An active unit keeps its error; one that may have switched on carries it too.
+            let passes = (mask(&acts.z[l]) + &near).mapv(|v| v.min(1.0));
+            a_var.push(&z_var * &passes);
             a_sq.push(sq(&acts.a[l]));
+            near_kink.push(near);
         }
     }
 
@@ -68,8 +84,13 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
             let w_sq_t = sq(w).reversed_axes();
             let n = w.nrows() as f64;
             let active = mask(&acts.z[l - 1]);
-            dz_var = (w_sq_t.dot(&dz_var) + w_sq_t.dot(&dz_sq) * n) * &active;
-            dz = w.t().dot(&dz) * &active;
+            let through = w.t().dot(&dz);
+            // A unit near its kink may pass the whole change or none of it in the user's
+            // arithmetic: its square joins the variance, in units of u².
+            let u2 = precision.unit_roundoff().powi(2);
+            let switched = sq(&through) * &near_kink[l - 1] / u2;
+            dz_var = (w_sq_t.dot(&dz_var) + w_sq_t.dot(&dz_sq) * n) * &active + switched;
+            dz = through * &active;
         }
         per_layer.push((dw, db));
     }
