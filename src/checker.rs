@@ -243,15 +243,7 @@ impl Engine {
                         None,
                     ),
                 };
-                let sens = Sensitivity::new(&seen);
-                let all: Vec<usize> = (0..seen.net().num_params()).collect();
-                let steps = vec![eps; all.len()];
-                let crossing = all
-                    .iter()
-                    .map(|&i| Ok(sens.crosses(seen.locate(i)?, eps)))
-                    .collect::<Result<Vec<bool>>>()?;
-                let crossing: Vec<usize> = all.iter().copied().filter(|&i| crossing[i]).collect();
-                bound_truncation_and_kinks(&seen, &sens, &all, &steps, &crossing, &mut estimates)?;
+                bound_whole_passes(&seen, eps, &mut estimates)?;
                 (estimates, gpu_seconds)
             }
             Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts, monitor)?,
@@ -352,6 +344,26 @@ fn bound_truncation_and_kinks(
         estimates.gradapprox[k] = 0.5 * (b.left + b.right);
     }
     Ok(())
+}
+
+/// Adds to the full method's estimates (every coordinate, step `eps`) their truncation
+/// bounds and, where a step crosses a ReLU kink, the exact one-sided derivatives.
+fn bound_whole_passes(problem: &Problem, eps: f64, estimates: &mut Estimates) -> Result<()> {
+    let sens = Sensitivity::new(problem);
+    let all: Vec<usize> = (0..problem.net().num_params()).collect();
+    let crossing: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| problem.locate(i).is_ok_and(|at| sens.crosses(at, eps)))
+        .collect();
+    bound_truncation_and_kinks(
+        problem,
+        &sens,
+        &all,
+        &vec![eps; all.len()],
+        &crossing,
+        estimates,
+    )
 }
 
 /// Adds to the estimates of directional checks each direction's truncation bound and, for
