@@ -15,11 +15,8 @@ fn bench_prints_the_table_writes_json_and_a_plot_and_replots_from_json() {
         dir.path().join("plot.svg"),
         dir.path().join("again.svg"),
     );
-    let devices = if common::gpu().is_some() {
-        "cpu,gpu"
-    } else {
-        "cpu"
-    };
+    let gpu = common::gpu();
+    let devices = if gpu.is_some() { "cpu,gpu" } else { "cpu" };
     let out = gradcheck()
         .args(["bench", "--layers", "4,5,3,1", "--layers", "12,8,1", "--examples", "5"])
         .args(["--devices", devices, "--quiet", "--json"])
@@ -39,8 +36,9 @@ fn bench_prints_the_table_writes_json_and_a_plot_and_replots_from_json() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows["rows"].as_array().unwrap();
-    // cpu: full and delta in f64 (f32 is GPU only); gpu: both methods in both precisions.
-    let cases = if devices == "cpu" { 2 } else { 6 };
+    // cpu: full and delta in f64 (f32 is GPU only); gpu: both methods in each precision it
+    // has (f64 only where it has f64 shaders).
+    let cases = 2 + gpu.map_or(0, |ctx| 2 * common::gpu_precisions(&ctx).len());
     assert_eq!(rows.len(), 2 * cases, "{table}");
     for row in rows {
         let params = row["params"].as_u64().unwrap();

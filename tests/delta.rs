@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{gpu, random_problems, FIXTURE};
+use common::{gpu, gpu_precisions, random_problems, FIXTURE};
 use gradcheck::check::{compare, Verdict};
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::cpu::delta::delta_costs;
@@ -95,9 +95,9 @@ fn correct_backprop_passes_with_delta_on_the_cpu_at_1e_9() {
 
 #[test]
 fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
-    let Some(_) = gpu() else { return };
+    let Some(ctx) = gpu() else { return };
     let fixture = read_npz(std::path::Path::new(FIXTURE)).unwrap().problem;
-    for precision in [Precision::F64, Precision::F32] {
+    for precision in gpu_precisions(&ctx) {
         let opts = options(DeviceChoice::Gpu, precision);
         let engine = Engine::new(&opts).unwrap();
         let mut worst = 0.0f64;
@@ -164,10 +164,10 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
 
 #[test]
 fn planted_bugs_fail_with_delta_in_both_precisions() {
-    let Some(_) = gpu() else { return };
+    let Some(ctx) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
     let buggy = Gradients::Given(input.gradients.unwrap());
-    for precision in [Precision::F64, Precision::F32] {
+    for precision in gpu_precisions(&ctx) {
         let opts = CheckOptions {
             eps: Some(1e-7),
             ..options(DeviceChoice::Gpu, precision)
@@ -231,18 +231,15 @@ fn kinked_problem() -> Problem {
 #[test]
 fn a_unit_on_its_kink_is_judged_by_its_one_sided_derivatives_and_a_real_bug_beside_it_still_fails()
 {
-    let devices: Vec<DeviceChoice> = match gpu() {
-        Some(_) => vec![DeviceChoice::Cpu, DeviceChoice::Gpu],
-        None => vec![DeviceChoice::Cpu],
-    };
+    let mut cases = vec![(DeviceChoice::Cpu, Precision::F64)];
+    if let Some(ctx) = gpu() {
+        cases.extend(gpu_precisions(&ctx).into_iter().map(|p| (DeviceChoice::Gpu, p)));
+    }
     let p = kinked_problem();
     let layout = p.net().layout();
     let b1 = layout.tensor_named("b1").unwrap().offset;
-    for device in devices {
-        for precision in [Precision::F64, Precision::F32] {
-            if device == DeviceChoice::Cpu && precision == Precision::F32 {
-                continue;
-            }
+    for (device, precision) in cases {
+        {
             let opts = options(device, precision);
             let eval = Engine::new(&opts).unwrap().evaluate(&p, &opts).unwrap();
             let report = judge("kink", &eval, &Gradients::Backprop(None), &opts).unwrap();
@@ -277,7 +274,7 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
     let Some(ctx) = gpu() else { return };
     let p = &random_problems()[4];
     let all: Vec<usize> = (0..p.net().num_params()).collect();
-    for precision in [Precision::F32, Precision::F64] {
+    for precision in gpu_precisions(&ctx) {
         let runs: Vec<Vec<u64>> = [None, None, Some(7), Some(1)]
             .into_iter()
             .map(|chunk| {
@@ -345,7 +342,7 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
 
 #[test]
 fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
-    let Some(_) = gpu() else { return };
+    let Some(ctx) = gpu() else { return };
     let p = NetworkSpec::new(vec![64, 32, 16, 1], 16, 3)
         .unwrap()
         .generate();
@@ -353,7 +350,7 @@ fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
     // Just over what the host side needs, so that the GPU outputs must be sliced.
     let budget =
         gradcheck::memory::host_bytes(&p.net().widths(), p.examples(), n as usize) + 8 * 1024;
-    for precision in [Precision::F32, Precision::F64] {
+    for precision in gpu_precisions(&ctx) {
         let bytes_per_item = gradcheck::gpu::delta::OUTPUTS as u64 * precision.size() as u64;
         let slice = gradcheck::memory::slice_items(u64::MAX, budget, bytes_per_item) as u64;
         assert!(

@@ -43,7 +43,8 @@ fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
         .map(|i| i as f64 * 0.0173)
         .chain([-700.0, -300.0, 300.0, 700.0, 1e-300, 0.0, 1.0])
         .collect();
-    for (precision, ulps) in [(Precision::F64, 4.0), (Precision::F32, 4.0)] {
+    for precision in common::gpu_precisions(&ctx) {
+        let ulps = 4.0;
         let u = precision.unit_roundoff() * 2.0;
         let out = probe::math(&ctx, &inputs, precision).unwrap();
         for (&v, got) in inputs.iter().zip(&out) {
@@ -115,14 +116,20 @@ fn f32_cost_bound(p: &Problem) -> f64 {
 #[test]
 fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
     let Some(ctx) = gpu() else { return };
+    let has_f64 = common::gpu_has_f64(&ctx);
     let fixture = read_npz(std::path::Path::new(FIXTURE)).unwrap().problem;
     for p in std::iter::once(fixture).chain(random_problems()) {
         let widths = p.net().widths();
         // f64: same points, 1e-12 relative.
-        let gpu64 = full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5), &Silent)
-            .unwrap()
-            .estimates;
         let cpu64 = central_differences(&p, 1e-3, Precision::F64, &Silent).unwrap();
+        let gpu64 = match has_f64 {
+            true => {
+                full::evaluate(&ctx, &p, 1e-3, Precision::F64, Some(5), &Silent)
+                    .unwrap()
+                    .estimates
+            }
+            false => cpu64.clone(),
+        };
         for i in 0..cpu64.len() {
             assert!(
                 rel(gpu64.j_plus[i], cpu64.j_plus[i]) < 1e-12,
@@ -161,10 +168,10 @@ fn every_perturbed_cost_matches_the_cpu_in_f64_and_f32() {
 
 #[test]
 fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
-    let Some(_) = gpu() else { return };
+    let Some(ctx) = gpu() else { return };
     let input = read_npz(std::path::Path::new(FIXTURE)).unwrap();
     let buggy = Gradients::Given(input.gradients.clone().unwrap());
-    for precision in [Precision::F64, Precision::F32] {
+    for precision in common::gpu_precisions(&ctx) {
         let opts = CheckOptions {
             device: DeviceChoice::Gpu,
             precision,
@@ -208,24 +215,28 @@ fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
 #[test]
 fn random_networks_agree_with_the_cpu_across_chunk_edges() {
     let Some(ctx) = gpu() else { return };
+    let has_f64 = common::gpu_has_f64(&ctx);
     for (n, p) in random_problems().into_iter().enumerate() {
         let grad = backprop::gradients(&p);
         let layout = p.net().layout();
         let chunk = [1, 7, 64, 1000][n % 4];
         // The full method's default step in f64 (1e-6 leaves tensors of small gradients
         // below the resolution).
-        let run = full::evaluate(&ctx, &p, 1e-5, Precision::F64, Some(chunk), &Silent).unwrap();
-        assert!(
-            run.estimates
-                .j_plus
-                .iter()
-                .chain(&run.estimates.j_minus)
-                .all(|j| j.is_finite()),
-            "unwritten cost"
-        );
-        let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
-        common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &layout);
-        assert!(cmp.difference < 1e-8);
+        if has_f64 {
+            let run =
+                full::evaluate(&ctx, &p, 1e-5, Precision::F64, Some(chunk), &Silent).unwrap();
+            assert!(
+                run.estimates
+                    .j_plus
+                    .iter()
+                    .chain(&run.estimates.j_minus)
+                    .all(|j| j.is_finite()),
+                "unwritten cost"
+            );
+            let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
+            common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &layout);
+            assert!(cmp.difference < 1e-8);
+        }
 
         // f32: gradapprox against the f64 reference at the same f32 points, within what the
         // cost bound allows (a step this large crosses ReLU kinks, so backprop is not the
@@ -252,7 +263,7 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
 fn runs_are_bit_identical_and_independent_of_the_chunk_size() {
     let Some(ctx) = gpu() else { return };
     let p = &random_problems()[3];
-    for precision in [Precision::F32, Precision::F64] {
+    for precision in common::gpu_precisions(&ctx) {
         let a = full::evaluate(&ctx, p, 1e-3, precision, None, &Silent)
             .unwrap()
             .estimates;

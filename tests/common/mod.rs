@@ -219,3 +219,28 @@ pub fn write_npz(
     npz.finish().unwrap();
     path
 }
+
+/// The precisions a GPU test runs in on `ctx`: f64 only where the adapter has f64 shaders
+/// (wgpu offers them on Vulkan only: never on Metal, DX12 or GL), with a visible message
+/// when the f64 parts are skipped; the f32 parts run everywhere.
+pub fn gpu_precisions(ctx: &GpuContext) -> Vec<gradcheck::options::Precision> {
+    use gradcheck::options::Precision;
+    if gpu_has_f64(ctx) {
+        vec![Precision::F64, Precision::F32]
+    } else {
+        vec![Precision::F32]
+    }
+}
+
+/// Whether `ctx` runs f64 shaders; says so when it does not (the f64 part is skipped).
+pub fn gpu_has_f64(ctx: &GpuContext) -> bool {
+    let has = ctx.supports_f64();
+    if !has {
+        eprintln!(
+            "SKIPPED the f64 part: '{}' ({}) has no f64 shaders",
+            ctx.summary().name,
+            ctx.summary().backend
+        );
+    }
+    has
+}
