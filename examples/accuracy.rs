@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     for eps in [1e-2, 3e-3, 1e-3, 3e-4, 1e-4] {
         let opts = CheckOptions {
             method: Method::Full,
-            precision: Precision::F32,
+            precision: Precision::F32.into(),
             eps: Some(eps),
             ..base.clone()
         };
@@ -135,14 +135,14 @@ fn main() -> anyhow::Result<()> {
     ] {
         let opts = CheckOptions {
             method,
-            precision,
+            precision: precision.into(),
             ..base.clone()
         };
         let t = measure(&problems, &opts, trial)?;
         row(
             method,
             precision,
-            &format!("{:e} (default)", opts.eps()),
+            &format!("{:e} (default)", opts.eps_in(precision)),
             gradients,
             &t,
         );

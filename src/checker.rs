@@ -16,68 +16,62 @@ use crate::gpu::{self, AdapterSummary, GpuContext};
 use crate::memory;
 use crate::monitor::{Continuing, Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
+use crate::placement::{place, Placement};
 use crate::problem::Problem;
 use crate::report::{Header, Report, Scope, Timing};
 
 /// Where the work runs, resolved once per process and reused by every check.
 pub struct Engine {
     gpu: Option<GpuContext>,
+    /// The device and precision decided (`placement::place`), and why.
+    placement: Placement,
     /// One-line notices for the user (e.g. a fallback to the CPU).
     pub notices: Vec<String>,
 }
 
 impl Engine {
-    /// Opens the GPU unless `--device cpu`; with `auto`, runs on the CPU with a notice when
-    /// there is no adapter, when it lacks the precision asked for, or when it is a software
-    /// adapter and the check is f64 (the native path is faster on the same cores).
+    /// Finds the adapter (unless the CPU is asked for) and decides where the checks run
+    /// and in which precision (`placement::place`); the GPU is opened only when used. An
+    /// adapter named (`adapter`, `WGPU_ADAPTER_NAME`) and absent is an error.
     pub fn new(opts: &CheckOptions) -> Result<Self> {
         opts.validate()?;
-        let mut notices = Vec::new();
-        let gpu = match opts.device {
+        let found = match opts.device {
             DeviceChoice::Cpu => None,
-            DeviceChoice::Gpu => {
-                let ctx = GpuContext::new(opts.adapter.as_deref())?;
-                ctx.ensure_precision(opts.precision)?;
-                Some(ctx)
-            }
-            DeviceChoice::Auto => match GpuContext::new(opts.adapter.as_deref()) {
-                // A software adapter runs on the same cores as the native CPU path, 20-60x
-                // slower (benches/RESULTS.md); f64 checks go native, f32 ones need it.
-                Ok(ctx) if ctx.summary().software && opts.precision == Precision::F64 => {
-                    notices.push(format!(
-                        "'{}' is a software adapter; the native CPU path is faster, so the check runs there (--device gpu to use it)",
-                        ctx.summary().name
-                    ));
-                    None
-                }
-                Ok(ctx) if opts.precision == Precision::F32 || ctx.supports_f64() => Some(ctx),
-                Ok(ctx) => {
-                    notices.push(format!(
-                        "GPU '{}' has no f64 shaders; running on the CPU",
-                        ctx.summary().name
-                    ));
-                    None
-                }
-                // An adapter asked for by name is meant: its absence is an error.
+            _ => match GpuContext::new(opts.adapter.as_deref()) {
+                Ok(ctx) => Some(ctx),
                 Err(e @ Error::NoAdapter(_))
-                    if opts.adapter.is_some()
+                    if opts.device == DeviceChoice::Gpu
+                        || opts.adapter.is_some()
                         || std::env::var_os("WGPU_ADAPTER_NAME").is_some() =>
                 {
                     return Err(e)
                 }
-                Err(Error::NoAdapter(why)) => {
-                    notices.push(format!("no GPU adapter found{why}; running on the CPU"));
-                    None
-                }
+                Err(Error::NoAdapter(_)) => None,
                 Err(e) => return Err(e),
             },
         };
-        if gpu.is_none() && opts.precision == Precision::F32 {
-            return Err(Error::Option(
-                "f32 needs a GPU (the CPU path computes in f64)".into(),
-            ));
-        }
-        Ok(Self { gpu, notices })
+        let placement = place(
+            opts.device,
+            opts.precision,
+            found.as_ref().map(GpuContext::summary),
+        )?;
+        let notices = placement.notice.iter().cloned().collect();
+        let gpu = found.filter(|_| placement.gpu);
+        Ok(Self {
+            gpu,
+            placement,
+            notices,
+        })
+    }
+
+    /// The precision checks run in here.
+    pub fn precision(&self) -> Precision {
+        self.placement.precision
+    }
+
+    /// Where checks run, in which precision, and why.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
     }
 
     /// Cost changes of `indices` by the delta method on this engine's device.
@@ -92,7 +86,7 @@ impl Engine {
         match &self.gpu {
             Some(ctx) => {
                 // Slices keep each output buffer within the device's limits and the budget.
-                let bytes_per_item = gpu::delta::OUTPUTS as u64 * opts.precision.size() as u64;
+                let bytes_per_item = gpu::delta::OUTPUTS as u64 * self.precision().size() as u64;
                 let slice = memory::slice_items(ctx.binding_limit(), opts.budget(), bytes_per_item);
                 monitor.begin(indices.len() as u64);
                 let mut deltas = Vec::with_capacity(indices.len());
@@ -102,7 +96,7 @@ impl Engine {
                         ctx,
                         (problem, sens),
                         eps,
-                        opts.precision,
+                        self.precision(),
                         part,
                         opts.chunk,
                         &Continuing(monitor),
@@ -157,7 +151,7 @@ impl Engine {
         }
         let j = sens.cost(problem);
         let u = match self.gpu {
-            Some(_) => opts.precision.unit_roundoff(),
+            Some(_) => self.precision().unit_roundoff(),
             None => Precision::F64.unit_roundoff(),
         };
         let mut estimates = Estimates::from_deltas(j, &deltas, &steps, u);
@@ -179,15 +173,22 @@ impl Engine {
         gradients: &Gradients,
         opts: &CheckOptions,
     ) -> Header {
-        let seen = match opts.precision {
+        let seen = match self.precision() {
             Precision::F32 => problem.rounded_to_f32(),
             Precision::F64 => problem.clone(),
         };
         build_header(
             title,
             &seen,
-            self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
-            (opts.eps(), opts.precision, opts.evaluation_method()),
+            (
+                self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
+                &self.placement.reason,
+            ),
+            (
+                opts.eps_in(self.precision()),
+                self.precision(),
+                opts.evaluation_method(),
+            ),
             gradients,
             opts,
         )
@@ -214,9 +215,9 @@ impl Engine {
         opts.validate()?;
         let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
         memory::ensure_problem_fits(problem, checked, opts.budget())?;
-        let eps = opts.eps();
+        let eps = opts.eps_in(self.precision());
         // An f32 device sees the problem rounded to f32; its reference gradient must too.
-        let seen = match opts.precision {
+        let seen = match self.precision() {
             Precision::F32 => problem.rounded_to_f32(),
             Precision::F64 => problem.clone(),
         };
@@ -232,7 +233,7 @@ impl Engine {
                             ctx,
                             &seen,
                             eps,
-                            opts.precision,
+                            self.precision(),
                             opts.chunk,
                             monitor,
                         )?;
@@ -254,10 +255,11 @@ impl Engine {
             estimates,
             directions: None,
             eps,
-            precision: opts.precision,
+            precision: self.precision(),
             method: opts.method,
             adapter,
             seconds: start.elapsed().as_secs_f64(),
+            placement: self.placement.reason.clone(),
             gpu_seconds,
         })
     }
@@ -271,7 +273,7 @@ impl Engine {
         monitor: &dyn Monitor,
         start: Instant,
     ) -> Result<Evaluation> {
-        let eps = opts.eps();
+        let eps = opts.eps_in(self.precision());
         let dirs = crate::directions::draw(&seen.net().layout(), k, opts.sample_seed)?;
         let (costs, gpu_seconds, u) = match &self.gpu {
             Some(ctx) => {
@@ -279,11 +281,11 @@ impl Engine {
                     ctx,
                     &seen,
                     eps,
-                    opts.precision,
+                    self.precision(),
                     &dirs,
                     monitor,
                 )?;
-                (costs, seconds, opts.precision.unit_roundoff())
+                (costs, seconds, self.precision().unit_roundoff())
             }
             None => (
                 cpu::directions::direction_costs(&seen, eps, &dirs, monitor)?,
@@ -299,10 +301,11 @@ impl Engine {
             estimates,
             directions: Some(dirs),
             eps,
-            precision: opts.precision,
+            precision: self.precision(),
             method: Method::Full,
             adapter: self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
             seconds: start.elapsed().as_secs_f64(),
+            placement: self.placement.reason.clone(),
             gpu_seconds,
         })
     }
@@ -409,6 +412,8 @@ pub struct Evaluation {
     pub method: Method,
     /// `None` for the CPU.
     pub adapter: Option<AdapterSummary>,
+    /// Why this device and precision (`placement::place`).
+    pub placement: String,
     pub seconds: f64,
     pub gpu_seconds: Option<f64>,
 }
@@ -540,7 +545,7 @@ fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> Precision {
 fn build_header(
     title: &str,
     seen: &Problem,
-    adapter: Option<AdapterSummary>,
+    (adapter, placement): (Option<AdapterSummary>, &str),
     (eps, precision, method): (f64, Precision, Method),
     gradients: &Gradients,
     opts: &CheckOptions,
@@ -566,7 +571,7 @@ fn build_header(
         gradient_arrays,
         not_given,
         grad_precision,
-        threshold: opts.threshold_for(grad_precision),
+        threshold: opts.threshold_in(precision, grad_precision),
         params: layout.len(),
         widths: seen.net().widths(),
         examples: seen.examples(),
@@ -576,6 +581,7 @@ fn build_header(
         method,
         device: if adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
         adapter,
+        placement: placement.to_string(),
     }
 }
 
@@ -604,7 +610,7 @@ pub fn judge(
     let header = build_header(
         title,
         &eval.problem,
-        eval.adapter.clone(),
+        (eval.adapter.clone(), &eval.placement),
         (eval.eps, eval.precision, eval.method),
         gradients,
         opts,

@@ -12,7 +12,7 @@ use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz, write_npz};
-use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
+use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision, PrecisionChoice};
 use gradcheck::problem::Problem;
 use gradcheck::report::Report;
 
@@ -184,14 +184,16 @@ pub struct CheckArgs {
 /// Options shared by every check.
 #[derive(Args, Debug)]
 pub struct OptionArgs {
-    /// Where the finite differences run. auto: a hardware GPU when there is one and it has
-    /// the precision asked for; f64 on a software adapter (lavapipe, llvmpipe, WARP) and no
-    /// adapter at all run on the native CPU path instead, with a notice.
+    /// Where the finite differences run. auto: a hardware GPU when there is one (in f64 or
+    /// f32 by its shaders, unless --precision says); a software adapter (lavapipe, llvmpipe,
+    /// WARP) or none at all means the native CPU path in f64, with a notice.
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Arithmetic of the perturbed passes (backprop is always f64); the CPU path is f64.
-    #[arg(long, value_enum, default_value_t = Precision::F64)]
-    pub precision: Precision,
+    /// Arithmetic of the perturbed passes. auto: f64 on the CPU and on GPUs with f64
+    /// shaders (Vulkan on NVIDIA, AMD, lavapipe), f32 on the others (Metal, DX12, GL, Intel),
+    /// where the delta method still resolves ~1e-7; the report says which and why.
+    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    pub precision: PrecisionChoice,
     /// delta: only the change a step makes (exact, kink-aware, fast); full: whole forward
     /// passes (the exercise's algorithm) [default: delta].
     #[arg(long, value_enum)]

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod model;
 pub mod monitor;
 pub mod options;
+pub mod placement;
 pub mod problem;
 pub mod report;
 pub mod sample;

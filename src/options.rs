@@ -22,6 +22,36 @@ pub enum Precision {
     F64,
 }
 
+/// The precision asked for: `auto` lets the adapter decide (see `placement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionChoice {
+    /// f64 where the device has it (the CPU, GPUs with f64 shaders), else f32.
+    Auto,
+    F32,
+    F64,
+}
+
+impl PrecisionChoice {
+    /// The precision forced, if any.
+    pub fn forced(self) -> Option<Precision> {
+        match self {
+            PrecisionChoice::Auto => None,
+            PrecisionChoice::F32 => Some(Precision::F32),
+            PrecisionChoice::F64 => Some(Precision::F64),
+        }
+    }
+}
+
+impl From<Precision> for PrecisionChoice {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => PrecisionChoice::F32,
+            Precision::F64 => PrecisionChoice::F64,
+        }
+    }
+}
+
 impl Precision {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -80,7 +110,7 @@ pub const F32_GRADIENT_THRESHOLD: f64 = 1e-5;
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckOptions {
     pub device: DeviceChoice,
-    pub precision: Precision,
+    pub precision: PrecisionChoice,
     pub method: Method,
     pub eps: Option<f64>,
     pub threshold: Option<f64>,
@@ -107,7 +137,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         Self {
             device: DeviceChoice::Auto,
-            precision: Precision::F64,
+            precision: PrecisionChoice::Auto,
             method: Method::Delta,
             eps: None,
             threshold: None,
@@ -143,15 +173,15 @@ impl CheckOptions {
     /// 1e-4…3e-2 measured on the exercise); their kinks and truncation are bounded like the
     /// coordinates', but a direction moves a whole tensor, so larger steps cross kinks in
     /// most directions.
-    pub fn eps(&self) -> f64 {
+    pub fn eps_in(&self, precision: Precision) -> f64 {
         if self.directions.is_some() {
-            return self.eps.unwrap_or(match self.precision {
+            return self.eps.unwrap_or(match precision {
                 Precision::F64 => 1e-5,
                 Precision::F32 => 1e-3,
             });
         }
         self.eps
-            .unwrap_or(match (self.evaluation_method(), self.precision) {
+            .unwrap_or(match (self.evaluation_method(), precision) {
                 (Method::Full, Precision::F64) => 1e-5,
                 (Method::Full, Precision::F32) => 1e-2,
                 (Method::Delta, Precision::F64) => 1e-6,
@@ -164,9 +194,9 @@ impl CheckOptions {
     /// reaches ~1e-7. Gradients computed in float32 carry their own round-off (resolution
     /// ~2e-6 measured on random networks): at least
     /// [`F32_GRADIENT_THRESHOLD`] for them.
-    pub fn threshold_for(&self, gradients: Precision) -> f64 {
+    pub fn threshold_in(&self, precision: Precision, gradients: Precision) -> f64 {
         self.threshold.unwrap_or_else(|| {
-            let evaluation = match (self.evaluation_method(), self.precision) {
+            let evaluation = match (self.evaluation_method(), precision) {
                 (_, Precision::F64) => 2e-7,
                 (Method::Full, Precision::F32) => 1e-3,
                 (Method::Delta, Precision::F32) => 1e-5,
@@ -178,9 +208,9 @@ impl CheckOptions {
         })
     }
 
-    /// The threshold for float64 gradients.
-    pub fn threshold(&self) -> f64 {
-        self.threshold_for(Precision::F64)
+    /// The threshold of an evaluation in `precision` for float64 gradients.
+    pub fn threshold(&self, precision: Precision) -> f64 {
+        self.threshold_in(precision, Precision::F64)
     }
 
     /// The method the perturbed costs are computed by: directional checks always run
@@ -209,8 +239,7 @@ impl CheckOptions {
             }
             if eps > MAX_STEP {
                 return Err(Error::Option(format!(
-                    "a step of {eps:e} does not approximate a derivative; use one of at most {MAX_STEP:e} (the default is {:e})",
-                    CheckOptions { eps: None, ..self.clone() }.eps()
+                    "a step of {eps:e} does not approximate a derivative; use one of at most {MAX_STEP:e} (the defaults are 1e-6 to 1e-2)"
                 )));
             }
         }
@@ -240,9 +269,9 @@ impl CheckOptions {
         if self.chunk == Some(0) {
             return Err(Error::Option("--chunk must be at least 1".into()));
         }
-        if self.device == DeviceChoice::Cpu && self.precision == Precision::F32 {
+        if self.device == DeviceChoice::Cpu && self.precision == PrecisionChoice::F32 {
             return Err(Error::Option(
-                "the CPU path computes in f64 only; use --precision f64 or a GPU".into(),
+                "f32 runs on a GPU only: the CPU path computes in f64".into(),
             ));
         }
         Ok(())

@@ -67,6 +67,8 @@ pub struct Header {
     /// "cpu" or "gpu".
     pub device: String,
     pub adapter: Option<AdapterSummary>,
+    /// Why this device and precision.
+    pub placement: String,
 }
 
 impl Header {
@@ -95,6 +97,7 @@ impl Header {
             self.eps,
             self.threshold
         );
+        let _ = writeln!(out, "placement: {}", self.placement);
         let _ = writeln!(
             out,
             "checking: {} · judged as {} gradients",

@@ -47,7 +47,7 @@ fn wider_problems() -> Vec<Problem> {
 fn options(device: DeviceChoice, precision: Precision) -> CheckOptions {
     CheckOptions {
         device,
-        precision,
+        precision: precision.into(),
         method: Method::Delta,
         ..Default::default()
     }
@@ -142,7 +142,7 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
             if precision == Precision::F64 {
                 // Same algorithm, same points: the GPU's f64 agrees with the CPU's within the
                 // round-off bound, plus a floor far below any gradient that matters.
-                let reference = cpu_delta(&p, opts.eps());
+                let reference = cpu_delta(&p, opts.eps_in(precision));
                 let floor = 1e-14
                     * reference
                         .gradapprox
@@ -233,7 +233,11 @@ fn a_unit_on_its_kink_is_judged_by_its_one_sided_derivatives_and_a_real_bug_besi
 {
     let mut cases = vec![(DeviceChoice::Cpu, Precision::F64)];
     if let Some(ctx) = gpu() {
-        cases.extend(gpu_precisions(&ctx).into_iter().map(|p| (DeviceChoice::Gpu, p)));
+        cases.extend(
+            gpu_precisions(&ctx)
+                .into_iter()
+                .map(|p| (DeviceChoice::Gpu, p)),
+        );
     }
     let p = kinked_problem();
     let layout = p.net().layout();

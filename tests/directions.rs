@@ -12,7 +12,7 @@ use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
 fn options(device: DeviceChoice, precision: Precision, k: usize) -> CheckOptions {
     CheckOptions {
         device,
-        precision,
+        precision: precision.into(),
         directions: Some(k),
         ..Default::default()
     }

@@ -174,7 +174,7 @@ fn fixture_on_gpu_f64_gives_the_exercise_difference_and_f32_names_b1_and_w2() {
     for precision in common::gpu_precisions(&ctx) {
         let opts = CheckOptions {
             device: DeviceChoice::Gpu,
-            precision,
+            precision: precision.into(),
             eps: (precision == Precision::F64).then_some(1e-7),
             ..Default::default()
         };
@@ -223,8 +223,7 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
         // The full method's default step in f64 (1e-6 leaves tensors of small gradients
         // below the resolution).
         if has_f64 {
-            let run =
-                full::evaluate(&ctx, &p, 1e-5, Precision::F64, Some(chunk), &Silent).unwrap();
+            let run = full::evaluate(&ctx, &p, 1e-5, Precision::F64, Some(chunk), &Silent).unwrap();
             assert!(
                 run.estimates
                     .j_plus

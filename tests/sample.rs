@@ -6,7 +6,7 @@ mod common;
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::generate::{BugSpec, NetworkSpec};
-use gradcheck::options::{Precision, CheckOptions, DeviceChoice};
+use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
 
 fn cpu(sample: Option<usize>) -> CheckOptions {
     CheckOptions {
@@ -87,7 +87,7 @@ fn a_gpu_sample_matches_the_cpu_sample() {
     let precision = common::gpu_precisions(&ctx)[0];
     let gpu = CheckOptions {
         device: DeviceChoice::Gpu,
-        precision,
+        precision: precision.into(),
         ..cpu(Some(300))
     };
     let on_cpu = Engine::new(&cpu(Some(300)))

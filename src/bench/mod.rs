@@ -106,7 +106,7 @@ impl Case {
         CheckOptions {
             device: self.device,
             method: self.method,
-            precision: self.precision,
+            precision: self.precision.into(),
             adapter: adapter.map(str::to_string),
             ..Default::default()
         }
