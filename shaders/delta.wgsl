@@ -19,15 +19,14 @@
 @group(0) @binding(3) var<storage, read> gain: array<Real>;
 // Per layer, at z_offset: the |change| of z_p[row, e] at which a ReLU first crosses.
 @group(0) @binding(4) var<storage, read> reach: array<Real>;
-// Unperturbed output logits, their sigmoid, and sigma - y (from f64): n_L x m each.
-@group(0) @binding(5) var<storage, read> z_out: array<Real>;
-@group(0) @binding(6) var<storage, read> sigma: array<Real>;
-@group(0) @binding(7) var<storage, read> residual: array<Real>;
+// The unperturbed output logits z, their sigmoid, and sigma - y (from f64), n_L x m each,
+// one after the other, then the step: one binding, so that the kernel stays within
+// WebGPU's 8 storage buffers per stage.
+@group(0) @binding(5) var<storage, read> logits: array<Real>;
 // The parameter each thread perturbs.
-@group(0) @binding(8) var<storage, read> indices: array<u32>;
-@group(0) @binding(9) var<storage, read> step: array<Real>;
+@group(0) @binding(6) var<storage, read> indices: array<u32>;
 // Four per entry of `indices`: dJ(+eps), dJ(-eps), magnitude of the terms, kink (0 or 1).
-@group(0) @binding(10) var<storage, read_write> out: array<Real>;
+@group(0) @binding(7) var<storage, read_write> out: array<Real>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -56,7 +55,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let col = select(0u, (q - info.w_offset) % cols, is_weight);
     let m = cfg.examples;
     let outs = layer_info[cfg.layers - 1u].rows;
-    let eps = step[0];
+    let block = outs * m;
+    let eps = logits[3u * block];
     let row_at = row * m;
     let gain_base = info.z_offset * outs;
 
@@ -78,9 +78,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var o = 0u; o < outs; o++) {
             let d = s * gain[gain_base + (row_at + e) * outs + o];
             let at = o * m + e;
-            let zz = z_out[at];
-            let sg = sigma[at];
-            let linear = residual[at] * d;
+            let zz = logits[at];
+            let sg = logits[block + at];
+            let linear = logits[2u * block + at] * d;
             let rest_up = softplus_remainder(zz, sg, d);
             let rest_down = softplus_remainder(zz, sg, -d);
             plus += linear + rest_up;

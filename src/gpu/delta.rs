@@ -60,6 +60,15 @@ pub fn evaluate(
         .collect();
     let gains: Vec<f64> = sens.gain.iter().flat_map(|g| g.iter().copied()).collect();
     let reach: Vec<f64> = sens.reach.iter().flat_map(|r| r.iter().copied()).collect();
+    // z_L, σ(z_L), σ − Y, then the step: one binding (delta.wgsl's `logits`).
+    let logits: Vec<f64> = sens
+        .z_out
+        .iter()
+        .chain(&sens.sigma)
+        .chain(&sens.residual)
+        .copied()
+        .chain([eps])
+        .collect();
     for (what, len) in [
         ("the layer inputs", inputs.len()),
         ("the row gains", gains.len()),
@@ -91,15 +100,8 @@ pub fn evaluate(
                 storage(ctx, "inputs", &encode(inputs.iter().copied(), precision)),
                 storage(ctx, "gain", &encode(gains.iter().copied(), precision)),
                 storage(ctx, "reach", &encode(reach.iter().copied(), precision)),
-                storage(ctx, "z_out", &encode(sens.z_out.iter().copied(), precision)),
-                storage(ctx, "sigma", &encode(sens.sigma.iter().copied(), precision)),
-                storage(
-                    ctx,
-                    "residual",
-                    &encode(sens.residual.iter().copied(), precision),
-                ),
+                storage(ctx, "logits", &encode(logits.iter().copied(), precision)),
                 storage(ctx, "indices", bytemuck::cast_slice(&index_words)),
-                storage(ctx, "eps", &encode([eps], precision)),
             ]
         },
         outputs,
