@@ -37,7 +37,7 @@ impl Engine {
         opts.validate()?;
         let found = match opts.device {
             DeviceChoice::Cpu => None,
-            _ => match GpuContext::new(opts.adapter.as_deref()) {
+            _ => match GpuContext::new(opts.adapter.as_deref(), opts.limits) {
                 Ok(ctx) => Some(ctx),
                 Err(e @ Error::NoAdapter(_))
                     if opts.device == DeviceChoice::Gpu

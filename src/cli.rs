@@ -12,7 +12,9 @@ use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz, write_npz};
-use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision, PrecisionChoice};
+use gradcheck::options::{
+    CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
+};
 use gradcheck::problem::Problem;
 use gradcheck::report::Report;
 
@@ -211,6 +213,11 @@ pub struct OptionArgs {
     /// none matches, whatever --device says.
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
+    /// The device limits to ask for: the adapter's, WebGPU's defaults or wgpu's downlevel
+    /// ones, to see whether a check would run on a smaller GPU [default: adapter, or
+    /// GRADCHECK_LIMITS].
+    #[arg(long, value_enum)]
+    pub limits: Option<LimitsChoice>,
     /// Perturbations (full) or parameters (delta) per GPU dispatch (default: from the
     /// device's limits).
     #[arg(long, allow_hyphen_values = true, value_parser = count)]
@@ -249,6 +256,7 @@ impl OptionArgs {
             threshold: self.threshold,
             top: self.top,
             adapter: self.adapter.clone(),
+            limits: self.limits.unwrap_or_else(LimitsChoice::from_env),
             chunk: self.chunk,
             max_memory: self.max_memory,
             sample: self.sample,

@@ -22,6 +22,40 @@ pub enum Precision {
     F64,
 }
 
+/// Which device limits a check asks for: the adapter's own, or a smaller standard set, to
+/// see on any machine whether a check would run on a smaller GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitsChoice {
+    /// Everything the adapter offers.
+    #[default]
+    Adapter,
+    /// WebGPU's defaults (8 storage buffers per stage, 16 KiB of workgroup memory, …).
+    Webgpu,
+    /// wgpu's downlevel defaults, for old and small GPUs (4 storage buffers per stage).
+    Downlevel,
+}
+
+impl LimitsChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitsChoice::Adapter => "adapter",
+            LimitsChoice::Webgpu => "webgpu",
+            LimitsChoice::Downlevel => "downlevel",
+        }
+    }
+
+    /// `GRADCHECK_LIMITS` (adapter, webgpu or downlevel), else the adapter's: so that a
+    /// whole test suite can run under smaller limits.
+    pub fn from_env() -> Self {
+        match std::env::var("GRADCHECK_LIMITS").as_deref() {
+            Ok("webgpu") => LimitsChoice::Webgpu,
+            Ok("downlevel") => LimitsChoice::Downlevel,
+            _ => LimitsChoice::Adapter,
+        }
+    }
+}
+
 /// The precision asked for: `auto` lets the adapter decide (see `placement`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +152,8 @@ pub struct CheckOptions {
     pub top: usize,
     /// Substring of the adapter name to use (else `WGPU_ADAPTER_NAME`, else the best).
     pub adapter: Option<String>,
+    /// The device limits to ask for.
+    pub limits: LimitsChoice,
     /// Perturbations per GPU dispatch (else chosen from the device's limits).
     pub chunk: Option<usize>,
     /// Memory the check may use, in bytes (else [`crate::memory::default_budget`]).
@@ -143,6 +179,7 @@ impl Default for CheckOptions {
             threshold: None,
             top: 5,
             adapter: None,
+            limits: LimitsChoice::from_env(),
             chunk: None,
             max_memory: None,
             sample: None,

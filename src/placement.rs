@@ -149,6 +149,7 @@ mod tests {
             timestamps: true,
             max_buffer_size: 1 << 30,
             max_storage_binding: 1 << 27,
+            limits: "adapter".into(),
         }
     }
 

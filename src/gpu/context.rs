@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::options::LimitsChoice;
 
 /// What the report and `gradcheck devices` say about an adapter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -20,6 +21,8 @@ pub struct AdapterSummary {
     pub timestamps: bool,
     pub max_buffer_size: u64,
     pub max_storage_binding: u64,
+    /// The limits the device was opened with: the adapter's own, "webgpu" or "downlevel".
+    pub limits: String,
 }
 
 impl AdapterSummary {
@@ -43,6 +46,7 @@ impl AdapterSummary {
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             max_buffer_size: limits.max_buffer_size,
             max_storage_binding: limits.max_storage_buffer_binding_size,
+            limits: LimitsChoice::Adapter.as_str().into(),
         }
     }
 }
@@ -88,8 +92,8 @@ fn rank(adapter: &wgpu::Adapter) -> (u8, u8) {
 
 impl GpuContext {
     /// Opens the adapter whose name contains `name` (case-insensitive), else the one named
-    /// by `WGPU_ADAPTER_NAME`, else the best one present.
-    pub fn new(name: Option<&str>) -> Result<Self> {
+    /// by `WGPU_ADAPTER_NAME`, else the best one present, asking for `limits`.
+    pub fn new(name: Option<&str>, choice: LimitsChoice) -> Result<Self> {
         let wanted = name
             .map(str::to_owned)
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
@@ -118,17 +122,30 @@ impl GpuContext {
                 " (install a Vulkan driver, e.g. Mesa's lavapipe: mesa-vulkan-drivers)".into(),
             )
         })?;
-        let summary = AdapterSummary::of(&adapter);
+        let mut summary = AdapterSummary::of(&adapter);
         let wanted_features = wgpu::Features::SHADER_F64 | wgpu::Features::TIMESTAMP_QUERY;
-        let limits = adapter.limits();
+        let limits = match choice {
+            LimitsChoice::Adapter => adapter.limits(),
+            LimitsChoice::Webgpu => wgpu::Limits::default(),
+            LimitsChoice::Downlevel => wgpu::Limits::downlevel_defaults(),
+        };
+        summary.limits = choice.as_str().into();
+        summary.max_storage_binding = limits.max_storage_buffer_binding_size;
+        summary.max_buffer_size = limits.max_buffer_size;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("gradcheck"),
             required_features: adapter.features() & wanted_features,
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
-            .map_err(|e| Error::Gpu(format!("cannot open '{}': {e}", summary.name)))?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                Error::Gpu(format!(
+                    "cannot open '{}' with {} limits: {e}",
+                    summary.name,
+                    choice.as_str()
+                ))
+            })?;
         let stray_errors = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stray_errors);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {

@@ -280,10 +280,63 @@ pub(crate) fn run_kernel(
         let inputs = inputs();
         let out = poisoned(ctx, kernel.name, outputs, precision);
         let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
+        ensure_within_limits(ctx, kernel.name, &bound, constants)?;
         let kernel = BoundKernel::new(ctx, kernel, precision, constants, &bound);
         let gpu_seconds = kernel.run(ctx, template, work, monitor)?;
         Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
     })
+}
+
+/// Refuses, before any pipeline is created, a kernel that needs more than the device's
+/// limits allow (storage buffers per stage, binding sizes, threads per workgroup), naming
+/// the limit, the need and the device: wgpu would otherwise fail with a validation error.
+fn ensure_within_limits(
+    ctx: &GpuContext,
+    kernel: &str,
+    bound: &[&wgpu::Buffer],
+    constants: &[(&str, u32)],
+) -> Result<()> {
+    let limits = &ctx.limits;
+    let adapter = ctx.summary();
+    let refuse = |need: String, limit: &str, allowed: u64| {
+        Err(Error::Unsupported {
+            adapter: adapter.name.clone(),
+            what: format!(
+                "the {kernel} kernel's {need} ({limit} is {allowed} under the {} limits)",
+                adapter.limits
+            ),
+        })
+    };
+    let buffers = bound.len() as u64;
+    if buffers > u64::from(limits.max_storage_buffers_per_shader_stage) {
+        return refuse(
+            format!("{buffers} storage buffers"),
+            "max_storage_buffers_per_shader_stage",
+            u64::from(limits.max_storage_buffers_per_shader_stage),
+        );
+    }
+    if let Some(largest) = bound.iter().map(|b| b.size()).max() {
+        if largest > limits.max_storage_buffer_binding_size {
+            return refuse(
+                format!("binding of {largest} bytes"),
+                "max_storage_buffer_binding_size",
+                limits.max_storage_buffer_binding_size,
+            );
+        }
+    }
+    if let Some(&(_, threads)) = constants.iter().find(|(name, _)| *name == "WG") {
+        let allowed = limits
+            .max_compute_invocations_per_workgroup
+            .min(limits.max_compute_workgroup_size_x);
+        if threads > allowed {
+            return refuse(
+                format!("{threads} threads per workgroup"),
+                "max_compute_invocations_per_workgroup",
+                u64::from(allowed),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Copies `buffer` to the host.
@@ -298,12 +351,4 @@ pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<
 /// Copies a buffer of `precision` scalars to the host as f64.
 fn read_reals(ctx: &GpuContext, buffer: &wgpu::Buffer, precision: Precision) -> Result<Vec<f64>> {
     Ok(decode(&read_bytes(ctx, buffer)?, precision))
-}
-
-/// Workgroup memory left for activations once a `reduction` array of WG scalars is taken,
-/// in scalars of `precision`, rounded down to even (two halves).
-pub(crate) fn workgroup_scratch(ctx: &GpuContext, precision: Precision, reduction: u64) -> u32 {
-    let size = precision.size() as u64;
-    let bytes = u64::from(ctx.limits.max_compute_workgroup_storage_size).saturating_sub(reduction);
-    (bytes / size) as u32 & !1
 }

@@ -2,9 +2,7 @@
 //! chunks that respect the device's limits.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{
-    problem_buffers, run_kernel, workgroup_scratch, KernelConfig, Work, MAX_CHUNKS,
-};
+use super::dispatch::{problem_buffers, run_kernel, KernelConfig, Work, MAX_CHUNKS};
 use super::shader::{Kernel, FULL};
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -36,46 +34,45 @@ pub(crate) fn default_chunk(items: usize, work_per_item: usize) -> usize {
     by_work.max(items.div_ceil(MAX_CHUNKS)).clamp(1, items)
 }
 
-/// Examples per tile: each example needs two halves of `hidden` entries (the widest
-/// hidden layer's activations in and out) out of the `scratch` entries of workgroup
-/// memory; a clear error when not even one example fits.
-pub(crate) fn tile_size(
+/// Workgroup memory the whole-pass kernels size their tiles by whatever the device
+/// offers: the smallest limit wgpu knows (its downlevel defaults). Every device then tiles
+/// the examples — and so sums them — alike, and f32 results are the same bits on every IEEE
+/// device; only a hidden layer too wide for it uses the device's larger memory.
+pub const PORTABLE_WORKGROUP_BYTES: u32 = 16_352;
+
+/// Workgroup memory of the whole-pass kernels (forward.wgsl): a reduction array of WG
+/// scalars plus two activation halves, each `hidden × tile` for the widest hidden layer and
+/// a tile of examples; returns the halves' total size (in scalars) and the tile. Sized by
+/// the problem within [`PORTABLE_WORKGROUP_BYTES`], not by the device's maximum.
+pub(crate) fn pass_sizes(
     ctx: &GpuContext,
-    scratch: u32,
     problem: &Problem,
     precision: Precision,
-) -> Result<u32> {
+) -> Result<(u32, u32)> {
     let widths = problem.net().widths();
     let hidden = widths[1..widths.len() - 1]
         .iter()
         .copied()
         .max()
         .unwrap_or(1) as u32;
-    let tile = (scratch / (2 * hidden)).min(problem.examples() as u32);
+    let size = precision.size() as u32;
+    let reduction = WORKGROUP_SIZE * size;
+    let tile_within = |bytes: u32| {
+        (bytes.saturating_sub(reduction) / size / (2 * hidden)).min(problem.examples() as u32)
+    };
+    let device = ctx.limits.max_compute_workgroup_storage_size;
+    let tile = match tile_within(PORTABLE_WORKGROUP_BYTES.min(device)) {
+        0 => tile_within(device),
+        tile => tile,
+    };
     if tile == 0 {
         return Err(Error::TooLarge(format!(
-            "a hidden layer of {hidden} units does not fit one example's activations in the {} bytes of workgroup memory of '{}' ({})",
-            ctx.limits.max_compute_workgroup_storage_size,
+            "a hidden layer of {hidden} units does not fit one example's activations in the {device} bytes of workgroup memory of '{}' ({})",
             ctx.summary().name,
             precision.as_str()
         )));
     }
-    Ok(tile)
-}
-
-/// Workgroup memory of the whole-pass kernels (forward.wgsl): a reduction array of WG
-/// scalars plus two activation halves; returns the halves' size and the examples per tile.
-pub(crate) fn pass_sizes(
-    ctx: &GpuContext,
-    problem: &Problem,
-    precision: Precision,
-) -> Result<(u32, u32)> {
-    let scratch = workgroup_scratch(
-        ctx,
-        precision,
-        u64::from(WORKGROUP_SIZE) * precision.size() as u64,
-    );
-    Ok((scratch, tile_size(ctx, scratch, problem, precision)?))
+    Ok((2 * hidden * tile, tile))
 }
 
 /// Runs a whole-pass kernel (forward.wgsl: one perturbed pass per workgroup) over

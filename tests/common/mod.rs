@@ -14,7 +14,7 @@ pub const FIXTURE: &str = concat!(
 /// The GPU context for GPU tests. Without an adapter the test is skipped with a visible
 /// message, unless `GRADCHECK_REQUIRE_GPU=1` (set by CI), where it fails.
 pub fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(None) {
+    match GpuContext::new(None, gradcheck::options::LimitsChoice::from_env()) {
         Ok(ctx) => Some(ctx),
         Err(e) => {
             if std::env::var("GRADCHECK_REQUIRE_GPU").is_ok_and(|v| v == "1") {
