@@ -1,31 +1,49 @@
-// Scalar functions the kernels need, built from + - * /, floor, ldexp and select only.
+// Scalar functions the kernels need, built from + - * /, trunc and select only.
 // WGSL's own f64 exp/log pass naga but emit invalid SPIR-V on Vulkan (gfx-rs/wgpu#6087),
 // and lavapipe's f32 exp/log are not correctly rounded, so one polynomial serves both
 // precisions. `Real` (f32 or f64) and REAL_EPSILON (its unit round-off / 2) are defined by
 // the host before this file.
 
-// ln 2 = LN2_A + LN2_B, LN2_A with 16 significant bits so that k * LN2_A is exact.
-const LN2_A: Real = 0.693145751953125;
-const LN2_B: Real = 1.428606820309417232121458176568e-6;
-const INV_LN2: Real = 1.4426950408889634073599246810019;
 // exp underflows to 0 below this; above EXP_MAX it is clamped (no caller goes there).
 const EXP_MIN: Real = -745.0;
 const EXP_MAX: Real = 709.0;
+// e^(2^j), j = 0..6, for e^n by the binary digits of n (all within f32's range).
+const E1: Real = 2.7182818284590452353602874713527;
+const E2: Real = 7.3890560989306502272304274605750;
+const E4: Real = 54.598150033144239078110261202861;
+const E8: Real = 2980.9579870417282747435920994529;
+const E16: Real = 8886110.5205078726367630237407815;
+const E32: Real = 78962960182680.695160978022635108;
+const E64: Real = 6235149080811616882909238708.9285;
 
-// e^x: x = k ln2 + r with |r| <= ln2/2, e^r by its Taylor series to degree 14
-// (truncation < 1e-18 relative), then scaled by 2^k.
+// e^x = e^f * e^n with n = trunc(x) and f = x - n exact (|f| < 1): e^f by its Taylor series
+// to degree 20 (truncation < 2e-20 relative), e^|n| as a product of e^(2^j) by the binary
+// digits of |n|. No step relies on the order of evaluation (a Cody-Waite reduction,
+// (x - k ln2_hi) - k ln2_lo, does, and loses up to 68 ulp in f32 when a fast-math compiler
+// reassociates it, as Metal's may), so reassociation moves the result by a few roundings.
 fn exp_real(x: Real) -> Real {
     if (x < EXP_MIN) {
         return Real(0.0);
     }
     let xc = min(x, EXP_MAX);
-    let k = floor(xc * INV_LN2 + Real(0.5));
-    let r = (xc - k * LN2_A) - k * LN2_B;
+    let n = trunc(xc);
+    let f = xc - n;
     var p = Real(1.0);
-    for (var i = 14; i >= 1; i--) {
-        p = Real(1.0) + p * r / Real(i);
+    for (var i = 20; i >= 1; i--) {
+        p = Real(1.0) + p * f / Real(i);
     }
-    return ldexp(p, i32(k));
+    var m = u32(abs(n));
+    var big = Real(1.0);
+    for (; m >= 64u; m -= 64u) {
+        big *= E64;
+    }
+    big *= select(Real(1.0), E32, (m & 32u) != 0u);
+    big *= select(Real(1.0), E16, (m & 16u) != 0u);
+    big *= select(Real(1.0), E8, (m & 8u) != 0u);
+    big *= select(Real(1.0), E4, (m & 4u) != 0u);
+    big *= select(Real(1.0), E2, (m & 2u) != 0u);
+    big *= select(Real(1.0), E1, (m & 1u) != 0u);
+    return select(p * big, p / big, n < Real(0.0));
 }
 
 // log(1 + t) for t in [0, 1]: 2 atanh(s) with s = t / (2 + t) <= 1/3, odd series to s^37.
