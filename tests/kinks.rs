@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{backprop_with_relu_prime_at_zero, zero_bias_blank_example};
+use common::zero_bias_blank_example;
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::cpu::backprop::gradients_with_relu_prime_at_zero as backprop_with_relu_prime_at_zero;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method};
 use gradcheck::problem::Problem;
 

@@ -8,7 +8,8 @@ use common::{gradcheck, write_npz};
 
 use std::path::Path;
 
-use common::{backprop_with_relu_prime_at_zero, zero_bias_blank_example};
+use common::zero_bias_blank_example;
+use gradcheck::cpu::backprop::gradients_with_relu_prime_at_zero as backprop_with_relu_prime_at_zero;
 use gradcheck::generate::NetworkSpec;
 use gradcheck::problem::Problem;
 use ndarray::{Array2, Axis};

@@ -5,8 +5,15 @@ use ndarray::{Array2, Axis};
 use super::forward::forward;
 use crate::problem::Problem;
 
-/// `dJ/dθ` flattened in the parameter layout's order (dW1, db1, dW2, …).
+/// `dJ/dθ` flattened in the parameter layout's order (dW1, db1, dW2, …), with
+/// ReLU'(0) = 0 as the course's `relu_backward` has it.
 pub fn gradients(problem: &Problem) -> Vec<f64> {
+    gradients_with_relu_prime_at_zero(problem, 0.0)
+}
+
+/// [`gradients`] with another ReLU'(0) (1 for a backprop that masks with `Z >= 0`): what
+/// a correct backprop gives at a unit sitting exactly on its kink.
+pub fn gradients_with_relu_prime_at_zero(problem: &Problem, at_zero: f64) -> Vec<f64> {
     let net = problem.net();
     let x = problem.x().view();
     let acts = forward(net, x);
@@ -22,7 +29,16 @@ pub fn gradients(problem: &Problem) -> Vec<f64> {
         let db = dz.sum_axis(Axis(1));
         if l > 0 {
             let da = net.layers()[l].w.t().dot(&dz);
-            dz = da * acts.z[l - 1].mapv(|z| if z > 0.0 { 1.0 } else { 0.0 });
+            let slope = acts.z[l - 1].mapv(|z| {
+                if z > 0.0 {
+                    1.0
+                } else if z == 0.0 {
+                    at_zero
+                } else {
+                    0.0
+                }
+            });
+            dz = da * slope;
         }
         per_layer.push((dw, db));
     }

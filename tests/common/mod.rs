@@ -154,46 +154,6 @@ pub fn zero_bias_blank_example(widths: &[usize], m: usize, seed: u64) -> Problem
     Problem::new(Mlp::new(layers).unwrap(), x, base.y().clone()).unwrap()
 }
 
-/// Backprop in f64 with the user's choice of ReLU'(0): 0 (`Z > 0`, the course's
-/// relu_backward) or 1 (`Z >= 0`).
-pub fn backprop_with_relu_prime_at_zero(problem: &Problem, at_zero: f64) -> Vec<f64> {
-    use ndarray::{Array2, Axis};
-    let net = problem.net();
-    let acts = gradcheck::cpu::forward::forward(net, problem.x().view());
-    let m = problem.examples() as f64;
-    let last = net.layers().len() - 1;
-    let mut dz: Array2<f64> = (&acts.a[last] - problem.y()) / m;
-    let mut per_layer = Vec::new();
-    for l in (0..=last).rev() {
-        let input = if l == 0 {
-            problem.x().view()
-        } else {
-            acts.a[l - 1].view()
-        };
-        let dw = dz.dot(&input.t());
-        let db = dz.sum_axis(Axis(1));
-        if l > 0 {
-            let da = net.layers()[l].w.t().dot(&dz);
-            let slope = acts.z[l - 1].mapv(|z| {
-                if z > 0.0 {
-                    1.0
-                } else if z == 0.0 {
-                    at_zero
-                } else {
-                    0.0
-                }
-            });
-            dz = da * slope;
-        }
-        per_layer.push((dw, db));
-    }
-    per_layer
-        .into_iter()
-        .rev()
-        .flat_map(|(dw, db)| dw.into_iter().chain(db))
-        .collect()
-}
-
 /// The binary under test.
 pub fn gradcheck() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("gradcheck").unwrap()
