@@ -324,23 +324,21 @@ fn bound_truncation_and_kinks(
     estimates: &mut Estimates,
 ) -> Result<()> {
     use rayon::prelude::*;
-    let located = indices
-        .iter()
-        .map(|&i| problem.locate(i))
-        .collect::<Result<Vec<_>>>()?;
-    estimates.truncation = located
+    // Located on the fly: a list of every coordinate's place would cost ~30 bytes each.
+    estimates.truncation = indices
         .par_iter()
         .zip(steps)
-        .map(|(&loc, &h)| sens.truncation_bound(loc, h))
-        .collect();
+        .map(|(&i, &h)| Ok(sens.truncation_bound(problem.locate(i)?, h)))
+        .collect::<Result<Vec<f64>>>()?;
     estimates.kinks = crossing
         .par_iter()
         .map(|&k| {
             let h = steps[k];
             let tie = h * KINK_RECHECK_FACTOR.min(1.0);
-            (k, cpu::kinks::bracket(problem, sens, located[k], h, tie))
+            let at = problem.locate(indices[k])?;
+            Ok((k, cpu::kinks::bracket(problem, sens, at, h, tie)))
         })
-        .collect::<Vec<_>>()
+        .collect::<Result<Vec<_>>>()?
         .into_iter()
         .collect();
     for (&k, b) in &estimates.kinks {
