@@ -128,7 +128,7 @@ impl Engine {
     ) -> Result<(Estimates, Option<f64>)> {
         let total = problem.net().num_params();
         let indices: Vec<usize> = match opts.sample {
-            Some(k) => crate::sample::choose(&problem.net().layout(), k, opts.sample_seed)?,
+            Some(k) => crate::sample::choose(problem.net().layout(), k, opts.sample_seed)?,
             None => (0..total).collect(),
         };
         // What every step of every coordinate shares: computed once, for both rounds.
@@ -274,7 +274,7 @@ impl Engine {
         start: Instant,
     ) -> Result<Evaluation> {
         let eps = opts.eps_in(self.precision());
-        let dirs = crate::directions::draw(&seen.net().layout(), k, opts.sample_seed)?;
+        let dirs = crate::directions::draw(seen.net().layout(), k, opts.sample_seed)?;
         let (costs, gpu_seconds, u) = match &self.gpu {
             Some(ctx) => {
                 let (costs, seconds) = gpu::directions::direction_costs(
@@ -383,7 +383,7 @@ fn bound_directions(
         .par_iter()
         .map(|d| {
             let p = layout.tensors()[d.tensor].layer - 1;
-            let change = d.layer_change(&layout, sens.inputs[p].view());
+            let change = d.layer_change(layout, sens.inputs[p].view());
             let tie = eps * KINK_RECHECK_FACTOR;
             cpu::kinks::along_change(problem, &sens, p, change.view(), eps, tie)
         })
@@ -458,7 +458,7 @@ impl Gradients {
             Gradients::Backprop(bugs) => {
                 let mut grad = cpu::backprop::gradients(problem);
                 if let Some(bugs) = bugs {
-                    bugs.apply(&problem.net().layout(), &mut grad)?;
+                    bugs.apply(problem.net().layout(), &mut grad)?;
                 }
                 Ok(grad)
             }
@@ -624,14 +624,8 @@ pub fn judge(
     };
     let (comparison, scope) = match &eval.directions {
         None => {
-            let comparison = compare_trial(
-                &layout,
-                trial,
-                &eval.estimates,
-                threshold,
-                opts.top,
-                &advice,
-            );
+            let comparison =
+                compare_trial(layout, trial, &eval.estimates, threshold, opts.top, &advice);
             let evaluated = (0..layout.len())
                 .filter(|&i| eval.estimates.is_checked(i))
                 .count();
@@ -664,11 +658,11 @@ pub fn judge(
                         .map(|(k, d)| {
                             Judged::of(
                                 k,
-                                d.project(&layout, &grad),
+                                d.project(layout, &grad),
                                 est,
                                 roundoff
                                     .as_deref()
-                                    .map_or(0.0, |r| d.project_abs(&layout, r)),
+                                    .map_or(0.0, |r| d.project_abs(layout, r)),
                             )
                         });
                     (spec, items)

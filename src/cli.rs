@@ -462,7 +462,7 @@ fn gradients(
         );
     }
     if let Some(bugs) = &args.bug {
-        bugs.apply(&layout, &mut given.values)?;
+        bugs.apply(layout, &mut given.values)?;
     }
     Ok(Gradients::Given(given))
 }
@@ -545,7 +545,7 @@ fn run_export(args: &ExportArgs) -> Result<ExitCode> {
     };
     let mut grads = gradcheck::cpu::backprop::gradients(&problem);
     if let Some(bugs) = &args.bug {
-        bugs.apply(&problem.net().layout(), &mut grads)?;
+        bugs.apply(problem.net().layout(), &mut grads)?;
     }
     write_npz(&args.output, &problem, Some(&grads))?;
     println!(

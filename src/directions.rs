@@ -94,9 +94,9 @@ mod tests {
     fn directions_are_unit_seeded_and_cover_the_tensors_in_turn() {
         let p = NetworkSpec::new(vec![6, 5, 1], 3, 1).unwrap().generate();
         let layout = p.net().layout();
-        let d = draw(&layout, 9, 3).unwrap();
-        assert_eq!(d, draw(&layout, 9, 3).unwrap());
-        assert_ne!(d, draw(&layout, 9, 4).unwrap());
+        let d = draw(layout, 9, 3).unwrap();
+        assert_eq!(d, draw(layout, 9, 3).unwrap());
+        assert_ne!(d, draw(layout, 9, 4).unwrap());
         let tensors: Vec<usize> = d.iter().map(|d| d.tensor).collect();
         assert_eq!(tensors, [0, 1, 2, 3, 0, 1, 2, 3, 0]);
         for dir in &d {
@@ -111,7 +111,7 @@ mod tests {
             .enumerate()
             .map(|(i, v)| v * (30 + i) as f64)
             .sum();
-        assert_eq!(b1.project(&layout, &grad), expected);
-        assert!(draw(&layout, 3, 1).is_err());
+        assert_eq!(b1.project(layout, &grad), expected);
+        assert!(draw(layout, 3, 1).is_err());
     }
 }

@@ -17,6 +17,8 @@ pub struct Layer {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
     layers: Vec<Layer>,
+    /// Built once: every flat-index lookup goes through it.
+    layout: ParamLayout,
 }
 
 impl Mlp {
@@ -49,7 +51,8 @@ impl Mlp {
                 }
             }
         }
-        Ok(Self { layers })
+        let layout = ParamLayout::for_widths(&widths_of(&layers));
+        Ok(Self { layers, layout })
     }
 
     /// The layers, input side first.
@@ -59,9 +62,7 @@ impl Mlp {
 
     /// Layer widths `[n0, n1, …, nL]`, input first.
     pub fn widths(&self) -> Vec<usize> {
-        std::iter::once(self.input_width())
-            .chain(self.layers.iter().map(|l| l.w.nrows()))
-            .collect()
+        widths_of(&self.layers)
     }
 
     /// Number of input features `n0`.
@@ -75,8 +76,8 @@ impl Mlp {
     }
 
     /// The flat parameter layout (W1, b1, W2, …).
-    pub fn layout(&self) -> ParamLayout {
-        ParamLayout::for_widths(&self.widths())
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
     }
 
     /// Total number of parameters.
@@ -107,26 +108,29 @@ impl Mlp {
                     b: l.b.map(round),
                 })
                 .collect(),
+            layout: self.layout.clone(),
         }
     }
 
     /// Mutable access to flat parameter `index`, for perturbing one coordinate in place.
     pub fn param_mut(&mut self, index: usize) -> &mut f64 {
-        let mut rest = index;
-        for layer in &mut self.layers {
-            let (w, b) = (layer.w.len(), layer.b.len());
-            if rest < w {
-                let cols = layer.w.ncols();
-                return &mut layer.w[[rest / cols, rest % cols]];
-            }
-            rest -= w;
-            if rest < b {
-                return &mut layer.b[rest];
-            }
-            rest -= b;
+        let (l, row, col) = self
+            .layout
+            .locate(index)
+            .unwrap_or_else(|| panic!("parameter index {index} out of range"));
+        let layer = &mut self.layers[l];
+        match col {
+            Some(col) => &mut layer.w[[row, col]],
+            None => &mut layer.b[row],
         }
-        panic!("parameter index {index} out of range");
     }
+}
+
+/// `[n0, n1, …, nL]` of chained layers.
+fn widths_of(layers: &[Layer]) -> Vec<usize> {
+    std::iter::once(layers[0].w.ncols())
+        .chain(layers.iter().map(|l| l.w.nrows()))
+        .collect()
 }
 
 /// What a tensor is in the network.
@@ -238,6 +242,21 @@ impl ParamLayout {
             .tensors
             .partition_point(|t| t.offset + t.len() <= index);
         &self.tensors[pos]
+    }
+
+    /// Where flat index `index` sits: layer (0-based), row, and column (`None` for a
+    /// bias); `None` past the last parameter. The one map from flat indices to tensors
+    /// (the kernels' copy walks the same layer table, `gpu::dispatch::layer_table`).
+    pub fn locate(&self, index: usize) -> Option<(usize, usize, Option<usize>)> {
+        if index >= self.total {
+            return None;
+        }
+        let t = self.tensor_of(index);
+        let local = index - t.offset;
+        Some(match t.kind {
+            TensorKind::Weight => (t.layer - 1, local / t.shape[1], Some(local % t.shape[1])),
+            TensorKind::Bias => (t.layer - 1, local, None),
+        })
     }
 
     /// The name of flat index `index`, e.g. `W2[1,3]`.

@@ -69,28 +69,18 @@ impl Problem {
         self.x.ncols()
     }
 
-    /// The same problem with every number rounded to f32: what an f32 device computes on.
     /// Where flat parameter `index` sits: layer (0-based), row, and column (`None` for a
     /// bias); an error past the last parameter.
     pub fn locate(&self, index: usize) -> Result<(usize, usize, Option<usize>)> {
-        let mut rest = index;
-        for (l, layer) in self.net.layers().iter().enumerate() {
-            let (rows, cols) = layer.w.dim();
-            if rest < rows * cols {
-                return Ok((l, rest / cols, Some(rest % cols)));
-            }
-            rest -= rows * cols;
-            if rest < rows {
-                return Ok((l, rest, None));
-            }
-            rest -= rows;
-        }
-        Err(Error::Option(format!(
-            "coordinate {index} out of range: the network has {} parameters",
-            self.net.num_params()
-        )))
+        self.net.layout().locate(index).ok_or_else(|| {
+            Error::Option(format!(
+                "coordinate {index} out of range: the network has {} parameters",
+                self.net.num_params()
+            ))
+        })
     }
 
+    /// The same problem with every number rounded to f32: what an f32 device computes on.
     pub fn rounded_to_f32(&self) -> Self {
         let round = |v: &f64| *v as f32 as f64;
         Self {

@@ -69,9 +69,9 @@ mod tests {
             .unwrap()
             .generate();
         let layout = p.net().layout();
-        let a = choose(&layout, 1000, 9).unwrap();
-        assert_eq!(a, choose(&layout, 1000, 9).unwrap());
-        assert_ne!(a, choose(&layout, 1000, 10).unwrap());
+        let a = choose(layout, 1000, 9).unwrap();
+        assert_eq!(a, choose(layout, 1000, 9).unwrap());
+        assert_ne!(a, choose(layout, 1000, 10).unwrap());
         assert_eq!(a.len(), 1000);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         for t in layout.tensors() {
@@ -82,9 +82,9 @@ mod tests {
         let w1 = layout.tensor_named("W1").unwrap();
         let in_w1 = a.iter().filter(|&&i| w1.range().contains(&i)).count();
         assert!((880..=940).contains(&in_w1), "{in_w1}");
-        assert!(choose(&layout, 5, 1).is_err());
+        assert!(choose(layout, 5, 1).is_err());
         assert_eq!(
-            choose(&layout, layout.len() + 3, 1).unwrap().len(),
+            choose(layout, layout.len() + 3, 1).unwrap().len(),
             layout.len()
         );
     }

@@ -31,7 +31,7 @@ fn fixture_buggy_gradients_give_the_exercise_difference_and_fail_on_b1_and_w2() 
     let buggy = input.gradients.unwrap().values;
     for eps in [1e-7, 1e-6, 1e-5] {
         let est = central_differences(p, eps, Precision::F64, &Silent).unwrap();
-        let cmp = compare(&p.net().layout(), &buggy, &est, 2e-7, 5);
+        let cmp = compare(p.net().layout(), &buggy, &est, 2e-7, 5);
         // 7 significant digits: the exercise's 0.2850931567761623 carries its naive cost
         // form's round-off at the 8th; the stable form gives 0.28509314918…
         assert!(
@@ -77,7 +77,7 @@ fn builtin_backprop_passes_on_the_fixture_at_the_exercise_step_and_the_default()
     let grad = backprop::gradients(&p);
     for eps in [1e-7, 1e-6] {
         let est = central_differences(&p, eps, Precision::F64, &Silent).unwrap();
-        let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 5);
+        let cmp = compare(p.net().layout(), &grad, &est, 2e-7, 5);
         eprintln!(
             "fixture, built-in backprop, eps {eps}: difference {:.3e}",
             cmp.difference
@@ -94,8 +94,8 @@ fn backprop_matches_finite_differences_on_random_networks() {
         // The default step of the full method in f64: at 1e-6 round-off hides errors of
         // 2e-7 in tensors of small gradients (inconclusive, as it should be).
         let est = central_differences(&p, 1e-5, Precision::F64, &Silent).unwrap();
-        let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
-        common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &p.net().layout());
+        let cmp = compare(p.net().layout(), &grad, &est, 2e-7, 3);
+        common::passes_but_for_dead_tensors(&cmp.tensors, &grad, p.net().layout());
         assert!(
             cmp.difference < 1e-8,
             "{:?}: difference {}",
@@ -131,9 +131,9 @@ fn one_entry_off_by_1e_3_fails_and_is_named_first_while_correct_backprop_passes(
         let grad = backprop::gradients(&p);
         let est = central_differences(&p, 1e-5, Precision::F64, &Silent).unwrap();
         common::passes_but_for_dead_tensors(
-            &compare(&layout, &grad, &est, 2e-7, 5).tensors,
+            &compare(layout, &grad, &est, 2e-7, 5).tensors,
             &grad,
-            &layout,
+            layout,
         );
         // Pick an entry with a gradient well above the round-off floor, in a different
         // tensor for each network.
@@ -148,7 +148,7 @@ fn one_entry_off_by_1e_3_fails_and_is_named_first_while_correct_backprop_passes(
         };
         let mut buggy = grad.clone();
         buggy[i] *= 1.0 + 1e-3;
-        let cmp = compare(&layout, &buggy, &est, 2e-7, 5);
+        let cmp = compare(layout, &buggy, &est, 2e-7, 5);
         assert_eq!(cmp.verdict, Verdict::Fail, "{:?}", p.net().widths());
         assert_eq!(cmp.worst[0].index, i);
         assert_eq!(cmp.worst[0].name, layout.coordinate_name(i));

@@ -76,7 +76,7 @@ fn correct_backprop_passes_with_delta_on_the_cpu_at_1e_9() {
     for p in wider_problems() {
         let grad = backprop::gradients(&p);
         let est = cpu_delta(&p, 1e-6);
-        let cmp = compare(&p.net().layout(), &grad, &est, 2e-7, 3);
+        let cmp = compare(p.net().layout(), &grad, &est, 2e-7, 3);
         assert_eq!(
             cmp.verdict,
             Verdict::Pass,
@@ -197,7 +197,7 @@ fn one_entry_off_by_1e_3_among_100k_parameters_is_named() {
     let mut grad = backprop::gradients(&p);
     let est = cpu_delta(&p, 1e-6);
     assert_eq!(
-        compare(&layout, &grad, &est, 2e-7, 10).verdict,
+        compare(layout, &grad, &est, 2e-7, 10).verdict,
         Verdict::Pass
     );
     let max = grad.iter().fold(0.0f64, |a, g| a.max(g.abs()));
@@ -205,7 +205,7 @@ fn one_entry_off_by_1e_3_among_100k_parameters_is_named() {
         .find(|&i| grad[i].abs() > 0.05 * max)
         .unwrap();
     grad[i] *= 1.0 + 1e-3;
-    let cmp = compare(&layout, &grad, &est, 2e-7, 10);
+    let cmp = compare(layout, &grad, &est, 2e-7, 10);
     assert_eq!(cmp.verdict, Verdict::Fail);
     assert!(
         cmp.worst.iter().any(|c| c.index == i),

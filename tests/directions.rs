@@ -32,7 +32,7 @@ fn correct_backprop_passes_along_random_directions_and_the_gpu_agrees_with_the_c
         let eval = cpu_engine.evaluate(&p, &cpu).unwrap();
         let report = judge("dirs", &eval, &Gradients::Backprop(None), &cpu).unwrap();
         let grad = gradcheck::cpu::backprop::gradients(&p);
-        common::passes_but_for_dead_tensors(&report.tensors, &grad, &p.net().layout());
+        common::passes_but_for_dead_tensors(&report.tensors, &grad, p.net().layout());
         assert!(report.difference < 1e-8, "{}", report.difference);
         assert_eq!(report.scope.mode, "directions");
         assert_eq!(report.scope.evaluated, k);

@@ -232,8 +232,8 @@ fn random_networks_agree_with_the_cpu_across_chunk_edges() {
                     .all(|j| j.is_finite()),
                 "unwritten cost"
             );
-            let cmp = compare(&layout, &grad, &run.estimates, 2e-7, 3);
-            common::passes_but_for_dead_tensors(&cmp.tensors, &grad, &layout);
+            let cmp = compare(layout, &grad, &run.estimates, 2e-7, 3);
+            common::passes_but_for_dead_tensors(&cmp.tensors, &grad, layout);
             assert!(cmp.difference < 1e-8);
         }
 

@@ -36,7 +36,7 @@ pub fn direction_costs(
             } else {
                 base.a[p - 1].view()
             };
-            let change = d.layer_change(&layout, input);
+            let change = d.layer_change(layout, input);
             let along = |step: f64| {
                 let z = &base.z[p] + &(&change * step);
                 cost_from_layer(problem, p, z)
