@@ -15,7 +15,7 @@ pub enum DeviceChoice {
 }
 
 /// Arithmetic of the perturbed forward passes (backprop always runs in f64).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     F32,

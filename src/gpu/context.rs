@@ -1,12 +1,14 @@
 //! The GPU context: adapter choice, device creation with the adapter's limits, and error
 //! scopes that turn wgpu's validation and memory errors into typed errors.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::options::LimitsChoice;
+use crate::gpu::shader::{compose, module, Kernel};
+use crate::options::{LimitsChoice, Precision};
 
 /// What the report and `gradcheck devices` say about an adapter.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -61,7 +63,13 @@ pub struct GpuContext {
     stray_errors: Arc<Mutex<Vec<String>>>,
     /// Why the device was lost, once it is: every error after that is a consequence.
     lost: Arc<Mutex<Option<String>>>,
+    /// Compiled kernels by name, precision and constants: a check's second round (kink
+    /// re-checks, slices) and every later check on this device reuse them.
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
+
+/// What makes one compiled kernel: its name, precision and prepended constants.
+type PipelineKey = (&'static str, Precision, Vec<(String, u32)>);
 
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
@@ -165,7 +173,49 @@ impl GpuContext {
             summary,
             stray_errors,
             lost,
+            pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The compute pipeline of `kernel` in `precision` with `constants`, compiled on first
+    /// use and cached for the life of the device (wgpu pipelines are cheap handles).
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        precision: Precision,
+        constants: &[(&str, u32)],
+    ) -> wgpu::ComputePipeline {
+        let key: PipelineKey = (
+            kernel.name,
+            precision,
+            constants.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+        );
+        let mut cache = self.pipelines.lock().expect("pipeline cache");
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let shader = module(
+                    &self.device,
+                    kernel.name,
+                    &compose(kernel, precision, constants),
+                );
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(kernel.name),
+                        layout: None,
+                        module: &shader,
+                        entry_point: Some("main"),
+                        // Every kernel writes workgroup memory before reading it; zeroing it
+                        // (the default) costs ~10 µs per workgroup on lavapipe, more than a
+                        // small perturbation's work.
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            zero_initialize_workgroup_memory: false,
+                            ..Default::default()
+                        },
+                        cache: None,
+                    })
+            })
+            .clone()
     }
 
     /// The adapter in use.

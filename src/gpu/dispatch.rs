@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::buffers::{decode, encode, map_read, poisoned, staging, storage};
-use super::shader::{compose, module, Kernel};
+use super::shader::Kernel;
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::monitor::Monitor;
@@ -108,26 +108,7 @@ impl BoundKernel {
         constants: &[(&str, u32)],
         buffers: &[&wgpu::Buffer],
     ) -> Self {
-        let shader = module(
-            &ctx.device,
-            kernel.name,
-            &compose(kernel, precision, constants),
-        );
-        let pipeline = ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.name),
-                layout: None,
-                module: &shader,
-                entry_point: Some("main"),
-                // Every kernel writes workgroup memory before reading it; zeroing it (the default)
-                // costs ~10 µs per workgroup on lavapipe, more than a small perturbation's work.
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    zero_initialize_workgroup_memory: false,
-                    ..Default::default()
-                },
-                cache: None,
-            });
+        let pipeline = ctx.pipeline(kernel, precision, constants);
         let config = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("config"),
             size: std::mem::size_of::<KernelConfig>() as u64,
