@@ -306,6 +306,7 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
         let mut norms = Norms::default();
         let mut pattern = Pattern::new(spec);
         let (mut failed, mut checked, mut kinks) = (0usize, 0usize, 0usize);
+        let mut passed = 0usize;
         let mut rel_error = 0.0f64;
         for item in items {
             let (g, a) = (item.grad, item.reference());
@@ -327,7 +328,7 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
             match verdict {
                 Verdict::Fail => failed += 1,
                 Verdict::Inconclusive => unresolved_coordinates += 1,
-                Verdict::Pass => {}
+                Verdict::Pass => passed += 1,
             }
             // Positions mean something for coordinates only (directions are numbered).
             let local = (by_coordinate).then(|| item.index - spec.offset);
@@ -343,21 +344,31 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
                 verdict,
             });
         }
-        let norm_verdict = if checked == 0 {
+        // Decided by its norms, and only where at least one of its items was decisive on
+        // its own: a tensor none of whose items could see an error of the threshold's
+        // size is undecided even if their norms happen to fit.
+        let verdict = if failed > 0 {
+            Verdict::Fail
+        } else if checked == 0 || passed == 0 {
             Verdict::Inconclusive
         } else {
             norms.verdict(threshold)
         };
-        let verdict = if failed > 0 {
-            Verdict::Fail
-        } else {
-            norm_verdict
-        };
         let reason = (verdict == Verdict::Inconclusive).then(|| {
             if checked == 0 {
                 "no coordinate of it was evaluated".to_string()
-            } else {
+            } else if norms.verdict(threshold) == Verdict::Inconclusive {
                 norms.reason(threshold, advice)
+            } else {
+                let (what, hint) = norms.limiting(advice);
+                let mut text = format!(
+                    "{what} hides an error of the threshold's size in each of its {checked} items"
+                );
+                if !hint.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(hint);
+                }
+                text
             }
         });
         let diagnosis = (verdict == Verdict::Fail)
@@ -735,20 +746,24 @@ impl Norms {
         )
     }
 
-    /// Why these norms are undecided: the largest source of error and what would shrink it.
-    fn reason(&self, threshold: f64, advice: &Advice) -> String {
+    /// The largest source of error and what would shrink it.
+    fn limiting<'a>(&self, advice: &'a Advice) -> (&'static str, &'a str) {
         let b = self.bound();
-        let scale = self.scale();
-        let (what, hint) = if b.gradients >= b.roundoff && b.gradients >= b.truncation {
+        if b.gradients >= b.roundoff && b.gradients >= b.truncation {
             ("the gradients' own round-off", &advice.gradients)
         } else if b.truncation >= b.roundoff {
             ("the step's truncation error", &advice.truncation)
         } else {
             ("the finite differences' round-off", &advice.roundoff)
-        };
+        }
+    }
+
+    /// Why these norms are undecided.
+    fn reason(&self, threshold: f64, advice: &Advice) -> String {
+        let (what, hint) = self.limiting(advice);
         let mut text = format!(
             "{what} limits the resolution to {:.1e}, above the threshold {threshold:e}",
-            ratio(b.total(), scale)
+            ratio(self.bound().total(), self.scale())
         );
         if !hint.is_empty() {
             text.push_str(": ");
