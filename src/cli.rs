@@ -112,6 +112,23 @@ fn count(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// A count that must be at least 1.
+fn positive(text: &str) -> std::result::Result<usize, String> {
+    match count(text)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// A threshold: a finite number > 0.
+fn threshold(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(t) => Err(format!("must be a finite number > 0, got {t}")),
+        Err(_) => Err(format!("'{text}' is not a number")),
+    }
+}
+
 /// A seed: a whole number from 0 to 2⁶⁴ − 1.
 fn seed(text: &str) -> std::result::Result<u64, String> {
     match text.trim().parse::<i128>() {
@@ -140,11 +157,14 @@ impl NetworkArgs {
     /// `--layers` would describe nothing, so they are refused rather than ignored.
     fn spec(&self) -> Result<Option<NetworkSpec>> {
         match &self.layers {
-            Some(Widths(widths)) => Ok(Some(NetworkSpec::new(
-                widths.clone(),
-                self.examples.unwrap_or(64),
-                self.seed.unwrap_or(7),
-            )?)),
+            Some(Widths(widths)) => Ok(Some(
+                NetworkSpec::new(
+                    widths.clone(),
+                    self.examples.unwrap_or(64),
+                    self.seed.unwrap_or(7),
+                )
+                .context("--layers")?,
+            )),
             None if self.examples.is_some() || self.seed.is_some() => {
                 bail!("--examples and --seed describe a generated network: give --layers too")
             }
@@ -204,7 +224,7 @@ pub struct OptionArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// Largest relative difference that passes (default 2e-7 in f64).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true, value_parser = threshold)]
     pub threshold: Option<f64>,
     /// Number of worst coordinates to name.
     #[arg(long, default_value_t = 5, allow_hyphen_values = true, value_parser = count)]
@@ -220,18 +240,18 @@ pub struct OptionArgs {
     pub limits: Option<LimitsChoice>,
     /// Perturbations (full) or parameters (delta) per GPU dispatch (default: from the
     /// device's limits).
-    #[arg(long, allow_hyphen_values = true, value_parser = count)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive)]
     pub chunk: Option<usize>,
     /// Memory the check may use, e.g. 512M or 8G (default: 3/4 of the available RAM).
     /// Bigger checks are refused before they start; GPU work is sliced to fit it.
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
     pub max_memory: Option<u64>,
     /// Check only K coordinates, drawn at random with every tensor represented (delta).
-    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = count)]
+    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
     pub sample: Option<usize>,
     /// Check K random directional derivatives (unit directions, one tensor each, the
     /// tensors in turn) by whole forward passes, as PyTorch's fast_mode does.
-    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = count)]
+    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
     pub directions: Option<usize>,
     /// Seed of the --sample or --directions draw.
     #[arg(long, value_name = "S", default_value_t = 1, allow_hyphen_values = true, value_parser = seed)]
@@ -247,6 +267,12 @@ impl OptionArgs {
     fn to_options(&self) -> Result<CheckOptions> {
         if self.directions.is_some() && self.method == Some(Method::Delta) {
             bail!("--directions evaluates whole forward passes (the full method); drop --method delta");
+        }
+        if self.sample.is_some() && self.directions.is_some() {
+            bail!("--sample and --directions are two different checks; give one");
+        }
+        if self.sample.is_some() && self.method == Some(Method::Full) {
+            bail!("--sample works with --method delta (the default)");
         }
         Ok(CheckOptions {
             device: self.device,
@@ -420,6 +446,9 @@ fn gradients(
         (Some(_), None) => bail!("--grads goes with an npz FILE of the network"),
         (None, found) => found,
     };
+    if let Some(bugs) = &args.bug {
+        bugs.validate(problem.net().layout()).context("--bug")?;
+    }
     let Some(found) = found else {
         if args.builtin_backprop || args.partial {
             bail!("--builtin-backprop and --partial go with an npz FILE of the network");
@@ -545,7 +574,8 @@ fn run_export(args: &ExportArgs) -> Result<ExitCode> {
     };
     let mut grads = gradcheck::cpu::backprop::gradients(&problem);
     if let Some(bugs) = &args.bug {
-        bugs.apply(problem.net().layout(), &mut grads)?;
+        bugs.apply(problem.net().layout(), &mut grads)
+            .context("--bug")?;
     }
     write_npz(&args.output, &problem, Some(&grads))?;
     println!(

@@ -66,7 +66,7 @@ pub fn draw(layout: &ParamLayout, k: usize, seed: u64) -> Result<Vec<Direction>>
     let tensors = layout.tensors();
     if k < tensors.len() {
         return Err(Error::Option(format!(
-            "--directions {k} cannot cover all {} tensors; use at least {}",
+            "{k} directions cannot cover all {} tensors; use at least {}",
             tensors.len(),
             tensors.len()
         )));

@@ -25,7 +25,7 @@ impl NetworkSpec {
     pub fn new(widths: Vec<usize>, examples: usize, seed: u64) -> Result<Self> {
         if widths.len() < 2 {
             return Err(Error::Option(format!(
-                "--layers needs at least an input and an output width, got {widths:?}"
+                "a network needs at least an input and an output width, got {widths:?}"
             )));
         }
         if let Some(pos) = widths.iter().position(|&w| w == 0) {
@@ -103,7 +103,7 @@ impl std::str::FromStr for BugSpec {
             .map(|part| {
                 let (name, factor) = part.split_once('=').ok_or_else(|| {
                     Error::Option(format!(
-                        "--bug expects TENSOR=FACTOR pairs like dW2=2, got '{part}'"
+                        "a planted bug is TENSOR=FACTOR, like dW2=2, not '{part}'"
                     ))
                 })?;
                 let factor: f64 = factor
@@ -112,7 +112,7 @@ impl std::str::FromStr for BugSpec {
                     .ok()
                     .filter(|f: &f64| f.is_finite())
                     .ok_or_else(|| {
-                        Error::Option(format!("--bug factor '{factor}' is not a finite number"))
+                        Error::Option(format!("the factor '{factor}' is not a finite number"))
                     })?;
                 Ok((name.trim().to_string(), factor))
             })
@@ -122,14 +122,23 @@ impl std::str::FromStr for BugSpec {
 }
 
 impl BugSpec {
+    /// Refuses a spec naming a tensor `layout` does not have.
+    pub fn validate(&self, layout: &ParamLayout) -> Result<()> {
+        self.0
+            .iter()
+            .try_for_each(|(name, _)| Self::tensor(layout, name).map(drop))
+    }
+
+    fn tensor<'a>(layout: &'a ParamLayout, name: &str) -> Result<&'a crate::model::TensorSpec> {
+        layout.tensor_named(name).ok_or_else(|| {
+            Error::Option(format!("'{name}' is not a gradient tensor of this network"))
+        })
+    }
+
     /// Scales the named gradient tensors in place.
     pub fn apply(&self, layout: &ParamLayout, gradients: &mut [f64]) -> Result<()> {
         for (name, factor) in &self.0 {
-            let spec = layout.tensor_named(name).ok_or_else(|| {
-                Error::Option(format!(
-                    "--bug names '{name}', which is not a gradient tensor of this network"
-                ))
-            })?;
+            let spec = Self::tensor(layout, name)?;
             gradients[spec.range()]
                 .iter_mut()
                 .for_each(|g| *g *= factor);

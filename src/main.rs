@@ -16,7 +16,20 @@ fn main() -> ExitCode {
     if std::env::var_os("NODEVICE_SELECT").is_none() {
         std::env::set_var("NODEVICE_SELECT", "1");
     }
-    match cli::run(cli::Cli::parse()) {
+    // Bad flags get one line too (clap adds usage and tips); help and version print whole.
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            eprintln!(
+                "{} (see --help)",
+                text.lines().next().unwrap_or("error: bad arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match cli::run(cli) {
         Ok(code) => code,
         Err(e) if matches!(e.downcast_ref(), Some(gradcheck::Error::Cancelled)) => {
             eprintln!("interrupted: nothing was reported");

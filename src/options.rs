@@ -283,28 +283,28 @@ impl CheckOptions {
         if let Some(t) = self.threshold {
             if !(t.is_finite() && t > 0.0) {
                 return Err(Error::Option(format!(
-                    "--threshold must be a finite number > 0, got {t}"
+                    "the threshold must be a finite number > 0, got {t}"
                 )));
             }
         }
         if self.sample == Some(0) {
-            return Err(Error::Option("--sample must be at least 1".into()));
+            return Err(Error::Option("a sample needs at least 1 coordinate".into()));
         }
         if self.directions == Some(0) {
-            return Err(Error::Option("--directions must be at least 1".into()));
+            return Err(Error::Option(
+                "a directional check needs at least 1 direction".into(),
+            ));
         }
         if self.sample.is_some() && self.directions.is_some() {
             return Err(Error::Option(
-                "--sample and --directions are two different checks; give one".into(),
+                "a sample and directions are two different checks; ask for one".into(),
             ));
         }
         if self.sample.is_some() && self.method == Method::Full {
-            return Err(Error::Option(
-                "--sample works with --method delta (the default)".into(),
-            ));
+            return Err(Error::Option("a sample works with the delta method".into()));
         }
         if self.chunk == Some(0) {
-            return Err(Error::Option("--chunk must be at least 1".into()));
+            return Err(Error::Option("a chunk needs at least 1 item".into()));
         }
         if self.device == DeviceChoice::Cpu && self.precision == PrecisionChoice::F32 {
             return Err(Error::Option(

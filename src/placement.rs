@@ -92,7 +92,7 @@ pub fn place(
                     a.name
                 ),
                 Some(format!(
-                    "'{}' is a software adapter; the native CPU path is faster, so the check runs there in f64 (--device gpu to use it)",
+                    "'{}' is a software adapter; the native CPU path is faster, so the check runs there in f64 (ask for the GPU to use it)",
                     a.name
                 )),
             )),

@@ -15,7 +15,7 @@ pub fn choose(layout: &ParamLayout, k: usize, seed: u64) -> Result<Vec<usize>> {
     let total = layout.len();
     if k < tensors.len() {
         return Err(Error::Option(format!(
-            "--sample {k} cannot represent all {} tensors; use at least {}",
+            "a sample of {k} cannot represent all {} tensors; sample at least {}",
             tensors.len(),
             tensors.len()
         )));

@@ -389,12 +389,12 @@ fn steps_and_thresholds_outside_their_domain_are_refused() {
     refuses(
         &path,
         &["--threshold", "0"],
-        "--threshold must be a finite number > 0",
+        "'--threshold <THRESHOLD>': must be a finite number > 0",
     );
     refuses(
         &path,
         &["--builtin-backprop", "--bug", "dW9=2"],
-        "--bug names 'dW9'",
+        "--bug: invalid option: 'dW9' is not a gradient tensor",
     );
 }
 

@@ -97,7 +97,10 @@ fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
 #[test]
 fn bad_direction_counts_are_refused_with_one_line() {
     for (args, message) in [
-        (vec!["--directions", "0"], "--directions must be at least 1"),
+        (
+            vec!["--directions", "0"],
+            "'--directions <K>': must be at least 1",
+        ),
         (vec!["--directions", "3"], "cannot cover all 6 tensors"),
         (
             vec!["--directions", "8", "--sample", "8"],

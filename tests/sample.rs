@@ -117,7 +117,7 @@ fn a_gpu_sample_matches_the_cpu_sample() {
 #[test]
 fn bad_samples_are_refused_with_one_line() {
     for (args, message) in [
-        (vec!["--sample", "0"], "--sample must be at least 1"),
+        (vec!["--sample", "0"], "'--sample <K>': must be at least 1"),
         (
             vec!["--sample", "3", "--method", "full"],
             "--sample works with --method delta",

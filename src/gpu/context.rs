@@ -268,7 +268,7 @@ impl GpuContext {
         if precision == crate::options::Precision::F64 && !self.supports_f64() {
             return Err(Error::Unsupported {
                 adapter: self.summary.name.clone(),
-                what: "f64 shaders (SHADER_F64); use --precision f32".into(),
+                what: "f64 shaders (SHADER_F64); f32 runs there".into(),
             });
         }
         Ok(())
