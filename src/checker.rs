@@ -431,6 +431,19 @@ pub struct GivenGradients {
     pub source: String,
 }
 
+impl GivenGradients {
+    /// The tensors of `layout` whose gradients were not given, in layout order.
+    pub fn missing<'a>(&self, layout: &'a crate::model::ParamLayout) -> Vec<&'a str> {
+        layout
+            .tensors()
+            .iter()
+            .zip(self.given.iter().chain(std::iter::repeat(&true)))
+            .filter(|(_, &given)| !given)
+            .map(|(t, _)| t.name.as_str())
+            .collect()
+    }
+}
+
 /// The gradient put on trial.
 #[derive(Clone, Debug)]
 pub enum Gradients {
@@ -553,13 +566,7 @@ fn build_header(
     let (gradient_arrays, not_given) = match gradients {
         Gradients::Given(g) => (
             g.arrays.clone(),
-            layout
-                .tensors()
-                .iter()
-                .zip(&g.given)
-                .filter(|(_, &given)| !given)
-                .map(|(t, _)| t.name.clone())
-                .collect(),
+            g.missing(layout).into_iter().map(String::from).collect(),
         ),
         Gradients::Backprop(_) => (Vec::new(), Vec::new()),
     };

@@ -475,12 +475,10 @@ fn gradients(
         );
     };
     let layout = problem.net().layout();
-    let missing: Vec<String> = layout
-        .tensors()
-        .iter()
-        .zip(&given.given)
-        .filter(|(_, &g)| !g)
-        .map(|(t, _)| format!("d{}", t.name))
+    let missing: Vec<String> = given
+        .missing(layout)
+        .into_iter()
+        .map(|t| format!("d{t}"))
         .collect();
     if !missing.is_empty() && !args.partial {
         let present: Vec<&str> = given.arrays.iter().map(|(_, a)| a.as_str()).collect();

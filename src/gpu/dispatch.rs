@@ -261,7 +261,7 @@ pub(crate) fn run_kernel(
         let inputs = inputs();
         let out = poisoned(ctx, kernel.name, outputs, precision);
         let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
-        ensure_within_limits(ctx, kernel.name, &bound, constants)?;
+        ensure_within_limits(ctx, (kernel.name, precision), &bound, constants)?;
         let kernel = BoundKernel::new(ctx, kernel, precision, constants, &bound);
         let gpu_seconds = kernel.run(ctx, template, work, monitor)?;
         Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
@@ -269,11 +269,12 @@ pub(crate) fn run_kernel(
 }
 
 /// Refuses, before any pipeline is created, a kernel that needs more than the device's
-/// limits allow (storage buffers per stage, binding sizes, threads per workgroup), naming
-/// the limit, the need and the device: wgpu would otherwise fail with a validation error.
+/// limits allow (storage buffers per stage, binding sizes, workgroup memory, threads per
+/// workgroup), naming the limit, the need and the device: wgpu would otherwise fail with a
+/// validation error.
 fn ensure_within_limits(
     ctx: &GpuContext,
-    kernel: &str,
+    (kernel, precision): (&str, Precision),
     bound: &[&wgpu::Buffer],
     constants: &[(&str, u32)],
 ) -> Result<()> {
@@ -305,7 +306,25 @@ fn ensure_within_limits(
             );
         }
     }
-    if let Some(&(_, threads)) = constants.iter().find(|(name, _)| *name == "WG") {
+    let constant = |wanted: &str| {
+        constants
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map(|&(_, v)| v)
+    };
+    // Workgroup memory: the activations (SCRATCH scalars) and the reduction (WG scalars).
+    if let Some(scratch) = constant("SCRATCH") {
+        let bytes = u64::from(scratch + constant("WG").unwrap_or(0)) * precision.size() as u64;
+        let allowed = u64::from(limits.max_compute_workgroup_storage_size);
+        if bytes > allowed {
+            return refuse(
+                format!("{bytes} bytes of workgroup memory"),
+                "max_compute_workgroup_storage_size",
+                allowed,
+            );
+        }
+    }
+    if let Some(threads) = constant("WG") {
         let allowed = limits
             .max_compute_invocations_per_workgroup
             .min(limits.max_compute_workgroup_size_x);
