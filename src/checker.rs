@@ -64,6 +64,15 @@ impl Engine {
         })
     }
 
+    /// `problem` as this engine's device sees it: rounded to f32 for an f32 device, whose
+    /// reference (cost, gradient, bounds) must see the same numbers.
+    fn seen<'a>(&self, problem: &'a Problem) -> std::borrow::Cow<'a, Problem> {
+        match self.precision() {
+            Precision::F32 => std::borrow::Cow::Owned(problem.rounded_to_f32()),
+            Precision::F64 => std::borrow::Cow::Borrowed(problem),
+        }
+    }
+
     /// The precision checks run in here.
     pub fn precision(&self) -> Precision {
         self.placement.precision
@@ -173,13 +182,9 @@ impl Engine {
         gradients: &Gradients,
         opts: &CheckOptions,
     ) -> Header {
-        let seen = match self.precision() {
-            Precision::F32 => problem.rounded_to_f32(),
-            Precision::F64 => problem.clone(),
-        };
         build_header(
             title,
-            &seen,
+            &self.seen(problem),
             (
                 self.gpu.as_ref().map(|ctx| ctx.summary().clone()),
                 &self.placement.reason,
@@ -216,11 +221,7 @@ impl Engine {
         let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
         memory::ensure_problem_fits(problem, checked, opts.budget())?;
         let eps = opts.eps_in(self.precision());
-        // An f32 device sees the problem rounded to f32; its reference gradient must too.
-        let seen = match self.precision() {
-            Precision::F32 => problem.rounded_to_f32(),
-            Precision::F64 => problem.clone(),
-        };
+        let seen = self.seen(problem).into_owned();
         let start = Instant::now();
         if let Some(k) = opts.directions {
             return self.evaluate_directions(seen, k, opts, monitor, start);
@@ -334,7 +335,7 @@ fn bound_truncation_and_kinks(
         .par_iter()
         .map(|&k| {
             let h = steps[k];
-            let tie = h * KINK_RECHECK_FACTOR.min(1.0);
+            let tie = h * KINK_RECHECK_FACTOR;
             let at = problem.locate(indices[k])?;
             Ok((k, cpu::kinks::bracket(problem, sens, at, h, tie)))
         })
@@ -342,7 +343,7 @@ fn bound_truncation_and_kinks(
         .into_iter()
         .collect();
     for (&k, b) in &estimates.kinks {
-        estimates.gradapprox[k] = 0.5 * (b.left + b.right);
+        estimates.gradapprox[k] = b.central();
     }
     Ok(())
 }
@@ -391,7 +392,7 @@ fn bound_directions(
     for (k, (truncation, bracket)) in found.into_iter().enumerate() {
         estimates.truncation.push(truncation);
         if let Some(b) = bracket {
-            estimates.gradapprox[k] = 0.5 * (b.left + b.right);
+            estimates.gradapprox[k] = b.central();
             estimates.kinks.insert(k, b);
         }
     }

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gradcheck::check::Verdict;
-use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
+use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
-use gradcheck::io::{read_npz, write_npz};
+use gradcheck::io::{read_npz, write_npz, NpzGradients};
 use gradcheck::options::{
     CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
 };
@@ -373,16 +373,11 @@ fn run_exercise() -> Result<ExitCode> {
     })
 }
 
-/// What an input file holds besides the network: its gradients if any, the arrays the
-/// check does not use, and every array's name.
-struct Found {
-    gradients: Option<GivenGradients>,
-    unused: Vec<String>,
-    names: Vec<String>,
-}
-
 /// The network to check, its title, and what its file holds (`None` when generated).
-fn problem(args: &CheckArgs, opts: &CheckOptions) -> Result<(String, Problem, Option<Found>)> {
+fn problem(
+    args: &CheckArgs,
+    opts: &CheckOptions,
+) -> Result<(String, Problem, Option<NpzGradients>)> {
     Ok(match (&args.file, args.network.spec()?) {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
@@ -390,7 +385,7 @@ fn problem(args: &CheckArgs, opts: &CheckOptions) -> Result<(String, Problem, Op
             (
                 format!("gradcheck {}", path.display()),
                 input.problem,
-                Some(Found {
+                Some(NpzGradients {
                     gradients: input.gradients,
                     unused: input.unused,
                     names: input.names,
@@ -419,7 +414,7 @@ fn problem(args: &CheckArgs, opts: &CheckOptions) -> Result<(String, Problem, Op
 fn gradients(
     args: &CheckArgs,
     problem: &Problem,
-    found: Option<Found>,
+    found: Option<NpzGradients>,
     notices: &mut Vec<String>,
 ) -> Result<Gradients> {
     let found = match (&args.grads, found) {
@@ -437,11 +432,7 @@ fn gradients(
                     in_file.unused.join(", ")
                 ));
             }
-            Some(Found {
-                gradients: read.gradients,
-                unused: read.unused,
-                names: read.names,
-            })
+            Some(read)
         }
         (Some(_), None) => bail!("--grads goes with an npz FILE of the network"),
         (None, found) => found,

@@ -34,6 +34,12 @@ pub struct Bracket {
 }
 
 impl Bracket {
+    /// What a central difference tends to at the kink, `(left + right)/2`: the estimate
+    /// reported there.
+    pub fn central(&self) -> f64 {
+        0.5 * (self.left + self.right)
+    }
+
     /// The admissible derivative nearest to `grad`, what the gradient is measured
     /// against: any point between the one-sided derivatives (every ReLU'(0) in [0, 1] of a
     /// unit alone on its kink lands there), or either convention's derivative, which with

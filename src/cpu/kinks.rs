@@ -131,6 +131,9 @@ pub fn along_change(
     let m = problem.examples() as f64;
     let mut cubed = 0.0;
     let mut crossing = vec![false; problem.examples()];
+    // Each example's derivative between kinks (`z > 0` masks: the ReLU'(0) = 0 one), from
+    // the same pass that looks for crossings.
+    let mut linear = vec![0.0; problem.examples()];
     for (e, crosses) in crossing.iter_mut().enumerate() {
         let mut dz = change.column(e).to_owned();
         for l in p..layers.len() - 1 {
@@ -147,17 +150,18 @@ pub fn along_change(
             dz = layers[l + 1].w.dot(&da);
         }
         cubed += dz.iter().map(|d| d.abs().powi(3)).sum::<f64>();
+        linear[e] = dz.dot(&sens.residual.column(e));
     }
     let truncation = eps * eps * super::sensitivity::TAYLOR_THIRD * cubed / m;
     if !crossing.iter().any(|&c| c) {
         return (truncation, None);
     }
     let parts = (0..problem.examples()).map(|e| {
-        let dz = change.column(e).to_owned();
         if crossing[e] {
+            let dz = change.column(e).to_owned();
             MASKS.map(|mask| propagate(problem, sens, (p, e), dz.clone(), mask, tie))
         } else {
-            [propagate(problem, sens, (p, e), dz, Mask::Zero, tie); 4]
+            [linear[e]; 4]
         }
     });
     (truncation, Some(assemble(parts, m)))

@@ -166,7 +166,8 @@ pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
     })
 }
 
-/// What a file of gradients holds.
+/// What a file holds besides the network: its gradients if any, the arrays the check
+/// does not use, and every array's name.
 #[derive(Clone, Debug)]
 pub struct NpzGradients {
     pub gradients: Option<GivenGradients>,
