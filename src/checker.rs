@@ -78,11 +78,6 @@ impl Engine {
         self.placement.precision
     }
 
-    /// Where checks run, in which precision, and why.
-    pub fn placement(&self) -> &Placement {
-        &self.placement
-    }
-
     /// Cost changes of `indices` by the delta method on this engine's device.
     fn delta_costs(
         &self,

@@ -245,11 +245,6 @@ impl CheckOptions {
         })
     }
 
-    /// The threshold of an evaluation in `precision` for float64 gradients.
-    pub fn threshold(&self, precision: Precision) -> f64 {
-        self.threshold_in(precision, Precision::F64)
-    }
-
     /// The method the perturbed costs are computed by: directional checks always run
     /// whole forward passes (the full method), whatever `method` says.
     pub fn evaluation_method(&self) -> Method {
