@@ -361,14 +361,12 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
                 norms.reason(threshold, advice)
             } else {
                 let (what, hint) = norms.limiting(advice);
-                let mut text = format!(
-                    "{what} hides an error of the threshold's size in each of its {checked} items"
-                );
-                if !hint.is_empty() {
-                    text.push_str(": ");
-                    text.push_str(hint);
-                }
-                text
+                with_hint(
+                    format!(
+                        "{what} hides an error of the threshold's size in each of its {checked} items"
+                    ),
+                    hint,
+                )
             }
         });
         let diagnosis = (verdict == Verdict::Fail)
@@ -425,6 +423,15 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
         unresolved_coordinates,
         kink_coordinates,
         reason,
+    }
+}
+
+/// `text`, then what would decide it (`hint`), when there is something to say.
+fn with_hint(text: String, hint: &str) -> String {
+    if hint.is_empty() {
+        text
+    } else {
+        format!("{text}: {hint}")
     }
 }
 
@@ -761,15 +768,13 @@ impl Norms {
     /// Why these norms are undecided.
     fn reason(&self, threshold: f64, advice: &Advice) -> String {
         let (what, hint) = self.limiting(advice);
-        let mut text = format!(
-            "{what} limits the resolution to {:.1e}, above the threshold {threshold:e}",
-            ratio(self.bound().total(), self.scale())
-        );
-        if !hint.is_empty() {
-            text.push_str(": ");
-            text.push_str(hint);
-        }
-        text
+        with_hint(
+            format!(
+                "{what} limits the resolution to {:.1e}, above the threshold {threshold:e}",
+                ratio(self.bound().total(), self.scale())
+            ),
+            hint,
+        )
     }
 }
 
