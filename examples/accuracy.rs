@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
         row(
             method,
             precision,
-            &format!("{:e} (default)", opts.eps_in(precision)),
+            &format!("{:e} (default)", opts.eps_in(opts.method, precision)),
             gradients,
             &t,
         );

@@ -22,6 +22,10 @@ pub enum Error {
     /// Binary cross-entropy needs labels in [0, 1].
     #[error("labels must lie in [0, 1]: Y has {value} at {at}")]
     LabelOutOfRange { at: String, value: f64 },
+    /// Labels that the loss cannot take (softmax rows that are not one-hot, classes out
+    /// of range).
+    #[error("labels: {0}")]
+    Labels(String),
     /// A check over zero examples has no cost to differentiate.
     #[error("no examples: X and Y have zero columns")]
     NoExamples,

@@ -40,6 +40,14 @@ impl Bracket {
         0.5 * (self.left + self.right)
     }
 
+    /// Moves every derivative by `slope` (a term the data cost leaves out, L2).
+    pub fn shift(&mut self, slope: f64) {
+        self.left += slope;
+        self.right += slope;
+        self.relu0 += slope;
+        self.relu1 += slope;
+    }
+
     /// The admissible derivative nearest to `grad`, what the gradient is measured
     /// against: any point between the one-sided derivatives (every ReLU'(0) in [0, 1] of a
     /// unit alone on its kink lands there), or either convention's derivative, which with

@@ -5,6 +5,7 @@
 //! `J(θ ± ε e_i)` → [`checker::judge`] compares gradapprox with the gradient on trial
 //! globally, per tensor and per coordinate → a [`report::Report`].
 
+pub mod backend;
 pub mod bench;
 pub mod check;
 pub mod checker;

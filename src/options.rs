@@ -191,7 +191,8 @@ impl Default for CheckOptions {
 }
 
 impl CheckOptions {
-    /// The step: given, or the default for the precision and method.
+    /// The step: given, or the default for the precision and the method the costs are
+    /// evaluated by (`checker::method_for`).
     ///
     /// Full method: the central difference's error is `≈ ε²|J'''|/6 + u|J|/ε`, smallest near
     /// `ε ≈ u^(1/3)`; 1e-5 in f64 (measured differences ~1e-10 on random networks, and a
@@ -210,7 +211,7 @@ impl CheckOptions {
     /// 1e-4…3e-2 measured on the exercise); their kinks and truncation are bounded like the
     /// coordinates', but a direction moves a whole tensor, so larger steps cross kinks in
     /// most directions.
-    pub fn eps_in(&self, precision: Precision) -> f64 {
+    pub fn eps_in(&self, method: Method, precision: Precision) -> f64 {
         if self.directions.is_some() {
             return self.eps.unwrap_or(match precision {
                 Precision::F64 => 1e-5,
@@ -218,7 +219,7 @@ impl CheckOptions {
             });
         }
         self.eps
-            .unwrap_or(match (self.evaluation_method(), precision) {
+            .unwrap_or(match (method, precision) {
                 (Method::Full, Precision::F64) => 1e-5,
                 (Method::Full, Precision::F32) => 1e-2,
                 (Method::Delta, Precision::F64) => 1e-6,
@@ -231,9 +232,9 @@ impl CheckOptions {
     /// reaches ~1e-7. Gradients computed in float32 carry their own round-off (resolution
     /// ~2e-6 measured on random networks): at least
     /// [`F32_GRADIENT_THRESHOLD`] for them.
-    pub fn threshold_in(&self, precision: Precision, gradients: Precision) -> f64 {
+    pub fn threshold_in(&self, method: Method, precision: Precision, gradients: Precision) -> f64 {
         self.threshold.unwrap_or_else(|| {
-            let evaluation = match (self.evaluation_method(), precision) {
+            let evaluation = match (method, precision) {
                 (_, Precision::F64) => 2e-7,
                 (Method::Full, Precision::F32) => 1e-3,
                 (Method::Delta, Precision::F32) => 1e-5,

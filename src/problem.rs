@@ -3,19 +3,28 @@
 use ndarray::{Array2, Dimension};
 
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::{Activation, Loss, Mlp, Model};
 
-/// A network, its inputs `X` (`n0 × m`, examples are columns) and labels `Y` (`nL × m`).
+/// A network, what it computes ([`Model`]), its inputs `X` (`n0 × m`, examples are
+/// columns) and labels `Y` (`nL × m`), whatever layout the user's arrays had.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
     net: Mlp,
+    model: Model,
     x: Array2<f64>,
     y: Array2<f64>,
 }
 
 impl Problem {
-    /// Checks shapes, finiteness and label range before anything is computed.
+    /// The exercise's model (ReLU, sigmoid, cross-entropy) on `net`, `x`, `y`.
     pub fn new(net: Mlp, x: Array2<f64>, y: Array2<f64>) -> Result<Self> {
+        let model = Model::classic(net.layers().len());
+        Self::with_model(net, model, x, y)
+    }
+
+    /// Checks shapes, finiteness, labels (per loss) and dropout masks before anything is
+    /// computed.
+    pub fn with_model(net: Mlp, model: Model, x: Array2<f64>, y: Array2<f64>) -> Result<Self> {
         if x.ncols() == 0 || y.ncols() == 0 {
             return Err(Error::NoExamples);
         }
@@ -43,13 +52,51 @@ impl Problem {
         }
         ensure_finite("X", x.view())?;
         ensure_finite("Y", y.view())?;
-        if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
-            return Err(Error::LabelOutOfRange {
-                at: format!("Y[{},{}]", at.0, at.1),
-                value,
-            });
+        check_labels(model.loss, &y, net.data_layout())?;
+        if model.hidden.len() + 1 != net.layers().len() {
+            return Err(Error::Option(format!(
+                "{} hidden activations for {} hidden layers",
+                model.hidden.len(),
+                net.layers().len() - 1
+            )));
         }
-        Ok(Self { net, x, y })
+        if let Some(d) = &model.dropout {
+            for (l, mask) in d.masks.iter().enumerate() {
+                let want = (net.layers()[l].w.nrows(), x.ncols());
+                if mask.dim() != want {
+                    return Err(Error::Shape(format!(
+                        "the dropout mask D{} has shape {:?} but layer {}'s activations are {:?}",
+                        l + 1,
+                        user_dims(mask.dim(), net.data_layout()),
+                        l + 1,
+                        user_dims(want, net.data_layout())
+                    )));
+                }
+                if let Some((at, v)) = mask.indexed_iter().find(|(_, v)| **v != 0.0 && **v != 1.0) {
+                    let (a, b) = user_dims(at, net.data_layout());
+                    return Err(Error::Option(format!(
+                        "dropout masks hold 0 or 1, but D{}[{a},{b}] is {v}",
+                        l + 1
+                    )));
+                }
+            }
+        }
+        Ok(Self { net, model, x, y })
+    }
+
+    /// What the network computes besides its affine layers.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The cost `J` of `net` (this problem's, or a perturbed copy) on this problem's data.
+    pub fn cost_of(&self, net: &Mlp) -> f64 {
+        crate::cpu::forward::cost(net, &self.model, self.x.view(), self.y.view())
+    }
+
+    /// The cost `J` at the problem's own parameters.
+    pub fn cost(&self) -> f64 {
+        self.cost_of(&self.net)
     }
 
     pub fn net(&self) -> &Mlp {
@@ -83,12 +130,65 @@ impl Problem {
     /// The same problem with every number rounded to f32: what an f32 device computes on.
     pub fn rounded_to_f32(&self) -> Self {
         let round = |v: &f64| *v as f32 as f64;
+        let mut model = self.model.clone();
+        for a in &mut model.hidden {
+            if let Activation::LeakyRelu(slope) = a {
+                *slope = round(slope);
+            }
+        }
+        if let Some(d) = &mut model.dropout {
+            d.keep_prob = round(&d.keep_prob);
+        }
         Self {
             net: self.net.rounded_to_f32(),
+            model,
             x: self.x.map(round),
             y: self.y.map(round),
         }
     }
+}
+
+/// `(rows, cols)` of an `n × m` array as the user's layout has it.
+fn user_dims((a, b): (usize, usize), layout: crate::model::DataLayout) -> (usize, usize) {
+    match layout {
+        crate::model::DataLayout::Columns => (a, b),
+        crate::model::DataLayout::Rows => (b, a),
+    }
+}
+
+/// Labels each loss can take: bce in [0, 1]; softmax one-hot (or probabilities summing
+/// to 1) per example; mse anything finite.
+fn check_labels(loss: Loss, y: &Array2<f64>, layout: crate::model::DataLayout) -> Result<()> {
+    let name = |(r, c): (usize, usize)| {
+        let (a, b) = user_dims((r, c), layout);
+        format!("Y[{a},{b}]")
+    };
+    match loss {
+        Loss::Bce => {
+            if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+                return Err(Error::LabelOutOfRange { at: name(at), value });
+            }
+        }
+        Loss::Softmax => {
+            if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
+                return Err(Error::LabelOutOfRange { at: name(at), value });
+            }
+            for (e, column) in y.columns().into_iter().enumerate() {
+                let sum: f64 = column.sum();
+                if (sum - 1.0).abs() > 1e-6 {
+                    let which = match layout {
+                        crate::model::DataLayout::Columns => format!("column {e}"),
+                        crate::model::DataLayout::Rows => format!("row {e}"),
+                    };
+                    return Err(Error::Labels(format!(
+                        "softmax labels are one-hot (or class indices): {which} of Y sums to {sum}, not 1"
+                    )));
+                }
+            }
+        }
+        Loss::Mse => {}
+    }
+    Ok(())
 }
 
 /// Fails with the first non-finite entry of `array`, named by its indices (`W1[1,1]`).

@@ -19,7 +19,7 @@ use gradcheck::problem::Problem;
 
 fn cpu_delta(p: &Problem, eps: f64) -> Estimates {
     let all: Vec<usize> = (0..p.net().num_params()).collect();
-    let j = forward::cost(p.net(), p.x().view(), p.y().view());
+    let j = p.cost();
     Estimates::from_deltas(
         j,
         &delta_costs(p, &Sensitivity::new(p), eps, &all, &Silent).unwrap(),
@@ -142,7 +142,7 @@ fn gpu_delta_matches_the_cpu_delta_and_reaches_its_accuracy_targets() {
             if precision == Precision::F64 {
                 // Same algorithm, same points: the GPU's f64 agrees with the CPU's within the
                 // round-off bound, plus a floor far below any gradient that matters.
-                let reference = cpu_delta(&p, opts.eps_in(precision));
+                let reference = cpu_delta(&p, opts.eps_in(opts.method, precision));
                 let floor = 1e-14
                     * reference
                         .gradapprox
@@ -298,7 +298,7 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
 
 /// Which ReLU inputs are positive, layer by layer (the output layer excluded).
 fn relu_masks(net: &Mlp, x: &ndarray::Array2<f64>) -> Vec<Vec<bool>> {
-    let acts = forward::forward(net, x.view());
+    let acts = forward::forward(net, &gradcheck::model::Model::classic(net.layers().len()), x.view());
     let hidden = acts.z.len() - 1;
     acts.z[..hidden]
         .iter()
@@ -318,7 +318,7 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
     let all: Vec<usize> = (0..n).collect();
     let deltas = delta_costs(&p, &Sensitivity::new(&p), eps, &all, &Silent).unwrap();
     let base_masks = relu_masks(p.net(), p.x());
-    let j = forward::cost(p.net(), p.x().view(), p.y().view());
+    let j = p.cost();
     let mut flagged = 0;
     for (i, delta) in deltas.iter().enumerate() {
         let mut crossed = false;
@@ -327,7 +327,7 @@ fn the_reach_flags_exactly_the_steps_that_flip_a_relu_and_is_exact_elsewhere() {
             let mut net = p.net().clone();
             *net.param_mut(i) += sign * eps;
             crossed |= relu_masks(&net, p.x()) != base_masks;
-            changes[k] = forward::cost(&net, p.x().view(), p.y().view()) - j;
+            changes[k] = p.cost_of(&net) - j;
         }
         assert_eq!(delta.kink, crossed, "coordinate {i}");
         flagged += usize::from(crossed);

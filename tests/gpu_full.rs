@@ -100,7 +100,7 @@ fn f32_cost_bound(p: &Problem) -> f64 {
         m_abs = layer.w.mapv(f64::abs).dot(&m_abs)
             + &layer.b.mapv(f64::abs).insert_axis(ndarray::Axis(1));
     }
-    let z = forward::logits(p.net(), p.x().view());
+    let z = forward::logits(p.net(), p.model(), p.x().view());
     let m = p.examples() as f64;
     let terms: f64 = z
         .iter()

@@ -6,7 +6,7 @@
 use ndarray::Axis;
 use rayon::prelude::*;
 
-use super::forward::{cost_from_logits, forward};
+use super::forward::{data_cost, forward, hidden};
 use crate::directions::Direction;
 use crate::error::{Error, Result};
 use crate::monitor::Monitor;
@@ -21,7 +21,7 @@ pub fn direction_costs(
 ) -> Result<Vec<(f64, f64)>> {
     let layout = problem.net().layout();
     // The layers before a direction's are shared by both signs and every direction there.
-    let base = forward(problem.net(), problem.x().view());
+    let base = forward(problem.net(), problem.model(), problem.x().view());
     monitor.begin(directions.len() as u64);
     let costs: Vec<(f64, f64)> = directions
         .par_iter()
@@ -52,12 +52,13 @@ pub fn direction_costs(
     Ok(costs)
 }
 
-/// The cost when layer `p`'s pre-activations are `z`: the rest of the forward pass.
+/// The data cost when layer `p`'s pre-activations are `z`: the rest of the forward pass
+/// (L2 is added by the engine, exactly).
 fn cost_from_layer(problem: &Problem, p: usize, mut z: ndarray::Array2<f64>) -> f64 {
     let layers = problem.net().layers();
-    for layer in &layers[p + 1..] {
-        let a = z.mapv(|v| v.max(0.0));
+    for (l, layer) in layers.iter().enumerate().skip(p + 1) {
+        let a = hidden(problem.model(), l - 1, z.view());
         z = layer.w.dot(&a) + layer.b.view().insert_axis(Axis(1));
     }
-    cost_from_logits(z.view(), problem.y().view())
+    data_cost(problem.model(), z.view(), problem.y().view())
 }

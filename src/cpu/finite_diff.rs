@@ -3,14 +3,15 @@
 
 use rayon::prelude::*;
 
-use super::forward::cost;
+use super::forward::data_cost_of;
 use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates, F64_UNIT_ROUNDOFF};
 use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
-/// `J(θ ± ε e_i)` for every `i` by full forward passes in f64.
+/// The data cost `J(θ ± ε e_i)` (L2 is the engine's to add) for every `i` by full forward
+/// passes in f64.
 ///
 /// `points` says how `θ ± ε` is formed: `F64` for the CPU check itself, `F32` to get the
 /// f64 reference of an f32 device run at exactly the points that device evaluates.
@@ -21,7 +22,7 @@ pub fn central_differences(
     monitor: &dyn Monitor,
 ) -> Result<Estimates> {
     let n = problem.net().num_params();
-    let (x, y) = (problem.x().view(), problem.y().view());
+    let (x, y, model) = (problem.x().view(), problem.y().view(), problem.model());
     monitor.begin(n as u64);
     let per_coordinate: Vec<(f64, f64, f64)> = (0..n)
         .into_par_iter()
@@ -34,9 +35,9 @@ pub fn central_differences(
                 let original = *net.param_mut(i);
                 let (plus, minus) = perturbed_pair(original, eps, points);
                 *net.param_mut(i) = plus;
-                let j_plus = cost(net, x, y);
+                let j_plus = data_cost_of(net, model, x, y);
                 *net.param_mut(i) = minus;
-                let j_minus = cost(net, x, y);
+                let j_minus = data_cost_of(net, model, x, y);
                 *net.param_mut(i) = original;
                 monitor.advance(1);
                 (j_plus, j_minus, plus - minus)

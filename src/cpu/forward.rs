@@ -1,17 +1,20 @@
-//! Forward pass and the numerically stable binary cross-entropy cost (DESIGN §1).
+//! Forward pass and the numerically stable costs: softplus for the sigmoid's cross-entropy,
+//! log-sum-exp for softmax's, the plain square for squared error.
 
 use ndarray::{Array2, ArrayView2, Axis};
 
-use crate::model::Mlp;
+pub use crate::model::spec::sigmoid;
+use crate::model::{Loss, Mlp, Model};
 
-/// Pre-activations `Z_l` and activations `A_l` of every layer (`A_L` is the sigmoid output).
+/// Pre-activations `Z_l` and activations `A_l` of every layer: hidden `A_l` after dropout,
+/// `A_L` the output (sigmoid, softmax or identity of `Z_L`).
 pub struct Activations {
     pub z: Vec<Array2<f64>>,
     pub a: Vec<Array2<f64>>,
 }
 
 /// Runs the network on `x`, keeping what backprop needs.
-pub fn forward(net: &Mlp, x: ArrayView2<f64>) -> Activations {
+pub fn forward(net: &Mlp, model: &Model, x: ArrayView2<f64>) -> Activations {
     let last = net.layers().len() - 1;
     let mut z = Vec::with_capacity(last + 1);
     let mut a: Vec<Array2<f64>> = Vec::with_capacity(last + 1);
@@ -19,9 +22,9 @@ pub fn forward(net: &Mlp, x: ArrayView2<f64>) -> Activations {
         let input = if l == 0 { x } else { a[l - 1].view() };
         let zl = layer.w.dot(&input) + layer.b.view().insert_axis(Axis(1));
         let al = if l == last {
-            zl.mapv(sigmoid)
+            output(model.loss, zl.view())
         } else {
-            zl.mapv(relu)
+            hidden(model, l, zl.view())
         };
         z.push(zl);
         a.push(al);
@@ -29,15 +32,70 @@ pub fn forward(net: &Mlp, x: ArrayView2<f64>) -> Activations {
     Activations { z, a }
 }
 
+/// Hidden layer `l`'s activations from its pre-activations: the activation, then dropout.
+pub fn hidden(model: &Model, l: usize, z: ArrayView2<f64>) -> Array2<f64> {
+    let act = model.hidden[l];
+    let mut a = z.mapv(|v| act.apply(v));
+    if let Some(d) = &model.dropout {
+        let scale = 1.0 / d.keep_prob;
+        a.zip_mut_with(&d.masks[l], |v, &keep| *v *= keep * scale);
+    }
+    a
+}
+
+/// The output layer's activations: sigmoid, softmax (per example) or identity.
+pub fn output(loss: Loss, z: ArrayView2<f64>) -> Array2<f64> {
+    match loss {
+        Loss::Bce => z.mapv(sigmoid),
+        Loss::Mse => z.to_owned(),
+        Loss::Softmax => {
+            let mut out = z.to_owned();
+            for mut column in out.columns_mut() {
+                let top = column.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                column.mapv_inplace(|v| (v - top).exp());
+                let sum = column.sum();
+                column.mapv_inplace(|v| v / sum);
+            }
+            out
+        }
+    }
+}
+
 /// The output logits `Z_L` only: the cheapest path to the cost.
-pub fn logits(net: &Mlp, x: ArrayView2<f64>) -> Array2<f64> {
+pub fn logits(net: &Mlp, model: &Model, x: ArrayView2<f64>) -> Array2<f64> {
     let last = net.layers().len() - 1;
     let mut a = x.to_owned();
     for (l, layer) in net.layers().iter().enumerate() {
         let z = layer.w.dot(&a) + layer.b.view().insert_axis(Axis(1));
-        a = if l == last { z } else { z.mapv(relu) };
+        a = if l == last { z } else { hidden(model, l, z.view()) };
     }
     a
+}
+
+/// The data term of the cost from the logits: the per-example losses, reduced.
+pub fn data_cost(model: &Model, z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
+    let total: f64 = z
+        .columns()
+        .into_iter()
+        .zip(y.columns())
+        .map(|(z, y)| example_loss(model.loss, z, y))
+        .sum();
+    total * model.scale(z.ncols())
+}
+
+/// One example's loss from its logits `z` and labels `y`.
+pub fn example_loss(loss: Loss, z: ndarray::ArrayView1<f64>, y: ndarray::ArrayView1<f64>) -> f64 {
+    match loss {
+        Loss::Bce => z.iter().zip(y).map(|(&z, &y)| softplus(z) - y * z).sum(),
+        Loss::Mse => z.iter().zip(y).map(|(&z, &y)| 0.5 * (z - y) * (z - y)).sum(),
+        Loss::Softmax => log_sum_exp(z) - z.dot(&y),
+    }
+}
+
+/// `log Σ e^z` without overflow.
+pub fn log_sum_exp(z: ndarray::ArrayView1<f64>) -> f64 {
+    let top = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    top + z.iter().map(|&v| (v - top).exp()).sum::<f64>().ln()
 }
 
 /// `J = (1/m) Σ_k Σ_o [softplus(z) − y·z]`: the exercise's cross-entropy without `log(1 − a)`.
@@ -51,26 +109,18 @@ pub fn cost_from_logits(z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
     total / m
 }
 
-/// The cost of `net` on `(x, y)`.
-pub fn cost(net: &Mlp, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
-    cost_from_logits(logits(net, x).view(), y)
+/// The data term of `net`'s cost on `(x, y)`: what the backends evaluate per perturbation
+/// (the engine adds L2's exact change).
+pub fn data_cost_of(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
+    data_cost(model, logits(net, model, x).view(), y)
+}
+
+/// The whole cost of `net` on `(x, y)`: the data term and L2.
+pub fn cost(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
+    data_cost(model, logits(net, model, x).view(), y) + model.l2_cost(net, x.ncols())
 }
 
 /// `log(1 + e^z)` without overflow or cancellation.
 pub fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()
-}
-
-/// The logistic function, stable for large |z|.
-pub fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-fn relu(z: f64) -> f64 {
-    z.max(0.0)
 }

@@ -14,7 +14,8 @@
 
 use ndarray::{Array2, Axis};
 
-use super::forward::{forward, sigmoid};
+use super::forward::forward;
+use crate::model::{Activation, Loss};
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -27,18 +28,38 @@ pub const GRADIENT_ROUNDOFF_SAFETY: f64 = 8.0;
 /// `precision` (float32: the user's arrays and arithmetic), in layout order.
 pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let net = problem.net();
-    let acts = forward(net, problem.x().view());
+    let model = problem.model();
+    let acts = forward(net, model, problem.x().view());
     let last = net.layers().len() - 1;
     let m = problem.examples() as f64;
+    let scale = model.scale(problem.examples());
     let sq = |a: &Array2<f64>| a.mapv(|v| v * v);
-    let mask = |z: &Array2<f64>| z.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+    // Per hidden layer, the slope of its activation times the dropout factor.
+    let slopes: Vec<Array2<f64>> = (0..last)
+        .map(|l| {
+            let act = model.hidden[l];
+            let mut s = acts.z[l].mapv(|z| act.derivative(z));
+            if let Some(d) = &model.dropout {
+                s.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
+            }
+            s
+        })
+        .collect();
+
+    // ReLU and identity layers without dropout add no rounding of their own.
+    let exact: Vec<bool> = model
+        .hidden
+        .iter()
+        .map(|a| matches!(a, Activation::Relu | Activation::Identity) && model.dropout.is_none())
+        .collect();
 
     // Forward: squared values A² and error variances V (in units of u²).
     let mut a_sq = vec![sq(problem.x())];
     let mut a_var = vec![sq(problem.x())];
     let mut z_var_out = Array2::zeros((0, 0));
-    // Per hidden layer, 1 where a unit sits within its own round-off of the kink: the
-    // user's ReLU may have gone the other way there.
+    // Per hidden layer, the change a unit's switch across its kink makes to its slope,
+    // where it sits within its own round-off of the kink (0 elsewhere and for smooth
+    // activations): the user's arithmetic may have gone the other way there.
     let mut near_kink = Vec::with_capacity(last);
     let reach = GRADIENT_ROUNDOFF_SAFETY * precision.unit_roundoff();
     for (l, layer) in net.layers().iter().enumerate() {
@@ -49,48 +70,67 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
         if l == last {
             z_var_out = z_var;
         } else {
+            let jump = model.hidden[l]
+                .kink()
+                .map_or(0.0, |(below, above)| above - below);
             let mut near = z_var.clone();
             near.zip_mut_with(&acts.z[l], |v, &z| {
-                *v = if z.abs() <= reach * v.sqrt() {
-                    1.0
+                *v = if jump != 0.0 && z.abs() <= reach * v.sqrt() {
+                    jump
                 } else {
                     0.0
                 }
             });
-            // An active unit keeps its error; one that may have switched on carries it too.
-            let passes = (mask(&acts.z[l]) + &near).mapv(|v| v.min(1.0));
-            a_var.push(&z_var * &passes);
+            if let Some(d) = &model.dropout {
+                near.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
+            }
+            // A unit that may have switched carries the error at either slope.
+            let mut passes = sq(&slopes[l]);
+            passes.zip_mut_with(&near, |v, &j| *v = v.max(j * j));
+            // An inexact activation or dropout's scaling rounds each value once more.
+            let own = if exact[l] { 0.0 } else { 1.0 };
+            a_var.push(&z_var * &passes + sq(&acts.a[l]) * own);
             a_sq.push(sq(&acts.a[l]));
             near_kink.push(near);
         }
     }
 
-    // dZ_L = (σ − Y)/m: σ moved by σ'·δz, plus σ's and the subtraction's own rounding.
-    let sigma = &acts.a[last];
-    let residual = sigma - problem.y();
-    let slope_sq = acts.z[last].mapv(|z| {
-        let s = sigmoid(z);
-        (s * (1.0 - s)).powi(2)
-    });
-    let mut dz = &residual / m;
-    let mut dz_var = (&slope_sq * &z_var_out + sq(sigma) + sq(&residual)) / (m * m);
+    // dZ_L = (output − Y)·scale: the output moved by its slope times δz, plus the
+    // output's and the subtraction's own rounding.
+    let out = &acts.a[last];
+    let residual = out - problem.y();
+    let out_slope_sq = match model.loss {
+        Loss::Mse => Array2::ones(out.dim()),
+        Loss::Bce | Loss::Softmax => out.mapv(|s| (s * (1.0 - s)).powi(2)),
+    };
+    let mut dz = &residual * scale;
+    let mut dz_var = (&out_slope_sq * &z_var_out + sq(out) + sq(&residual)) * (scale * scale);
+    let l2 = 2.0 * model.l2_factor(problem.examples());
     let mut per_layer = Vec::with_capacity(last + 1);
     for l in (0..=last).rev() {
         let dz_sq = sq(&dz);
-        let dw = dz_var.dot(&a_sq[l].t()) + dz_sq.dot(&a_var[l].t()) + dz_sq.dot(&a_sq[l].t()) * m;
+        let mut dw =
+            dz_var.dot(&a_sq[l].t()) + dz_sq.dot(&a_var[l].t()) + dz_sq.dot(&a_sq[l].t()) * m;
+        if l2 != 0.0 {
+            // The L2 term and the sum it joins, each rounded once.
+            dw += &(sq(&net.layers()[l].w) * (2.0 * l2 * l2));
+        }
         let db = dz_var.sum_axis(Axis(1)) + dz_sq.sum_axis(Axis(1)) * m;
         if l > 0 {
             let w = &net.layers()[l].w;
             let w_sq_t = sq(w).reversed_axes();
             let n = w.nrows() as f64;
-            let active = mask(&acts.z[l - 1]);
             let through = w.t().dot(&dz);
-            // A unit near its kink may pass the whole change or none of it in the user's
-            // arithmetic: its square joins the variance, in units of u².
+            // A unit near its kink may pass the change at either slope in the user's
+            // arithmetic: the difference squared joins the variance, in units of u².
             let u2 = precision.unit_roundoff().powi(2);
-            let switched = sq(&through) * &near_kink[l - 1] / u2;
-            dz_var = (w_sq_t.dot(&dz_var) + w_sq_t.dot(&dz_sq) * n) * &active + switched;
-            dz = through * &active;
+            let switched = sq(&(&through * &near_kink[l - 1])) / u2;
+            let slope = &slopes[l - 1];
+            let own = if exact[l - 1] { 0.0 } else { 1.0 };
+            dz_var = (w_sq_t.dot(&dz_var) + w_sq_t.dot(&dz_sq) * n) * sq(slope)
+                + sq(&(&through * slope)) * own
+                + switched;
+            dz = through * slope;
         }
         per_layer.push((dw, db));
     }

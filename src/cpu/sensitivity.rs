@@ -80,7 +80,7 @@ impl Sensitivity {
 
     pub fn new(problem: &Problem) -> Self {
         let net = problem.net();
-        let acts = forward(net, problem.x().view());
+        let acts = forward(net, problem.model(), problem.x().view());
         let layers = net.layers();
         let last = layers.len() - 1;
         let m = problem.examples();

@@ -1,137 +1,7 @@
-//! The network (an MLP of any depth) and the flat parameter layout shared by every method.
+//! The flat parameter vector: which tensor and which entry each index is, and how the
+//! user names it.
 
-use ndarray::{Array1, Array2};
-
-use crate::error::{Error, Result};
-
-/// One affine layer: `Z = W A + b`. `w` is `n_out × n_in`, `b` has `n_out` entries.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Layer {
-    pub w: Array2<f64>,
-    pub b: Array1<f64>,
-}
-
-/// A multilayer perceptron: ReLU after every layer but the last, sigmoid on the last.
-///
-/// Construction checks that the layers chain, so every method can trust the shapes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mlp {
-    layers: Vec<Layer>,
-    /// Built once: every flat-index lookup goes through it.
-    layout: ParamLayout,
-}
-
-impl Mlp {
-    /// Builds a network from its layers, refusing empty networks, zero widths and broken chains.
-    pub fn new(layers: Vec<Layer>) -> Result<Self> {
-        if layers.is_empty() {
-            return Err(Error::Network("the network has no layers".into()));
-        }
-        for (l, layer) in layers.iter().enumerate() {
-            let n = l + 1;
-            let (rows, cols) = layer.w.dim();
-            if rows == 0 || cols == 0 {
-                return Err(Error::Network(format!(
-                    "W{n} has a zero dimension ({rows}×{cols})"
-                )));
-            }
-            if layer.b.len() != rows {
-                return Err(Error::Shape(format!(
-                    "b{n} has {} entries but W{n} has {rows} rows",
-                    layer.b.len()
-                )));
-            }
-            if l > 0 {
-                let prev = layers[l - 1].w.nrows();
-                if cols != prev {
-                    return Err(Error::Shape(format!(
-                        "W{n} has {cols} columns but layer {} has {prev} units",
-                        n - 1
-                    )));
-                }
-            }
-        }
-        let layout = ParamLayout::for_widths(&widths_of(&layers));
-        Ok(Self { layers, layout })
-    }
-
-    /// The layers, input side first.
-    pub fn layers(&self) -> &[Layer] {
-        &self.layers
-    }
-
-    /// Layer widths `[n0, n1, …, nL]`, input first.
-    pub fn widths(&self) -> Vec<usize> {
-        widths_of(&self.layers)
-    }
-
-    /// Number of input features `n0`.
-    pub fn input_width(&self) -> usize {
-        self.layers[0].w.ncols()
-    }
-
-    /// Number of output units `nL`.
-    pub fn output_width(&self) -> usize {
-        self.layers[self.layers.len() - 1].w.nrows()
-    }
-
-    /// The flat parameter layout (W1, b1, W2, …).
-    pub fn layout(&self) -> &ParamLayout {
-        &self.layout
-    }
-
-    /// Total number of parameters.
-    pub fn num_params(&self) -> usize {
-        self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
-    }
-
-    /// Parameters flattened in the exercise's order: W1 row-major, b1, W2, b2, …
-    pub fn flatten(&self) -> Vec<f64> {
-        let mut theta = Vec::with_capacity(self.num_params());
-        for layer in &self.layers {
-            theta.extend(layer.w.iter());
-            theta.extend(layer.b.iter());
-        }
-        theta
-    }
-
-    /// The same network with every parameter rounded to f32, so the CPU reference sees
-    /// exactly the numbers an f32 GPU run sees.
-    pub fn rounded_to_f32(&self) -> Self {
-        let round = |v: &f64| *v as f32 as f64;
-        Self {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| Layer {
-                    w: l.w.map(round),
-                    b: l.b.map(round),
-                })
-                .collect(),
-            layout: self.layout.clone(),
-        }
-    }
-
-    /// Mutable access to flat parameter `index`, for perturbing one coordinate in place.
-    pub fn param_mut(&mut self, index: usize) -> &mut f64 {
-        let (l, row, col) = self
-            .layout
-            .locate(index)
-            .unwrap_or_else(|| panic!("parameter index {index} out of range"));
-        let layer = &mut self.layers[l];
-        match col {
-            Some(col) => &mut layer.w[[row, col]],
-            None => &mut layer.b[row],
-        }
-    }
-}
-
-/// `[n0, n1, …, nL]` of chained layers.
-fn widths_of(layers: &[Layer]) -> Vec<usize> {
-    std::iter::once(layers[0].w.ncols())
-        .chain(layers.iter().map(|l| l.w.nrows()))
-        .collect()
-}
+use super::spec::DataLayout;
 
 /// What a tensor is in the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +22,9 @@ pub struct TensorSpec {
     pub shape: [usize; 2],
     /// First flat index.
     pub offset: usize,
+    /// How the user's arrays are laid out: with examples in rows a weight is stored
+    /// transposed (`n_in × n_out`) and named by the user's indices.
+    pub data_layout: DataLayout,
 }
 
 impl TensorSpec {
@@ -170,18 +43,28 @@ impl TensorSpec {
         self.offset..self.offset + self.len()
     }
 
-    /// `W2[1,3]` or `b1[4]` for the entry at `local` (0-based within the tensor).
+    /// `W2[1,3]` or `b1[4]` for the entry at `local` (0-based within the tensor, in the
+    /// internal `n_out × n_in` order), in the user's own indices.
     pub fn coordinate_name(&self, local: usize) -> String {
         match self.kind {
             TensorKind::Weight => {
-                format!(
-                    "{}[{},{}]",
-                    self.name,
-                    local / self.shape[1],
-                    local % self.shape[1]
-                )
+                let (row, col) = (local / self.shape[1], local % self.shape[1]);
+                let (a, b) = match self.data_layout {
+                    DataLayout::Columns => (row, col),
+                    DataLayout::Rows => (col, row),
+                };
+                format!("{}[{a},{b}]", self.name)
             }
             TensorKind::Bias => format!("{}[{}]", self.name, local),
+        }
+    }
+
+    /// The shape as the user's arrays have it (a rows-layout weight is `n_in × n_out`).
+    pub fn user_shape(&self) -> [usize; 2] {
+        match (self.kind, self.data_layout) {
+            (TensorKind::Weight, DataLayout::Rows) => [self.shape[1], self.shape[0]],
+            (TensorKind::Bias, DataLayout::Rows) => [1, self.shape[0]],
+            _ => self.shape,
         }
     }
 }
@@ -194,8 +77,14 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
-    /// Layout of a network with widths `[n0, …, nL]`.
+    /// Layout of a network with widths `[n0, …, nL]`, named as the course does.
     pub fn for_widths(widths: &[usize]) -> Self {
+        Self::for_widths_in(widths, DataLayout::Columns)
+    }
+
+    /// Layout of a network with widths `[n0, …, nL]` whose arrays the user lays out as
+    /// `data_layout` says.
+    pub fn for_widths_in(widths: &[usize], data_layout: DataLayout) -> Self {
         let mut tensors = Vec::with_capacity(2 * widths.len().saturating_sub(1));
         let mut offset = 0;
         for (l, pair) in widths.windows(2).enumerate() {
@@ -210,6 +99,7 @@ impl ParamLayout {
                     kind,
                     shape,
                     offset,
+                    data_layout,
                 };
                 offset += spec.len();
                 tensors.push(spec);
@@ -288,5 +178,14 @@ mod tests {
         assert_eq!(layout.coordinate_name(25 + 8), "W2[1,3]");
         assert_eq!(layout.coordinate_name(46), "b3[0]");
         assert_eq!(layout.tensor_named("dW2").unwrap().offset, 25);
+    }
+
+    #[test]
+    fn rows_layout_names_weights_by_the_users_indices() {
+        let layout = ParamLayout::for_widths_in(&[4, 5, 1], DataLayout::Rows);
+        // Internal W1 is 5×4; flat 5 is internal [1,1], 6 is [1,2] = the user's W1[2,1].
+        assert_eq!(layout.coordinate_name(6), "W1[2,1]");
+        assert_eq!(layout.tensors()[0].user_shape(), [4, 5]);
+        assert_eq!(layout.tensors()[1].user_shape(), [1, 5]);
     }
 }

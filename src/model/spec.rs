@@ -1,0 +1,513 @@
+//! What a network computes besides its affine layers: the activation after each hidden
+//! layer, the output and its loss, the reduction over examples, L2 on the weights and
+//! dropout with saved masks. [`ModelOptions`] is the unchecked form (flags, a file's own
+//! settings); [`Model`] the checked one every method evaluates.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use super::Mlp;
+use crate::error::{Error, Result};
+
+/// A hidden layer's activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    Relu,
+    /// `max(z, 0) + slope·min(z, 0)`.
+    LeakyRelu(f64),
+    Tanh,
+    Sigmoid,
+    Identity,
+}
+
+impl Activation {
+    /// The leaky ReLU's slope below 0 unless another is named (NNFS's and PyTorch's).
+    pub const DEFAULT_LEAK: f64 = 0.01;
+
+    pub fn apply(self, z: f64) -> f64 {
+        match self {
+            Activation::Relu => z.max(0.0),
+            Activation::LeakyRelu(a) => {
+                if z > 0.0 {
+                    z
+                } else {
+                    a * z
+                }
+            }
+            Activation::Tanh => z.tanh(),
+            Activation::Sigmoid => sigmoid(z),
+            Activation::Identity => z,
+        }
+    }
+
+    /// The derivative, with the slope below the kink at 0 (`relu_backward`'s `Z > 0`).
+    pub fn derivative(self, z: f64) -> f64 {
+        self.derivative_with_kink(z, self.kink().map_or(0.0, |(below, _)| below))
+    }
+
+    /// [`Activation::derivative`] with `at_kink` as the derivative at 0 of a kinked one.
+    pub fn derivative_with_kink(self, z: f64, at_kink: f64) -> f64 {
+        match self {
+            Activation::Relu | Activation::LeakyRelu(_) => {
+                let (below, above) = self.kink().expect("kinked");
+                if z > 0.0 {
+                    above
+                } else if z == 0.0 {
+                    at_kink
+                } else {
+                    below
+                }
+            }
+            Activation::Tanh => {
+                let t = z.tanh();
+                1.0 - t * t
+            }
+            Activation::Sigmoid => {
+                let s = sigmoid(z);
+                s * (1.0 - s)
+            }
+            Activation::Identity => 1.0,
+        }
+    }
+
+    /// The slopes below and above 0 of an activation with a kink there.
+    pub fn kink(self) -> Option<(f64, f64)> {
+        match self {
+            Activation::Relu => Some((0.0, 1.0)),
+            Activation::LeakyRelu(a) => Some((a, 1.0)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Activation::Relu => f.write_str("relu"),
+            Activation::LeakyRelu(a) if *a == Self::DEFAULT_LEAK => f.write_str("leaky_relu"),
+            Activation::LeakyRelu(a) => write!(f, "leaky_relu:{a}"),
+            Activation::Tanh => f.write_str("tanh"),
+            Activation::Sigmoid => f.write_str("sigmoid"),
+            Activation::Identity => f.write_str("identity"),
+        }
+    }
+}
+
+impl FromStr for Activation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        let (name, slope) = match s.split_once(':') {
+            Some((name, slope)) => (name, Some(slope)),
+            None => (s.as_str(), None),
+        };
+        let activation = match name {
+            "relu" => Activation::Relu,
+            "leaky_relu" | "leakyrelu" | "leaky" => {
+                let a = match slope {
+                    None => Self::DEFAULT_LEAK,
+                    Some(text) => text.parse::<f64>().ok().filter(|a| a.is_finite()).ok_or_else(
+                        || Error::Option(format!("the leaky ReLU slope '{text}' is not a finite number")),
+                    )?,
+                };
+                return Ok(Activation::LeakyRelu(a));
+            }
+            "tanh" => Activation::Tanh,
+            "sigmoid" | "logistic" => Activation::Sigmoid,
+            "identity" | "linear" | "none" => Activation::Identity,
+            other => {
+                return Err(Error::Option(format!(
+                    "unknown activation '{other}': use relu, leaky_relu (leaky_relu:0.2 for another slope), tanh, sigmoid or identity"
+                )))
+            }
+        };
+        match slope {
+            Some(_) => Err(Error::Option(format!(
+                "only leaky_relu takes a slope, not '{s}'"
+            ))),
+            None => Ok(activation),
+        }
+    }
+}
+
+/// The output layer and the loss on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Sigmoid output, binary cross-entropy: `softplus(z) − y·z` per output unit.
+    #[default]
+    Bce,
+    /// Softmax output, categorical cross-entropy: `logsumexp(z) − y·z` per example.
+    Softmax,
+    /// Identity output, squared error: `½‖z − y‖²` per example.
+    Mse,
+}
+
+impl Loss {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loss::Bce => "bce",
+            Loss::Softmax => "softmax",
+            Loss::Mse => "mse",
+        }
+    }
+}
+
+/// How the per-example losses are combined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduction {
+    /// Averaged over the examples (the course, cs231n, NNFS, PyTorch's default).
+    #[default]
+    Mean,
+    /// Summed over the examples.
+    Sum,
+}
+
+impl Reduction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        }
+    }
+}
+
+/// How arrays are laid out: the course's examples in columns, or examples in rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataLayout {
+    /// X `n0 × m`, W `n_out × n_in`, b `n × 1` (the course).
+    #[default]
+    Columns,
+    /// X `m × n0`, W `n_in × n_out`, b `(n,)` or `1 × n` (cs231n, NNFS, d2l, PyTorch data).
+    Rows,
+}
+
+impl DataLayout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataLayout::Columns => "columns",
+            DataLayout::Rows => "rows",
+        }
+    }
+}
+
+/// Inverted dropout with saved masks: `A_l ← A_l·D_l / keep_prob` after each hidden
+/// activation. Fixed masks make the cost deterministic, hence checkable.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropout {
+    pub keep_prob: f64,
+    /// Per hidden layer, `n_l × m` (examples in columns), 0 or 1.
+    pub masks: Vec<Array2<f64>>,
+}
+
+/// The checked model: everything the cost is made of besides the weights and the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// One per hidden layer.
+    pub hidden: Vec<Activation>,
+    pub loss: Loss,
+    pub reduction: Reduction,
+    /// `λ/(2m)·Σ‖W_l‖²` (mean) or `λ/2·Σ‖W_l‖²` (sum); biases are not regularised.
+    pub l2: f64,
+    pub dropout: Option<Dropout>,
+}
+
+impl Model {
+    /// The exercise's model: ReLU hidden layers, sigmoid output, mean cross-entropy.
+    pub fn classic(layers: usize) -> Self {
+        Self {
+            hidden: vec![Activation::Relu; layers.saturating_sub(1)],
+            loss: Loss::Bce,
+            reduction: Reduction::Mean,
+            l2: 0.0,
+            dropout: None,
+        }
+    }
+
+    /// ReLU hidden layers, sigmoid cross-entropy averaged, no dropout: the model the delta
+    /// method, the exact truncation bounds and the kink brackets are derived for. L2 adds
+    /// an exact quadratic and keeps a model classic.
+    pub fn is_classic(&self) -> bool {
+        self.hidden.iter().all(|&a| a == Activation::Relu)
+            && self.loss == Loss::Bce
+            && self.reduction == Reduction::Mean
+            && self.dropout.is_none()
+    }
+
+    /// The factor on the summed per-example losses: `1/m` or 1.
+    pub fn scale(&self, examples: usize) -> f64 {
+        match self.reduction {
+            Reduction::Mean => 1.0 / examples as f64,
+            Reduction::Sum => 1.0,
+        }
+    }
+
+    /// The L2 term's factor on `Σ w²`: `λ/(2m)` or `λ/2`.
+    pub fn l2_factor(&self, examples: usize) -> f64 {
+        0.5 * self.l2 * self.scale(examples)
+    }
+
+    /// The L2 term of `net`'s weights.
+    pub fn l2_cost(&self, net: &Mlp, examples: usize) -> f64 {
+        if self.l2 == 0.0 {
+            return 0.0;
+        }
+        let sum: f64 = net
+            .layers()
+            .iter()
+            .map(|l| l.w.iter().map(|w| w * w).sum::<f64>())
+            .sum();
+        self.l2_factor(examples) * sum
+    }
+
+    /// The dropout factor on hidden layer `l`'s unit `row` for example `e` (1 without dropout).
+    pub fn keep(&self, l: usize, row: usize, e: usize) -> f64 {
+        self.dropout
+            .as_ref()
+            .map_or(1.0, |d| d.masks[l][[row, e]] / d.keep_prob)
+    }
+
+    /// One line for the report: `relu,relu → sigmoid + bce (mean), L2 0.7, dropout 0.8`.
+    pub fn describe(&self) -> String {
+        let hidden: Vec<String> = self.hidden.iter().map(Activation::to_string).collect();
+        let output = match self.loss {
+            Loss::Bce => "sigmoid + binary cross-entropy",
+            Loss::Softmax => "softmax + cross-entropy",
+            Loss::Mse => "identity + squared error",
+        };
+        let mut text = if hidden.is_empty() {
+            format!("{output} ({})", self.reduction.as_str())
+        } else {
+            format!("{} → {output} ({})", hidden.join(","), self.reduction.as_str())
+        };
+        if self.l2 != 0.0 {
+            text.push_str(&format!(", L2 λ={}", self.l2));
+        }
+        if let Some(d) = &self.dropout {
+            text.push_str(&format!(", dropout keep_prob={}", d.keep_prob));
+        }
+        text
+    }
+}
+
+/// The model as asked for, before it meets a network: each field unset leaves the
+/// default (or what a file says). Flags override a file's settings field by field.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelOptions {
+    /// One activation for every hidden layer, or one per hidden layer.
+    pub hidden: Option<Vec<Activation>>,
+    pub loss: Option<Loss>,
+    pub reduction: Option<Reduction>,
+    pub l2: Option<f64>,
+    pub keep_prob: Option<f64>,
+    /// `None`: decided by the shapes.
+    pub layout: Option<DataLayout>,
+}
+
+impl ModelOptions {
+    /// `self`, with every field it leaves unset taken from `under` (a file's settings).
+    pub fn over(&self, under: &ModelOptions) -> ModelOptions {
+        ModelOptions {
+            hidden: self.hidden.clone().or_else(|| under.hidden.clone()),
+            loss: self.loss.or(under.loss),
+            reduction: self.reduction.or(under.reduction),
+            l2: self.l2.or(under.l2),
+            keep_prob: self.keep_prob.or(under.keep_prob),
+            layout: self.layout.or(under.layout),
+        }
+    }
+
+    /// Whether anything besides the exercise's model is asked for.
+    pub fn is_default(&self) -> bool {
+        self == &ModelOptions::default()
+    }
+
+    /// The settings a file carries, as one line: `hidden=tanh loss=softmax l2=0.1
+    /// keep_prob=0.8 layout=rows reduction=mean` (spaces, commas or semicolons between;
+    /// a leading `--` and `-` for `_` in keys accepted, so flags can be pasted).
+    pub fn parse_line(line: &str) -> Result<ModelOptions> {
+        let mut opts = ModelOptions::default();
+        for item in line
+            .split([' ', ';', '\n', '\t'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (key, value) = item.split_once('=').ok_or_else(|| {
+                Error::Option(format!(
+                    "the setting '{item}' is not key=value (like loss=softmax)"
+                ))
+            })?;
+            let key = key.trim_start_matches('-').replace('-', "_");
+            let bad = |what: &str| {
+                Error::Option(format!("the setting {key}={value}: {what}"))
+            };
+            match key.as_str() {
+                "hidden" | "activation" => opts.hidden = Some(parse_activations(value)?),
+                "loss" => {
+                    opts.loss = Some(
+                        <Loss as clap::ValueEnum>::from_str(value, true)
+                            .map_err(|_| bad("use bce, softmax or mse"))?,
+                    )
+                }
+                "reduction" => {
+                    opts.reduction = Some(
+                        <Reduction as clap::ValueEnum>::from_str(value, true)
+                            .map_err(|_| bad("use mean or sum"))?,
+                    )
+                }
+                "layout" => {
+                    opts.layout = match value.to_ascii_lowercase().as_str() {
+                        "auto" => None,
+                        _ => Some(
+                            <DataLayout as clap::ValueEnum>::from_str(value, true)
+                                .map_err(|_| bad("use columns, rows or auto"))?,
+                        ),
+                    }
+                }
+                "l2" | "lambd" | "lambda" => opts.l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?),
+                "keep_prob" => opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?),
+                _ => {
+                    return Err(Error::Option(format!(
+                        "unknown setting '{key}': use hidden, loss, reduction, l2, keep_prob or layout"
+                    )))
+                }
+            }
+        }
+        Ok(opts)
+    }
+
+    /// The checked model of a network of `layers` affine layers, with `masks` (per hidden
+    /// layer, examples in columns) when dropout is asked for.
+    pub fn resolve(&self, layers: usize, masks: Option<Vec<Array2<f64>>>) -> Result<Model> {
+        let hidden_layers = layers.saturating_sub(1);
+        let hidden = match self.hidden.as_deref() {
+            None => vec![Activation::Relu; hidden_layers],
+            Some([one]) => vec![*one; hidden_layers],
+            Some(list) if list.len() == hidden_layers => list.to_vec(),
+            Some(list) => {
+                return Err(Error::Option(format!(
+                    "{} hidden activations for a network with {hidden_layers} hidden layers: give one for all or one per hidden layer",
+                    list.len()
+                )))
+            }
+        };
+        let l2 = self.l2.unwrap_or(0.0);
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::Option(format!(
+                "the L2 strength must be a finite number ≥ 0, got {l2}"
+            )));
+        }
+        let dropout = match (self.keep_prob, masks) {
+            (None, None) => None,
+            (Some(p), _) if !(p > 0.0 && p <= 1.0) => {
+                return Err(Error::Option(format!(
+                    "the keep probability must lie in (0, 1], got {p}"
+                )))
+            }
+            (Some(_), None) => {
+                return Err(Error::MissingArray(
+                    "D1 (dropout masks D1 … D(L−1) go with a keep probability)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::Option(
+                    "dropout masks need the keep probability they were drawn with".into(),
+                ))
+            }
+            (Some(keep_prob), Some(masks)) => {
+                if masks.len() != hidden_layers {
+                    return Err(Error::Option(format!(
+                        "{} dropout masks for {hidden_layers} hidden layers",
+                        masks.len()
+                    )));
+                }
+                Some(Dropout { keep_prob, masks })
+            }
+        };
+        Ok(Model {
+            hidden,
+            loss: self.loss.unwrap_or_default(),
+            reduction: self.reduction.unwrap_or_default(),
+            l2,
+            dropout,
+        })
+    }
+}
+
+/// `tanh` or `relu,tanh,leaky_relu:0.2`.
+pub fn parse_activations(text: &str) -> Result<Vec<Activation>> {
+    text.split(',').map(str::parse).collect()
+}
+
+fn parse_number(text: &str) -> std::result::Result<f64, std::num::ParseFloatError> {
+    text.trim().parse::<f64>()
+}
+
+/// The logistic function, stable for large |z|.
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activations_parse_and_print_back() {
+        for text in ["relu", "leaky_relu", "leaky_relu:0.2", "tanh", "sigmoid", "identity"] {
+            let a: Activation = text.parse().unwrap();
+            assert_eq!(a.to_string(), text);
+        }
+        assert!("relu:0.2".parse::<Activation>().is_err());
+        assert!("swish".parse::<Activation>().is_err());
+    }
+
+    #[test]
+    fn a_settings_line_reads_like_the_flags_and_flags_win() {
+        let file = ModelOptions::parse_line("hidden=tanh loss=softmax; l2=0.5 --keep-prob=0.8 layout=rows").unwrap();
+        assert_eq!(file.hidden, Some(vec![Activation::Tanh]));
+        assert_eq!(file.loss, Some(Loss::Softmax));
+        assert_eq!(file.keep_prob, Some(0.8));
+        assert_eq!(file.layout, Some(DataLayout::Rows));
+        let flags = ModelOptions {
+            l2: Some(0.1),
+            ..Default::default()
+        };
+        let merged = flags.over(&file);
+        assert_eq!(merged.l2, Some(0.1));
+        assert_eq!(merged.loss, Some(Loss::Softmax));
+        assert!(ModelOptions::parse_line("loss=hinge").is_err());
+        assert!(ModelOptions::parse_line("depth=3").is_err());
+    }
+
+    #[test]
+    fn resolving_checks_counts_and_ranges() {
+        let opts = ModelOptions {
+            hidden: Some(vec![Activation::Tanh, Activation::Relu]),
+            ..Default::default()
+        };
+        assert!(opts.resolve(3, None).is_ok());
+        assert!(opts.resolve(4, None).is_err());
+        let neg = ModelOptions {
+            l2: Some(-1.0),
+            ..Default::default()
+        };
+        assert!(neg.resolve(2, None).is_err());
+        let keep = ModelOptions {
+            keep_prob: Some(0.8),
+            ..Default::default()
+        };
+        assert!(matches!(keep.resolve(2, None), Err(Error::MissingArray(_))));
+    }
+}
