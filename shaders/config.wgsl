@@ -26,6 +26,7 @@ struct LayerInfo {
     z_offset: u32,
     // Offset of this layer's m x n_(l-1) input block (delta method).
     in_offset: u32,
-    _pad1: u32,
+    // Offset of this hidden layer's dropout mask (n_l x m) in the X buffer.
+    mask_offset: u32,
     _pad2: u32,
 }

@@ -7,12 +7,15 @@
 // what its perturbation adds to z of layer l, row r, for the four examples k0 + tt. The
 // shared weights are never copied: a perturbation is always such a correction.
 //
-// Needs WG (threads, a power of two) and SCRATCH (workgroup-memory activations, in Reals).
+// Needs WG (threads, a power of two) and SCRATCH (workgroup-memory activations, in Reals),
+// and the model's ops (activations.wgsl, losses.wgsl, and the host's LOSS, MEAN, DROPOUT,
+// KEEP_SCALE and `activate`).
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
 @group(0) @binding(2) var<storage, read> theta: array<Real>;
-// X is n0 x m and Y is nL x m, row-major (examples are columns).
+// X is n0 x m and Y is nL x m, row-major (examples are columns). With dropout, the masks
+// follow X in the same buffer, n_l x m each, at their layer's mask_offset.
 @group(0) @binding(3) var<storage, read> x: array<Real>;
 @group(0) @binding(4) var<storage, read> y: array<Real>;
 // [eps]
@@ -82,10 +85,17 @@ fn forward_cost(lid: u32) -> Real {
                             break;
                         }
                         let z = zr[j];
-                        if (last) {
-                            acc += softplus(z) - y[r * m + k0 + t] * z;
+                        if (!last) {
+                            var a = activate(l, z);
+                            if (DROPOUT) {
+                                a *= x[info.mask_offset + r * m + k0 + t] * KEEP_SCALE;
+                            }
+                            act[out_base + r * tile + t] = a;
+                        } else if (LOSS == 1u) {
+                            // Softmax needs every logit of the example: kept for below.
+                            act[out_base + r * tile + t] = z;
                         } else {
-                            act[out_base + r * tile + t] = max(z, Real(0.0));
+                            acc += unit_loss(z, y[r * m + k0 + t]);
                         }
                     }
                 }
@@ -94,6 +104,26 @@ fn forward_cost(lid: u32) -> Real {
             let swap = in_base;
             in_base = out_base;
             out_base = swap;
+        }
+        if (LOSS == 1u) {
+            // Softmax cross-entropy per example: log-sum-exp of its logits minus y . z.
+            let rows = layer_info[cfg.layers - 1u].rows;
+            for (var t = lid; t < tcount; t += WG) {
+                var top = act[in_base + t];
+                for (var r = 1u; r < rows; r++) {
+                    top = max(top, act[in_base + r * tile + t]);
+                }
+                var sum = Real(0.0);
+                var yz = Real(0.0);
+                for (var r = 0u; r < rows; r++) {
+                    let z = act[in_base + r * tile + t];
+                    sum += exp_real(z - top);
+                    yz += y[r * m + k0 + t] * z;
+                }
+                acc += top + log_real(sum) - yz;
+            }
+            // The next tile overwrites these logits.
+            workgroupBarrier();
         }
     }
 
@@ -106,5 +136,8 @@ fn forward_cost(lid: u32) -> Real {
         }
         workgroupBarrier();
     }
-    return partial[0] / Real(m);
+    if (MEAN) {
+        return partial[0] / Real(m);
+    }
+    return partial[0];
 }

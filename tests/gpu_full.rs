@@ -71,6 +71,8 @@ fn wgsl_math_matches_rust_f64_to_a_few_ulp() {
                 forward::softplus(v),
                 reference_log1p_minus_x(v.clamp(bound(-0.64), bound(1.72))),
                 reference_expm1_minus_x(v.clamp(bound(-0.99), bound(0.99))),
+                v.tanh(),
+                gradcheck::model::spec::sigmoid(v),
             ];
             for (k, (g, w)) in got.iter().zip(want).enumerate() {
                 let err = if w == 0.0 { g.abs() } else { rel(*g, w) };

@@ -1,9 +1,11 @@
 //! Every shader parses and validates with naga in both precisions, and the Rust mirrors
 //! of shader structs have the layout naga gives them.
 
+mod common;
+
 use std::mem::{offset_of, size_of};
 
-use gradcheck::gpu::shader::{compose, CONFIG, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, MATH};
+use gradcheck::gpu::shader::{compose, ACTIVATIONS, CONFIG, LOSSES, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, MATH};
 use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 
@@ -25,12 +27,14 @@ fn validate(wgsl: &str) -> naga::Module {
 fn every_kernel_validates_in_f32_and_f64() {
     for kernel in KERNELS {
         for precision in [Precision::F32, Precision::F64] {
-            let module = validate(&compose(kernel, precision, &CONSTANTS));
-            assert!(
-                module.entry_points.iter().any(|e| e.name == "main"),
-                "{} has no main",
-                kernel.name
-            );
+            for ops in common::model_variants() {
+                let module = validate(&compose(kernel, precision, &CONSTANTS, &ops));
+                assert!(
+                    module.entry_points.iter().any(|e| e.name == "main"),
+                    "{} has no main",
+                    kernel.name
+                );
+            }
         }
     }
 }
@@ -46,6 +50,8 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
             let known = text == MATH
                 || text == CONFIG
                 || text == FORWARD
+                || text == ACTIVATIONS
+                || text == LOSSES
                 || KERNELS.iter().any(|k| k.source == text);
             assert!(
                 known,
@@ -55,7 +61,7 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
             seen += 1;
         }
     }
-    assert_eq!(seen, KERNELS.len() + 3);
+    assert_eq!(seen, KERNELS.len() + 5);
 }
 
 /// `(member name, offset)` of struct `name` in `module`, and its size.
@@ -109,12 +115,13 @@ fn rust_mirrors_match_the_shader_structs() {
         ("b_offset", offset_of!(LayerInfo, b_offset)),
         ("z_offset", offset_of!(LayerInfo, z_offset)),
         ("in_offset", offset_of!(LayerInfo, in_offset)),
-        ("_pad1", offset_of!(LayerInfo, _pad1)),
+        ("mask_offset", offset_of!(LayerInfo, mask_offset)),
         ("_pad2", offset_of!(LayerInfo, _pad2)),
     ];
     for kernel in [FULL, DIRECTIONS, DELTA] {
         for precision in [Precision::F32, Precision::F64] {
-            let module = validate(&compose(kernel, precision, &CONSTANTS));
+            let ops = &common::model_variants()[0];
+            let module = validate(&compose(kernel, precision, &CONSTANTS, ops));
             assert_mirror(&module, "Config", &config, size_of::<KernelConfig>());
             assert_mirror(&module, "LayerInfo", &layer, size_of::<LayerInfo>());
         }

@@ -6,6 +6,8 @@
 //! installs them); without them those two checks are skipped with a message, unless
 //! GRADCHECK_REQUIRE_GPU=1.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -49,12 +51,24 @@ fn external(tool: &str, args: &[&str], path: &Path) -> bool {
     }
 }
 
+/// Every kernel with every model variant (kernels that run no model once).
+fn kernels_with_every_model() -> Vec<(gradcheck::gpu::shader::Kernel, gradcheck::gpu::shader::ModelOps)> {
+    KERNELS
+        .iter()
+        .flat_map(|&k| {
+            let variants = common::model_variants();
+            let n = if k.model { variants.len() } else { 1 };
+            variants.into_iter().take(n).map(move |ops| (k, ops))
+        })
+        .collect()
+}
+
 #[test]
 fn every_kernel_translates_to_spirv_in_both_precisions_and_spirv_val_accepts_it() {
     let dir = tempfile::TempDir::new().unwrap();
-    for kernel in KERNELS {
+    for (kernel, ops) in kernels_with_every_model() {
         for precision in [Precision::F32, Precision::F64] {
-            let (module, info) = module(&compose(kernel, precision, &CONSTANTS));
+            let (module, info) = module(&compose(kernel, precision, &CONSTANTS, &ops));
             let pipeline = naga::back::spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
                 entry_point: "main".into(),
@@ -68,7 +82,7 @@ fn every_kernel_translates_to_spirv_in_both_precisions_and_spirv_val_accepts_it(
             .unwrap_or_else(|e| panic!("{} {precision:?}: {e}", kernel.name));
             let path = dir
                 .path()
-                .join(format!("{}-{}.spv", kernel.name, precision.as_str()));
+                .join(format!("{}-{}-{}.spv", kernel.name, precision.as_str(), ops.source().len()));
             std::fs::write(&path, bytemuck::cast_slice::<u32, u8>(&words)).unwrap();
             external("spirv-val", &["--target-env", "vulkan1.1"], &path);
         }
@@ -79,8 +93,8 @@ fn every_kernel_translates_to_spirv_in_both_precisions_and_spirv_val_accepts_it(
 fn every_kernel_translates_to_glsl_430_and_es_310_and_glslang_accepts_it() {
     use naga::back::glsl;
     let dir = tempfile::TempDir::new().unwrap();
-    for kernel in KERNELS {
-        let (module, info) = module(&compose(kernel, Precision::F32, &CONSTANTS));
+    for (kernel, ops) in kernels_with_every_model() {
+        let (module, info) = module(&compose(kernel, Precision::F32, &CONSTANTS, &ops));
         for version in [glsl::Version::Desktop(430), glsl::Version::new_gles(310)] {
             let options = glsl::Options {
                 version,
@@ -104,7 +118,7 @@ fn every_kernel_translates_to_glsl_430_and_es_310_and_glslang_accepts_it() {
             .unwrap_or_else(|e| panic!("{} {version:?}: {e}", kernel.name));
             let path = dir
                 .path()
-                .join(format!("{}-{}.comp", kernel.name, version.is_es()));
+                .join(format!("{}-{}-{}.comp", kernel.name, version.is_es(), ops.source().len()));
             std::fs::write(&path, text).unwrap();
             external("glslangValidator", &[], &path);
         }
@@ -113,8 +127,8 @@ fn every_kernel_translates_to_glsl_430_and_es_310_and_glslang_accepts_it() {
 
 #[test]
 fn every_kernel_translates_to_msl_and_hlsl_in_f32() {
-    for kernel in KERNELS {
-        let (module, info) = module(&compose(kernel, Precision::F32, &CONSTANTS));
+    for (kernel, ops) in kernels_with_every_model() {
+        let (module, info) = module(&compose(kernel, Precision::F32, &CONSTANTS, &ops));
         let msl_pipeline = naga::back::msl::PipelineOptions {
             entry_point: Some((naga::ShaderStage::Compute, "main".into())),
             ..Default::default()

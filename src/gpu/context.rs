@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::gpu::shader::{compose, module, Kernel};
+use crate::gpu::shader::{compose, module, Kernel, ModelOps};
 use crate::options::{LimitsChoice, Precision};
 
 /// What the report and `gradcheck devices` say about an adapter.
@@ -68,8 +68,9 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
-/// What makes one compiled kernel: its name, precision and prepended constants.
-type PipelineKey = (&'static str, Precision, Vec<(String, u32)>);
+/// What makes one compiled kernel: its name, precision, prepended constants and (for a
+/// kernel that runs the model) the model's ops.
+type PipelineKey = (&'static str, Precision, Vec<(String, u32)>, Option<ModelOps>);
 
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
@@ -184,11 +185,13 @@ impl GpuContext {
         kernel: Kernel,
         precision: Precision,
         constants: &[(&str, u32)],
+        ops: &ModelOps,
     ) -> wgpu::ComputePipeline {
         let key: PipelineKey = (
             kernel.name,
             precision,
             constants.iter().map(|(n, v)| (n.to_string(), *v)).collect(),
+            kernel.model.then(|| ops.clone()),
         );
         let mut cache = self.pipelines.lock().expect("pipeline cache");
         cache
@@ -197,7 +200,7 @@ impl GpuContext {
                 let shader = module(
                     &self.device,
                     kernel.name,
-                    &compose(kernel, precision, constants),
+                    &compose(kernel, precision, constants, ops),
                 );
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

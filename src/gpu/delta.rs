@@ -3,6 +3,7 @@
 
 use super::buffers::{encode, ensure_fits, storage};
 use super::dispatch::{layer_table, run_kernel, KernelConfig, Work};
+use super::shader::ModelOps;
 use super::full::default_chunk;
 use super::shader::DELTA;
 use super::GpuContext;
@@ -93,7 +94,7 @@ pub fn evaluate(
         ctx,
         DELTA,
         precision,
-        &[("WG", WORKGROUP_SIZE)],
+        (&[("WG", WORKGROUP_SIZE)], &ModelOps::of(problem.model())),
         || {
             vec![
                 storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),

@@ -4,7 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::buffers::{decode, encode, map_read, poisoned, staging, storage};
-use super::shader::Kernel;
+use super::shader::{Kernel, ModelOps};
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::monitor::Monitor;
@@ -61,7 +61,8 @@ pub struct LayerInfo {
     pub z_offset: u32,
     /// Offset of the layer's `m × n_(l−1)` input block.
     pub in_offset: u32,
-    pub _pad1: u32,
+    /// Offset of the hidden layer's dropout mask (`n_l × m`) in the X buffer, after X.
+    pub mask_offset: u32,
     pub _pad2: u32,
 }
 
@@ -69,6 +70,7 @@ pub struct LayerInfo {
 pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
     let m = problem.examples() as u32;
     let (mut offset, mut z_offset, mut in_offset) = (0u32, 0u32, 0u32);
+    let mut mask_offset = problem.x().len() as u32;
     problem
         .net()
         .layers()
@@ -82,9 +84,10 @@ pub fn layer_table(problem: &Problem) -> Vec<LayerInfo> {
                 b_offset: offset + rows * cols,
                 z_offset,
                 in_offset,
-                _pad1: 0,
+                mask_offset,
                 _pad2: 0,
             };
+            mask_offset += rows * m;
             offset += rows * cols + rows;
             z_offset += rows * m;
             in_offset += cols * m;
@@ -105,10 +108,10 @@ impl BoundKernel {
         ctx: &GpuContext,
         kernel: Kernel,
         precision: Precision,
-        constants: &[(&str, u32)],
+        (constants, ops): (&[(&str, u32)], &ModelOps),
         buffers: &[&wgpu::Buffer],
     ) -> Self {
-        let pipeline = ctx.pipeline(kernel, precision, constants);
+        let pipeline = ctx.pipeline(kernel, precision, constants, ops);
         let config = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("config"),
             size: std::mem::size_of::<KernelConfig>() as u64,
@@ -219,16 +222,23 @@ impl BoundKernel {
     }
 }
 
-/// The inputs every kernel binds first: the layer table, θ, X and Y, in `precision`.
+/// The inputs every kernel binds first: the layer table, θ, X (then the dropout masks, if
+/// any) and Y, in `precision`.
 pub(crate) fn problem_buffers(
     ctx: &GpuContext,
     problem: &Problem,
     precision: Precision,
 ) -> Vec<wgpu::Buffer> {
+    let masks = problem.model().dropout.iter().flat_map(|d| &d.masks);
+    let x = problem
+        .x()
+        .iter()
+        .chain(masks.flat_map(|mask| mask.iter()))
+        .copied();
     vec![
         storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
         storage(ctx, "theta", &encode(problem.net().flatten(), precision)),
-        storage(ctx, "X", &encode(problem.x().iter().copied(), precision)),
+        storage(ctx, "X", &encode(x, precision)),
         storage(ctx, "Y", &encode(problem.y().iter().copied(), precision)),
     ]
 }
@@ -250,7 +260,7 @@ pub(crate) fn run_kernel(
     ctx: &GpuContext,
     kernel: Kernel,
     precision: Precision,
-    constants: &[(&str, u32)],
+    (constants, ops): (&[(&str, u32)], &ModelOps),
     inputs: impl FnOnce() -> Vec<wgpu::Buffer>,
     outputs: usize,
     template: KernelConfig,
@@ -262,7 +272,7 @@ pub(crate) fn run_kernel(
         let out = poisoned(ctx, kernel.name, outputs, precision);
         let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
         ensure_within_limits(ctx, (kernel.name, precision), &bound, constants)?;
-        let kernel = BoundKernel::new(ctx, kernel, precision, constants, &bound);
+        let kernel = BoundKernel::new(ctx, kernel, precision, (constants, ops), &bound);
         let gpu_seconds = kernel.run(ctx, template, work, monitor)?;
         Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
     })

@@ -3,7 +3,7 @@
 
 use super::buffers::{encode, ensure_fits, storage};
 use super::dispatch::{problem_buffers, run_kernel, KernelConfig, Work, MAX_CHUNKS};
-use super::shader::{Kernel, FULL};
+use super::shader::{Kernel, ModelOps, FULL};
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates};
@@ -41,8 +41,9 @@ pub(crate) fn default_chunk(items: usize, work_per_item: usize) -> usize {
 pub const PORTABLE_WORKGROUP_BYTES: u32 = 16_352;
 
 /// Workgroup memory of the whole-pass kernels (forward.wgsl): a reduction array of WG
-/// scalars plus two activation halves, each `hidden × tile` for the widest hidden layer and
-/// a tile of examples; returns the halves' total size (in scalars) and the tile. Sized by
+/// scalars plus two activation halves, each `hidden × tile` for the widest hidden layer
+/// (or softmax output, whose logits are kept for the example's log-sum-exp) and a tile of
+/// examples; returns the halves' total size (in scalars) and the tile. Sized by
 /// the problem within [`PORTABLE_WORKGROUP_BYTES`], not by the device's maximum.
 pub(crate) fn pass_sizes(
     ctx: &GpuContext,
@@ -50,11 +51,11 @@ pub(crate) fn pass_sizes(
     precision: Precision,
 ) -> Result<(u32, u32)> {
     let widths = problem.net().widths();
-    let hidden = widths[1..widths.len() - 1]
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(1) as u32;
+    let kept = match problem.model().loss {
+        crate::model::Loss::Softmax => &widths[1..],
+        _ => &widths[1..widths.len() - 1],
+    };
+    let hidden = kept.iter().copied().max().unwrap_or(1) as u32;
     let size = precision.size() as u32;
     let reduction = WORKGROUP_SIZE * size;
     let tile_within = |bytes: u32| {
@@ -92,7 +93,10 @@ pub(crate) fn run_passes(
         ctx,
         kernel,
         precision,
-        &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+        (
+            &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+            &ModelOps::of(problem.model()),
+        ),
         || {
             let mut inputs = problem_buffers(ctx, problem, precision);
             inputs.push(storage(ctx, "eps", &encode([eps], precision)));

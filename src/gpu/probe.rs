@@ -1,16 +1,16 @@
 //! Runs shaders/math_probe.wgsl so tests can hold the WGSL math to Rust's f64.
 
 use super::buffers::{decode, encode, map_read, poisoned, staging, storage};
-use super::shader::{compose, module, MATH_PROBE};
+use super::shader::{compose, module, ModelOps, MATH_PROBE};
 use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::options::Precision;
 
 /// Values per input of [`math`].
-pub const PROBED: usize = 5;
+pub const PROBED: usize = 7;
 
 /// `[exp(v), log1p(clamp(v, 0, 1)), softplus(v), log1p(x) − x at x = clamp(v, −0.64, 1.72),
-/// expm1(x) − x at x = clamp(v, −0.99, 0.99)]` for each input, computed on the GPU.
+/// expm1(x) − x at x = clamp(v, −0.99, 0.99), tanh(v), sigmoid(v)]` for each input, computed on the GPU.
 pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Vec<[f64; PROBED]>> {
     if precision == Precision::F64 && !ctx.supports_f64() {
         return Err(Error::Unsupported {
@@ -23,7 +23,7 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
         let shader = module(
             &ctx.device,
             "math_probe",
-            &compose(MATH_PROBE, precision, &[]),
+            &compose(MATH_PROBE, precision, &[], &ModelOps::of(&crate::model::Model::classic(1))),
         );
         let pipeline = ctx
             .device

@@ -204,3 +204,33 @@ pub fn gpu_has_f64(ctx: &GpuContext) -> bool {
     }
     has
 }
+
+/// Models that between them use every activation, loss, reduction and dropout, for the
+/// tests that compose and validate every kernel.
+pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
+    use gradcheck::model::{Activation, Dropout, Loss, Model, Reduction};
+    let every = Model {
+        hidden: vec![
+            Activation::LeakyRelu(0.2),
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Identity,
+        ],
+        loss: Loss::Softmax,
+        reduction: Reduction::Sum,
+        l2: 0.5,
+        dropout: Some(Dropout {
+            keep_prob: 0.8,
+            masks: Vec::new(),
+        }),
+    };
+    let mse = Model {
+        hidden: vec![Activation::Tanh],
+        loss: Loss::Mse,
+        ..Model::classic(2)
+    };
+    [Model::classic(3), every, mse]
+        .iter()
+        .map(gradcheck::gpu::shader::ModelOps::of)
+        .collect()
+}
