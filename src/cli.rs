@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
-use gradcheck::io::{read_npz, write_npz, NpzGradients};
+use gradcheck::io::{read_npz_with, write_npz, NpzGradients};
+use gradcheck::model::{Activation, DataLayout, Loss, ModelOptions, Reduction};
 use gradcheck::options::{
     CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
 };
@@ -173,6 +174,59 @@ impl NetworkArgs {
     }
 }
 
+/// What the network computes, for a FILE (over its own `gradcheck` settings) or a
+/// generated network.
+#[derive(Args, Debug, Default)]
+pub struct ModelArgs {
+    /// Hidden activations: one for every hidden layer or one per layer, from relu,
+    /// leaky_relu (slope 0.01; leaky_relu:0.2 for another), tanh, sigmoid, identity
+    /// [default: relu].
+    #[arg(long, value_name = "A[,A…]", value_parser = parse_hidden)]
+    pub hidden: Option<Activations>,
+    /// Output and loss: bce (sigmoid, binary cross-entropy), softmax (softmax,
+    /// cross-entropy; Y one-hot or class indices), mse (identity, ½‖ŷ − y‖² per example)
+    /// [default: bce].
+    #[arg(long, value_enum)]
+    pub loss: Option<Loss>,
+    /// How per-example losses combine [default: mean].
+    #[arg(long, value_enum)]
+    pub reduction: Option<Reduction>,
+    /// L2 strength λ: adds λ/(2m)·Σ‖W‖² (the course's; λ/2·Σ‖W‖² with sum reduction).
+    #[arg(long, value_name = "λ", allow_hyphen_values = true)]
+    pub l2: Option<f64>,
+    /// Inverted dropout with the saved masks D1 … D(L−1): A ← A·D/keep_prob (generated
+    /// networks draw masks with it).
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
+    pub keep_prob: Option<f64>,
+    /// columns (the course: X n0×m, W n_out×n_in) or rows (cs231n, NNFS: X m×n0,
+    /// W n_in×n_out) [default: decided by the shapes].
+    #[arg(long, value_enum)]
+    pub layout: Option<DataLayout>,
+}
+
+/// One value of `--hidden` (a list in one flag, as `--layers` is).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activations(pub Vec<Activation>);
+
+fn parse_hidden(text: &str) -> std::result::Result<Activations, String> {
+    gradcheck::model::spec::parse_activations(text)
+        .map(Activations)
+        .map_err(|e| e.to_string())
+}
+
+impl ModelArgs {
+    fn to_options(&self) -> ModelOptions {
+        ModelOptions {
+            hidden: self.hidden.clone().map(|a| a.0),
+            loss: self.loss,
+            reduction: self.reduction,
+            l2: self.l2,
+            keep_prob: self.keep_prob,
+            layout: self.layout,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// npz file with X, Y, W1, b1, … and the gradients to check (dW1, db1, …, or W1_grad,
@@ -180,6 +234,8 @@ pub struct CheckArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// npz file of the gradients, named like the parameters (W1, b1, … as cs231n's grads
     /// dict) or dW1, W1_grad, grad_W1.
     #[arg(long, value_name = "FILE")]
@@ -297,6 +353,8 @@ impl OptionArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Scale the written gradient tensors, e.g. dW2=2,db1=4 (a buggy backprop to check).
     #[arg(long)]
     pub bug: Option<BugSpec>,
@@ -378,10 +436,11 @@ fn problem(
     args: &CheckArgs,
     opts: &CheckOptions,
 ) -> Result<(String, Problem, Option<NpzGradients>)> {
+    let model = args.model.to_options();
     Ok(match (&args.file, args.network.spec()?) {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
-            let input = read_npz(path)?;
+            let input = read_npz_with(path, &model)?;
             (
                 format!("gradcheck {}", path.display()),
                 input.problem,
@@ -394,12 +453,19 @@ fn problem(
         }
         (None, Some(spec)) => {
             let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
-            let problem = spec.generate_within(checked, opts.budget())?;
+            let seed = spec.seed;
+            let problem = spec
+                .with_model(model)
+                .context("the model")?
+                .generate_within(checked, opts.budget())?;
             (
-                format!("gradcheck generated network (seed {})", spec.seed),
+                format!("gradcheck generated network (seed {seed})"),
                 problem,
                 None,
             )
+        }
+        (None, None) if !model.is_default() => {
+            bail!("the model flags describe FILE or a --layers network; the exercise's is ReLU → sigmoid")
         }
         (None, None) => (
             "gradcheck the exercise's network".into(),
@@ -557,8 +623,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
 }
 
 fn run_export(args: &ExportArgs) -> Result<ExitCode> {
+    let model = args.model.to_options();
     let problem = match args.network.spec()? {
-        Some(spec) => spec.generate_within(0, gradcheck::memory::default_budget())?,
+        Some(spec) => spec
+            .with_model(model)
+            .context("the model")?
+            .generate_within(0, gradcheck::memory::default_budget())?,
+        None if !model.is_default() => {
+            bail!("the model flags describe a --layers network; the exercise's is ReLU → sigmoid")
+        }
         None => exercise().problem,
     };
     let mut grads = gradcheck::cpu::backprop::gradients(&problem);

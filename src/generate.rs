@@ -7,17 +7,20 @@ use rand_distr::StandardNormal;
 
 use crate::error::{Error, Result};
 use crate::io::{read_npz_bytes, NpzInput};
-use crate::model::{Layer, Mlp, ParamLayout};
+use crate::model::{DataLayout, Layer, Loss, Mlp, ModelOptions, ParamLayout};
 use crate::problem::Problem;
 
 /// A random network and data set, reproducible from its seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetworkSpec {
     /// Widths `[n0, n1, …, nL]`, input first.
     pub widths: Vec<usize>,
     /// Number of examples `m`.
     pub examples: usize,
     pub seed: u64,
+    /// What the network computes (the exercise's model unless set); with a keep
+    /// probability, dropout masks are drawn with it.
+    pub model: ModelOptions,
 }
 
 impl NetworkSpec {
@@ -40,12 +43,23 @@ impl NetworkSpec {
             widths,
             examples,
             seed,
+            model: ModelOptions::default(),
         })
     }
 
-    /// Number of parameters of the network this spec generates.
-    pub fn num_params(&self) -> usize {
-        ParamLayout::for_widths(&self.widths).len()
+    /// The same network computing `model`, refused when it cannot (a wrong number of
+    /// activations, a keep probability outside (0, 1]).
+    pub fn with_model(mut self, model: ModelOptions) -> Result<Self> {
+        let depth = self.widths.len() - 1;
+        // Resolved once, with stand-in masks of the right shapes, only to validate.
+        let stand_in = model.keep_prob.map(|_| {
+            (1..depth)
+                .map(|l| Array2::ones((self.widths[l], self.examples)))
+                .collect()
+        });
+        model.resolve(depth, stand_in)?;
+        self.model = model;
+        Ok(self)
     }
 
     /// [`NetworkSpec::generate`], refused before anything is allocated when checking
@@ -55,8 +69,9 @@ impl NetworkSpec {
         Ok(self.generate())
     }
 
-    /// He-initialised weights (N(0, 2/n_in)), small random biases, standard-normal inputs
-    /// and 0/1 labels, from a portable seeded generator.
+    /// He-initialised weights (N(0, 2/n_in)), small random biases, standard-normal inputs,
+    /// labels for the loss (0/1, one-hot classes, standard-normal targets) and dropout
+    /// masks kept with the keep probability, from a portable seeded generator.
     pub fn generate(&self) -> Problem {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let normal = |rng: &mut ChaCha8Rng| -> f64 { rng.sample(StandardNormal) };
@@ -71,13 +86,40 @@ impl NetworkSpec {
                 Layer { w, b }
             })
             .collect();
-        let net = Mlp::new(layers).expect("validated widths chain");
+        let net = Mlp::new(layers)
+            .expect("validated widths chain")
+            .in_layout(self.model.layout.unwrap_or(DataLayout::Columns));
         let m = self.examples;
         let x = Array2::from_shape_simple_fn((self.widths[0], m), || normal(&mut rng));
-        let y = Array2::from_shape_simple_fn((net.output_width(), m), || {
-            f64::from(u8::from(rng.random_bool(0.5)))
+        let outputs = net.output_width();
+        let y = match self.model.loss.unwrap_or_default() {
+            Loss::Bce => Array2::from_shape_simple_fn((outputs, m), || {
+                f64::from(u8::from(rng.random_bool(0.5)))
+            }),
+            Loss::Softmax => {
+                let mut y = Array2::zeros((outputs, m));
+                for e in 0..m {
+                    y[[rng.random_range(0..outputs), e]] = 1.0;
+                }
+                y
+            }
+            Loss::Mse => Array2::from_shape_simple_fn((outputs, m), || normal(&mut rng)),
+        };
+        let masks = self.model.keep_prob.map(|p| {
+            self.widths[1..self.widths.len() - 1]
+                .iter()
+                .map(|&n| {
+                    Array2::from_shape_simple_fn((n, m), || {
+                        f64::from(u8::from(rng.random_bool(p)))
+                    })
+                })
+                .collect()
         });
-        Problem::new(net, x, y).expect("generated data is valid")
+        let model = self
+            .model
+            .resolve(self.widths.len() - 1, masks)
+            .expect("validated model");
+        Problem::with_model(net, model, x, y).expect("generated data is valid")
     }
 }
 

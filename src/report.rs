@@ -59,6 +59,10 @@ pub struct Header {
     /// Layer widths, input first.
     pub widths: Vec<usize>,
     pub examples: usize,
+    /// What the network computes: `relu,relu → sigmoid + binary cross-entropy (mean)`.
+    pub model: String,
+    /// How the user's arrays are laid out ("columns" or "rows"): coordinates are named in it.
+    pub layout: String,
     /// J(θ), in f64.
     pub cost: f64,
     pub eps: f64,
@@ -89,6 +93,7 @@ impl Header {
             self.params,
             self.cost
         );
+        let _ = writeln!(out, "model {} · layout {}", self.model, self.layout);
         let _ = writeln!(
             out,
             "{device} · {} · method {} · eps {:e} · threshold {:e}",

@@ -14,7 +14,7 @@ use ndarray::{Array1, Array2, Array3, Axis};
 use rayon::prelude::*;
 
 use super::forward::{cost_from_logits, forward, sigmoid, Activations};
-use crate::model::Mlp;
+use crate::model::{Mlp, Model};
 use crate::problem::Problem;
 
 /// Stands for "no ReLU downstream can cross": finite in f32 as well, so both precisions
@@ -89,7 +89,11 @@ impl Sensitivity {
         // Example by example (each needs its own masks), then gathered per layer.
         let per_example: Vec<Vec<(Array2<f64>, Array1<f64>)>> = (0..m)
             .into_par_iter()
-            .map(|e| (0..=last).map(|p| row_response(net, &acts, p, e)).collect())
+            .map(|e| {
+                (0..=last)
+                    .map(|p| row_response(net, problem.model(), &acts, p, e))
+                    .collect()
+            })
             .collect();
         let mut gain: Vec<Array3<f64>> = layers
             .iter()
@@ -145,40 +149,62 @@ impl Sensitivity {
 }
 
 /// For layer `p` at example `e`: the gains `∂z_L / ∂z_p[i]` (`n_p × n_L`) and reaches
-/// (`n_p`) of every row `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward.
-fn row_response(net: &Mlp, acts: &Activations, p: usize, e: usize) -> (Array2<f64>, Array1<f64>) {
+/// (`n_p`) of every row `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward. Exact
+/// for ReLU layers; through smooth ones (other models) the Jacobian at θ, so the reach of
+/// a kink beyond them is its linear estimate.
+fn row_response(
+    net: &Mlp,
+    model: &Model,
+    acts: &Activations,
+    p: usize,
+    e: usize,
+) -> (Array2<f64>, Array1<f64>) {
     let layers = net.layers();
     let last = layers.len() - 1;
     if p == last {
         let rows = layers[p].w.nrows();
         return (Array2::eye(rows), Array1::from_elem(rows, UNREACHABLE));
     }
-    // The row's own ReLU, then every hidden unit downstream.
+    // The row's own kink, then every kinked unit downstream.
     let z_p = acts.z[p].column(e);
-    let mut reach = z_p.mapv(f64::abs);
+    let mut reach = match model.hidden[p].kink() {
+        Some(_) => z_p.mapv(f64::abs),
+        None => Array1::from_elem(z_p.len(), UNREACHABLE),
+    };
     let mut jacobian = layers[p + 1].w.clone();
-    mask_inactive(jacobian.view_mut().reversed_axes(), z_p);
+    scale_by_slope(jacobian.view_mut().reversed_axes(), model, p, e, z_p);
     for l in p + 1..last {
         let z_l = acts.z[l].column(e);
-        for (row, &z) in jacobian.rows().into_iter().zip(z_l) {
-            for (r, &d) in reach.iter_mut().zip(row) {
-                if d != 0.0 {
-                    *r = r.min(z.abs() / d.abs());
+        if model.hidden[l].kink().is_some() {
+            for (row, &z) in jacobian.rows().into_iter().zip(z_l) {
+                for (r, &d) in reach.iter_mut().zip(row) {
+                    if d != 0.0 {
+                        *r = r.min(z.abs() / d.abs());
+                    }
                 }
             }
         }
-        mask_inactive(jacobian.view_mut(), z_l);
+        scale_by_slope(jacobian.view_mut(), model, l, e, z_l);
         jacobian = layers[l + 1].w.dot(&jacobian);
     }
     reach.mapv_inplace(|r| r.min(UNREACHABLE));
     (jacobian.reversed_axes(), reach)
 }
 
-/// Zeroes the rows of units whose ReLU is off (`z ≤ 0`): their changes stop there.
-fn mask_inactive(mut rows: ndarray::ArrayViewMut2<f64>, z: ndarray::ArrayView1<f64>) {
-    for (mut row, &z) in rows.rows_mut().into_iter().zip(z) {
-        if z <= 0.0 {
-            row.fill(0.0);
+/// Scales the rows of hidden layer `l`'s units at example `e` by their slope (and
+/// dropout factor): a ReLU that is off (`z ≤ 0`) stops the change there.
+fn scale_by_slope(
+    mut rows: ndarray::ArrayViewMut2<f64>,
+    model: &Model,
+    l: usize,
+    e: usize,
+    z: ndarray::ArrayView1<f64>,
+) {
+    let act = model.hidden[l];
+    for (k, (mut row, &z)) in rows.rows_mut().into_iter().zip(z).enumerate() {
+        let slope = act.derivative(z) * model.keep(l, k, e);
+        if slope != 1.0 {
+            row.mapv_inplace(|v| v * slope);
         }
     }
 }

@@ -49,6 +49,79 @@ pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<(), String> {
     Ok(())
 }
 
+/// The text of the string array `name` (`<U…` or `|S…`, one element) in the npz archive
+/// `reader` holds; `None` when there is no such array.
+pub(super) fn string_array<R: Read + Seek>(reader: R, name: &str) -> Result<Option<String>, String> {
+    let mut archive =
+        zip::ZipArchive::new(reader).map_err(|e| format!("not an npz (zip) archive: {e}"))?;
+    let Ok(mut entry) = archive.by_name(&format!("{name}.npy")) else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("array '{name}': {e}"))?;
+    let bad = || format!("array '{name}' must be one string, like np.savez(..., {name}=\"loss=softmax l2=0.1\")");
+    let (header, start) = npy_header(&bytes).ok_or_else(bad)?;
+    let after = &header[header.find("'descr'").ok_or_else(bad)? + "'descr'".len()..];
+    let open = after.find('\'').ok_or_else(bad)? + 1;
+    let descr = &after[open..open + after[open..].find('\'').ok_or_else(bad)?];
+    if shape_elements(header) != Some(1) {
+        return Err(bad());
+    }
+    let data = &bytes[start as usize..];
+    let text = match descr.as_bytes() {
+        [b'<', b'U', ..] => data
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .take_while(|&c| c != 0)
+            .map(|c| char::from_u32(c).ok_or_else(bad))
+            .collect::<Result<String, String>>()?,
+        [b'|', b'S', ..] => {
+            let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+            String::from_utf8(data[..end].to_vec()).map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    Ok(Some(text))
+}
+
+/// Adds to the npz archive at `path` a one-element string array `name` holding `text`,
+/// as numpy writes `np.array(text)` (`<U`, UTF-32).
+pub(super) fn append_string_array(path: &std::path::Path, name: &str, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let chars: Vec<char> = text.chars().collect();
+    let dict = format!(
+        "{{'descr': '<U{}', 'fortran_order': False, 'shape': (), }}",
+        chars.len().max(1)
+    );
+    // Magic, version 1.0, header length, the dict padded with spaces to 64 bytes and a newline.
+    let total = (10 + dict.len() + 1).div_ceil(64) * 64;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend(((total - 10) as u16).to_le_bytes());
+    bytes.extend(dict.as_bytes());
+    bytes.resize(total - 1, b' ');
+    bytes.push(b'\n');
+    for c in &chars {
+        bytes.extend((*c as u32).to_le_bytes());
+    }
+    if chars.is_empty() {
+        bytes.extend([0u8; 4]);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let mut zip = zip::ZipWriter::new_append(file).map_err(|e| e.to_string())?;
+    zip.start_file(format!("{name}.npy"), zip::write::SimpleFileOptions::default())
+        .map_err(|e| e.to_string())?;
+    zip.write_all(&bytes).map_err(|e| e.to_string())?;
+    zip.finish().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The header text of an npy file and the bytes before its data, when `head` starts with
 /// a complete one (versions 1, 2 and 3).
 fn npy_header(head: &[u8]) -> Option<(&str, u64)> {

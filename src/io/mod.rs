@@ -1,12 +1,16 @@
-//! `.npz` input and output in the exercise's layout (examples are columns; `W_l` is
-//! `n_l × n_(l−1)`, `b_l` is `n_l × 1`, gradients carry a `d` prefix).
+//! `.npz` input and output, in the course's layout (examples are columns; `W_l` is
+//! `n_l × n_(l−1)`, `b_l` is `n_l × 1`, gradients carry a `d` prefix) or with examples in
+//! rows (`X` is `m × n0`, `W_l` is `n_(l−1) × n_l`, `b_l` is `(n_l,)` or `1 × n_l`), which
+//! the shapes decide unless told. A string array `gradcheck` may carry the model's settings
+//! (`np.savez(..., gradcheck="loss=softmax l2=0.1")`, see [`ModelOptions::parse_line`]).
+//! Inside, every array is held in the course's layout.
 //!
 //! Arrays may be float64 or float32; integer and bool arrays are converted to f64 (labels
 //! saved from `np.array([1, 1, 0])` are int64). Anything else is refused by name.
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{BufWriter, Cursor, Read, Seek};
+use std::io::{BufWriter, Cursor, Read, Seek, Write};
 use std::path::Path;
 
 use ndarray::{Array1, Array2, ArrayD, Ix2};
@@ -16,7 +20,7 @@ use ndarray_npy::{NpzReader, NpzWriter, ReadNpyError, ReadNpzError};
 
 use crate::checker::GivenGradients;
 use crate::error::{Error, Result};
-use crate::model::{Layer, Mlp, TensorKind};
+use crate::model::{DataLayout, Layer, Loss, Mlp, ModelOptions, TensorKind};
 use crate::options::Precision;
 use crate::problem::{ensure_finite, Problem};
 
@@ -42,9 +46,18 @@ pub fn gradient_names(tensor: &str) -> [String; 3] {
     ]
 }
 
-/// Reads a network, its data and optionally its gradients from an npz file.
+/// The name of the string array that carries a file's model settings.
+pub const SETTINGS_ARRAY: &str = "gradcheck";
+
+/// Reads a network, its data and optionally its gradients from an npz file, with the
+/// model its own settings describe.
 pub fn read_npz(path: &Path) -> Result<NpzInput> {
-    read_npz_from(open_npz(path)?, &path.display().to_string())
+    read_npz_with(path, &ModelOptions::default())
+}
+
+/// [`read_npz`] with `overrides` (flags) over the file's own settings.
+pub fn read_npz_with(path: &Path, overrides: &ModelOptions) -> Result<NpzInput> {
+    read_npz_from(open_npz(path)?, &path.display().to_string(), overrides)
 }
 
 /// The archive behind `reader`, its headers checked before anything is read
@@ -100,10 +113,26 @@ fn open_npz(path: &Path) -> Result<File> {
 
 /// Same as [`read_npz`], from bytes in memory (`label` names them in errors).
 pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
-    read_npz_from(Cursor::new(bytes), label)
+    read_npz_from(Cursor::new(bytes), label, &ModelOptions::default())
 }
 
-fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
+fn read_npz_from<R: Read + Seek>(
+    mut reader: R,
+    label: &str,
+    overrides: &ModelOptions,
+) -> Result<NpzInput> {
+    let own = guard::string_array(&mut reader, SETTINGS_ARRAY).map_err(|reason| Error::Npz {
+        path: label.to_string(),
+        reason,
+    })?;
+    let settings = match &own {
+        Some(line) => overrides.over(&ModelOptions::parse_line(line)?),
+        None => overrides.clone(),
+    };
+    reader.rewind().map_err(|e| Error::Npz {
+        path: label.to_string(),
+        reason: format!("cannot re-read: {e}"),
+    })?;
     let (mut npz, names) = open_archive(reader, label)?;
     let mut arrays = Arrays {
         npz: &mut npz,
@@ -112,17 +141,55 @@ fn read_npz_from<R: Read + Seek>(reader: R, label: &str) -> Result<NpzInput> {
     };
 
     let depth = layer_count(&names)?;
-    let mut layers = Vec::with_capacity(depth);
+    let mut weights = Vec::with_capacity(depth);
     for l in 1..=depth {
-        let w = arrays.matrix(&format!("W{l}"))?;
-        let b = arrays.vector(&format!("b{l}"))?;
+        weights.push(arrays.matrix(&format!("W{l}"))?);
+    }
+    let x = arrays.matrix("X")?;
+    let data_layout = match settings.layout {
+        Some(layout) => layout,
+        None => decide_layout(&x, &weights, &mut arrays)?,
+    };
+    let mut layers = Vec::with_capacity(depth);
+    for (l, w) in weights.into_iter().enumerate() {
+        let b = arrays.vector(&format!("b{}", l + 1))?;
+        let w = match data_layout {
+            DataLayout::Columns => w,
+            DataLayout::Rows => w.reversed_axes().as_standard_layout().into_owned(),
+        };
         layers.push(Layer { w, b });
     }
-    let net = Mlp::new(layers)?;
-    let x = arrays.matrix("X")?;
-    let y = arrays.labels("Y", net.output_width())?;
-    let problem = Problem::new(net, x, y)?;
+    let net = Mlp::new(layers)
+        .map_err(|e| in_layout(e, data_layout))?
+        .in_layout(data_layout);
+    let x = match data_layout {
+        DataLayout::Columns => x,
+        DataLayout::Rows => x.reversed_axes().as_standard_layout().into_owned(),
+    };
+    let loss = settings.loss.unwrap_or_default();
+    let y = arrays.labels("Y", (net.output_width(), x.ncols()), loss, data_layout)?;
     let mut used: BTreeSet<String> = ["X", "Y"].into_iter().map(String::from).collect();
+    let masks = match settings.keep_prob {
+        Some(_) => {
+            let masks = (1..depth)
+                .map(|l| {
+                    let d = arrays.matrix(&format!("D{l}"))?;
+                    used.insert(format!("D{l}"));
+                    Ok(match data_layout {
+                        DataLayout::Columns => d,
+                        DataLayout::Rows => d.reversed_axes().as_standard_layout().into_owned(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(masks)
+        }
+        None => None,
+    };
+    let model = settings.resolve(depth, masks)?;
+    let problem = Problem::with_model(net, model, x, y)?;
+    if own.is_some() {
+        used.insert(SETTINGS_ARRAY.into());
+    }
     used.extend((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]));
     let gradients = arrays.gradients(problem.net(), false)?;
     if let Some(g) = &gradients {
@@ -175,7 +242,9 @@ pub struct NpzGradients {
     pub names: Vec<String>,
 }
 
-/// Writes a problem (and optionally gradients) in the layout [`read_npz`] reads.
+/// Writes a problem (and optionally gradients) as [`read_npz`] reads it: in the
+/// network's own layout, with the dropout masks and, unless the model is the exercise's,
+/// its settings in the `gradcheck` array, so that the file describes itself.
 pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> Result<()> {
     let io_err = |cause| Error::Io {
         path: path.display().to_string(),
@@ -183,39 +252,144 @@ pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> R
     };
     let file = File::create(path).map_err(io_err)?;
     let mut npz = NpzWriter::new(BufWriter::new(file));
-    let mut add = |name: &str, array: Array2<f64>| {
-        npz.add_array(name, &array).map_err(|e| Error::Npz {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })
+    let rows = problem.net().data_layout() == DataLayout::Rows;
+    let npz_error = |e: ndarray_npy::WriteNpzError| Error::Npz {
+        path: path.display().to_string(),
+        reason: e.to_string(),
     };
-    add("X", problem.x().clone())?;
-    add("Y", problem.y().clone())?;
+    // Examples-by-units arrays (X, Y, masks) and weights, in the user's layout.
+    let oriented = |a: Array2<f64>| if rows { a.reversed_axes() } else { a };
+    let mut add = |name: &str, array: Array2<f64>| npz.add_array(name, &array).map_err(npz_error);
+    add("X", oriented(problem.x().clone()))?;
+    add("Y", oriented(problem.y().clone()))?;
+    if let Some(d) = &problem.model().dropout {
+        for (l, mask) in d.masks.iter().enumerate() {
+            add(&format!("D{}", l + 1), oriented(mask.clone()))?;
+        }
+    }
+    let bias = |b: Array1<f64>| {
+        let n = b.len();
+        if rows {
+            b.into_shape_with_order((1, n)).expect("1 × n")
+        } else {
+            b.into_shape_with_order((n, 1)).expect("n × 1")
+        }
+    };
     let mut offset = 0;
     for (l, layer) in problem.net().layers().iter().enumerate() {
         let n = l + 1;
-        add(&format!("W{n}"), layer.w.clone())?;
-        add(
-            &format!("b{n}"),
-            layer.b.clone().insert_axis(ndarray::Axis(1)),
-        )?;
+        add(&format!("W{n}"), oriented(layer.w.clone()))?;
+        add(&format!("b{n}"), bias(layer.b.clone()))?;
         if let Some(g) = gradients {
-            let (rows, cols) = layer.w.dim();
-            let dw = Array2::from_shape_vec((rows, cols), g[offset..offset + rows * cols].to_vec())
+            let (r, c) = layer.w.dim();
+            let dw = Array2::from_shape_vec((r, c), g[offset..offset + r * c].to_vec())
                 .expect("gradient slice has the weight's size");
-            offset += rows * cols;
-            let db = Array2::from_shape_vec((rows, 1), g[offset..offset + rows].to_vec())
-                .expect("gradient slice has the bias's size");
-            offset += rows;
-            add(&format!("dW{n}"), dw)?;
-            add(&format!("db{n}"), db)?;
+            offset += r * c;
+            let db = Array1::from(g[offset..offset + r].to_vec());
+            offset += r;
+            add(&format!("dW{n}"), oriented(dw))?;
+            add(&format!("db{n}"), bias(db))?;
         }
     }
-    npz.finish().map_err(|e| Error::Npz {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let settings = settings_line(problem);
+    let mut file = npz.finish().map_err(npz_error)?;
+    file.flush().map_err(io_err)?;
+    drop(file);
+    if let Some(line) = settings {
+        guard::append_string_array(path, SETTINGS_ARRAY, &line).map_err(|reason| {
+            Error::Npz {
+                path: path.display().to_string(),
+                reason,
+            }
+        })?;
+    }
     Ok(())
+}
+
+/// The settings line that describes `problem`'s model and layout, `None` for the
+/// exercise's model in the course's layout (which needs none).
+pub fn settings_line(problem: &Problem) -> Option<String> {
+    let model = problem.model();
+    let layout = problem.net().data_layout();
+    if model.is_classic() && model.l2 == 0.0 && layout == DataLayout::Columns {
+        return None;
+    }
+    let hidden: Vec<String> = model.hidden.iter().map(ToString::to_string).collect();
+    let mut line = format!("loss={} layout={}", model.loss.as_str(), layout.as_str());
+    if !hidden.is_empty() {
+        line.push_str(&format!(" hidden={}", hidden.join(",")));
+    }
+    if model.reduction != crate::model::Reduction::Mean {
+        line.push_str(&format!(" reduction={}", model.reduction.as_str()));
+    }
+    if model.l2 != 0.0 {
+        line.push_str(&format!(" l2={}", model.l2));
+    }
+    if let Some(d) = &model.dropout {
+        line.push_str(&format!(" keep_prob={}", d.keep_prob));
+    }
+    Some(line)
+}
+
+/// Which layout the shapes of `x` and the weights describe: the one whose widths chain
+/// (X's features into W1, each layer's units into the next), decided by the biases' and
+/// labels' orientation when both do; an error asking to say which when still ambiguous.
+fn decide_layout<R: Read + Seek>(
+    x: &Array2<f64>,
+    weights: &[Array2<f64>],
+    arrays: &mut Arrays<'_, R>,
+) -> Result<DataLayout> {
+    let chains = |layout: DataLayout| {
+        let fan_in_out = |w: &Array2<f64>| match layout {
+            DataLayout::Columns => (w.ncols(), w.nrows()),
+            DataLayout::Rows => (w.nrows(), w.ncols()),
+        };
+        let features = match layout {
+            DataLayout::Columns => x.nrows(),
+            DataLayout::Rows => x.ncols(),
+        };
+        let mut width = features;
+        weights.iter().all(|w| {
+            let (i, o) = fan_in_out(w);
+            let ok = i == width;
+            width = o;
+            ok
+        })
+    };
+    match (chains(DataLayout::Columns), chains(DataLayout::Rows)) {
+        (true, false) => Ok(DataLayout::Columns),
+        (false, true) => Ok(DataLayout::Rows),
+        (false, false) => Err(Error::Shape(format!(
+            "X {:?} and W1 {:?} chain in neither layout: the course's has X as (n0, m) and W1 as (n1, n0), examples in rows has X as (m, n0) and W1 as (n0, n1)",
+            x.dim(),
+            weights[0].dim()
+        ))),
+        (true, true) => {
+            // A 2-D bias says which: (n, 1) columns, (1, n) rows.
+            for l in 1..=weights.len() {
+                if let Ok(shape) = arrays.shape(&format!("b{l}")) {
+                    match shape.as_slice() {
+                        [n, 1] if *n > 1 => return Ok(DataLayout::Columns),
+                        [1, n] if *n > 1 => return Ok(DataLayout::Rows),
+                        _ => {}
+                    }
+                }
+            }
+            Err(Error::Shape(
+                "the shapes fit both layouts (examples in columns and in rows); say which with the layout setting (columns or rows)".into(),
+            ))
+        }
+    }
+}
+
+/// A chaining error of a rows-layout network, named in that layout's terms.
+fn in_layout(e: Error, layout: DataLayout) -> Error {
+    match (e, layout) {
+        (Error::Shape(text), DataLayout::Rows) => {
+            Error::Shape(format!("{text} (read with examples in rows, W as n_in × n_out)"))
+        }
+        (e, _) => e,
+    }
 }
 
 /// Parser errors come with ASCII-art context over several lines; reports want one.
@@ -330,29 +504,73 @@ impl<R: Read + Seek> Arrays<'_, R> {
             .map_err(|_| Error::Shape(format!("{name} must be 2-D, got shape {shape:?}")))
     }
 
-    /// A bias: `(n, 1)` as in the exercise, or `(n,)`.
+    /// A bias: `(n, 1)` as in the course, `(n,)`, or `(1, n)` as with examples in rows.
     fn vector(&mut self, name: &str) -> Result<Array1<f64>> {
         let a = self.any(name)?;
         match *a.shape() {
-            [n] | [n, 1] => Ok(Array1::from_iter(a.iter().copied().take(n))),
+            [n] | [n, 1] | [1, n] => Ok(Array1::from_iter(a.iter().copied().take(n))),
             ref s => Err(Error::Shape(format!(
-                "{name} must have shape (n, 1) or (n,), got {s:?}"
+                "{name} must have shape (n, 1), (n,) or (1, n), got {s:?}"
             ))),
         }
     }
 
-    /// Labels: `(n_out, m)`, or `(m,)` for one output unit (`outputs`).
-    fn labels(&mut self, name: &str, outputs: usize) -> Result<Array2<f64>> {
+    /// The shape of array `name`, read in full (small arrays only: biases).
+    fn shape(&mut self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.any(name)?.shape().to_vec())
+    }
+
+    /// Labels as `n_out × m` for `(outputs, examples)`: `(n_out, m)` (rows: `(m, n_out)`),
+    /// or `(m,)` — one label per example for one output unit, a class index in
+    /// `0..n_out` for softmax.
+    fn labels(
+        &mut self,
+        name: &str,
+        (outputs, examples): (usize, usize),
+        loss: Loss,
+        layout: DataLayout,
+    ) -> Result<Array2<f64>> {
         let a = self.any(name)?;
+        let expected = match layout {
+            DataLayout::Columns => format!("({outputs}, {examples})"),
+            DataLayout::Rows => format!("({examples}, {outputs})"),
+        };
+        let wrong = |shape: &[usize]| {
+            Error::Shape(format!(
+                "{name} has shape {shape:?} but the network expects {expected} (one label per output unit and example) or ({examples},){}",
+                if loss == Loss::Softmax { " of class indices" } else { "" }
+            ))
+        };
         match *a.shape() {
-            [m] if outputs != 1 => Err(Error::Shape(format!(
-                "{name} has shape ({m},), one label per example, but the output layer has {outputs} units: {name} must be ({outputs}, m)"
-            ))),
-            [m] => Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m")),
-            [_, _] => Ok(a.into_dimensionality::<Ix2>().expect("2-D")),
-            ref s => Err(Error::Shape(format!(
-                "{name} must have shape (n_out, m) or (m,), got {s:?}"
-            ))),
+            [m] if m != examples => Err(wrong(a.shape())),
+            [m] if loss == Loss::Softmax && outputs > 1 => {
+                let mut y = Array2::zeros((outputs, m));
+                for (e, &class) in a.iter().enumerate() {
+                    if class.fract() != 0.0 || class < 0.0 || class >= outputs as f64 {
+                        return Err(Error::Labels(format!(
+                            "{name}[{e}] is {class}, not a class index below the {outputs} output units"
+                        )));
+                    }
+                    y[[class as usize, e]] = 1.0;
+                }
+                Ok(y)
+            }
+            [m] if outputs == 1 => {
+                Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m"))
+            }
+            [_] => Err(wrong(a.shape())),
+            [r, c] => {
+                let y = a.into_dimensionality::<Ix2>().expect("2-D");
+                let y = match layout {
+                    DataLayout::Columns => y,
+                    DataLayout::Rows => y.reversed_axes().as_standard_layout().into_owned(),
+                };
+                if y.dim() != (outputs, examples) {
+                    return Err(wrong(&[r, c]));
+                }
+                Ok(y)
+            }
+            ref s => Err(wrong(s)),
         }
     }
 
@@ -388,25 +606,30 @@ impl<R: Read + Seek> Arrays<'_, R> {
             };
             let (array, precision) = self.any_with_precision(&name)?;
             let shape = array.shape().to_vec();
+            let user = spec.user_shape();
             let fits = match (spec.kind, shape.as_slice()) {
-                (TensorKind::Weight, [r, c]) => [*r, *c] == spec.shape,
-                (TensorKind::Bias, [n] | [n, 1]) => *n == spec.shape[0],
+                (TensorKind::Weight, [r, c]) => [*r, *c] == user,
+                (TensorKind::Bias, [n] | [n, 1] | [1, n]) => *n == spec.shape[0],
                 _ => false,
             };
             if !fits {
                 return Err(Error::Shape(format!(
                     "{name} has shape {shape:?} but {} has {:?}",
-                    spec.name,
-                    match spec.kind {
-                        TensorKind::Weight => spec.shape.to_vec(),
-                        TensorKind::Bias => vec![spec.shape[0], 1],
-                    }
+                    spec.name, user
                 )));
             }
+            // Into the internal (course) order: a rows-layout weight is transposed.
+            let internal: Vec<f64> = match (spec.kind, spec.data_layout) {
+                (TensorKind::Weight, DataLayout::Rows) => {
+                    let w = array.into_dimensionality::<Ix2>().expect("2-D");
+                    w.t().iter().copied().collect()
+                }
+                _ => array.iter().copied().collect(),
+            };
             values[spec.range()]
                 .iter_mut()
-                .zip(array.iter())
-                .for_each(|(v, &a)| *v = a);
+                .zip(internal)
+                .for_each(|(v, a)| *v = a);
             if precision == Precision::F32 {
                 stored = Precision::F32;
             }
