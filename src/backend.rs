@@ -102,7 +102,8 @@ impl Backend for Cpu {
         Settings { eps, .. }: Settings,
         monitor: &dyn Monitor,
     ) -> Result<Run<Estimates>> {
-        cpu::finite_diff::central_differences(problem, eps, Precision::F64, monitor).map(Run::untimed)
+        cpu::finite_diff::central_differences(problem, eps, Precision::F64, monitor)
+            .map(Run::untimed)
     }
 
     fn delta_costs(

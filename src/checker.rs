@@ -192,11 +192,7 @@ impl Engine {
             leave_kinks_undecided(problem, eps, &mut estimates);
         }
         let all: Vec<usize> = (0..problem.net().num_params()).collect();
-        let steps: Vec<f64> = estimates
-            .j_plus
-            .iter()
-            .map(|_| eps)
-            .collect();
+        let steps: Vec<f64> = estimates.j_plus.iter().map(|_| eps).collect();
         add_l2(problem, &all, &steps, &mut estimates);
         Ok((estimates, gpu_seconds))
     }
@@ -214,7 +210,11 @@ impl Engine {
             title,
             &self.seen(problem),
             (self.backend.adapter().cloned(), &self.placement.reason),
-            (opts.eps_in(method, self.precision()), self.precision(), method),
+            (
+                opts.eps_in(method, self.precision()),
+                self.precision(),
+                method,
+            ),
             gradients,
             opts,
         )
@@ -284,9 +284,9 @@ impl Engine {
         let eps = opts.eps_in(Method::Full, self.precision());
         let dirs = crate::directions::draw(seen.net().layout(), k, opts.sample_seed)?;
         let along = |h: f64| {
-            let run = self
-                .backend
-                .direction_costs(&seen, self.settings(h, opts), &dirs, monitor)?;
+            let run =
+                self.backend
+                    .direction_costs(&seen, self.settings(h, opts), &dirs, monitor)?;
             let (j_plus, j_minus) = run.values.into_iter().unzip();
             let estimates =
                 Estimates::from_costs(j_plus, j_minus, &vec![2.0 * h; k], self.unit_roundoff());

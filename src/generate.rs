@@ -109,9 +109,7 @@ impl NetworkSpec {
             self.widths[1..self.widths.len() - 1]
                 .iter()
                 .map(|&n| {
-                    Array2::from_shape_simple_fn((n, m), || {
-                        f64::from(u8::from(rng.random_bool(p)))
-                    })
+                    Array2::from_shape_simple_fn((n, m), || f64::from(u8::from(rng.random_bool(p))))
                 })
                 .collect()
         });

@@ -218,13 +218,12 @@ impl CheckOptions {
                 Precision::F32 => 1e-3,
             });
         }
-        self.eps
-            .unwrap_or(match (method, precision) {
-                (Method::Full, Precision::F64) => 1e-5,
-                (Method::Full, Precision::F32) => 1e-2,
-                (Method::Delta, Precision::F64) => 1e-6,
-                (Method::Delta, Precision::F32) => 1e-5,
-            })
+        self.eps.unwrap_or(match (method, precision) {
+            (Method::Full, Precision::F64) => 1e-5,
+            (Method::Full, Precision::F32) => 1e-2,
+            (Method::Delta, Precision::F64) => 1e-6,
+            (Method::Delta, Precision::F32) => 1e-5,
+        })
     }
 
     /// The threshold: given, or 2e-7 in f64 (the exercise's). In f32: 1e-3 for the full

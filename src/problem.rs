@@ -166,12 +166,18 @@ fn check_labels(loss: Loss, y: &Array2<f64>, layout: crate::model::DataLayout) -
     match loss {
         Loss::Bce => {
             if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
-                return Err(Error::LabelOutOfRange { at: name(at), value });
+                return Err(Error::LabelOutOfRange {
+                    at: name(at),
+                    value,
+                });
             }
         }
         Loss::Softmax => {
             if let Some((at, &value)) = y.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v)) {
-                return Err(Error::LabelOutOfRange { at: name(at), value });
+                return Err(Error::LabelOutOfRange {
+                    at: name(at),
+                    value,
+                });
             }
             for (e, column) in y.columns().into_iter().enumerate() {
                 let sum: f64 = column.sum();

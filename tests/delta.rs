@@ -298,7 +298,11 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
 
 /// Which ReLU inputs are positive, layer by layer (the output layer excluded).
 fn relu_masks(net: &Mlp, x: &ndarray::Array2<f64>) -> Vec<Vec<bool>> {
-    let acts = forward::forward(net, &gradcheck::model::Model::classic(net.layers().len()), x.view());
+    let acts = forward::forward(
+        net,
+        &gradcheck::model::Model::classic(net.layers().len()),
+        x.view(),
+    );
     let hidden = acts.z.len() - 1;
     acts.z[..hidden]
         .iter()

@@ -147,7 +147,9 @@ fn a_unit_switched_by_float32_roundoff_is_not_a_false_alarm() {
         let a1 = (f(&l[0].w).dot(&f(p.x())) + b(0)).mapv(|v| v.max(0.0));
         (f(&l[1].w).dot(&a1) + b(1))[[0, 0]]
     };
-    let z2_f64 = |p: &Problem| gradcheck::cpu::forward::forward(p.net(), p.model(), p.x().view()).z[1][[0, 0]];
+    let z2_f64 = |p: &Problem| {
+        gradcheck::cpu::forward::forward(p.net(), p.model(), p.x().view()).z[1][[0, 0]]
+    };
     let opts = CheckOptions {
         device: DeviceChoice::Cpu,
         ..Default::default()

@@ -5,7 +5,9 @@ mod common;
 
 use std::mem::{offset_of, size_of};
 
-use gradcheck::gpu::shader::{compose, ACTIVATIONS, CONFIG, LOSSES, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, MATH};
+use gradcheck::gpu::shader::{
+    compose, ACTIVATIONS, CONFIG, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, LOSSES, MATH,
+};
 use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 

@@ -52,7 +52,10 @@ fn external(tool: &str, args: &[&str], path: &Path) -> bool {
 }
 
 /// Every kernel with every model variant (kernels that run no model once).
-fn kernels_with_every_model() -> Vec<(gradcheck::gpu::shader::Kernel, gradcheck::gpu::shader::ModelOps)> {
+fn kernels_with_every_model() -> Vec<(
+    gradcheck::gpu::shader::Kernel,
+    gradcheck::gpu::shader::ModelOps,
+)> {
     KERNELS
         .iter()
         .flat_map(|&k| {
@@ -80,9 +83,12 @@ fn every_kernel_translates_to_spirv_in_both_precisions_and_spirv_val_accepts_it(
                 Some(&pipeline),
             )
             .unwrap_or_else(|e| panic!("{} {precision:?}: {e}", kernel.name));
-            let path = dir
-                .path()
-                .join(format!("{}-{}-{}.spv", kernel.name, precision.as_str(), ops.source().len()));
+            let path = dir.path().join(format!(
+                "{}-{}-{}.spv",
+                kernel.name,
+                precision.as_str(),
+                ops.source().len()
+            ));
             std::fs::write(&path, bytemuck::cast_slice::<u32, u8>(&words)).unwrap();
             external("spirv-val", &["--target-env", "vulkan1.1"], &path);
         }
@@ -116,9 +122,12 @@ fn every_kernel_translates_to_glsl_430_and_es_310_and_glslang_accepts_it() {
             )
             .and_then(|mut w| w.write())
             .unwrap_or_else(|e| panic!("{} {version:?}: {e}", kernel.name));
-            let path = dir
-                .path()
-                .join(format!("{}-{}-{}.comp", kernel.name, version.is_es(), ops.source().len()));
+            let path = dir.path().join(format!(
+                "{}-{}-{}.comp",
+                kernel.name,
+                version.is_es(),
+                ops.source().len()
+            ));
             std::fs::write(&path, text).unwrap();
             external("glslangValidator", &[], &path);
         }

@@ -67,7 +67,11 @@ pub fn logits(net: &Mlp, model: &Model, x: ArrayView2<f64>) -> Array2<f64> {
     let mut a = x.to_owned();
     for (l, layer) in net.layers().iter().enumerate() {
         let z = layer.w.dot(&a) + layer.b.view().insert_axis(Axis(1));
-        a = if l == last { z } else { hidden(model, l, z.view()) };
+        a = if l == last {
+            z
+        } else {
+            hidden(model, l, z.view())
+        };
     }
     a
 }
@@ -87,7 +91,11 @@ pub fn data_cost(model: &Model, z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
 pub fn example_loss(loss: Loss, z: ndarray::ArrayView1<f64>, y: ndarray::ArrayView1<f64>) -> f64 {
     match loss {
         Loss::Bce => z.iter().zip(y).map(|(&z, &y)| softplus(z) - y * z).sum(),
-        Loss::Mse => z.iter().zip(y).map(|(&z, &y)| 0.5 * (z - y) * (z - y)).sum(),
+        Loss::Mse => z
+            .iter()
+            .zip(y)
+            .map(|(&z, &y)| 0.5 * (z - y) * (z - y))
+            .sum(),
         Loss::Softmax => log_sum_exp(z) - z.dot(&y),
     }
 }

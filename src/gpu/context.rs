@@ -70,7 +70,12 @@ pub struct GpuContext {
 
 /// What makes one compiled kernel: its name, precision, prepended constants and (for a
 /// kernel that runs the model) the model's ops.
-type PipelineKey = (&'static str, Precision, Vec<(String, u32)>, Option<ModelOps>);
+type PipelineKey = (
+    &'static str,
+    Precision,
+    Vec<(String, u32)>,
+    Option<ModelOps>,
+);
 
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())

@@ -3,8 +3,8 @@
 
 use super::buffers::{encode, ensure_fits, storage};
 use super::dispatch::{layer_table, run_kernel, KernelConfig, Work};
-use super::shader::ModelOps;
 use super::full::default_chunk;
+use super::shader::ModelOps;
 use super::shader::DELTA;
 use super::GpuContext;
 use crate::cpu::sensitivity::Sensitivity;

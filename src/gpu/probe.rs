@@ -23,7 +23,12 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
         let shader = module(
             &ctx.device,
             "math_probe",
-            &compose(MATH_PROBE, precision, &[], &ModelOps::of(&crate::model::Model::classic(1))),
+            &compose(
+                MATH_PROBE,
+                precision,
+                &[],
+                &ModelOps::of(&crate::model::Model::classic(1)),
+            ),
         );
         let pipeline = ctx
             .device

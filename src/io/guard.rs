@@ -51,7 +51,10 @@ pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<(), String> {
 
 /// The text of the string array `name` (`<U…` or `|S…`, one element) in the npz archive
 /// `reader` holds; `None` when there is no such array.
-pub(super) fn string_array<R: Read + Seek>(reader: R, name: &str) -> Result<Option<String>, String> {
+pub(super) fn string_array<R: Read + Seek>(
+    reader: R,
+    name: &str,
+) -> Result<Option<String>, String> {
     let mut archive =
         zip::ZipArchive::new(reader).map_err(|e| format!("not an npz (zip) archive: {e}"))?;
     let Ok(mut entry) = archive.by_name(&format!("{name}.npy")) else {
@@ -62,7 +65,11 @@ pub(super) fn string_array<R: Read + Seek>(reader: R, name: &str) -> Result<Opti
         .take(1 << 20)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("array '{name}': {e}"))?;
-    let bad = || format!("array '{name}' must be one string, like np.savez(..., {name}=\"loss=softmax l2=0.1\")");
+    let bad = || {
+        format!(
+            "array '{name}' must be one string, like np.savez(..., {name}=\"loss=softmax l2=0.1\")"
+        )
+    };
     let (header, start) = npy_header(&bytes).ok_or_else(bad)?;
     let after = &header[header.find("'descr'").ok_or_else(bad)? + "'descr'".len()..];
     let open = after.find('\'').ok_or_else(bad)? + 1;
@@ -89,7 +96,11 @@ pub(super) fn string_array<R: Read + Seek>(reader: R, name: &str) -> Result<Opti
 
 /// Adds to the npz archive at `path` a one-element string array `name` holding `text`,
 /// as numpy writes `np.array(text)` (`<U`, UTF-32).
-pub(super) fn append_string_array(path: &std::path::Path, name: &str, text: &str) -> Result<(), String> {
+pub(super) fn append_string_array(
+    path: &std::path::Path,
+    name: &str,
+    text: &str,
+) -> Result<(), String> {
     use std::io::Write;
     let chars: Vec<char> = text.chars().collect();
     let dict = format!(
@@ -115,8 +126,11 @@ pub(super) fn append_string_array(path: &std::path::Path, name: &str, text: &str
         .open(path)
         .map_err(|e| e.to_string())?;
     let mut zip = zip::ZipWriter::new_append(file).map_err(|e| e.to_string())?;
-    zip.start_file(format!("{name}.npy"), zip::write::SimpleFileOptions::default())
-        .map_err(|e| e.to_string())?;
+    zip.start_file(
+        format!("{name}.npy"),
+        zip::write::SimpleFileOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
     zip.write_all(&bytes).map_err(|e| e.to_string())?;
     zip.finish().map_err(|e| e.to_string())?;
     Ok(())

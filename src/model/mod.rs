@@ -151,4 +151,3 @@ fn widths_of(layers: &[Layer]) -> Vec<usize> {
         .chain(layers.iter().map(|l| l.w.nrows()))
         .collect()
 }
-

@@ -284,7 +284,11 @@ impl Model {
         let mut text = if hidden.is_empty() {
             format!("{output} ({})", self.reduction.as_str())
         } else {
-            format!("{} → {output} ({})", hidden.join(","), self.reduction.as_str())
+            format!(
+                "{} → {output} ({})",
+                hidden.join(","),
+                self.reduction.as_str()
+            )
         };
         if self.l2 != 0.0 {
             text.push_str(&format!(", L2 λ={}", self.l2));
@@ -344,9 +348,7 @@ impl ModelOptions {
                 ))
             })?;
             let key = key.trim_start_matches('-').replace('-', "_");
-            let bad = |what: &str| {
-                Error::Option(format!("the setting {key}={value}: {what}"))
-            };
+            let bad = |what: &str| Error::Option(format!("the setting {key}={value}: {what}"));
             match key.as_str() {
                 "hidden" | "activation" => opts.hidden = Some(parse_activations(value)?),
                 "loss" => {
@@ -370,12 +372,16 @@ impl ModelOptions {
                         ),
                     }
                 }
-                "l2" | "lambd" | "lambda" => opts.l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?),
-                "keep_prob" => opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?),
+                "l2" | "lambd" | "lambda" => {
+                    opts.l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
+                "keep_prob" => {
+                    opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
                 _ => {
                     return Err(Error::Option(format!(
-                        "unknown setting '{key}': use hidden, loss, reduction, l2, keep_prob or layout"
-                    )))
+                    "unknown setting '{key}': use hidden, loss, reduction, l2, keep_prob or layout"
+                )))
                 }
             }
         }
@@ -465,7 +471,14 @@ mod tests {
 
     #[test]
     fn activations_parse_and_print_back() {
-        for text in ["relu", "leaky_relu", "leaky_relu:0.2", "tanh", "sigmoid", "identity"] {
+        for text in [
+            "relu",
+            "leaky_relu",
+            "leaky_relu:0.2",
+            "tanh",
+            "sigmoid",
+            "identity",
+        ] {
             let a: Activation = text.parse().unwrap();
             assert_eq!(a.to_string(), text);
         }
@@ -475,7 +488,10 @@ mod tests {
 
     #[test]
     fn a_settings_line_reads_like_the_flags_and_flags_win() {
-        let file = ModelOptions::parse_line("hidden=tanh loss=softmax; l2=0.5 --keep-prob=0.8 layout=rows").unwrap();
+        let file = ModelOptions::parse_line(
+            "hidden=tanh loss=softmax; l2=0.5 --keep-prob=0.8 layout=rows",
+        )
+        .unwrap();
         assert_eq!(file.hidden, Some(vec![Activation::Tanh]));
         assert_eq!(file.loss, Some(Loss::Softmax));
         assert_eq!(file.keep_prob, Some(0.8));
