@@ -61,6 +61,7 @@ impl Resolution {
 #[derive(Clone, Debug, Serialize)]
 pub struct TensorCheck {
     pub name: String,
+    /// As the user's arrays have it (a rows-layout weight is `n_in × n_out`).
     pub shape: [usize; 2],
     /// `‖grad − approx‖ / (‖grad‖ + ‖approx‖)` over this tensor alone.
     pub difference: f64,
@@ -374,7 +375,7 @@ pub fn compare_groups<'a, I: Iterator<Item = Judged>>(
             .flatten();
         tensors.push(TensorCheck {
             name: spec.name.clone(),
-            shape: spec.shape,
+            shape: spec.user_shape(),
             difference: norms.difference(),
             rel_error,
             ratio: pattern.ratio(),
