@@ -356,51 +356,67 @@ const UNBOUNDED: f64 = 1e150;
 /// derivative `2·f·w` (a quadratic has no truncation error), and the costs move by
 /// `f·((w ± h)² − w²)` on top of `f·Σw²`.
 fn add_l2(problem: &Problem, indices: &[usize], steps: &[f64], estimates: &mut Estimates) {
-    let model = problem.model();
-    if model.l2 == 0.0 {
+    let Some(l2) = L2Share::of(problem) else {
         return;
-    }
-    let m = problem.examples();
-    let factor = model.l2_factor(m);
-    let base = model.l2_cost(problem.net(), m);
+    };
     let layout = problem.net().layout();
-    let theta = problem.net().flatten();
     for (k, (&i, &h)) in indices.iter().zip(steps).enumerate() {
-        let weight = layout.tensor_of(i).kind == TensorKind::Weight;
-        let w = if weight { theta[i] } else { 0.0 };
-        let slope = 2.0 * factor * w;
-        if let Some(v) = estimates.j_plus.get_mut(k) {
-            *v += base + factor * ((w + h).powi(2) - w * w) * f64::from(u8::from(weight));
-        }
-        if let Some(v) = estimates.j_minus.get_mut(k) {
-            *v += base + factor * ((w - h).powi(2) - w * w) * f64::from(u8::from(weight));
-        }
-        estimates.gradapprox[k] += slope;
-        if let Some(b) = estimates.kinks.get_mut(&k) {
-            b.shift(slope);
+        if layout.tensor_of(i).kind == TensorKind::Weight {
+            let w = l2.theta[i];
+            let change = |v: f64| l2.factor * (v * v - w * w);
+            l2.add(
+                estimates,
+                k,
+                2.0 * l2.factor * w,
+                (change(w + h), change(w - h)),
+            );
+        } else {
+            l2.add(estimates, k, 0.0, (0.0, 0.0));
         }
     }
 }
 
 /// [`add_l2`] for directional estimates: along `v` over weight tensor `W` L2's derivative
-/// is `2·f·⟨W, v⟩`.
+/// is `2·f·⟨W, v⟩` (the costs' own changes are left at their linear part).
 fn add_l2_along(problem: &Problem, dirs: &[Direction], estimates: &mut Estimates) {
-    let model = problem.model();
-    if model.l2 == 0.0 {
+    let Some(l2) = L2Share::of(problem) else {
         return;
-    }
-    let m = problem.examples();
-    let factor = model.l2_factor(m);
-    let base = model.l2_cost(problem.net(), m);
+    };
     let layout = problem.net().layout();
-    let theta = problem.net().flatten();
     for (k, d) in dirs.iter().enumerate() {
         let slope = match layout.tensors()[d.tensor].kind {
-            TensorKind::Weight => 2.0 * factor * d.project(layout, &theta),
+            TensorKind::Weight => 2.0 * l2.factor * d.project(layout, &l2.theta),
             TensorKind::Bias => 0.0,
         };
-        estimates.j_plus[k] += base;
-        estimates.j_minus[k] += base;
+        l2.add(estimates, k, slope, (0.0, 0.0));
+    }
+}
+
+/// What L2 adds to a model's estimates: its factor `f` on `Σw²`, its value, and θ.
+struct L2Share {
+    factor: f64,
+    value: f64,
+    theta: Vec<f64>,
+}
+
+impl L2Share {
+    fn of(problem: &Problem) -> Option<Self> {
+        let model = problem.model();
+        (model.l2 != 0.0).then(|| Self {
+            factor: model.l2_factor(problem.examples()),
+            value: model.l2_cost(problem.net(), problem.examples()),
+            theta: problem.net().flatten(),
+        })
+    }
+
+    /// Adds to estimate `k` the derivative `slope` and the costs' changes `(plus, minus)`.
+    fn add(&self, estimates: &mut Estimates, k: usize, slope: f64, (plus, minus): (f64, f64)) {
+        if let Some(v) = estimates.j_plus.get_mut(k) {
+            *v += self.value + plus;
+        }
+        if let Some(v) = estimates.j_minus.get_mut(k) {
+            *v += self.value + minus;
+        }
         estimates.gradapprox[k] += slope;
         if let Some(b) = estimates.kinks.get_mut(&k) {
             b.shift(slope);

@@ -41,6 +41,28 @@ fn problem(settings: &str, widths: &[usize], seed: u64) -> Problem {
         .generate()
 }
 
+/// `gradcheck check --device cpu ARGS FILE`, asserting its exit code.
+fn check_cpu(args: &[&str], file: &std::path::Path, code: i32) -> std::process::Output {
+    gradcheck()
+        .args(["check", "--device", "cpu"])
+        .args(args)
+        .arg(file)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone()
+}
+
+/// The tensors a report fails.
+fn failing_tensors(report: &gradcheck::report::Report) -> Vec<String> {
+    report
+        .tensors
+        .iter()
+        .filter(|t| t.verdict == Verdict::Fail)
+        .map(|t| t.name.clone())
+        .collect()
+}
+
 fn cpu_opts() -> CheckOptions {
     CheckOptions {
         device: DeviceChoice::Cpu,
@@ -150,12 +172,7 @@ fn every_model_checks_on_the_gpu_and_planted_bugs_fail_on_their_tensor() {
             );
             let spec: BugSpec = bug.parse().unwrap();
             let buggy = judge("t", &eval, &Gradients::Backprop(Some(spec)), &opts).unwrap();
-            let failing: Vec<&str> = buggy
-                .tensors
-                .iter()
-                .filter(|t| t.verdict == Verdict::Fail)
-                .map(|t| t.name.as_str())
-                .collect();
+            let failing = failing_tensors(&buggy);
             let tensor = &bug[1..bug.find('=').unwrap()];
             assert_eq!(
                 failing,
@@ -206,12 +223,7 @@ fn the_regularization_exercise_catches_its_bugs() {
     .unwrap();
     let forgot = backprop::gradients(&without_l2);
     let report = judge("t", &eval, &Gradients::given(forgot, "forgot L2"), &opts).unwrap();
-    let failing: Vec<&str> = report
-        .tensors
-        .iter()
-        .filter(|t| t.verdict == Verdict::Fail)
-        .map(|t| t.name.as_str())
-        .collect();
+    let failing = failing_tensors(&report);
     assert_eq!(failing, ["W1", "W2", "W3"], "{}", report.render(false));
 
     // Dropout (keep_prob = 0.86) whose backprop masks but does not rescale.
@@ -235,12 +247,7 @@ fn the_regularization_exercise_catches_its_bugs() {
     }
     let report = judge("t", &eval, &Gradients::given(grad, "dropout bug"), &opts).unwrap();
     assert_eq!(report.verdict, Verdict::Fail);
-    let failing: Vec<&str> = report
-        .tensors
-        .iter()
-        .filter(|t| t.verdict == Verdict::Fail)
-        .map(|t| t.name.as_str())
-        .collect();
+    let failing = failing_tensors(&report);
     assert_eq!(
         failing,
         ["W1", "b1", "W2", "b2"],
@@ -265,14 +272,7 @@ fn rows_and_columns_give_the_same_verdicts() {
             .arg(&path)
             .assert()
             .success();
-        let out = gradcheck()
-            .args(["check", "--device", "cpu", "--json", "-"])
-            .arg(&path)
-            .assert()
-            .code(1)
-            .get_output()
-            .stdout
-            .clone();
+        let out = check_cpu(&["--json", "-"], &path, 1).stdout;
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["layout"], layout);
         reports.push(json);
@@ -395,19 +395,8 @@ fn labels_and_settings_are_checked_per_loss() {
         .assert()
         .success();
     // mse targets are not one-hot: the file's own setting says mse; softmax refuses them.
-    gradcheck()
-        .args(["check", "--device", "cpu"])
-        .arg(&path)
-        .assert()
-        .success();
-    let out = gradcheck()
-        .args(["check", "--device", "cpu", "--loss", "softmax"])
-        .arg(&path)
-        .assert()
-        .code(2)
-        .get_output()
-        .stderr
-        .clone();
+    check_cpu(&[], &path, 0);
+    let out = check_cpu(&["--loss", "softmax"], &path, 2).stderr;
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("labels"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
