@@ -151,7 +151,10 @@ fn gpu_whole_passes_match_the_cpu_for_every_model_in_both_precisions() {
 
 #[test]
 fn every_model_checks_on_the_gpu_and_planted_bugs_fail_on_their_tensor() {
-    let Some(_) = gpu() else { return };
+    let Some(ctx) = gpu() else { return };
+    if !common::gpu_has_f64(&ctx) {
+        return; // f32 whole passes resolve ~1e-3; the f32 ops are compared above
+    }
     for (settings, widths) in MODELS {
         let p = problem(settings, widths, 9);
         for bug in ["dW1=1.01", "db2=1.5"] {
