@@ -4,6 +4,7 @@
 
 use crate::cpu;
 use crate::cpu::sensitivity::Sensitivity;
+use crate::cpu::series::Series;
 use crate::directions::Direction;
 use crate::error::Result;
 use crate::estimate::{DeltaCost, Estimates};
@@ -74,6 +75,16 @@ pub trait Backend: Send + Sync {
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>>;
 
+    /// The cost changes of the coordinates `indices` by the delta method for any model,
+    /// from each unit's series.
+    fn series_costs(
+        &self,
+        problem: (&Problem, &Series),
+        settings: Settings,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>>;
+
     /// `J(θ ± ε v)` along each direction.
     fn direction_costs(
         &self,
@@ -114,6 +125,16 @@ impl Backend for Cpu {
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
         cpu::delta::delta_costs(problem, sens, eps, indices, monitor).map(Run::untimed)
+    }
+
+    fn series_costs(
+        &self,
+        (problem, series): (&Problem, &Series),
+        Settings { eps, .. }: Settings,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>> {
+        cpu::series::delta_costs(problem, series, eps, indices, monitor).map(Run::untimed)
     }
 
     fn direction_costs(
@@ -189,6 +210,17 @@ impl Backend for GpuContext {
             values: deltas,
             gpu_seconds,
         })
+    }
+
+    fn series_costs(
+        &self,
+        (problem, series): (&Problem, &Series),
+        settings: Settings,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>> {
+        // The GPU's series kernel comes next; until then the host evaluates.
+        Cpu.series_costs((problem, series), settings, indices, monitor)
     }
 
     fn direction_costs(

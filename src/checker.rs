@@ -6,6 +6,7 @@ use crate::backend::{add_seconds, Backend, Cpu, Settings};
 use crate::check::{compare_groups, compare_trial, Advice, Judged, Trial};
 use crate::cpu;
 use crate::cpu::sensitivity::Sensitivity;
+use crate::cpu::series::Series;
 use crate::directions::Direction;
 use crate::error::{Error, Result};
 use crate::estimate::Estimates;
@@ -24,20 +25,9 @@ use crate::report::{Header, Report, Scope, Timing};
 pub const KINK_RECHECK_FACTOR: f64 = 1e-3;
 
 /// How the costs of a model are evaluated, and what the user is told when that is not
-/// what was asked for: the delta method is exact only for the classic model so far
-/// ([`Model::is_classic`]); every other model runs whole forward passes.
-pub fn method_for(model: &Model, opts: &CheckOptions) -> (Method, Option<String>) {
-    let asked = opts.evaluation_method();
-    if asked == Method::Delta && !model.is_classic() {
-        return (
-            Method::Full,
-            Some(
-                "the delta method is exact for ReLU networks with a sigmoid cross-entropy output (mean, no dropout) only, so far: this model was checked by the full method"
-                    .into(),
-            ),
-        );
-    }
-    (asked, None)
+/// what was asked for (nothing, now that the delta method covers every model).
+pub fn method_for(_model: &Model, opts: &CheckOptions) -> (Method, Option<String>) {
+    (opts.evaluation_method(), None)
 }
 
 /// Where the work runs, resolved once per process and reused by every check.
@@ -131,6 +121,9 @@ impl Engine {
             Some(k) => crate::sample::choose(problem.net().layout(), k, opts.sample_seed)?,
             None => (0..total).collect(),
         };
+        if !problem.model().is_classic() {
+            return self.series_with_kink_recheck(problem, eps, opts, &indices, monitor);
+        }
         // What every step of every coordinate shares: computed once, for both rounds.
         let sens = Sensitivity::new(problem);
         let settings = |eps: f64| self.settings(eps, opts);
@@ -160,6 +153,70 @@ impl Engine {
         add_l2(problem, &indices, &steps, &mut estimates);
         let estimates = if indices.len() < total {
             estimates.scatter(&indices, total)
+        } else {
+            estimates
+        };
+        Ok((estimates, gpu_seconds))
+    }
+
+    /// The delta method for any model, from each unit's series: coordinates whose step
+    /// may cross a kink are evaluated again with a step [`KINK_RECHECK_FACTOR`] times
+    /// smaller, and those that still may are left undecided (one-sided derivatives are
+    /// computed for the classic model only).
+    fn series_with_kink_recheck(
+        &self,
+        problem: &Problem,
+        eps: f64,
+        opts: &CheckOptions,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<(Estimates, Option<f64>)> {
+        let total = problem.net().num_params();
+        let series = Series::new(problem);
+        let settings = |eps: f64| self.settings(eps, opts);
+        let first = self
+            .backend
+            .series_costs((problem, &series), settings(eps), indices, monitor)?;
+        let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
+        let mut steps = vec![eps; indices.len()];
+        let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
+        if !kinked.is_empty() {
+            let small = eps * KINK_RECHECK_FACTOR;
+            let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
+            let again = self.backend.series_costs(
+                (problem, &series),
+                settings(small),
+                &again_at,
+                monitor,
+            )?;
+            for (&k, d) in kinked.iter().zip(again.values) {
+                deltas[k] = d;
+                steps[k] = small;
+            }
+            gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
+        }
+        let j = crate::cpu::forward::data_cost_of(
+            problem.net(),
+            problem.model(),
+            problem.x().view(),
+            problem.y().view(),
+        );
+        let mut estimates = Estimates::from_deltas(j, &deltas, &steps, self.unit_roundoff());
+        estimates.truncation = indices
+            .iter()
+            .zip(&steps)
+            .zip(&deltas)
+            .map(|((&i, &h), d)| {
+                Ok(if d.kink {
+                    UNBOUNDED
+                } else {
+                    series.truncation_bound(problem.locate(i)?, h)
+                })
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        add_l2(problem, indices, &steps, &mut estimates);
+        let estimates = if indices.len() < total {
+            estimates.scatter(indices, total)
         } else {
             estimates
         };

@@ -187,19 +187,42 @@ fn every_model_checks_on_the_gpu_and_planted_bugs_fail_on_their_tensor() {
     }
 }
 
+/// The delta method's estimates against the full method's, coordinate by coordinate, for
+/// every model, in f64: within 1e-9 relative, plus the full method's own round-off and
+/// truncation bounds (its steps are 10× longer and its costs cancel).
 #[test]
-fn models_beyond_the_classic_one_say_they_ran_the_full_method() {
-    let p = problem(MODELS[0].0, MODELS[0].1, 1);
+fn delta_agrees_with_the_full_method_for_every_model() {
     let opts = cpu_opts();
-    let eval = Engine::new(&opts).unwrap().evaluate(&p, &opts).unwrap();
-    assert_eq!(eval.method, Method::Full);
-    let report = judge("t", &eval, &Gradients::Backprop(None), &opts).unwrap();
-    assert!(report.warnings.iter().any(|w| w.contains("full method")));
-    // L2 alone keeps the delta method (its change is exact).
-    let l2 = problem(MODELS[6].0, MODELS[6].1, 1);
-    assert!(l2.model().is_classic());
-    let eval = Engine::new(&opts).unwrap().evaluate(&l2, &opts).unwrap();
-    assert_eq!(eval.method, Method::Delta);
+    let engine = Engine::new(&opts).unwrap();
+    let full_opts = CheckOptions {
+        method: Method::Full,
+        ..cpu_opts()
+    };
+    for (settings, widths) in MODELS {
+        for seed in 0..2 {
+            let p = problem(settings, widths, 20 + seed);
+            let delta = engine.evaluate(&p, &opts).unwrap();
+            assert_eq!(delta.method, Method::Delta);
+            let full = engine.evaluate(&p, &full_opts).unwrap();
+            let (d, f) = (&delta.estimates, &full.estimates);
+            let mut compared = 0;
+            for i in 0..d.len() {
+                if d.truncation(i) > 1.0 || f.truncation(i) > 1.0 {
+                    continue; // a step that may cross a kink: undecided, not compared
+                }
+                let bound = 1e-9 * f.gradapprox[i].abs() + f.noise[i] + f.truncation(i) + d.noise[i];
+                assert!(
+                    (d.gradapprox[i] - f.gradapprox[i]).abs() <= bound,
+                    "{settings} seed {seed} {}: delta {}, full {} (bound {bound:e})",
+                    p.net().layout().coordinate_name(i),
+                    d.gradapprox[i],
+                    f.gradapprox[i]
+                );
+                compared += 1;
+            }
+            assert!(compared * 10 >= d.len() * 9, "{settings}: {compared} of {}", d.len());
+        }
+    }
 }
 
 /// The course's Regularization exercise: a 3-layer ReLU/sigmoid net with L2 and with

@@ -8,3 +8,4 @@ pub mod forward;
 pub mod kinks;
 pub mod roundoff;
 pub mod sensitivity;
+pub mod series;

@@ -1,0 +1,358 @@
+//! The delta method for every model: a step of `W_p[i, j]` or `b_p[i]` changes the cost
+//! only through one pre-activation, `z_p[i, e] + δ_e` per example, so the cost change is
+//! `Σ_e g_(p,i,e)(δ_e)` with one function of one variable per unit and example, shared by
+//! every parameter of the row. Each `g` is expanded once, as a Taylor series in `δ` of
+//! order [`ORDER`], by propagating truncated series (jets) from the unit through every
+//! layer downstream — tanh and sigmoid by their differential equations, softmax's
+//! log-sum-exp and softplus by theirs — and a parameter's step then costs `m` polynomial
+//! evaluations, as the ReLU-only delta method's does. The even terms cancel in a central
+//! difference; the odd ones beyond the first are its truncation, known here, and what the
+//! series leaves out is estimated from its last term.
+//!
+//! A ReLU or leaky ReLU unit on the way is linear until its input crosses 0; where a step
+//! may reach that ([`Sensitivity::reach`], linear through smooth layers, with a margin),
+//! the coordinate is flagged as crossing a kink.
+
+use ndarray::{Array2, Array3, ArrayView1, Axis};
+use rayon::prelude::*;
+
+use super::forward::{forward, Activations};
+use super::sensitivity::Sensitivity;
+use crate::error::{Error, Result};
+use crate::estimate::DeltaCost;
+use crate::model::{Activation, Loss, Model};
+use crate::monitor::Monitor;
+use crate::problem::Problem;
+
+/// Order of each unit's series: odd terms up to δ⁵ reach the central difference.
+pub const ORDER: usize = 5;
+/// Coefficients per series (`δ⁰ … δ^ORDER`; the constant is 0).
+const N: usize = ORDER + 1;
+/// A kink is taken as crossed when the step reaches this fraction of its linear reach:
+/// through smooth layers the reach is a first-order estimate.
+pub const REACH_MARGIN: f64 = 2.0;
+/// The series' left-out terms are taken as at most this many times its last term.
+const REMAINDER_FACTOR: f64 = 10.0;
+
+/// Every unit's series and what a step of one of its parameters needs.
+pub struct Series {
+    /// Per layer `p`: the cost change's coefficients `[i, e, k]` (`k = 1 … ORDER` at
+    /// `k − 1`), reduction included.
+    pub coeff: Vec<Array3<f64>>,
+    /// Per layer `p`: its input `A_(p−1)` (`X` for the first), `n_(p−1) × m`.
+    pub inputs: Vec<Array2<f64>>,
+    /// Per layer `p`: the step `|δ|` at which a kinked unit may cross, `[i, e]`.
+    pub reach: Vec<Array2<f64>>,
+}
+
+impl Series {
+    pub fn new(problem: &Problem) -> Self {
+        let net = problem.net();
+        let model = problem.model();
+        let acts = forward(net, model, problem.x().view());
+        let m = problem.examples();
+        let layers = net.layers().len();
+        let scale = model.scale(m);
+        let sens = Sensitivity::new(problem);
+        let coeff = (0..layers)
+            .map(|p| {
+                let rows = net.layers()[p].w.nrows();
+                let per_example: Vec<Array2<f64>> = (0..m)
+                    .into_par_iter()
+                    .map(|e| layer_series(problem, &acts, p, e))
+                    .collect();
+                let mut c = Array3::zeros((rows, m, ORDER));
+                for (e, s) in per_example.into_iter().enumerate() {
+                    c.index_axis_mut(Axis(1), e).assign(&(s * scale));
+                }
+                c
+            })
+            .collect();
+        Self {
+            coeff,
+            inputs: sens.inputs,
+            reach: sens.reach,
+        }
+    }
+
+    /// The cost changes of a step `±eps` in parameter `(p, row, col)`, both signs.
+    pub fn delta_cost(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> DeltaCost {
+        let coeff = self.coeff[p].index_axis(Axis(0), row);
+        let reach = self.reach[p].row(row);
+        let input = col.map(|j| self.inputs[p].row(j));
+        let (mut plus, mut minus, mut magnitude, mut kink) = (0.0, 0.0, 0.0, false);
+        for (e, g) in coeff.outer_iter().enumerate() {
+            let s = eps * input.map_or(1.0, |a| a[e]);
+            if s == 0.0 {
+                continue;
+            }
+            kink |= REACH_MARGIN * s.abs() >= reach[e];
+            let (up, down, size) = evaluate(g, s);
+            plus += up;
+            minus += down;
+            magnitude += size;
+        }
+        DeltaCost {
+            plus,
+            minus,
+            magnitude,
+            kink,
+        }
+    }
+
+    /// How far the central difference at step `eps` is from the derivative: its odd terms
+    /// beyond the first (known) and what the series leaves out (estimated).
+    pub fn truncation_bound(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> f64 {
+        let coeff = self.coeff[p].index_axis(Axis(0), row);
+        let input = col.map(|j| self.inputs[p].row(j));
+        let (mut odd, mut last) = (0.0, 0.0);
+        for (e, g) in coeff.outer_iter().enumerate() {
+            let s = eps * input.map_or(1.0, |a| a[e]);
+            odd += g[2] * s.powi(3) + g[4] * s.powi(5);
+            last += (g[ORDER - 1] * s.powi(ORDER as i32)).abs();
+        }
+        (odd.abs() + REMAINDER_FACTOR * last) / eps
+    }
+}
+
+/// `g(s)`, `g(−s)` and the magnitude of their terms, from `g`'s coefficients.
+fn evaluate(g: ArrayView1<f64>, s: f64) -> (f64, f64, f64) {
+    let (mut up, mut down, mut size) = (0.0, 0.0, 0.0);
+    let mut power = 1.0;
+    for (k, &c) in g.iter().enumerate() {
+        power *= s;
+        let term = c * power;
+        up += term;
+        down += if k % 2 == 0 { -term } else { term };
+        size += 2.0 * term.abs();
+    }
+    (up, down, size)
+}
+
+/// For layer `p` at example `e`: each unit's cost-change series (`n_p × ORDER`, without
+/// the reduction), jets of all units propagated at once: hidden jets are `n_l × (n_p·N)`.
+fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Array2<f64> {
+    let net = problem.net();
+    let model = problem.model();
+    let layers = net.layers();
+    let last = layers.len() - 1;
+    let units = layers[p].w.nrows();
+    // The unit's own change: δ itself (at the output), or its activation's.
+    let mut own = Array2::<f64>::zeros((units, N));
+    for i in 0..units {
+        let mut u = [0.0; N];
+        u[1] = 1.0;
+        if p == last {
+            own.row_mut(i).assign(&ArrayView1::from(&u));
+        } else {
+            let d = activation_jet(model.hidden[p], acts.z[p][[i, e]], &u);
+            let keep = model.keep(p, i, e);
+            own.row_mut(i).assign(&ArrayView1::from(&d.map(|v| v * keep)));
+        }
+    }
+    if p == last {
+        // Each output unit alone moves: its loss series with the others fixed.
+        let mut out = Array2::zeros((units, ORDER));
+        for i in 0..units {
+            let mut u = Array2::zeros((units, N));
+            u.row_mut(i).assign(&own.row(i));
+            let g = loss_jet(model, acts, problem.y().column(e), e, &u);
+            out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
+        }
+        return out;
+    }
+    // z_(p+1) changes by the column W_(p+1)[:, i] times unit i's change: rank one.
+    let next = &layers[p + 1].w;
+    let mut z = Array2::<f64>::zeros((next.nrows(), units * N));
+    for (q, mut row) in z.rows_mut().into_iter().enumerate() {
+        for i in 0..units {
+            let w = next[[q, i]];
+            for k in 1..N {
+                row[i * N + k] = w * own[[i, k]];
+            }
+        }
+    }
+    for l in p + 1..last {
+        let act = model.hidden[l];
+        for (q, mut row) in z.rows_mut().into_iter().enumerate() {
+            let z0 = acts.z[l][[q, e]];
+            let keep = model.keep(l, q, e);
+            for block in row.as_slice_mut().expect("standard layout").chunks_exact_mut(N) {
+                let u: [f64; N] = block.try_into().expect("N coefficients");
+                let d = activation_jet(act, z0, &u);
+                for (b, v) in block.iter_mut().zip(d) {
+                    *b = v * keep;
+                }
+            }
+        }
+        z = layers[l + 1].w.dot(&z);
+    }
+    // Per unit of layer p, its block of output jets: the loss series.
+    let mut out = Array2::zeros((units, ORDER));
+    for i in 0..units {
+        let u = z.slice(ndarray::s![.., i * N..(i + 1) * N]).to_owned();
+        let g = loss_jet(model, acts, problem.y().column(e), e, &u);
+        out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
+    }
+    out
+}
+
+/// The jet of `act(z0 + u) − act(z0)` for a jet `u` with `u[0] = 0`.
+fn activation_jet(act: Activation, z0: f64, u: &[f64; N]) -> [f64; N] {
+    match act {
+        Activation::Tanh => {
+            // t' = (1 − t²)·u'
+            let t0 = z0.tanh();
+            let mut t = [0.0; N];
+            t[0] = t0;
+            ode_series(&mut t, u, |t, k| {
+                let square: f64 = (0..=k).map(|a| t[a] * t[k - a]).sum();
+                if k == 0 {
+                    1.0 - square
+                } else {
+                    -square
+                }
+            });
+            t[0] = 0.0;
+            t
+        }
+        Activation::Sigmoid => {
+            // s' = s(1 − s)·u'
+            let mut s = [0.0; N];
+            s[0] = crate::model::spec::sigmoid(z0);
+            ode_series(&mut s, u, |s, k| {
+                let square: f64 = (0..=k).map(|a| s[a] * s[k - a]).sum();
+                s[k] - square
+            });
+            s[0] = 0.0;
+            s
+        }
+        linear => {
+            // Between kinks: the slope at z0.
+            let slope = linear.derivative(z0);
+            u.map(|v| v * slope)
+        }
+    }
+}
+
+/// Fills `y[1..]` for `y' = f(y)·u'` by `n·y_n = Σ_(j=1..n) j·u_j·f_(n−j)`, where
+/// `f(y, k)` is the k-th coefficient of `f(y)` (needing `y` up to `k` only).
+fn ode_series(y: &mut [f64; N], u: &[f64; N], f: impl Fn(&[f64; N], usize) -> f64) {
+    let mut fk = [0.0; N];
+    for n in 1..N {
+        fk[n - 1] = f(y, n - 1);
+        let sum: f64 = (1..=n).map(|j| j as f64 * u[j] * fk[n - j]).sum();
+        y[n] = sum / n as f64;
+    }
+}
+
+/// The jet of one example's loss change when its logits change by the jets `u`
+/// (`n_L × N`, constants 0), without the reduction.
+fn loss_jet(
+    model: &Model,
+    acts: &Activations,
+    y: ArrayView1<f64>,
+    e: usize,
+    u: &Array2<f64>,
+) -> [f64; N] {
+    let last = acts.z.len() - 1;
+    let z = acts.z[last].column(e);
+    let out = acts.a[last].column(e);
+    let mut g = [0.0; N];
+    match model.loss {
+        Loss::Mse => {
+            for (o, uo) in u.rows().into_iter().enumerate() {
+                let r = z[o] - y[o];
+                for n in 1..N {
+                    let square: f64 = (0..=n).map(|a| uo[a] * uo[n - a]).sum();
+                    g[n] += r * uo[n] + 0.5 * square;
+                }
+            }
+        }
+        Loss::Bce => {
+            for (o, uo) in u.rows().into_iter().enumerate() {
+                let uo: [f64; N] = std::array::from_fn(|k| uo[k]);
+                // σ(z + u) by its equation, then softplus' = σ: n·sp_n = Σ j·u_j·σ_(n−j).
+                let mut s = [0.0; N];
+                s[0] = out[o];
+                ode_series(&mut s, &uo, |s, k| {
+                    let square: f64 = (0..=k).map(|a| s[a] * s[k - a]).sum();
+                    s[k] - square
+                });
+                g[1] += (out[o] - y[o]) * uo[1];
+                for n in 2..N {
+                    let sum: f64 = (1..=n).map(|j| j as f64 * uo[j] * s[n - j]).sum();
+                    g[n] += sum / n as f64 - y[o] * uo[n];
+                }
+            }
+        }
+        Loss::Softmax => {
+            // S = Σ_k w_k·exp(u_k) (w = softmax(z)); the change is log S − y·u.
+            let mut big_s = [0.0; N];
+            big_s[0] = 1.0;
+            for (k, uk) in u.rows().into_iter().enumerate() {
+                let uk: [f64; N] = std::array::from_fn(|n| uk[n]);
+                let mut ex = [0.0; N];
+                ex[0] = 1.0;
+                ode_series(&mut ex, &uk, |ex, n| ex[n]);
+                for n in 1..N {
+                    big_s[n] += out[k] * ex[n];
+                }
+            }
+            // L = log S: n·L_n = n·S_n − Σ_(j=1..n−1) j·L_j·S_(n−j).
+            let mut log_s = [0.0; N];
+            for n in 1..N {
+                let sum: f64 = (1..n).map(|j| j as f64 * log_s[j] * big_s[n - j]).sum();
+                log_s[n] = big_s[n] - sum / n as f64;
+            }
+            // The linear term from the residuals directly (no cancellation).
+            g[1] = u
+                .rows()
+                .into_iter()
+                .enumerate()
+                .map(|(k, uk)| (out[k] - y[k]) * uk[1])
+                .sum();
+            for n in 2..N {
+                let yu: f64 = u
+                    .rows()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, uk)| y[k] * uk[n])
+                    .sum();
+                g[n] = log_s[n] - yu;
+            }
+        }
+    }
+    g
+}
+
+/// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores.
+pub fn delta_costs(
+    problem: &Problem,
+    series: &Series,
+    eps: f64,
+    indices: &[usize],
+    monitor: &dyn Monitor,
+) -> Result<Vec<DeltaCost>> {
+    let coordinates = indices
+        .iter()
+        .map(|&i| problem.locate(i))
+        .collect::<Result<Vec<_>>>()?;
+    monitor.begin(coordinates.len() as u64);
+    const BLOCK: usize = 4096;
+    let blocks: Vec<Vec<DeltaCost>> = coordinates
+        .par_chunks(BLOCK)
+        .map(|block| {
+            if monitor.cancelled() {
+                return Vec::new();
+            }
+            let costs = block.iter().map(|&c| series.delta_cost(c, eps)).collect();
+            monitor.advance(block.len() as u64);
+            costs
+        })
+        .collect();
+    if monitor.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    Ok(blocks.concat())
+}
