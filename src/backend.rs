@@ -95,6 +95,31 @@ pub trait Backend: Send + Sync {
     ) -> Result<Run<Vec<(f64, f64)>>>;
 }
 
+/// Runs a per-parameter kernel over `indices` in slices that keep each output buffer
+/// within the device's limits and the memory budget.
+fn sliced(
+    ctx: &GpuContext,
+    (precision, budget): (Precision, u64),
+    indices: &[usize],
+    monitor: &dyn Monitor,
+    run: impl Fn(&[usize], &dyn Monitor) -> Result<gpu::delta::DeltaRun>,
+) -> Result<Run<Vec<DeltaCost>>> {
+    let bytes_per_item = gpu::delta::OUTPUTS as u64 * precision.size() as u64;
+    let slice = memory::slice_items(ctx.binding_limit(), budget, bytes_per_item);
+    monitor.begin(indices.len() as u64);
+    let mut deltas = Vec::with_capacity(indices.len());
+    let mut gpu_seconds = None;
+    for part in indices.chunks(slice.max(1)) {
+        let done = run(part, &Continuing(monitor))?;
+        deltas.extend(done.deltas);
+        gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
+    }
+    Ok(Run {
+        values: deltas,
+        gpu_seconds,
+    })
+}
+
 /// The host's cores, in f64.
 pub struct Cpu;
 
@@ -187,40 +212,46 @@ impl Backend for GpuContext {
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        // Slices keep each output buffer within the device's limits and the budget.
-        let bytes_per_item = gpu::delta::OUTPUTS as u64 * precision.size() as u64;
-        let slice = memory::slice_items(self.binding_limit(), budget, bytes_per_item);
-        monitor.begin(indices.len() as u64);
-        let mut deltas = Vec::with_capacity(indices.len());
-        let mut gpu_seconds = None;
-        for part in indices.chunks(slice.max(1)) {
-            let run = gpu::delta::evaluate(
-                self,
-                (problem, sens),
-                eps,
-                precision,
-                part,
-                chunk,
-                &Continuing(monitor),
-            )?;
-            deltas.extend(run.deltas);
-            gpu_seconds = add_seconds(gpu_seconds, run.gpu_seconds);
-        }
-        Ok(Run {
-            values: deltas,
-            gpu_seconds,
-        })
+        sliced(
+            self,
+            (precision, budget),
+            indices,
+            monitor,
+            |part, monitor| {
+                gpu::delta::evaluate(self, (problem, sens), eps, precision, part, chunk, monitor)
+            },
+        )
     }
 
     fn series_costs(
         &self,
         (problem, series): (&Problem, &Series),
-        settings: Settings,
+        Settings {
+            eps,
+            precision,
+            chunk,
+            budget,
+        }: Settings,
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        // The GPU's series kernel comes next; until then the host evaluates.
-        Cpu.series_costs((problem, series), settings, indices, monitor)
+        sliced(
+            self,
+            (precision, budget),
+            indices,
+            monitor,
+            |part, monitor| {
+                gpu::delta::evaluate_series(
+                    self,
+                    (problem, series),
+                    eps,
+                    precision,
+                    part,
+                    chunk,
+                    monitor,
+                )
+            },
+        )
     }
 
     fn direction_costs(

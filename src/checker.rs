@@ -174,9 +174,9 @@ impl Engine {
         let total = problem.net().num_params();
         let series = Series::new(problem);
         let settings = |eps: f64| self.settings(eps, opts);
-        let first = self
-            .backend
-            .series_costs((problem, &series), settings(eps), indices, monitor)?;
+        let first =
+            self.backend
+                .series_costs((problem, &series), settings(eps), indices, monitor)?;
         let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
         let mut steps = vec![eps; indices.len()];
         let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();

@@ -187,6 +187,50 @@ fn every_model_checks_on_the_gpu_and_planted_bugs_fail_on_their_tensor() {
     }
 }
 
+/// The GPU's series kernel against the CPU's evaluation of the same series, every model,
+/// both precisions: the same cost changes within a few roundings of their terms.
+#[test]
+fn gpu_series_match_the_cpu_for_every_model_in_both_precisions() {
+    use gradcheck::cpu::series::{delta_costs, Series};
+    let Some(ctx) = gpu() else { return };
+    for (settings, widths) in MODELS {
+        let p = problem(settings, widths, 7);
+        for precision in gpu_precisions(&ctx) {
+            let seen = match precision {
+                Precision::F32 => p.rounded_to_f32(),
+                Precision::F64 => p.clone(),
+            };
+            let series = Series::new(&seen);
+            let all: Vec<usize> = (0..seen.net().num_params()).collect();
+            let eps = 1e-4;
+            let gpu = gradcheck::gpu::delta::evaluate_series(
+                &ctx,
+                (&seen, &series),
+                eps,
+                precision,
+                &all,
+                Some(64),
+                &Silent,
+            )
+            .unwrap();
+            let cpu = delta_costs(&seen, &series, eps, &all, &Silent).unwrap();
+            let u = precision.unit_roundoff();
+            for (i, (g, c)) in gpu.deltas.iter().zip(&cpu).enumerate() {
+                // Coefficients rounded once to the device, then ~ORDER·m roundings.
+                let tolerance = 64.0 * u * c.magnitude.max(1e-300);
+                for (got, want) in [(g.plus, c.plus), (g.minus, c.minus)] {
+                    assert!(
+                        (got - want).abs() <= tolerance,
+                        "{settings} {precision:?} {}: gpu {got}, cpu {want}",
+                        seen.net().layout().coordinate_name(i)
+                    );
+                }
+                assert_eq!(g.kink, c.kink, "{settings} {i}");
+            }
+        }
+    }
+}
+
 /// The delta method's estimates against the full method's, coordinate by coordinate, for
 /// every model, in f64: within 1e-9 relative, plus the full method's own round-off and
 /// truncation bounds (its steps are 10× longer and its costs cancel).
@@ -210,7 +254,8 @@ fn delta_agrees_with_the_full_method_for_every_model() {
                 if d.truncation(i) > 1.0 || f.truncation(i) > 1.0 {
                     continue; // a step that may cross a kink: undecided, not compared
                 }
-                let bound = 1e-9 * f.gradapprox[i].abs() + f.noise[i] + f.truncation(i) + d.noise[i];
+                let bound =
+                    1e-9 * f.gradapprox[i].abs() + f.noise[i] + f.truncation(i) + d.noise[i];
                 assert!(
                     (d.gradapprox[i] - f.gradapprox[i]).abs() <= bound,
                     "{settings} seed {seed} {}: delta {}, full {} (bound {bound:e})",
@@ -220,7 +265,11 @@ fn delta_agrees_with_the_full_method_for_every_model() {
                 );
                 compared += 1;
             }
-            assert!(compared * 10 >= d.len() * 9, "{settings}: {compared} of {}", d.len());
+            assert!(
+                compared * 10 >= d.len() * 9,
+                "{settings}: {compared} of {}",
+                d.len()
+            );
         }
     }
 }

@@ -11,7 +11,13 @@ use gradcheck::gpu::shader::{
 use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 
-const CONSTANTS: [(&str, u32); 3] = [("WG", 64), ("SCRATCH", 4096), ("DSCRATCH", 2048)];
+const CONSTANTS: [(&str, u32); 5] = [
+    ("WG", 64),
+    ("SCRATCH", 4096),
+    ("DSCRATCH", 2048),
+    ("ORDER", 5),
+    ("MARGIN", 2),
+];
 
 fn validate(wgsl: &str) -> naga::Module {
     let module =

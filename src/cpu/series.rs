@@ -147,7 +147,8 @@ fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Ar
         } else {
             let d = activation_jet(model.hidden[p], acts.z[p][[i, e]], &u);
             let keep = model.keep(p, i, e);
-            own.row_mut(i).assign(&ArrayView1::from(&d.map(|v| v * keep)));
+            own.row_mut(i)
+                .assign(&ArrayView1::from(&d.map(|v| v * keep)));
         }
     }
     if p == last {
@@ -177,7 +178,11 @@ fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Ar
         for (q, mut row) in z.rows_mut().into_iter().enumerate() {
             let z0 = acts.z[l][[q, e]];
             let keep = model.keep(l, q, e);
-            for block in row.as_slice_mut().expect("standard layout").chunks_exact_mut(N) {
+            for block in row
+                .as_slice_mut()
+                .expect("standard layout")
+                .chunks_exact_mut(N)
+            {
                 let u: [f64; N] = block.try_into().expect("N coefficients");
                 let d = activation_jet(act, z0, &u);
                 for (b, v) in block.iter_mut().zip(d) {

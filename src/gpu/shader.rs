@@ -93,6 +93,13 @@ pub const DELTA: Kernel = Kernel {
     shared: &[],
     model: false,
 };
+/// The delta method's kernel for any model (per-unit series).
+pub const SERIES: Kernel = Kernel {
+    name: "series",
+    source: include_str!("../../shaders/series.wgsl"),
+    shared: &[],
+    model: false,
+};
 /// The math test kernel.
 pub const MATH_PROBE: Kernel = Kernel {
     name: "math_probe",
@@ -102,7 +109,7 @@ pub const MATH_PROBE: Kernel = Kernel {
 };
 
 /// Every kernel, for the tests that validate them all.
-pub const KERNELS: [Kernel; 4] = [FULL, DIRECTIONS, DELTA, MATH_PROBE];
+pub const KERNELS: [Kernel; 5] = [FULL, DIRECTIONS, DELTA, SERIES, MATH_PROBE];
 
 /// The complete WGSL of `kernel` in `precision`, with `constants` (`const NAME: u32 = V;`)
 /// and, for a kernel that runs the model, its `ops`.
