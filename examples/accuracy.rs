@@ -12,22 +12,46 @@ mod common;
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::NetworkSpec;
+use gradcheck::model::ModelOptions;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
 use gradcheck::problem::Problem;
 use rand::{Rng, SeedableRng};
 
 fn networks() -> Vec<Problem> {
+    networks_of("")
+}
+
+/// The 24 random networks computing the model `settings` describes (softmax outputs get
+/// at least 2 units).
+fn networks_of(settings: &str) -> Vec<Problem> {
+    let model = ModelOptions::parse_line(settings).unwrap();
+    let softmax = model.loss == Some(gradcheck::model::Loss::Softmax);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
     (0..24)
         .map(|seed| {
             let depth = rng.random_range(1..=4);
             let mut widths: Vec<usize> = (0..depth).map(|_| rng.random_range(1..=64)).collect();
-            widths.push(rng.random_range(1..=2));
+            let outputs = rng.random_range(1..=2);
+            widths.push(if softmax { outputs + 1 } else { outputs });
             let examples = rng.random_range(1..=32);
-            NetworkSpec::new(widths, examples, seed).unwrap().generate()
+            NetworkSpec::new(widths, examples, seed)
+                .unwrap()
+                .with_model(model.clone())
+                .unwrap()
+                .generate()
         })
         .collect()
 }
+
+/// The models of the second table, as settings lines.
+const MODELS: [&str; 6] = [
+    "hidden=tanh",
+    "hidden=sigmoid loss=mse",
+    "hidden=leaky_relu loss=softmax",
+    "hidden=tanh loss=softmax l2=0.7",
+    "hidden=relu keep_prob=0.8",
+    "hidden=tanh loss=mse reduction=sum keep_prob=0.9",
+];
 
 /// The gradients on trial for a problem.
 type Trial = dyn Fn(&Problem) -> Gradients;
@@ -79,7 +103,9 @@ fn row(method: Method, precision: Precision, step: &str, gradients: &str, t: &Ta
 }
 
 fn main() -> anyhow::Result<()> {
-    let problems = networks();
+    // `-- models`: the second table only.
+    let models_only = std::env::args().any(|a| a == "models");
+    let problems = if models_only { Vec::new() } else { networks() };
     let base = CheckOptions {
         device: DeviceChoice::Auto,
         ..Default::default()
@@ -97,6 +123,9 @@ fn main() -> anyhow::Result<()> {
             source: "a float32 backprop".into(),
         })
     };
+    if models_only {
+        return model_table(&base);
+    }
     println!(
         "| method | precision | step | gradients | median difference | max difference | pass / inconclusive / fail (of 24) |"
     );
@@ -146,6 +175,36 @@ fn main() -> anyhow::Result<()> {
             gradients,
             &t,
         );
+    }
+
+    println!();
+    model_table(&base)
+}
+
+/// Every model by the delta method (its series beyond the classic model).
+fn model_table(base: &CheckOptions) -> anyhow::Result<()> {
+    let backprop: &Trial = &|_| Gradients::Backprop(None);
+    println!("| model | precision | median difference | max difference | pass / inconclusive / fail (of 24) |");
+    println!("|---|---|---:|---:|---:|");
+    for settings in MODELS {
+        let problems = networks_of(settings);
+        for precision in [Precision::F64, Precision::F32] {
+            let opts = CheckOptions {
+                method: Method::Delta,
+                precision: precision.into(),
+                ..base.clone()
+            };
+            let t = measure(&problems, &opts, backprop)?;
+            println!(
+                "| {settings} | {} | {:.2e} | {:.2e} | {} / {} / {} |",
+                precision.as_str(),
+                t.median,
+                t.max,
+                t.pass,
+                t.undecided,
+                t.fail
+            );
+        }
     }
     Ok(())
 }

@@ -94,7 +94,7 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
     if args.max_seconds.is_nan() || args.max_seconds <= 0.0 {
         bail!("--max-seconds must be > 0");
     }
-    let mut rungs: Vec<Rung> = if args.layers.is_empty() {
+    let rungs: Vec<Rung> = if args.layers.is_empty() {
         bench::ladder()
     } else {
         args.layers
@@ -102,6 +102,14 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
             .map(|w| Rung::new(&w.0, args.examples))
             .collect()
     };
+    let model = args.model.to_options();
+    // Refused before anything is measured: a model that does not fit a size.
+    for rung in &rungs {
+        gradcheck::generate::NetworkSpec::new(rung.widths.clone(), 1, 7)
+            .and_then(|spec| spec.with_model(model.clone()))
+            .with_context(|| format!("the model on {}", rung.label()))?;
+    }
+    let mut rungs: Vec<Rung> = rungs.into_iter().map(|r| r.with_model(&model)).collect();
     rungs.sort_by_key(Rung::params);
     let mut cases = Vec::new();
     for &device in &args.devices {

@@ -89,6 +89,9 @@ pub struct BenchArgs {
     /// Measure nothing: read the rows of an earlier `--json` file (to print or plot again).
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
+    /// The model every network computes (default: the exercise's ReLU → sigmoid).
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 /// Layer widths, input first: one value of `--layers`, so that the flag given twice is an
@@ -215,7 +218,7 @@ fn parse_hidden(text: &str) -> std::result::Result<Activations, String> {
 }
 
 impl ModelArgs {
-    fn to_options(&self) -> ModelOptions {
+    pub(crate) fn to_options(&self) -> ModelOptions {
         ModelOptions {
             hidden: self.hidden.clone().map(|a| a.0),
             loss: self.loss,

@@ -58,6 +58,11 @@ impl NetworkSpec {
                 .collect()
         });
         model.resolve(depth, stand_in)?;
+        if model.loss == Some(Loss::Softmax) && self.widths[depth] < 2 {
+            return Err(Error::Network(
+                "a softmax over one output unit is the constant 1: give the output layer at least 2 units, or use bce".into(),
+            ));
+        }
         self.model = model;
         Ok(self)
     }

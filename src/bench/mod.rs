@@ -10,13 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::checker::{judge, Engine, Gradients};
 use crate::error::Result;
 use crate::generate::NetworkSpec;
+use crate::model::ModelOptions;
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 
-/// One network size: widths (input first) and examples.
+/// One network size: widths (input first) and examples, and the model's settings line
+/// (empty: the exercise's ReLU/sigmoid model).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rung {
     pub widths: Vec<usize>,
     pub examples: usize,
+    pub model: String,
 }
 
 impl Rung {
@@ -24,7 +27,22 @@ impl Rung {
         Self {
             widths: widths.to_vec(),
             examples,
+            model: String::new(),
         }
+    }
+
+    /// The same size computing the model `settings` describes.
+    pub fn with_model(mut self, settings: &ModelOptions) -> Self {
+        self.model = settings.to_line();
+        self
+    }
+
+    /// Whether the classic delta method (row gains) runs it, rather than the series.
+    fn classic(&self) -> bool {
+        ModelOptions::parse_line(&self.model)
+            .ok()
+            .and_then(|m| m.resolve(self.widths.len() - 1, None).ok())
+            .is_some_and(|m| m.is_classic())
     }
 
     /// Parameters of the network (weights and biases).
@@ -32,10 +50,15 @@ impl Rung {
         self.widths.windows(2).map(|w| w[1] * (w[0] + 1)).sum()
     }
 
-    /// `784-128-64-1, m 64`.
+    /// `784-128-64-1, m 64` (and the model's settings, if any).
     pub fn label(&self) -> String {
         let widths: Vec<String> = self.widths.iter().map(usize::to_string).collect();
-        format!("{}, m {}", widths.join("-"), self.examples)
+        let label = format!("{}, m {}", widths.join("-"), self.examples);
+        if self.model.is_empty() {
+            label
+        } else {
+            format!("{label}, {}", self.model)
+        }
     }
 }
 
@@ -59,11 +82,12 @@ pub const COST_TERM_FLOPS: f64 = 24.0;
 /// Operations a check of `rung` by `method` performs, counting 2 per multiply-add.
 ///
 /// Full: every one of the 2P perturbations runs the forward pass's matrix products,
-/// `2·m·Σ n_l·n_(l−1)` (biases, ReLUs and the cost left out). Delta: per hidden row and
-/// example the host masks and scans the row's column of the next layer and propagates it
-/// through the layers beyond (`2·Σ n_l·n_(l−1)` over layers p+2…L); then per parameter
-/// and example one step, one comparison, and per output one product and two cost-term
-/// changes.
+/// `2·m·Σ n_l·n_(l−1)` (biases, activations and the cost left out). Delta: per hidden row
+/// and example the host masks and scans the row's column of the next layer and
+/// propagates it through the layers beyond (`2·Σ n_l·n_(l−1)` over layers p+2…L); then per
+/// parameter and example one step, one comparison, and per output one product and two
+/// cost-term changes. Delta beyond the classic model (the series): the same propagation
+/// carries ORDER+1 coefficients, and each parameter evaluates two polynomials per example.
 pub fn operations(rung: &Rung, method: Method) -> f64 {
     let w = &rung.widths;
     let m = rung.examples as f64;
@@ -86,6 +110,10 @@ pub fn operations(rung: &Rung, method: Method) -> f64 {
                     w[p] as f64 * m * (2.0 * w[p + 1] as f64 + beyond)
                 })
                 .sum();
+            if !rung.classic() {
+                let order = crate::cpu::series::ORDER as f64;
+                return sensitivity * (order + 1.0) + params * m * (2.0 + 4.0 * order);
+            }
             let per_parameter = m * (2.0 + outputs * (1.0 + 2.0 * COST_TERM_FLOPS + 4.0));
             sensitivity + params * per_parameter
         }
@@ -119,6 +147,9 @@ pub struct BenchRow {
     pub params: usize,
     pub widths: Vec<usize>,
     pub examples: usize,
+    /// The model's settings line (empty: ReLU → sigmoid cross-entropy).
+    #[serde(default)]
+    pub model: String,
     /// "cpu", or "gpu: <adapter name> (<backend>)".
     pub device: String,
     pub method: Method,
@@ -151,7 +182,9 @@ pub fn time_check(
     adapter: Option<&str>,
 ) -> Result<BenchRow> {
     let opts = case.options(adapter);
-    let problem = NetworkSpec::new(rung.widths.clone(), rung.examples, 7)?.generate();
+    let problem = NetworkSpec::new(rung.widths.clone(), rung.examples, 7)?
+        .with_model(ModelOptions::parse_line(&rung.model)?)?
+        .generate();
     let mut best: Option<(f64, crate::report::Report)> = None;
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
@@ -171,6 +204,7 @@ pub fn time_check(
         params: rung.params(),
         widths: rung.widths.clone(),
         examples: rung.examples,
+        model: rung.model.clone(),
         device,
         method: case.method,
         precision: case.precision,
@@ -197,6 +231,7 @@ pub fn predicted_seconds(measured: &BenchRow, next: &Rung) -> Option<f64> {
     let done = Rung {
         widths: measured.widths.clone(),
         examples: measured.examples,
+        model: measured.model.clone(),
     };
     Some(
         measured.wall_seconds * operations(next, measured.method)
@@ -213,6 +248,7 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
         let rung = Rung {
             widths: r.widths.clone(),
             examples: r.examples,
+            model: r.model.clone(),
         };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {:.3} | {} | {:.3e} | {:.2} | {:.2e}{} |\n",

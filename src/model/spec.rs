@@ -388,6 +388,32 @@ impl ModelOptions {
         Ok(opts)
     }
 
+    /// The settings as one line [`ModelOptions::parse_line`] reads back (empty for the
+    /// defaults).
+    pub fn to_line(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(h) = &self.hidden {
+            let names: Vec<String> = h.iter().map(ToString::to_string).collect();
+            words.push(format!("hidden={}", names.join(",")));
+        }
+        if let Some(l) = self.loss {
+            words.push(format!("loss={}", l.as_str()));
+        }
+        if let Some(r) = self.reduction {
+            words.push(format!("reduction={}", r.as_str()));
+        }
+        if let Some(l2) = self.l2 {
+            words.push(format!("l2={l2}"));
+        }
+        if let Some(p) = self.keep_prob {
+            words.push(format!("keep_prob={p}"));
+        }
+        if let Some(l) = self.layout {
+            words.push(format!("layout={}", l.as_str()));
+        }
+        words.join(" ")
+    }
+
     /// The checked model of a network of `layers` affine layers, with `masks` (per hidden
     /// layer, examples in columns) when dropout is asked for.
     pub fn resolve(&self, layers: usize, masks: Option<Vec<Array2<f64>>>) -> Result<Model> {
@@ -500,6 +526,7 @@ mod tests {
             l2: Some(0.1),
             ..Default::default()
         };
+        assert_eq!(ModelOptions::parse_line(&file.to_line()).unwrap(), file);
         let merged = flags.over(&file);
         assert_eq!(merged.l2, Some(0.1));
         assert_eq!(merged.loss, Some(Loss::Softmax));
