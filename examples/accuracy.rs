@@ -90,16 +90,22 @@ fn measure(problems: &[Problem], opts: &CheckOptions, trial: &Trial) -> anyhow::
 }
 
 fn row(method: Method, precision: Precision, step: &str, gradients: &str, t: &Tally) {
-    println!(
-        "| {} | {} | {step} | {gradients} | {:.2e} | {:.2e} | {} / {} / {} |",
+    let lead = format!(
+        "{} | {} | {step} | {gradients}",
         method.as_str(),
-        precision.as_str(),
-        t.median,
-        t.max,
-        t.pass,
-        t.undecided,
-        t.fail
+        precision.as_str()
     );
+    println!("| {lead} | {} |", t.cells());
+}
+
+impl Tally {
+    /// `median | max | pass / inconclusive / fail`.
+    fn cells(&self) -> String {
+        format!(
+            "{:.2e} | {:.2e} | {} / {} / {}",
+            self.median, self.max, self.pass, self.undecided, self.fail
+        )
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -195,15 +201,7 @@ fn model_table(base: &CheckOptions) -> anyhow::Result<()> {
                 ..base.clone()
             };
             let t = measure(&problems, &opts, backprop)?;
-            println!(
-                "| {settings} | {} | {:.2e} | {:.2e} | {} / {} / {} |",
-                precision.as_str(),
-                t.median,
-                t.max,
-                t.pass,
-                t.undecided,
-                t.fail
-            );
+            println!("| {settings} | {} | {} |", precision.as_str(), t.cells());
         }
     }
     Ok(())

@@ -8,13 +8,10 @@
 // softplus_remainder), both free of cancellation, summed over examples in a fixed order, so
 // results are bit-identical whatever the dispatch chunking.
 //
-// Prepended by the host: `alias Real`, REAL_EPSILON and WG. Then math.wgsl and config.wgsl.
+// Prepended by the host: `alias Real`, REAL_EPSILON and WG. Then math.wgsl, config.wgsl and
+// per_parameter.wgsl.
 
-@group(0) @binding(0) var<uniform> cfg: Config;
-@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
-// Per layer, at in_offset: its input A_(p-1) (X for the first), m x n_(p-1), example-major
-// so that neighbouring threads (neighbouring columns) read neighbouring words.
-@group(0) @binding(2) var<storage, read> inputs: array<Real>;
+// Bindings 0-2 (cfg, layer_info, inputs) and the parameter's place: per_parameter.wgsl.
 // Per layer, at z_offset * n_L: d z_L[o, e] / d z_p[row, e], indexed [row, e, o].
 @group(0) @binding(3) var<storage, read> gain: array<Real>;
 // Per layer, at z_offset: the |change| of z_p[row, e] at which a ReLU first crosses.
@@ -30,29 +27,13 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let local_w = wid.y * cfg.grid_x + wid.x;
-    if (local_w >= cfg.count) {
+    let item = thread_item(wid, lid);
+    if (item == 0xffffffffu) {
         return;
     }
-    let item = (cfg.base + local_w) * WG + lid;
-    if (item >= cfg.items) {
-        return;
-    }
-    let q = indices[item];
-
-    // Which layer, row and column q perturbs.
-    var p = 0u;
-    for (var l = 0u; l < cfg.layers; l++) {
-        if (q < layer_info[l].b_offset + layer_info[l].rows) {
-            p = l;
-            break;
-        }
-    }
-    let info = layer_info[p];
-    let is_weight = q < info.b_offset;
-    let cols = max(info.cols, 1u);
-    let row = select(q - info.b_offset, (q - info.w_offset) / cols, is_weight);
-    let col = select(0u, (q - info.w_offset) % cols, is_weight);
+    let at = locate(indices[item]);
+    let info = layer_info[at.x];
+    let row = at.y;
     let m = cfg.examples;
     let outs = layer_info[cfg.layers - 1u].rows;
     let block = outs * m;
@@ -65,10 +46,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var magnitude = Real(0.0);
     var kinked = false;
     for (var e = 0u; e < m; e++) {
-        var s = eps;
-        if (is_weight) {
-            s = eps * inputs[info.in_offset + e * info.cols + col];
-        }
+        let s = step_at(at, e, eps);
         if (s == Real(0.0)) {
             continue;
         }

@@ -6,13 +6,10 @@
 // kinked unit's kink (MARGIN * |s_e| >= reach) is flagged. Sums run over the examples in a
 // fixed order: results are bit-identical whatever the dispatch chunking.
 //
-// Prepended by the host: `alias Real`, REAL_EPSILON, WG, ORDER and MARGIN. Then math.wgsl
-// and config.wgsl.
+// Prepended by the host: `alias Real`, REAL_EPSILON, WG, ORDER and MARGIN. Then math.wgsl,
+// config.wgsl and per_parameter.wgsl.
 
-@group(0) @binding(0) var<uniform> cfg: Config;
-@group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
-// Per layer, at in_offset: its input A_(p-1) (X for the first), m x n_(p-1), example-major.
-@group(0) @binding(2) var<storage, read> inputs: array<Real>;
+// Bindings 0-2 (cfg, layer_info, inputs) and the parameter's place: per_parameter.wgsl.
 // Per layer, at z_offset * ORDER: the coefficients of s^1 .. s^ORDER, indexed [row, e, k].
 @group(0) @binding(3) var<storage, read> coeff: array<Real>;
 // Per layer, at z_offset: the |change| of z_p[row, e] at which a kinked unit may cross;
@@ -25,29 +22,13 @@
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let local_w = wid.y * cfg.grid_x + wid.x;
-    if (local_w >= cfg.count) {
+    let item = thread_item(wid, lid);
+    if (item == 0xffffffffu) {
         return;
     }
-    let item = (cfg.base + local_w) * WG + lid;
-    if (item >= cfg.items) {
-        return;
-    }
-    let q = indices[item];
-
-    // Which layer, row and column q perturbs.
-    var p = 0u;
-    for (var l = 0u; l < cfg.layers; l++) {
-        if (q < layer_info[l].b_offset + layer_info[l].rows) {
-            p = l;
-            break;
-        }
-    }
-    let info = layer_info[p];
-    let is_weight = q < info.b_offset;
-    let cols = max(info.cols, 1u);
-    let row = select(q - info.b_offset, (q - info.w_offset) / cols, is_weight);
-    let col = select(0u, (q - info.w_offset) % cols, is_weight);
+    let at = locate(indices[item]);
+    let info = layer_info[at.x];
+    let row = at.y;
     let m = cfg.examples;
     let last = layer_info[cfg.layers - 1u];
     let eps = reach[last.z_offset + last.rows * m];
@@ -57,10 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var magnitude = Real(0.0);
     var kinked = false;
     for (var e = 0u; e < m; e++) {
-        var s = eps;
-        if (is_weight) {
-            s = eps * inputs[info.in_offset + e * info.cols + col];
-        }
+        let s = step_at(at, e, eps);
         if (s == Real(0.0)) {
             continue;
         }

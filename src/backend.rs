@@ -99,18 +99,18 @@ pub trait Backend: Send + Sync {
 /// within the device's limits and the memory budget.
 fn sliced(
     ctx: &GpuContext,
-    (precision, budget): (Precision, u64),
+    settings: Settings,
     indices: &[usize],
     monitor: &dyn Monitor,
-    run: impl Fn(&[usize], &dyn Monitor) -> Result<gpu::delta::DeltaRun>,
+    run: impl Fn(&[usize], Settings, &dyn Monitor) -> Result<gpu::delta::DeltaRun>,
 ) -> Result<Run<Vec<DeltaCost>>> {
-    let bytes_per_item = gpu::delta::OUTPUTS as u64 * precision.size() as u64;
-    let slice = memory::slice_items(ctx.binding_limit(), budget, bytes_per_item);
+    let bytes_per_item = gpu::delta::OUTPUTS as u64 * settings.precision.size() as u64;
+    let slice = memory::slice_items(ctx.binding_limit(), settings.budget, bytes_per_item);
     monitor.begin(indices.len() as u64);
     let mut deltas = Vec::with_capacity(indices.len());
     let mut gpu_seconds = None;
     for part in indices.chunks(slice.max(1)) {
-        let done = run(part, &Continuing(monitor))?;
+        let done = run(part, settings, &Continuing(monitor))?;
         deltas.extend(done.deltas);
         gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
     }
@@ -155,11 +155,11 @@ impl Backend for Cpu {
     fn series_costs(
         &self,
         (problem, series): (&Problem, &Series),
-        Settings { eps, .. }: Settings,
+        settings: Settings,
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        cpu::series::delta_costs(problem, series, eps, indices, monitor).map(Run::untimed)
+        cpu::series::delta_costs(problem, series, settings.eps, indices, monitor).map(Run::untimed)
     }
 
     fn direction_costs(
@@ -203,55 +203,34 @@ impl Backend for GpuContext {
     fn delta_costs(
         &self,
         (problem, sens): (&Problem, &Sensitivity),
-        Settings {
-            eps,
-            precision,
-            chunk,
-            budget,
-        }: Settings,
+        settings: Settings,
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        sliced(
-            self,
-            (precision, budget),
-            indices,
-            monitor,
-            |part, monitor| {
-                gpu::delta::evaluate(self, (problem, sens), eps, precision, part, chunk, monitor)
-            },
-        )
+        sliced(self, settings, indices, monitor, |part, s, monitor| {
+            gpu::delta::evaluate(
+                self,
+                (problem, sens),
+                s.eps,
+                s.precision,
+                part,
+                s.chunk,
+                monitor,
+            )
+        })
     }
 
     fn series_costs(
         &self,
         (problem, series): (&Problem, &Series),
-        Settings {
-            eps,
-            precision,
-            chunk,
-            budget,
-        }: Settings,
+        settings: Settings,
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        sliced(
-            self,
-            (precision, budget),
-            indices,
-            monitor,
-            |part, monitor| {
-                gpu::delta::evaluate_series(
-                    self,
-                    (problem, series),
-                    eps,
-                    precision,
-                    part,
-                    chunk,
-                    monitor,
-                )
-            },
-        )
+        sliced(self, settings, indices, monitor, |part, s, monitor| {
+            let at = (problem, series);
+            gpu::delta::evaluate_series(self, at, s.eps, s.precision, part, s.chunk, monitor)
+        })
     }
 
     fn direction_costs(

@@ -126,26 +126,10 @@ impl Engine {
         }
         // What every step of every coordinate shares: computed once, for both rounds.
         let sens = Sensitivity::new(problem);
-        let settings = |eps: f64| self.settings(eps, opts);
-        let first = self
-            .backend
-            .delta_costs((problem, &sens), settings(eps), &indices, monitor)?;
-        let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
-        let mut steps = vec![eps; indices.len()];
-        // Positions (in `indices`) whose step crossed a kink.
-        let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
-        if !kinked.is_empty() {
-            let small = eps * KINK_RECHECK_FACTOR;
-            let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
-            let again =
-                self.backend
-                    .delta_costs((problem, &sens), settings(small), &again_at, monitor)?;
-            for (&k, d) in kinked.iter().zip(again.values) {
-                deltas[k] = d;
-                steps[k] = small;
-            }
-            gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
-        }
+        let (deltas, steps, gpu_seconds) = with_kink_recheck(&indices, eps, |at, h| {
+            self.backend
+                .delta_costs((problem, &sens), self.settings(h, opts), at, monitor)
+        })?;
         let j = sens.cost(problem);
         let mut estimates = Estimates::from_deltas(j, &deltas, &steps, self.unit_roundoff());
         let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
@@ -173,28 +157,10 @@ impl Engine {
     ) -> Result<(Estimates, Option<f64>)> {
         let total = problem.net().num_params();
         let series = Series::new(problem);
-        let settings = |eps: f64| self.settings(eps, opts);
-        let first =
+        let (deltas, steps, gpu_seconds) = with_kink_recheck(indices, eps, |at, h| {
             self.backend
-                .series_costs((problem, &series), settings(eps), indices, monitor)?;
-        let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
-        let mut steps = vec![eps; indices.len()];
-        let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
-        if !kinked.is_empty() {
-            let small = eps * KINK_RECHECK_FACTOR;
-            let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
-            let again = self.backend.series_costs(
-                (problem, &series),
-                settings(small),
-                &again_at,
-                monitor,
-            )?;
-            for (&k, d) in kinked.iter().zip(again.values) {
-                deltas[k] = d;
-                steps[k] = small;
-            }
-            gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
-        }
+                .series_costs((problem, &series), self.settings(h, opts), at, monitor)
+        })?;
         let j = crate::cpu::forward::data_cost_of(
             problem.net(),
             problem.model(),
@@ -372,6 +338,32 @@ impl Engine {
             notes: Vec::new(),
         })
     }
+}
+
+/// Runs the delta method's `evaluate(indices, step)` and evaluates again, with a step
+/// [`KINK_RECHECK_FACTOR`] times smaller, the coordinates whose step crossed a kink;
+/// returns the cost changes, each one's step, and the device time.
+fn with_kink_recheck(
+    indices: &[usize],
+    eps: f64,
+    evaluate: impl Fn(&[usize], f64) -> Result<crate::backend::Run<Vec<crate::estimate::DeltaCost>>>,
+) -> Result<(Vec<crate::estimate::DeltaCost>, Vec<f64>, Option<f64>)> {
+    let first = evaluate(indices, eps)?;
+    let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
+    let mut steps = vec![eps; indices.len()];
+    // Positions (in `indices`) whose step crossed a kink.
+    let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
+    if !kinked.is_empty() {
+        let small = eps * KINK_RECHECK_FACTOR;
+        let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
+        let again = evaluate(&again_at, small)?;
+        for (&k, d) in kinked.iter().zip(again.values) {
+            deltas[k] = d;
+            steps[k] = small;
+        }
+        gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
+    }
+    Ok((deltas, steps, gpu_seconds))
 }
 
 /// Truncation bounds where no exact one exists (smooth activations, softmax, squared

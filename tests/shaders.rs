@@ -7,17 +7,12 @@ use std::mem::{offset_of, size_of};
 
 use gradcheck::gpu::shader::{
     compose, ACTIVATIONS, CONFIG, DELTA, DIRECTIONS, FORWARD, FULL, KERNELS, LOSSES, MATH,
+    PER_PARAMETER,
 };
 use gradcheck::gpu::{KernelConfig, LayerInfo};
 use gradcheck::options::Precision;
 
-const CONSTANTS: [(&str, u32); 5] = [
-    ("WG", 64),
-    ("SCRATCH", 4096),
-    ("DSCRATCH", 2048),
-    ("ORDER", 5),
-    ("MARGIN", 2),
-];
+use common::CONSTANTS;
 
 fn validate(wgsl: &str) -> naga::Module {
     let module =
@@ -59,6 +54,7 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
                 || text == CONFIG
                 || text == FORWARD
                 || text == ACTIVATIONS
+                || text == PER_PARAMETER
                 || text == LOSSES
                 || KERNELS.iter().any(|k| k.source == text);
             assert!(
@@ -69,7 +65,7 @@ fn every_file_in_shaders_is_a_known_kernel_or_the_math_library() {
             seen += 1;
         }
     }
-    assert_eq!(seen, KERNELS.len() + 5);
+    assert_eq!(seen, KERNELS.len() + 6);
 }
 
 /// `(member name, offset)` of struct `name` in `module`, and its size.

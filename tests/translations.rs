@@ -14,13 +14,7 @@ use std::process::Command;
 use gradcheck::gpu::shader::{compose, KERNELS};
 use gradcheck::options::Precision;
 
-const CONSTANTS: [(&str, u32); 5] = [
-    ("WG", 64),
-    ("SCRATCH", 4096),
-    ("DSCRATCH", 2048),
-    ("ORDER", 5),
-    ("MARGIN", 2),
-];
+use common::CONSTANTS;
 
 fn module(wgsl: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module =

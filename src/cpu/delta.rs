@@ -71,12 +71,24 @@ pub fn delta_costs(
     indices: &[usize],
     monitor: &dyn Monitor,
 ) -> Result<Vec<DeltaCost>> {
+    per_coordinate(problem, indices, monitor, |c| {
+        delta_cost(problem, sens, c, eps)
+    })
+}
+
+/// `cost(coordinate)` for each index in `indices`, on all cores, with progress and the
+/// stop flag in blocks (per coordinate they would cost more than the work).
+pub(crate) fn per_coordinate(
+    problem: &Problem,
+    indices: &[usize],
+    monitor: &dyn Monitor,
+    cost: impl Fn((usize, usize, Option<usize>)) -> DeltaCost + Sync,
+) -> Result<Vec<DeltaCost>> {
     let coordinates = indices
         .iter()
         .map(|&i| problem.locate(i))
         .collect::<Result<Vec<_>>>()?;
     monitor.begin(coordinates.len() as u64);
-    // Progress and the stop flag in blocks: per coordinate would cost more than the work.
     const BLOCK: usize = 4096;
     let blocks: Vec<Vec<DeltaCost>> = coordinates
         .par_chunks(BLOCK)
@@ -84,10 +96,7 @@ pub fn delta_costs(
             if monitor.cancelled() {
                 return Vec::new();
             }
-            let costs = block
-                .iter()
-                .map(|&c| delta_cost(problem, sens, c, eps))
-                .collect();
+            let costs = block.iter().map(|&c| cost(c)).collect();
             monitor.advance(block.len() as u64);
             costs
         })

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::forward::{forward, Activations};
 use super::sensitivity::Sensitivity;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::estimate::DeltaCost;
 use crate::model::{Activation, Loss, Model};
 use crate::monitor::Monitor;
@@ -339,25 +339,5 @@ pub fn delta_costs(
     indices: &[usize],
     monitor: &dyn Monitor,
 ) -> Result<Vec<DeltaCost>> {
-    let coordinates = indices
-        .iter()
-        .map(|&i| problem.locate(i))
-        .collect::<Result<Vec<_>>>()?;
-    monitor.begin(coordinates.len() as u64);
-    const BLOCK: usize = 4096;
-    let blocks: Vec<Vec<DeltaCost>> = coordinates
-        .par_chunks(BLOCK)
-        .map(|block| {
-            if monitor.cancelled() {
-                return Vec::new();
-            }
-            let costs = block.iter().map(|&c| series.delta_cost(c, eps)).collect();
-            monitor.advance(block.len() as u64);
-            costs
-        })
-        .collect();
-    if monitor.cancelled() {
-        return Err(Error::Cancelled);
-    }
-    Ok(blocks.concat())
+    super::delta::per_coordinate(problem, indices, monitor, |c| series.delta_cost(c, eps))
 }

@@ -14,6 +14,9 @@ pub const CONFIG: &str = include_str!("../../shaders/config.wgsl");
 /// kernels share; each defines its own `correction`.
 pub const FORWARD: &str = include_str!("../../shaders/forward.wgsl");
 
+/// What the one-thread-per-parameter kernels share (bindings 0–2, a parameter's place).
+pub const PER_PARAMETER: &str = include_str!("../../shaders/per_parameter.wgsl");
+
 /// The hidden activations, one function per op.
 pub const ACTIVATIONS: &str = include_str!("../../shaders/activations.wgsl");
 
@@ -90,14 +93,14 @@ pub const DIRECTIONS: Kernel = Kernel {
 pub const DELTA: Kernel = Kernel {
     name: "delta",
     source: include_str!("../../shaders/delta.wgsl"),
-    shared: &[],
+    shared: &[PER_PARAMETER],
     model: false,
 };
 /// The delta method's kernel for any model (per-unit series).
 pub const SERIES: Kernel = Kernel {
     name: "series",
     source: include_str!("../../shaders/series.wgsl"),
-    shared: &[],
+    shared: &[PER_PARAMETER],
     model: false,
 };
 /// The math test kernel.

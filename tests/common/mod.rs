@@ -234,3 +234,13 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
         .map(gradcheck::gpu::shader::ModelOps::of)
         .collect()
 }
+
+/// The compile-time constants every composed kernel may need, for the tests that compose
+/// kernels outside a device.
+pub const CONSTANTS: [(&str, u32); 5] = [
+    ("WG", 64),
+    ("SCRATCH", 4096),
+    ("DSCRATCH", 2048),
+    ("ORDER", 5),
+    ("MARGIN", 2),
+];
