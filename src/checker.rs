@@ -751,6 +751,24 @@ fn build_header(
     }
 }
 
+/// A whole check: opens the device `opts` asks for, evaluates every perturbed cost of
+/// `problem` (reporting to `monitor`, which may stop it), and judges `gradients`; the
+/// engine's notices (a fallback to the CPU) lead the report's warnings. What the Python
+/// module runs (the command line prints the header between these steps).
+pub fn run_check(
+    title: &str,
+    problem: &Problem,
+    gradients: &Gradients,
+    opts: &CheckOptions,
+    monitor: &dyn Monitor,
+) -> Result<Report> {
+    let engine = Engine::new(opts)?;
+    let eval = engine.evaluate_monitored(problem, opts, monitor)?;
+    let mut report = judge(title, &eval, gradients, opts)?;
+    report.warnings.splice(0..0, engine.notices.iter().cloned());
+    Ok(report)
+}
+
 /// Judges `gradients` against an evaluation and builds the report.
 pub fn judge(
     title: &str,

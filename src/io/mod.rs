@@ -134,13 +134,89 @@ fn read_npz_from<R: Read + Seek>(
         reason: format!("cannot re-read: {e}"),
     })?;
     let (mut npz, names) = open_archive(reader, label)?;
-    let mut arrays = Arrays {
+    let mut source = NpzSource {
         npz: &mut npz,
-        names: &names,
+        label,
+    };
+    read_input(&mut source, (&names, label), settings, own.is_some())
+}
+
+/// Arrays held in memory (a notebook's dicts), by name, each with the precision it was
+/// stored in: the same reading as an npz file's.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryArrays {
+    arrays: std::collections::BTreeMap<String, (ArrayD<f64>, Precision)>,
+}
+
+impl MemoryArrays {
+    /// Adds `array` as `name`; `precision` says whether it was float32.
+    pub fn insert(&mut self, name: impl Into<String>, array: ArrayD<f64>, precision: Precision) {
+        self.arrays.insert(name.into(), (array, precision));
+    }
+
+    fn names(&self) -> BTreeSet<String> {
+        self.arrays.keys().cloned().collect()
+    }
+}
+
+impl ArraySource for MemoryArrays {
+    fn read(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
+        self.arrays
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::MissingArray(name.into()))
+    }
+}
+
+/// A network, its data and optionally its gradients from arrays in memory, the model
+/// given by `settings` (as a file's flags over its own settings).
+/// `label` names them in the report ("gradients from {label}").
+pub fn read_arrays(
+    mut arrays: MemoryArrays,
+    label: &str,
+    settings: &ModelOptions,
+) -> Result<NpzInput> {
+    let names = arrays.names();
+    read_input(&mut arrays, (&names, label), settings.clone(), false)
+}
+
+/// The gradients of `net` from arrays in memory keyed like the parameters (`W1`, cs231n's
+/// `grads`) or as in [`gradient_names`] (`dW1`, the course's `grads`).
+pub fn read_gradient_arrays(
+    mut arrays: MemoryArrays,
+    net: &Mlp,
+    label: &str,
+) -> Result<NpzGradients> {
+    let names = arrays.names();
+    gradients_of(&mut arrays, &names, net, label)
+}
+
+/// Where arrays come from: an npz archive or memory.
+trait ArraySource {
+    /// Array `name` as f64, and whether it was stored as float32 (f32) or exactly (f64).
+    fn read(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)>;
+}
+
+/// The arrays of an open npz archive.
+struct NpzSource<'a, R: Read + Seek> {
+    npz: &'a mut NpzReader<R>,
+    label: &'a str,
+}
+
+/// Reads the problem and the gradients it carries from `source`, whose arrays are `names`.
+fn read_input(
+    source: &mut dyn ArraySource,
+    (names, label): (&BTreeSet<String>, &str),
+    settings: ModelOptions,
+    has_settings_array: bool,
+) -> Result<NpzInput> {
+    let mut arrays = Arrays {
+        source,
+        names,
         label,
     };
 
-    let depth = layer_count(&names)?;
+    let depth = layer_count(names)?;
     let mut weights = Vec::with_capacity(depth);
     for l in 1..=depth {
         weights.push(arrays.matrix(&format!("W{l}"))?);
@@ -187,7 +263,7 @@ fn read_npz_from<R: Read + Seek>(
     };
     let model = settings.resolve(depth, masks)?;
     let problem = Problem::with_model(net, model, x, y)?;
-    if own.is_some() {
+    if has_settings_array {
         used.insert(SETTINGS_ARRAY.into());
     }
     used.extend((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]));
@@ -203,7 +279,7 @@ fn read_npz_from<R: Read + Seek>(
             .filter(|n| !used.contains(*n))
             .cloned()
             .collect(),
-        names: names.into_iter().collect(),
+        names: names.iter().cloned().collect(),
     })
 }
 
@@ -212,10 +288,25 @@ fn read_npz_from<R: Read + Seek>(
 pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
     let label = path.display().to_string();
     let (mut npz, names) = open_archive(open_npz(path)?, &label)?;
-    let mut arrays = Arrays {
+    let mut source = NpzSource {
         npz: &mut npz,
-        names: &names,
         label: &label,
+    };
+    gradients_of(&mut source, &names, net, &label)
+}
+
+/// The gradients of `net` in `source` (whose arrays are `names`), named like the
+/// parameters or as in [`gradient_names`], and the arrays they leave unused.
+fn gradients_of(
+    source: &mut dyn ArraySource,
+    names: &BTreeSet<String>,
+    net: &Mlp,
+    label: &str,
+) -> Result<NpzGradients> {
+    let mut arrays = Arrays {
+        source,
+        names,
+        label,
     };
     let gradients = arrays.gradients(net, true)?;
     let used: BTreeSet<&String> = gradients
@@ -332,10 +423,10 @@ pub fn settings_line(problem: &Problem) -> Option<String> {
 /// Which layout the shapes of `x` and the weights describe: the one whose widths chain
 /// (X's features into W1, each layer's units into the next), decided by the biases' and
 /// labels' orientation when both do; an error asking to say which when still ambiguous.
-fn decide_layout<R: Read + Seek>(
+fn decide_layout(
     x: &Array2<f64>,
     weights: &[Array2<f64>],
-    arrays: &mut Arrays<'_, R>,
+    arrays: &mut Arrays<'_>,
 ) -> Result<DataLayout> {
     let chains = |layout: DataLayout| {
         let fan_in_out = |w: &Array2<f64>| match layout {
@@ -425,30 +516,16 @@ fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
     Ok(depth)
 }
 
-/// Typed access to the arrays of one archive.
-struct Arrays<'a, R: Read + Seek> {
-    npz: &'a mut NpzReader<R>,
+/// Typed access to the arrays of one source.
+struct Arrays<'a> {
+    source: &'a mut dyn ArraySource,
     names: &'a BTreeSet<String>,
+    /// How gradients found here are described ("gradients from net.npz").
     label: &'a str,
 }
 
-impl<R: Read + Seek> Arrays<'_, R> {
-    /// Any numeric array as f64, checked finite.
-    fn any(&mut self, name: &str) -> Result<ArrayD<f64>> {
-        Ok(self.any_with_precision(name)?.0)
-    }
-
-    /// [`Arrays::any`], and whether it was stored as float32 (f32) or exactly (f64).
-    fn any_with_precision(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
-        if !self.names.contains(name) {
-            return Err(Error::MissingArray(name.into()));
-        }
-        let (array, precision) = self.read_as_f64(name)?;
-        ensure_finite(name, array.view())?;
-        Ok((array, precision))
-    }
-
-    fn read_as_f64(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
+impl<R: Read + Seek> ArraySource for NpzSource<'_, R> {
+    fn read(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
         macro_rules! try_types {
             ($($t:ty),*) => {{
                 let mut descriptor: Option<String> = None;
@@ -484,12 +561,31 @@ impl<R: Read + Seek> Arrays<'_, R> {
             Err(e) => Err(self.corrupt(name, e)),
         }
     }
+}
 
+impl<R: Read + Seek> NpzSource<'_, R> {
     fn corrupt(&self, name: &str, e: ReadNpzError) -> Error {
         Error::Npz {
             path: self.label.to_string(),
             reason: format!("array '{name}' is unreadable: {}", one_line(&e.to_string())),
         }
+    }
+}
+
+impl Arrays<'_> {
+    /// Any numeric array as f64, checked finite.
+    fn any(&mut self, name: &str) -> Result<ArrayD<f64>> {
+        Ok(self.any_with_precision(name)?.0)
+    }
+
+    /// [`Arrays::any`], and whether it was stored as float32 (f32) or exactly (f64).
+    fn any_with_precision(&mut self, name: &str) -> Result<(ArrayD<f64>, Precision)> {
+        if !self.names.contains(name) {
+            return Err(Error::MissingArray(name.into()));
+        }
+        let (array, precision) = self.source.read(name)?;
+        ensure_finite(name, array.view())?;
+        Ok((array, precision))
     }
 
     fn matrix(&mut self, name: &str) -> Result<Array2<f64>> {

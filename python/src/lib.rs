@@ -1,0 +1,233 @@
+//! The Python module `gradcheck._native`: the library's check on arrays a notebook holds
+//! (or an npz file), the report back as the command line's JSON and table. The Python
+//! package (`gradcheck/__init__.py`) wraps it in `check`, `check_npz` and `Report`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gradcheck::checker::{run_check, GivenGradients, Gradients};
+use gradcheck::io::{read_arrays, read_gradient_arrays, read_npz_with, MemoryArrays, NpzInput};
+use gradcheck::model::ModelOptions;
+use gradcheck::monitor::StopFlag;
+use gradcheck::options::{
+    CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
+};
+use numpy::PyReadonlyArrayDyn;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pyo3::create_exception!(
+    _native,
+    GradcheckError,
+    pyo3::exceptions::PyValueError,
+    "Bad input to a check, or a failure while running it; the message is the command line's."
+);
+
+/// The library's error as a `GradcheckError` with its one-line message.
+fn error(e: gradcheck::Error) -> PyErr {
+    GradcheckError::new_err(e.to_string())
+}
+
+/// An option that is not what it should be.
+fn bad(message: String) -> PyErr {
+    GradcheckError::new_err(message)
+}
+
+/// `{name: array}` as arrays in memory: float32 arrays stay marked float32 (their
+/// gradients are judged as such), every other array arrives as float64 (the Python side
+/// converts integers and bools), in any memory order.
+fn arrays(dict: &Bound<'_, PyDict>) -> PyResult<MemoryArrays> {
+    let mut out = MemoryArrays::default();
+    for (key, value) in dict.iter() {
+        let name: String = key.extract()?;
+        if let Ok(a) = value.extract::<PyReadonlyArrayDyn<'_, f64>>() {
+            out.insert(name, a.as_array().to_owned(), Precision::F64);
+        } else if let Ok(a) = value.extract::<PyReadonlyArrayDyn<'_, f32>>() {
+            out.insert(name, a.as_array().mapv(f64::from), Precision::F32);
+        } else {
+            let dtype = value
+                .getattr("dtype")
+                .map(|d| d.to_string())
+                .unwrap_or_else(|_| "not an array".into());
+            return Err(bad(format!(
+                "array '{name}' has unsupported dtype {dtype}; use float64, float32, integer or bool arrays"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// A string option among `allowed` (clap's value names).
+fn choice<T: clap::ValueEnum>(name: &str, value: Option<String>) -> PyResult<Option<T>> {
+    value
+        .map(|v| {
+            T::from_str(&v, true).map_err(|_| {
+                let names: Vec<String> = T::value_variants()
+                    .iter()
+                    .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_string()))
+                    .collect();
+                bad(format!("{name}={v:?}: use one of {}", names.join(", ")))
+            })
+        })
+        .transpose()
+}
+
+/// The check's options from the Python keywords (`None`: the default).
+#[allow(clippy::too_many_arguments)]
+fn check_options(
+    eps: Option<f64>,
+    threshold: Option<f64>,
+    method: Option<String>,
+    device: Option<String>,
+    precision: Option<String>,
+    grad_precision: Option<String>,
+) -> PyResult<CheckOptions> {
+    let opts = CheckOptions {
+        device: choice::<DeviceChoice>("device", device)?.unwrap_or(DeviceChoice::Auto),
+        precision: choice::<PrecisionChoice>("precision", precision)?
+            .unwrap_or(PrecisionChoice::Auto),
+        method: choice::<Method>("method", method)?.unwrap_or(Method::Delta),
+        eps,
+        threshold,
+        limits: LimitsChoice::from_env(),
+        grad_precision: choice::<Precision>("grad_precision", grad_precision)?,
+        ..Default::default()
+    };
+    opts.validate().map_err(error)?;
+    Ok(opts)
+}
+
+/// Runs the check with the GIL released, on a worker thread, polling for Ctrl-C: a
+/// KeyboardInterrupt stops the evaluation and is raised.
+fn run(
+    py: Python<'_>,
+    title: &str,
+    input: NpzInput,
+    gradients: Gradients,
+    opts: CheckOptions,
+) -> PyResult<(String, String)> {
+    let stop = StopFlag::default();
+    let done = AtomicBool::new(false);
+    let mut interrupt: Option<PyErr> = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                let r = run_check(title, &input.problem, &gradients, &opts, &stop);
+                done.store(true, Ordering::Release);
+                r
+            });
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(20));
+                if interrupt.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        interrupt = Some(e);
+                        stop.raise();
+                    }
+                }
+            }
+            worker.join().expect("the check does not panic")
+        })
+    });
+    if let Some(e) = interrupt {
+        return Err(e);
+    }
+    let report = result.map_err(error)?;
+    let text = format!(
+        "{}{}",
+        report.header.render(),
+        report.render_findings(false)
+    );
+    Ok((report.to_json(), text))
+}
+
+/// The gradients on trial from the `grads` dict: every tensor's, keyed `dW1` or `W1`.
+fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<Gradients> {
+    let read = read_gradient_arrays(arrays(grads)?, input.problem.net(), "the grads dict")
+        .map_err(error)?;
+    let Some(given) = read.gradients else {
+        return Err(bad(format!(
+            "no gradients found in grads: its keys are {}; name them dW1, db1, … (the course) or W1, b1, … (cs231n)",
+            read.names.join(", ")
+        )));
+    };
+    require_all(input, &given)?;
+    if !read.unused.is_empty() {
+        return Err(bad(format!(
+            "grads has keys that are no parameter's gradient: {}",
+            read.unused.join(", ")
+        )));
+    }
+    Ok(Gradients::Given(given))
+}
+
+fn require_all(input: &NpzInput, given: &GivenGradients) -> PyResult<()> {
+    let missing = given.missing(input.problem.net().layout());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = missing.iter().map(|t| format!("d{t}")).collect();
+    Err(bad(format!("gradients missing for {}", names.join(", "))))
+}
+
+/// Checks `grads` against finite differences of the network `arrays` describes (W1, b1,
+/// …, X, Y, and the dropout masks D1, …), with the model `settings` (a settings line, as
+/// an npz file's `gradcheck` array). Returns the report as JSON and as the table.
+#[pyfunction]
+#[pyo3(signature = (arrays_dict, grads, settings, eps=None, threshold=None, method=None, device=None, precision=None, grad_precision=None))]
+#[allow(clippy::too_many_arguments)]
+fn check_arrays(
+    py: Python<'_>,
+    arrays_dict: &Bound<'_, PyDict>,
+    grads: &Bound<'_, PyDict>,
+    settings: &str,
+    eps: Option<f64>,
+    threshold: Option<f64>,
+    method: Option<String>,
+    device: Option<String>,
+    precision: Option<String>,
+    grad_precision: Option<String>,
+) -> PyResult<(String, String)> {
+    let opts = check_options(eps, threshold, method, device, precision, grad_precision)?;
+    let model = ModelOptions::parse_line(settings).map_err(error)?;
+    let input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
+    let gradients = given(&input, grads)?;
+    run(py, "gradcheck (python)", input, gradients, opts)
+}
+
+/// Checks the gradients an npz file holds (as `gradcheck check FILE`), with `settings`
+/// over the file's own.
+#[pyfunction]
+#[pyo3(signature = (path, settings, eps=None, threshold=None, method=None, device=None, precision=None, grad_precision=None))]
+#[allow(clippy::too_many_arguments)]
+fn check_npz(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    settings: &str,
+    eps: Option<f64>,
+    threshold: Option<f64>,
+    method: Option<String>,
+    device: Option<String>,
+    precision: Option<String>,
+    grad_precision: Option<String>,
+) -> PyResult<(String, String)> {
+    let opts = check_options(eps, threshold, method, device, precision, grad_precision)?;
+    let model = ModelOptions::parse_line(settings).map_err(error)?;
+    let input = read_npz_with(&path, &model).map_err(error)?;
+    let Some(given) = input.gradients.clone() else {
+        return Err(bad(format!(
+            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1)",
+            input.names.join(", ")
+        )));
+    };
+    require_all(&input, &given)?;
+    let title = format!("gradcheck {}", path.display());
+    run(py, &title, input, Gradients::Given(given), opts)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("GradcheckError", m.py().get_type::<GradcheckError>())?;
+    m.add_function(wrap_pyfunction!(check_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(check_npz, m)?)?;
+    Ok(())
+}
