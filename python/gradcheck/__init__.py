@@ -81,8 +81,9 @@ def check(parameters, grads, X, Y, *, hidden="relu", loss="bce", l2=0.0,
     gradients = {name: _as_array(name, value) for name, value in dict(grads).items()}
     settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                          keep_prob=keep_prob, layout=layout)
-    data, text = _check_arrays(arrays, gradients, settings, eps, threshold, method,
-                               device, precision, grad_precision)
+    options = dict(eps=eps, threshold=threshold, method=method, device=device,
+                   precision=precision, grad_precision=grad_precision)
+    data, text = _check_arrays(arrays, gradients, settings, options)
     return Report(json.loads(data), text)
 
 
@@ -93,8 +94,9 @@ def check_npz(path, *, hidden=None, loss=None, l2=None, keep_prob=None, layout=N
     keywords override the file's own settings (its ``gradcheck`` array)."""
     settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                          keep_prob=keep_prob, layout=layout)
-    data, text = _check_npz(str(path), settings, eps, threshold, method, device,
-                            precision, grad_precision)
+    options = dict(eps=eps, threshold=threshold, method=method, device=device,
+                   precision=precision, grad_precision=grad_precision)
+    data, text = _check_npz(str(path), settings, options)
     return Report(json.loads(data), text)
 
 

@@ -72,29 +72,35 @@ fn choice<T: clap::ValueEnum>(name: &str, value: Option<String>) -> PyResult<Opt
         .transpose()
 }
 
-/// The check's options from the Python keywords (`None`: the default).
-#[allow(clippy::too_many_arguments)]
-fn check_options(
+/// The check's options as the Python keywords give them (`None`: the default).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct Options {
     eps: Option<f64>,
     threshold: Option<f64>,
     method: Option<String>,
     device: Option<String>,
     precision: Option<String>,
     grad_precision: Option<String>,
-) -> PyResult<CheckOptions> {
-    let opts = CheckOptions {
-        device: choice::<DeviceChoice>("device", device)?.unwrap_or(DeviceChoice::Auto),
-        precision: choice::<PrecisionChoice>("precision", precision)?
-            .unwrap_or(PrecisionChoice::Auto),
-        method: choice::<Method>("method", method)?.unwrap_or(Method::Delta),
-        eps,
-        threshold,
-        limits: LimitsChoice::from_env(),
-        grad_precision: choice::<Precision>("grad_precision", grad_precision)?,
-        ..Default::default()
-    };
-    opts.validate().map_err(error)?;
-    Ok(opts)
+}
+
+impl Options {
+    /// The library's checked options.
+    fn check_options(self) -> PyResult<CheckOptions> {
+        let opts = CheckOptions {
+            device: choice::<DeviceChoice>("device", self.device)?.unwrap_or(DeviceChoice::Auto),
+            precision: choice::<PrecisionChoice>("precision", self.precision)?
+                .unwrap_or(PrecisionChoice::Auto),
+            method: choice::<Method>("method", self.method)?.unwrap_or(Method::Delta),
+            eps: self.eps,
+            threshold: self.threshold,
+            limits: LimitsChoice::from_env(),
+            grad_precision: choice::<Precision>("grad_precision", self.grad_precision)?,
+            ..Default::default()
+        };
+        opts.validate().map_err(error)?;
+        Ok(opts)
+    }
 }
 
 /// Runs the check with the GIL released, on a worker thread, polling for Ctrl-C: a
@@ -173,21 +179,14 @@ fn require_all(input: &NpzInput, given: &GivenGradients) -> PyResult<()> {
 /// …, X, Y, and the dropout masks D1, …), with the model `settings` (a settings line, as
 /// an npz file's `gradcheck` array). Returns the report as JSON and as the table.
 #[pyfunction]
-#[pyo3(signature = (arrays_dict, grads, settings, eps=None, threshold=None, method=None, device=None, precision=None, grad_precision=None))]
-#[allow(clippy::too_many_arguments)]
 fn check_arrays(
     py: Python<'_>,
     arrays_dict: &Bound<'_, PyDict>,
     grads: &Bound<'_, PyDict>,
     settings: &str,
-    eps: Option<f64>,
-    threshold: Option<f64>,
-    method: Option<String>,
-    device: Option<String>,
-    precision: Option<String>,
-    grad_precision: Option<String>,
+    options: Options,
 ) -> PyResult<(String, String)> {
-    let opts = check_options(eps, threshold, method, device, precision, grad_precision)?;
+    let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
     let input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
     let gradients = given(&input, grads)?;
@@ -197,20 +196,13 @@ fn check_arrays(
 /// Checks the gradients an npz file holds (as `gradcheck check FILE`), with `settings`
 /// over the file's own.
 #[pyfunction]
-#[pyo3(signature = (path, settings, eps=None, threshold=None, method=None, device=None, precision=None, grad_precision=None))]
-#[allow(clippy::too_many_arguments)]
 fn check_npz(
     py: Python<'_>,
     path: std::path::PathBuf,
     settings: &str,
-    eps: Option<f64>,
-    threshold: Option<f64>,
-    method: Option<String>,
-    device: Option<String>,
-    precision: Option<String>,
-    grad_precision: Option<String>,
+    options: Options,
 ) -> PyResult<(String, String)> {
-    let opts = check_options(eps, threshold, method, device, precision, grad_precision)?;
+    let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
     let input = read_npz_with(&path, &model).map_err(error)?;
     let Some(given) = input.gradients.clone() else {

@@ -142,15 +142,21 @@ def test_bad_options_raise(keywords, message):
     assert message in str(error.value)
 
 
-def test_ctrl_c_interrupts_a_running_check():
-    rng = np.random.default_rng(1)
-    widths, m = [256, 64, 32, 1], 64
+def random_net(widths, m, seed):
+    """A He-initialised network in the course's layout, zero gradients, random data."""
+    rng = np.random.default_rng(seed)
     params = {}
     for i, (a, b) in enumerate(zip(widths, widths[1:]), 1):
         params[f"W{i}"] = rng.standard_normal((b, a)) * np.sqrt(2 / a)
         params[f"b{i}"] = np.zeros((b, 1))
     grads = {"d" + k: np.zeros_like(v) for k, v in params.items()}
-    X, Y = rng.standard_normal((256, m)), (rng.random((1, m)) > 0.5).astype(float)
+    X = rng.standard_normal((widths[0], m))
+    Y = (rng.random((1, m)) > 0.5).astype(float)
+    return params, grads, X, Y
+
+
+def test_ctrl_c_interrupts_a_running_check():
+    params, grads, X, Y = random_net([256, 64, 32, 1], 64, 1)
     timer = threading.Timer(0.5, _thread.interrupt_main)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
@@ -160,14 +166,7 @@ def test_ctrl_c_interrupts_a_running_check():
 
 
 def test_the_gil_is_released_during_a_check():
-    rng = np.random.default_rng(2)
-    widths, m = [128, 64, 32, 1], 64
-    params = {}
-    for i, (a, b) in enumerate(zip(widths, widths[1:]), 1):
-        params[f"W{i}"] = rng.standard_normal((b, a)) * np.sqrt(2 / a)
-        params[f"b{i}"] = np.zeros((b, 1))
-    grads = {"d" + k: np.zeros_like(v) for k, v in params.items()}
-    X, Y = rng.standard_normal((128, m)), (rng.random((1, m)) > 0.5).astype(float)
+    params, grads, X, Y = random_net([128, 64, 32, 1], 64, 2)
     done = []
     worker = threading.Thread(target=lambda: done.append(
         gradcheck.check(params, grads, X, Y, method="full", device="cpu")))
