@@ -162,6 +162,12 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
                 continue;
             }
         };
+        // One untimed check of the smallest size first: it compiles the case's kernels,
+        // which would otherwise be the smallest row's time and inflate every prediction.
+        if let Some(first) = rungs.first() {
+            time_check(&engine, case, first, 1, args.adapter.as_deref())
+                .with_context(|| format!("{} · {} (warm-up)", first.label(), case_label(case)))?;
+        }
         let mut previous: Option<BenchRow> = None;
         for rung in &rungs {
             progress.set_message(format!("{} · {}", rung.label(), case_label(case)));
