@@ -33,6 +33,9 @@ pub fn method_for(_model: &Model, opts: &CheckOptions) -> (Method, Option<String
 /// Where the work runs, resolved once per process and reused by every check.
 pub struct Engine {
     backend: Box<dyn Backend>,
+    /// What the engine was opened for: an evaluation asking for another device,
+    /// precision, adapter or limits is refused rather than run (and labelled) wrongly.
+    opened_for: Opening,
     /// The device and precision decided (`placement::place`), and why.
     placement: Placement,
     /// One-line notices for the user (e.g. a fallback to the CPU).
@@ -72,6 +75,7 @@ impl Engine {
         };
         Ok(Self {
             backend,
+            opened_for: Opening::of(opts),
             placement,
             notices,
         })
@@ -262,6 +266,13 @@ impl Engine {
         monitor: &dyn Monitor,
     ) -> Result<Evaluation> {
         opts.validate()?;
+        if Opening::of(opts) != self.opened_for {
+            return Err(Error::Option(format!(
+                "these options ask for {}, but the engine was opened for {}: open an engine with them",
+                Opening::of(opts),
+                self.opened_for
+            )));
+        }
         let (method, note) = method_for(problem.model(), opts);
         if opts.sample.is_some() && method != Method::Delta {
             return Err(Error::Option(
@@ -364,6 +375,42 @@ fn with_kink_recheck(
         gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
     }
     Ok((deltas, steps, gpu_seconds))
+}
+
+/// The options that decide which device an engine opens and in which precision.
+#[derive(Clone, Debug, PartialEq)]
+struct Opening {
+    device: DeviceChoice,
+    precision: crate::options::PrecisionChoice,
+    adapter: Option<String>,
+    limits: crate::options::LimitsChoice,
+}
+
+impl Opening {
+    fn of(opts: &CheckOptions) -> Self {
+        Self {
+            device: opts.device,
+            precision: opts.precision,
+            adapter: opts.adapter.clone(),
+            limits: opts.limits,
+        }
+    }
+}
+
+impl std::fmt::Display for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "device {:?}, precision {:?}, limits {}",
+            self.device,
+            self.precision,
+            self.limits.as_str()
+        )?;
+        if let Some(a) = &self.adapter {
+            write!(f, ", adapter '{a}'")?;
+        }
+        Ok(())
+    }
 }
 
 /// Truncation bounds where no exact one exists (smooth activations, softmax, squared
