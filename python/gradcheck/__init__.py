@@ -73,6 +73,8 @@ def check(parameters, grads, X, Y, *, hidden="relu", loss="bce", l2=0.0,
     arrays = {"X": _as_array("X", X), "Y": _as_array("Y", Y)}
     for name, value in dict(parameters).items():
         arrays[name] = _as_array(name, value)
+    if masks is not None and keep_prob is None:
+        raise GradcheckError("dropout masks need the keep_prob they were drawn with")
     if masks is not None:
         items = masks.items() if isinstance(masks, dict) else (
             (f"D{i + 1}", m) for i, m in enumerate(masks))

@@ -115,10 +115,11 @@ fn run(
     let stop = StopFlag::default();
     let done = AtomicBool::new(false);
     let mut interrupt: Option<PyErr> = None;
+    let problem = &input.problem;
     let result = py.detach(|| {
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| {
-                let r = run_check(title, &input.problem, &gradients, &opts, &stop);
+                let r = run_check(title, problem, &gradients, &opts, &stop);
                 done.store(true, Ordering::Release);
                 r
             });
@@ -137,7 +138,12 @@ fn run(
     if let Some(e) = interrupt {
         return Err(e);
     }
-    let report = result.map_err(error)?;
+    let mut report = result.map_err(error)?;
+    if !input.unused.is_empty() {
+        report
+            .warnings
+            .push(format!("not used: {}", input.unused.join(", ")));
+    }
     let text = format!(
         "{}{}",
         report.header.render(),

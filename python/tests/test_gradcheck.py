@@ -98,6 +98,22 @@ def test_float32_gradients_are_judged_as_float32():
     assert [t.name for t in buggy.tensors if t.verdict == "fail"] == ["W3"]
 
 
+def test_arrays_the_check_does_not_use_are_named():
+    params, grads, X, Y = exercise()
+    report = gradcheck.check(dict(params, A1=np.ones((5, 3))), grads, X, Y)
+    assert "not used: A1" in report.to_dict()["warnings"]
+
+
+def test_dropout_masks_from_a_list():
+    params, grads, X, Y = exercise()
+    rng = np.random.default_rng(4)
+    masks = [(rng.random((5, 3)) < 0.8).astype(float), (rng.random((3, 3)) < 0.8).astype(float)]
+    # The exercise's gradients were computed without dropout: the check must see it.
+    report = gradcheck.check(params, grads, X, Y, keep_prob=0.8, masks=masks)
+    assert report.verdict == "fail"
+    assert "dropout keep_prob=0.8" in str(report)
+
+
 def test_any_memory_order_and_integer_labels():
     params, grads, X, Y = exercise()
     fortran = {k: np.asfortranarray(v) for k, v in params.items()}
@@ -135,6 +151,7 @@ def test_bad_input_raises_the_command_line_message(change, message):
     ({"eps": 1.0}, "does not approximate a derivative"),
     ({"keep_prob": 0.8}, "D1"),
     ({"loss": "softmax"}, "softmax over one output unit"),
+    ({"masks": [np.ones((5, 3)), np.ones((3, 3))]}, "keep_prob"),
 ])
 def test_bad_options_raise(keywords, message):
     with pytest.raises(gradcheck.GradcheckError) as error:
