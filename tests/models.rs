@@ -274,6 +274,58 @@ fn delta_agrees_with_the_full_method_for_every_model() {
     }
 }
 
+/// The whole test matrix — every activation × loss × L2 × dropout, on a small net — the
+/// delta method against the full method coordinate by coordinate, as above.
+#[test]
+fn delta_agrees_with_the_full_method_over_the_whole_matrix() {
+    let opts = cpu_opts();
+    let engine = Engine::new(&opts).unwrap();
+    let full_opts = CheckOptions {
+        method: Method::Full,
+        ..cpu_opts()
+    };
+    let mut combinations = 0;
+    for hidden in ["relu", "leaky_relu:0.2", "tanh", "sigmoid", "identity"] {
+        for loss in ["bce", "softmax", "mse"] {
+            for l2 in ["", " l2=0.4"] {
+                for dropout in ["", " keep_prob=0.75"] {
+                    let settings = format!("hidden={hidden} loss={loss}{l2}{dropout}");
+                    let p = problem(&settings, &[5, 6, 4, 3], 30 + combinations);
+                    let (d, f) = (
+                        engine.evaluate(&p, &opts).unwrap().estimates,
+                        engine.evaluate(&p, &full_opts).unwrap().estimates,
+                    );
+                    let mut compared = 0;
+                    for i in 0..d.len() {
+                        if d.truncation(i) > 1.0 || f.truncation(i) > 1.0 {
+                            continue;
+                        }
+                        let bound = 1e-9 * f.gradapprox[i].abs()
+                            + f.noise[i]
+                            + f.truncation(i)
+                            + d.noise[i];
+                        assert!(
+                            (d.gradapprox[i] - f.gradapprox[i]).abs() <= bound,
+                            "{settings} {}: delta {}, full {}",
+                            p.net().layout().coordinate_name(i),
+                            d.gradapprox[i],
+                            f.gradapprox[i]
+                        );
+                        compared += 1;
+                    }
+                    assert!(
+                        compared * 10 >= d.len() * 8,
+                        "{settings}: {compared} of {}",
+                        d.len()
+                    );
+                    combinations += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(combinations, 60);
+}
+
 /// The course's Regularization exercise: a 3-layer ReLU/sigmoid net with L2 and with
 /// dropout, each backprop with the bug people make — the L2 term left out of dW, and the
 /// dropout mask applied in backprop without the 1/keep_prob.
