@@ -17,13 +17,15 @@
 // Per layer, at z_offset: the |change| of z_p[row, e] at which a ReLU first crosses.
 @group(0) @binding(4) var<storage, read> reach: array<Real>;
 // The unperturbed output logits z, their sigmoid, and sigma - y (from f64), n_L x m each,
-// one after the other, then the step: one binding, so that the kernel stays within
-// WebGPU's 8 storage buffers per stage.
+// one after the other: one binding, so that the kernel stays within WebGPU's 8 storage
+// buffers per stage.
 @group(0) @binding(5) var<storage, read> logits: array<Real>;
 // The parameter each thread perturbs.
 @group(0) @binding(6) var<storage, read> indices: array<u32>;
+// [eps]: the one input that changes between rounds (the kink re-check).
+@group(0) @binding(7) var<storage, read> step: array<Real>;
 // Four per entry of `indices`: dJ(+eps), dJ(-eps), magnitude of the terms, kink (0 or 1).
-@group(0) @binding(7) var<storage, read_write> out: array<Real>;
+@group(0) @binding(8) var<storage, read_write> out: array<Real>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -37,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let m = cfg.examples;
     let outs = layer_info[cfg.layers - 1u].rows;
     let block = outs * m;
-    let eps = logits[3u * block];
+    let eps = step[0];
     let row_at = row * m;
     let gain_base = info.z_offset * outs;
 

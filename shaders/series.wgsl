@@ -12,13 +12,14 @@
 // Bindings 0-2 (cfg, layer_info, inputs) and the parameter's place: per_parameter.wgsl.
 // Per layer, at z_offset * ORDER: the coefficients of s^1 .. s^ORDER, indexed [row, e, k].
 @group(0) @binding(3) var<storage, read> coeff: array<Real>;
-// Per layer, at z_offset: the |change| of z_p[row, e] at which a kinked unit may cross;
-// after the last layer's, the step.
+// Per layer, at z_offset: the |change| of z_p[row, e] at which a kinked unit may cross.
 @group(0) @binding(4) var<storage, read> reach: array<Real>;
 // The parameter each thread perturbs.
 @group(0) @binding(5) var<storage, read> indices: array<u32>;
+// [eps]: the one input that changes between rounds (the kink re-check).
+@group(0) @binding(6) var<storage, read> step: array<Real>;
 // Four per entry of `indices`: dJ(+eps), dJ(-eps), magnitude of the terms, kink (0 or 1).
-@group(0) @binding(6) var<storage, read_write> out: array<Real>;
+@group(0) @binding(7) var<storage, read_write> out: array<Real>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -30,8 +31,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let info = layer_info[at.x];
     let row = at.y;
     let m = cfg.examples;
-    let last = layer_info[cfg.layers - 1u];
-    let eps = reach[last.z_offset + last.rows * m];
+    let eps = step[0];
 
     var plus = Real(0.0);
     var minus = Real(0.0);

@@ -66,24 +66,14 @@ pub trait Backend: Send + Sync {
         monitor: &dyn Monitor,
     ) -> Result<Run<Estimates>>;
 
-    /// The cost changes of the coordinates `indices` by the delta method (ReLU networks).
-    fn delta_costs(
-        &self,
-        problem: (&Problem, &Sensitivity),
+    /// The delta method on `problem` from its `rows`, prepared once (a device uploads
+    /// what every round shares) for the rounds the engine runs.
+    fn delta_session<'a>(
+        &'a self,
+        problem: &'a Problem,
+        rows: Rows<'a>,
         settings: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>>;
-
-    /// The cost changes of the coordinates `indices` by the delta method for any model,
-    /// from each unit's series.
-    fn series_costs(
-        &self,
-        problem: (&Problem, &Series),
-        settings: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>>;
+    ) -> Result<Box<dyn DeltaSession + 'a>>;
 
     /// `J(θ ± ε v)` along each direction.
     fn direction_costs(
@@ -95,29 +85,86 @@ pub trait Backend: Send + Sync {
     ) -> Result<Run<Vec<(f64, f64)>>>;
 }
 
-/// Runs a per-parameter kernel over `indices` in slices that keep each output buffer
-/// within the device's limits and the memory budget.
-fn sliced(
-    ctx: &GpuContext,
-    settings: Settings,
-    indices: &[usize],
-    monitor: &dyn Monitor,
-    run: impl Fn(&[usize], Settings, &dyn Monitor) -> Result<gpu::delta::DeltaRun>,
-) -> Result<Run<Vec<DeltaCost>>> {
-    let bytes_per_item = gpu::delta::OUTPUTS as u64 * settings.precision.size() as u64;
-    let slice = memory::slice_items(ctx.binding_limit(), settings.budget, bytes_per_item);
-    monitor.begin(indices.len() as u64);
-    let mut deltas = Vec::with_capacity(indices.len());
-    let mut gpu_seconds = None;
-    for part in indices.chunks(slice.max(1)) {
-        let done = run(part, settings, &Continuing(monitor))?;
-        deltas.extend(done.deltas);
-        gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
+/// What every parameter of a row shares in the delta method: the classic model's gains
+/// and reaches, or any model's per-unit series.
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    Gains(&'a Sensitivity),
+    Series(&'a Series),
+}
+
+/// The delta method on one problem, prepared once, run for each round: the first steps
+/// and the kink re-check, each on its own coordinates and step.
+pub trait DeltaSession {
+    /// The cost changes of `θ_i ± eps` for each `i` in `indices`.
+    fn run(
+        &self,
+        eps: f64,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>>;
+}
+
+/// The CPU's rounds: nothing to prepare.
+struct CpuRounds<'a> {
+    problem: &'a Problem,
+    rows: Rows<'a>,
+}
+
+impl DeltaSession for CpuRounds<'_> {
+    fn run(
+        &self,
+        eps: f64,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>> {
+        let problem = self.problem;
+        match self.rows {
+            Rows::Gains(sens) => cpu::delta::delta_costs(problem, sens, eps, indices, monitor),
+            Rows::Series(series) => {
+                cpu::series::delta_costs(problem, series, eps, indices, monitor)
+            }
+        }
+        .map(Run::untimed)
     }
-    Ok(Run {
-        values: deltas,
-        gpu_seconds,
-    })
+}
+
+/// The GPU's rounds: inputs uploaded once, each round in slices that keep its output
+/// within the device's limits and the memory budget.
+struct GpuRounds<'a> {
+    ctx: &'a GpuContext,
+    prepared: gpu::delta::Prepared<'a>,
+    settings: Settings,
+}
+
+impl DeltaSession for GpuRounds<'_> {
+    fn run(
+        &self,
+        eps: f64,
+        indices: &[usize],
+        monitor: &dyn Monitor,
+    ) -> Result<Run<Vec<DeltaCost>>> {
+        let bytes_per_item = gpu::delta::OUTPUTS as u64 * self.settings.precision.size() as u64;
+        let slice = memory::slice_items(
+            self.ctx.binding_limit(),
+            self.settings.budget,
+            bytes_per_item,
+        );
+        monitor.begin(indices.len() as u64);
+        let mut deltas = Vec::with_capacity(indices.len());
+        let mut gpu_seconds = None;
+        for part in indices.chunks(slice.max(1)) {
+            let done =
+                self.prepared
+                    .evaluate(eps, part, self.settings.chunk, &Continuing(monitor))?;
+            deltas.extend(done.deltas);
+            gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
+        }
+        Ok(Run {
+            values: deltas,
+            gpu_seconds,
+        })
+    }
 }
 
 /// The host's cores, in f64.
@@ -142,24 +189,13 @@ impl Backend for Cpu {
             .map(Run::untimed)
     }
 
-    fn delta_costs(
-        &self,
-        (problem, sens): (&Problem, &Sensitivity),
-        Settings { eps, .. }: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>> {
-        cpu::delta::delta_costs(problem, sens, eps, indices, monitor).map(Run::untimed)
-    }
-
-    fn series_costs(
-        &self,
-        (problem, series): (&Problem, &Series),
-        settings: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>> {
-        cpu::series::delta_costs(problem, series, settings.eps, indices, monitor).map(Run::untimed)
+    fn delta_session<'a>(
+        &'a self,
+        problem: &'a Problem,
+        rows: Rows<'a>,
+        _: Settings,
+    ) -> Result<Box<dyn DeltaSession + 'a>> {
+        Ok(Box::new(CpuRounds { problem, rows }))
     }
 
     fn direction_costs(
@@ -200,37 +236,24 @@ impl Backend for GpuContext {
         })
     }
 
-    fn delta_costs(
-        &self,
-        (problem, sens): (&Problem, &Sensitivity),
+    fn delta_session<'a>(
+        &'a self,
+        problem: &'a Problem,
+        rows: Rows<'a>,
         settings: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>> {
-        sliced(self, settings, indices, monitor, |part, s, monitor| {
-            gpu::delta::evaluate(
-                self,
-                (problem, sens),
-                s.eps,
-                s.precision,
-                part,
-                s.chunk,
-                monitor,
-            )
-        })
-    }
-
-    fn series_costs(
-        &self,
-        (problem, series): (&Problem, &Series),
-        settings: Settings,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<Run<Vec<DeltaCost>>> {
-        sliced(self, settings, indices, monitor, |part, s, monitor| {
-            let at = (problem, series);
-            gpu::delta::evaluate_series(self, at, s.eps, s.precision, part, s.chunk, monitor)
-        })
+    ) -> Result<Box<dyn DeltaSession + 'a>> {
+        let precision = settings.precision;
+        let prepared = match rows {
+            Rows::Gains(sens) => gpu::delta::Prepared::gains(self, (problem, sens), precision)?,
+            Rows::Series(series) => {
+                gpu::delta::Prepared::series(self, (problem, series), precision)?
+            }
+        };
+        Ok(Box::new(GpuRounds {
+            ctx: self,
+            prepared,
+            settings,
+        }))
     }
 
     fn direction_costs(

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::backend::{add_seconds, Backend, Cpu, Settings};
+use crate::backend::{add_seconds, Backend, Cpu, Rows, Settings};
 use crate::check::{compare_groups, compare_trial, Advice, Judged, Trial};
 use crate::cpu;
 use crate::cpu::sensitivity::Sensitivity;
@@ -130,10 +130,11 @@ impl Engine {
         }
         // What every step of every coordinate shares: computed once, for both rounds.
         let sens = Sensitivity::new(problem);
-        let (deltas, steps, gpu_seconds) = with_kink_recheck(&indices, eps, |at, h| {
+        let session =
             self.backend
-                .delta_costs((problem, &sens), self.settings(h, opts), at, monitor)
-        })?;
+                .delta_session(problem, Rows::Gains(&sens), self.settings(eps, opts))?;
+        let (deltas, steps, gpu_seconds) =
+            with_kink_recheck(&indices, eps, |at, h| session.run(h, at, monitor))?;
         let j = sens.cost(problem);
         let mut estimates = Estimates::from_deltas(j, &deltas, &steps, self.unit_roundoff());
         let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
@@ -161,10 +162,11 @@ impl Engine {
     ) -> Result<(Estimates, Option<f64>)> {
         let total = problem.net().num_params();
         let series = Series::new(problem);
-        let (deltas, steps, gpu_seconds) = with_kink_recheck(indices, eps, |at, h| {
+        let session =
             self.backend
-                .series_costs((problem, &series), self.settings(h, opts), at, monitor)
-        })?;
+                .delta_session(problem, Rows::Series(&series), self.settings(eps, opts))?;
+        let (deltas, steps, gpu_seconds) =
+            with_kink_recheck(indices, eps, |at, h| session.run(h, at, monitor))?;
         let j = crate::cpu::forward::data_cost_of(
             problem.net(),
             problem.model(),

@@ -27,9 +27,205 @@ pub struct DeltaRun {
     pub gpu_seconds: Option<f64>,
 }
 
+/// The delta method's inputs for one problem on the device, uploaded once and reused by
+/// every round (the first steps, the kink re-check, slices): the layer table, the layer
+/// inputs, and the per-row data — the gains, reaches and logits of the classic model, or
+/// each unit's series and reaches. Each round adds only its indices and its step.
+pub struct Prepared<'a> {
+    ctx: &'a GpuContext,
+    problem: &'a Problem,
+    precision: Precision,
+    kernel: Kernel,
+    constants: Vec<(&'static str, u32)>,
+    /// Multiply-adds per example and parameter, for the default chunking.
+    work: usize,
+    buffers: Vec<wgpu::Buffer>,
+}
+
+impl<'a> Prepared<'a> {
+    /// The classic model's rows: gains, reaches, and `z_L`, `σ(z_L)`, `σ − Y`.
+    pub fn gains(
+        ctx: &'a GpuContext,
+        (problem, sens): (&'a Problem, &Sensitivity),
+        precision: Precision,
+    ) -> Result<Self> {
+        let gains: Vec<f64> = sens.gain.iter().flat_map(|g| g.iter().copied()).collect();
+        let reach: Vec<f64> = sens.reach.iter().flat_map(|r| r.iter().copied()).collect();
+        // z_L, σ(z_L), σ − Y: one binding (delta.wgsl's `logits`).
+        let logits: Vec<f64> = sens
+            .z_out
+            .iter()
+            .chain(&sens.sigma)
+            .chain(&sens.residual)
+            .copied()
+            .collect();
+        ensure_fits(
+            ctx,
+            "the row gains",
+            gains.len() as u64 * precision.size() as u64,
+        )?;
+        let outs = problem.y().nrows();
+        Self::upload(
+            ctx,
+            (problem, precision, &sens.inputs),
+            (DELTA, vec![("WG", WORKGROUP_SIZE)], outs * 64),
+            &[("gain", &gains), ("reach", &reach), ("logits", &logits)],
+        )
+    }
+
+    /// Any model's rows: each unit's series and reaches (shaders/series.wgsl).
+    pub fn series(
+        ctx: &'a GpuContext,
+        (problem, series): (&'a Problem, &Series),
+        precision: Precision,
+    ) -> Result<Self> {
+        let coeff: Vec<f64> = series
+            .coeff
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        let reach: Vec<f64> = series
+            .reach
+            .iter()
+            .flat_map(|r| r.iter().copied())
+            .collect();
+        ensure_fits(
+            ctx,
+            "the series",
+            coeff.len() as u64 * precision.size() as u64,
+        )?;
+        let constants = vec![
+            ("WG", WORKGROUP_SIZE),
+            ("ORDER", ORDER as u32),
+            ("MARGIN", REACH_MARGIN as u32),
+        ];
+        Self::upload(
+            ctx,
+            (problem, precision, &series.inputs),
+            (SERIES, constants, 4 * ORDER),
+            &[("series", &coeff), ("reach", &reach)],
+        )
+    }
+
+    /// Uploads the layer table, the layer inputs (example-major, `m × n_(p−1)`, so that
+    /// neighbouring threads read neighbouring words) and `rows`, inside the context's error
+    /// scopes.
+    fn upload(
+        ctx: &'a GpuContext,
+        (problem, precision, layer_inputs): (&'a Problem, Precision, &[ndarray::Array2<f64>]),
+        (kernel, constants, work): (Kernel, Vec<(&'static str, u32)>, usize),
+        rows: &[(&str, &[f64])],
+    ) -> Result<Self> {
+        ctx.ensure_precision(precision)?;
+        let inputs: Vec<f64> = layer_inputs
+            .iter()
+            .flat_map(|a| a.t().iter().copied().collect::<Vec<_>>())
+            .collect();
+        ensure_fits(
+            ctx,
+            "the layer inputs",
+            inputs.len() as u64 * precision.size() as u64,
+        )?;
+        let buffers = ctx.scoped(|| {
+            let mut buffers = vec![
+                storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
+                storage(ctx, "inputs", &encode(inputs.iter().copied(), precision)),
+            ];
+            for (label, values) in rows {
+                buffers.push(storage(
+                    ctx,
+                    label,
+                    &encode(values.iter().copied(), precision),
+                ));
+            }
+            Ok(buffers)
+        })?;
+        Ok(Self {
+            ctx,
+            problem,
+            precision,
+            kernel,
+            constants,
+            work,
+            buffers,
+        })
+    }
+
+    /// Cost changes of `θ_i ± eps` for every `i` in `indices`. `chunk` forces the
+    /// parameters per dispatch (rounded up to whole workgroups).
+    pub fn evaluate(
+        &self,
+        eps: f64,
+        indices: &[usize],
+        chunk: Option<usize>,
+        monitor: &dyn Monitor,
+    ) -> Result<DeltaRun> {
+        let (ctx, problem, precision) = (self.ctx, self.problem, self.precision);
+        let Some(&largest) = indices.iter().max() else {
+            return Ok(DeltaRun {
+                deltas: Vec::new(),
+                gpu_seconds: None,
+            });
+        };
+        problem.locate(largest)?;
+        let outputs = OUTPUTS * indices.len();
+        if u32::try_from(outputs).is_err() {
+            return Err(Error::TooLarge(format!(
+                "{} coordinates exceed the kernel's 32-bit indices",
+                indices.len()
+            )));
+        }
+        ensure_fits(ctx, "the results", outputs as u64 * precision.size() as u64)?;
+        let workgroups = indices.len().div_ceil(WORKGROUP_SIZE as usize);
+        let work = WORKGROUP_SIZE as usize * problem.examples() * self.work;
+        let chunk = chunk
+            .map(|c| c.div_ceil(WORKGROUP_SIZE as usize))
+            .unwrap_or_else(|| default_chunk(workgroups, work))
+            .clamp(1, workgroups);
+        monitor.begin(indices.len() as u64);
+        let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let template = KernelConfig {
+            items: indices.len() as u32,
+            ..KernelConfig::for_problem(problem, 0)
+        };
+        let (values, gpu_seconds) = run_kernel(
+            ctx,
+            self.kernel,
+            precision,
+            (&self.constants, &ModelOps::of(problem.model())),
+            || {
+                let mut buffers = self.buffers.clone();
+                buffers.push(storage(ctx, "indices", bytemuck::cast_slice(&index_words)));
+                buffers.push(storage(ctx, "step", &encode([eps], precision)));
+                buffers
+            },
+            outputs,
+            template,
+            Work {
+                workgroups,
+                chunk,
+                items_per_workgroup: u64::from(WORKGROUP_SIZE),
+            },
+            monitor,
+        )?;
+        let deltas = values
+            .chunks_exact(OUTPUTS)
+            .map(|v| DeltaCost {
+                plus: v[0],
+                minus: v[1],
+                magnitude: v[2],
+                kink: v[3] != 0.0,
+            })
+            .collect();
+        Ok(DeltaRun {
+            deltas,
+            gpu_seconds,
+        })
+    }
+}
+
 /// Cost changes of `θ_i ± eps` for every `i` in `indices`, computed in `precision`, from
-/// `problem`'s sensitivity (computed once by the caller, whatever the steps and slices).
-/// `chunk` forces the parameters per dispatch (rounded up to whole workgroups).
+/// `problem`'s sensitivity: [`Prepared::gains`] for one round.
 pub fn evaluate(
     ctx: &GpuContext,
     (problem, sens): (&Problem, &Sensitivity),
@@ -39,41 +235,10 @@ pub fn evaluate(
     chunk: Option<usize>,
     monitor: &dyn Monitor,
 ) -> Result<DeltaRun> {
-    let gains: Vec<f64> = sens.gain.iter().flat_map(|g| g.iter().copied()).collect();
-    let reach: Vec<f64> = sens.reach.iter().flat_map(|r| r.iter().copied()).collect();
-    // z_L, σ(z_L), σ − Y, then the step: one binding (delta.wgsl's `logits`).
-    let logits: Vec<f64> = sens
-        .z_out
-        .iter()
-        .chain(&sens.sigma)
-        .chain(&sens.residual)
-        .copied()
-        .chain([eps])
-        .collect();
-    ensure_fits(
-        ctx,
-        "the row gains",
-        gains.len() as u64 * precision.size() as u64,
-    )?;
-    let outs = problem.y().nrows();
-    per_parameter(
-        ctx,
-        (DELTA, &[("WG", WORKGROUP_SIZE)]),
-        (problem, precision, &sens.inputs),
-        (indices, chunk, outs * 64),
-        || {
-            vec![
-                storage(ctx, "gain", &encode(gains.iter().copied(), precision)),
-                storage(ctx, "reach", &encode(reach.iter().copied(), precision)),
-                storage(ctx, "logits", &encode(logits.iter().copied(), precision)),
-            ]
-        },
-        monitor,
-    )
+    Prepared::gains(ctx, (problem, sens), precision)?.evaluate(eps, indices, chunk, monitor)
 }
 
-/// The delta method for any model on the GPU (shaders/series.wgsl): cost changes of
-/// `θ_i ± eps` from each unit's series (`cpu::series`, computed once by the caller).
+/// The delta method for any model: [`Prepared::series`] for one round.
 pub fn evaluate_series(
     ctx: &GpuContext,
     (problem, series): (&Problem, &Series),
@@ -83,126 +248,5 @@ pub fn evaluate_series(
     chunk: Option<usize>,
     monitor: &dyn Monitor,
 ) -> Result<DeltaRun> {
-    let coeff: Vec<f64> = series
-        .coeff
-        .iter()
-        .flat_map(|c| c.iter().copied())
-        .collect();
-    let reach: Vec<f64> = series
-        .reach
-        .iter()
-        .flat_map(|r| r.iter().copied())
-        .chain([eps])
-        .collect();
-    ensure_fits(
-        ctx,
-        "the series",
-        coeff.len() as u64 * precision.size() as u64,
-    )?;
-    per_parameter(
-        ctx,
-        (
-            SERIES,
-            &[
-                ("WG", WORKGROUP_SIZE),
-                ("ORDER", ORDER as u32),
-                ("MARGIN", REACH_MARGIN as u32),
-            ],
-        ),
-        (problem, precision, &series.inputs),
-        (indices, chunk, 4 * ORDER),
-        || {
-            vec![
-                storage(ctx, "series", &encode(coeff.iter().copied(), precision)),
-                storage(ctx, "reach", &encode(reach.iter().copied(), precision)),
-            ]
-        },
-        monitor,
-    )
-}
-
-/// Runs a one-thread-per-parameter kernel over `indices`: binds the layer table and the
-/// layer inputs, then the buffers `middle` makes, then the indices and the output, and
-/// reads back one [`DeltaCost`] per index. `work` is the multiply-adds per example and
-/// parameter, for the default chunking.
-fn per_parameter(
-    ctx: &GpuContext,
-    (kernel, constants): (Kernel, &[(&str, u32)]),
-    (problem, precision, layer_inputs): (&Problem, Precision, &[ndarray::Array2<f64>]),
-    (indices, chunk, work): (&[usize], Option<usize>, usize),
-    middle: impl FnOnce() -> Vec<wgpu::Buffer>,
-    monitor: &dyn Monitor,
-) -> Result<DeltaRun> {
-    ctx.ensure_precision(precision)?;
-    let Some(&largest) = indices.iter().max() else {
-        return Ok(DeltaRun {
-            deltas: Vec::new(),
-            gpu_seconds: None,
-        });
-    };
-    problem.locate(largest)?;
-    let size = precision.size() as u64;
-    let outputs = OUTPUTS * indices.len();
-    if u32::try_from(outputs).is_err() {
-        return Err(Error::TooLarge(format!(
-            "{} coordinates exceed the kernel's 32-bit indices",
-            indices.len()
-        )));
-    }
-    // Example-major (m × n_(p−1)), so that neighbouring threads read neighbouring words.
-    let inputs: Vec<f64> = layer_inputs
-        .iter()
-        .flat_map(|a| a.t().iter().copied().collect::<Vec<_>>())
-        .collect();
-    ensure_fits(ctx, "the layer inputs", inputs.len() as u64 * size)?;
-    ensure_fits(ctx, "the results", outputs as u64 * size)?;
-
-    let workgroups = indices.len().div_ceil(WORKGROUP_SIZE as usize);
-    let work = WORKGROUP_SIZE as usize * problem.examples() * work;
-    let chunk = chunk
-        .map(|c| c.div_ceil(WORKGROUP_SIZE as usize))
-        .unwrap_or_else(|| default_chunk(workgroups, work))
-        .clamp(1, workgroups);
-    monitor.begin(indices.len() as u64);
-    let index_words: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
-    let template = KernelConfig {
-        items: indices.len() as u32,
-        ..KernelConfig::for_problem(problem, 0)
-    };
-    let (values, gpu_seconds) = run_kernel(
-        ctx,
-        kernel,
-        precision,
-        (constants, &ModelOps::of(problem.model())),
-        || {
-            let mut buffers = vec![
-                storage(ctx, "layers", bytemuck::cast_slice(&layer_table(problem))),
-                storage(ctx, "inputs", &encode(inputs.iter().copied(), precision)),
-            ];
-            buffers.extend(middle());
-            buffers.push(storage(ctx, "indices", bytemuck::cast_slice(&index_words)));
-            buffers
-        },
-        outputs,
-        template,
-        Work {
-            workgroups,
-            chunk,
-            items_per_workgroup: u64::from(WORKGROUP_SIZE),
-        },
-        monitor,
-    )?;
-    let deltas = values
-        .chunks_exact(OUTPUTS)
-        .map(|v| DeltaCost {
-            plus: v[0],
-            minus: v[1],
-            magnitude: v[2],
-            kink: v[3] != 0.0,
-        })
-        .collect();
-    Ok(DeltaRun {
-        deltas,
-        gpu_seconds,
-    })
+    Prepared::series(ctx, (problem, series), precision)?.evaluate(eps, indices, chunk, monitor)
 }
