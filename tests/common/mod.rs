@@ -244,3 +244,98 @@ pub const CONSTANTS: [(&str, u32); 5] = [
     ("ORDER", 5),
     ("MARGIN", 2),
 ];
+
+/// A correct backprop of any model computed in float32 throughout, as NNFS or PyTorch's
+/// default dtype would: what a check of float32 gradients must pass.
+pub fn float32_backprop_of_any_model(problem: &Problem) -> Vec<f32> {
+    use gradcheck::model::{Activation, Loss};
+    use ndarray::{Array2, Axis};
+    let f32_of = |a: &Array2<f64>| a.mapv(|v| v as f32);
+    let net = problem.net();
+    let model = problem.model();
+    let layers: Vec<(Array2<f32>, Array2<f32>)> = net
+        .layers()
+        .iter()
+        .map(|l| (f32_of(&l.w), l.b.mapv(|v| v as f32).insert_axis(Axis(1))))
+        .collect();
+    let keep = |l: usize| -> Option<Array2<f32>> {
+        model
+            .dropout
+            .as_ref()
+            .map(|d| d.masks[l].mapv(|k| k as f32 / d.keep_prob as f32))
+    };
+    let act = |a: Activation, z: f32| -> (f32, f32) {
+        match a {
+            Activation::Relu => (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 }),
+            Activation::LeakyRelu(s) => {
+                let s = s as f32;
+                if z > 0.0 {
+                    (z, 1.0)
+                } else {
+                    (s * z, s)
+                }
+            }
+            Activation::Tanh => {
+                let t = z.tanh();
+                (t, 1.0 - t * t)
+            }
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                (s, s * (1.0 - s))
+            }
+            Activation::Identity => (z, 1.0),
+        }
+    };
+    let last = layers.len() - 1;
+    let mut a = vec![f32_of(problem.x())];
+    let mut slopes = Vec::new();
+    for (l, (w, b)) in layers.iter().enumerate() {
+        let z = w.dot(&a[l]) + b;
+        let out = if l == last {
+            match model.loss {
+                Loss::Bce => z.mapv(|v| 1.0 / (1.0 + (-v).exp())),
+                Loss::Mse => z,
+                Loss::Softmax => {
+                    let mut s = z;
+                    for mut c in s.columns_mut() {
+                        let top = c.fold(f32::NEG_INFINITY, |x, &y| x.max(y));
+                        c.mapv_inplace(|v| (v - top).exp());
+                        let sum = c.sum();
+                        c.mapv_inplace(|v| v / sum);
+                    }
+                    s
+                }
+            }
+        } else {
+            let mut out = z.mapv(|v| act(model.hidden[l], v).0);
+            let mut slope = z.mapv(|v| act(model.hidden[l], v).1);
+            if let Some(k) = keep(l) {
+                out = out * &k;
+                slope = slope * &k;
+            }
+            slopes.push(slope);
+            out
+        };
+        a.push(out);
+    }
+    let scale = model.scale(problem.examples()) as f32;
+    let l2 = (2.0 * model.l2_factor(problem.examples())) as f32;
+    let mut dz = (&a[last + 1] - &f32_of(problem.y())) * scale;
+    let mut per_layer = Vec::new();
+    for l in (0..=last).rev() {
+        let mut dw = dz.dot(&a[l].t());
+        if l2 != 0.0 {
+            dw = dw + &layers[l].0 * l2;
+        }
+        let db = dz.sum_axis(Axis(1));
+        if l > 0 {
+            dz = layers[l].0.t().dot(&dz) * &slopes[l - 1];
+        }
+        per_layer.push((dw, db));
+    }
+    per_layer
+        .into_iter()
+        .rev()
+        .flat_map(|(dw, db)| dw.into_iter().chain(db))
+        .collect()
+}
