@@ -310,8 +310,8 @@ pub fn float32_backprop_of_any_model(problem: &Problem) -> Vec<f32> {
             let mut out = z.mapv(|v| act(model.hidden[l], v).0);
             let mut slope = z.mapv(|v| act(model.hidden[l], v).1);
             if let Some(k) = keep(l) {
-                out = out * &k;
-                slope = slope * &k;
+                out *= &k;
+                slope *= &k;
             }
             slopes.push(slope);
             out
