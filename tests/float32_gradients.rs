@@ -213,7 +213,7 @@ fn the_gradient_roundoff_bound_covers_float32_backprops_of_every_model() {
                 .unwrap()
                 .generate();
             let exact = gradcheck::cpu::backprop::gradients(&p);
-            let single = common::float32_backprop_of_any_model(&p);
+            let single = common::float32_backprop(&p);
             let bound = gradient_bound(&p, Precision::F32);
             for ((e, s), b) in exact.iter().zip(&single).zip(&bound) {
                 let unit = b / GRADIENT_ROUNDOFF_SAFETY;

@@ -67,52 +67,6 @@ pub fn check_refuses(args: &[&str], message: &str) {
         .stderr(predicates::str::contains(message));
 }
 
-/// A user's backprop in float32 arithmetic throughout (numpy with float32 arrays, PyTorch's
-/// default dtype): the problem's arrays rounded to f32, every product and sum in f32, the
-/// gradients flattened in layout order.
-pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
-    use ndarray::{Array2, Axis};
-    let f32_of = |a: &Array2<f64>| a.mapv(|v| v as f32);
-    let net = problem.net();
-    let layers: Vec<(Array2<f32>, Array2<f32>)> = net
-        .layers()
-        .iter()
-        .map(|l| (f32_of(&l.w), l.b.mapv(|v| v as f32).insert_axis(Axis(1))))
-        .collect();
-    let x = f32_of(problem.x());
-    let y = f32_of(problem.y());
-    let last = layers.len() - 1;
-    let mut a = vec![x];
-    let mut z = Vec::new();
-    for (l, (w, b)) in layers.iter().enumerate() {
-        let zl = w.dot(&a[l]) + b;
-        let al = if l == last {
-            zl.mapv(|v| 1.0 / (1.0 + (-v).exp()))
-        } else {
-            zl.mapv(|v| v.max(0.0))
-        };
-        z.push(zl);
-        a.push(al);
-    }
-    let m = problem.examples() as f32;
-    let mut dz = (&a[last + 1] - &y) / m;
-    let mut per_layer = Vec::new();
-    for l in (0..=last).rev() {
-        let dw = dz.dot(&a[l].t());
-        let db = dz.sum_axis(Axis(1));
-        if l > 0 {
-            let da = layers[l].0.t().dot(&dz);
-            dz = da * z[l - 1].mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
-        }
-        per_layer.push((dw, db));
-    }
-    per_layer
-        .into_iter()
-        .rev()
-        .flat_map(|(dw, db)| dw.into_iter().chain(db))
-        .collect()
-}
-
 /// Asserts that every tensor passes, but for those whose gradient is exactly zero (a dead
 /// unit): whole forward passes cannot tell 0 from a gradient below their round-off, so
 /// those are undecided.
@@ -247,7 +201,7 @@ pub const CONSTANTS: [(&str, u32); 5] = [
 
 /// A correct backprop of any model computed in float32 throughout, as NNFS or PyTorch's
 /// default dtype would: what a check of float32 gradients must pass.
-pub fn float32_backprop_of_any_model(problem: &Problem) -> Vec<f32> {
+pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
     use gradcheck::model::{Activation, Loss};
     use ndarray::{Array2, Axis};
     let f32_of = |a: &Array2<f64>| a.mapv(|v| v as f32);
