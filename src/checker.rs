@@ -110,9 +110,11 @@ impl Engine {
         self.backend.unit_roundoff(self.precision())
     }
 
-    /// The delta method over every coordinate; those whose step crossed a ReLU kink are
-    /// evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller, and the ones that
-    /// still cross are judged against their exact one-sided derivatives.
+    /// The delta method over every coordinate (or the sample): the classic model from
+    /// each row's gain, any other from each unit's series. Coordinates whose step crossed a
+    /// kink are evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller; those
+    /// that still cross are judged against their exact one-sided derivatives (classic) or
+    /// left undecided (one-sided derivatives are computed for the classic model only).
     fn delta_with_kink_recheck(
         &self,
         problem: &Problem,
@@ -125,70 +127,49 @@ impl Engine {
             Some(k) => crate::sample::choose(problem.net().layout(), k, opts.sample_seed)?,
             None => (0..total).collect(),
         };
-        if !problem.model().is_classic() {
-            return self.series_with_kink_recheck(problem, eps, opts, &indices, monitor);
-        }
         // What every step of every coordinate shares: computed once, for both rounds.
-        let sens = Sensitivity::new(problem);
+        let rows = if problem.model().is_classic() {
+            RowsOwned::Gains(Box::new(Sensitivity::new(problem)))
+        } else {
+            RowsOwned::Series(Series::new(problem))
+        };
         let session =
             self.backend
-                .delta_session(problem, Rows::Gains(&sens), self.settings(eps, opts))?;
+                .delta_session(problem, rows.as_rows(), self.settings(eps, opts))?;
         let (deltas, steps, gpu_seconds) =
             with_kink_recheck(&indices, eps, |at, h| session.run(h, at, monitor))?;
-        let j = sens.cost(problem);
-        let mut estimates = Estimates::from_deltas(j, &deltas, &steps, self.unit_roundoff());
-        let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
-        bound_truncation_and_kinks(problem, &sens, &indices, &steps, &still, &mut estimates)?;
+        let mut estimates =
+            Estimates::from_deltas(problem.data_cost(), &deltas, &steps, self.unit_roundoff());
+        match &rows {
+            RowsOwned::Gains(sens) => {
+                let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
+                bound_truncation_and_kinks(
+                    problem,
+                    sens,
+                    &indices,
+                    &steps,
+                    &still,
+                    &mut estimates,
+                )?;
+            }
+            RowsOwned::Series(series) => {
+                estimates.truncation = indices
+                    .iter()
+                    .zip(&steps)
+                    .zip(&deltas)
+                    .map(|((&i, &h), d)| {
+                        Ok(if d.kink {
+                            UNBOUNDED
+                        } else {
+                            series.truncation_bound(problem.locate(i)?, h)
+                        })
+                    })
+                    .collect::<Result<Vec<f64>>>()?;
+            }
+        }
         add_l2(problem, &indices, &steps, &mut estimates);
         let estimates = if indices.len() < total {
             estimates.scatter(&indices, total)
-        } else {
-            estimates
-        };
-        Ok((estimates, gpu_seconds))
-    }
-
-    /// The delta method for any model, from each unit's series: coordinates whose step
-    /// may cross a kink are evaluated again with a step [`KINK_RECHECK_FACTOR`] times
-    /// smaller, and those that still may are left undecided (one-sided derivatives are
-    /// computed for the classic model only).
-    fn series_with_kink_recheck(
-        &self,
-        problem: &Problem,
-        eps: f64,
-        opts: &CheckOptions,
-        indices: &[usize],
-        monitor: &dyn Monitor,
-    ) -> Result<(Estimates, Option<f64>)> {
-        let total = problem.net().num_params();
-        let series = Series::new(problem);
-        let session =
-            self.backend
-                .delta_session(problem, Rows::Series(&series), self.settings(eps, opts))?;
-        let (deltas, steps, gpu_seconds) =
-            with_kink_recheck(indices, eps, |at, h| session.run(h, at, monitor))?;
-        let j = crate::cpu::forward::data_cost_of(
-            problem.net(),
-            problem.model(),
-            problem.x().view(),
-            problem.y().view(),
-        );
-        let mut estimates = Estimates::from_deltas(j, &deltas, &steps, self.unit_roundoff());
-        estimates.truncation = indices
-            .iter()
-            .zip(&steps)
-            .zip(&deltas)
-            .map(|((&i, &h), d)| {
-                Ok(if d.kink {
-                    UNBOUNDED
-                } else {
-                    series.truncation_bound(problem.locate(i)?, h)
-                })
-            })
-            .collect::<Result<Vec<f64>>>()?;
-        add_l2(problem, indices, &steps, &mut estimates);
-        let estimates = if indices.len() < total {
-            estimates.scatter(indices, total)
         } else {
             estimates
         };
@@ -221,8 +202,7 @@ impl Engine {
             leave_kinks_undecided(problem, eps, &mut estimates);
         }
         let all: Vec<usize> = (0..problem.net().num_params()).collect();
-        let steps: Vec<f64> = estimates.j_plus.iter().map(|_| eps).collect();
-        add_l2(problem, &all, &steps, &mut estimates);
+        add_l2(problem, &all, &vec![eps; all.len()], &mut estimates);
         Ok((estimates, gpu_seconds))
     }
 
@@ -350,6 +330,21 @@ impl Engine {
             gpu_seconds,
             notes: Vec::new(),
         })
+    }
+}
+
+/// The delta method's per-row data, owned for the length of one evaluation.
+enum RowsOwned {
+    Gains(Box<Sensitivity>),
+    Series(Series),
+}
+
+impl RowsOwned {
+    fn as_rows(&self) -> Rows<'_> {
+        match self {
+            RowsOwned::Gains(sens) => Rows::Gains(sens),
+            RowsOwned::Series(series) => Rows::Series(series),
+        }
     }
 }
 

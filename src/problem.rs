@@ -99,6 +99,12 @@ impl Problem {
         crate::cpu::forward::cost(net, &self.model, self.x.view(), self.y.view())
     }
 
+    /// The data term of `J` at the problem's own parameters (L2 left out, as the
+    /// backends evaluate it).
+    pub fn data_cost(&self) -> f64 {
+        crate::cpu::forward::data_cost_of(&self.net, &self.model, self.x.view(), self.y.view())
+    }
+
     /// The cost `J` at the problem's own parameters.
     pub fn cost(&self) -> f64 {
         self.cost_of(&self.net)

@@ -106,17 +106,6 @@ pub fn log_sum_exp(z: ndarray::ArrayView1<f64>) -> f64 {
     top + z.iter().map(|&v| (v - top).exp()).sum::<f64>().ln()
 }
 
-/// `J = (1/m) Σ_k Σ_o [softplus(z) − y·z]`: the exercise's cross-entropy without `log(1 − a)`.
-pub fn cost_from_logits(z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
-    let m = z.ncols() as f64;
-    let total: f64 = z
-        .iter()
-        .zip(y.iter())
-        .map(|(&z, &y)| softplus(z) - y * z)
-        .sum();
-    total / m
-}
-
 /// The data term of `net`'s cost on `(x, y)`: what the backends evaluate per perturbation
 /// (the engine adds L2's exact change).
 pub fn data_cost_of(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {

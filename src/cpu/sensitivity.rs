@@ -13,7 +13,7 @@
 use ndarray::{Array1, Array2, Array3, Axis};
 use rayon::prelude::*;
 
-use super::forward::{cost_from_logits, forward, sigmoid, Activations};
+use super::forward::{forward, sigmoid, Activations};
 use crate::model::{Mlp, Model};
 use crate::problem::Problem;
 
@@ -71,11 +71,6 @@ impl Sensitivity {
                 .zip(reach)
                 .any(|(&a, &r)| a != 0.0 && (eps * a).abs() >= r),
         }
-    }
-
-    /// `J(θ)`, from the unperturbed logits.
-    pub fn cost(&self, problem: &Problem) -> f64 {
-        cost_from_logits(self.z_out.view(), problem.y().view())
     }
 
     pub fn new(problem: &Problem) -> Self {
