@@ -11,7 +11,6 @@ mod common;
 
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
-use gradcheck::generate::NetworkSpec;
 use gradcheck::model::ModelOptions;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision};
 use gradcheck::problem::Problem;
@@ -34,11 +33,7 @@ fn networks_of(settings: &str) -> Vec<Problem> {
             let outputs = rng.random_range(1..=2);
             widths.push(if softmax { outputs + 1 } else { outputs });
             let examples = rng.random_range(1..=32);
-            NetworkSpec::new(widths, examples, seed)
-                .unwrap()
-                .with_model(model.clone())
-                .unwrap()
-                .generate()
+            common::network_of(settings, &widths, examples, seed)
         })
         .collect()
 }

@@ -5,7 +5,7 @@ mod common;
 
 use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
-use gradcheck::cpu::roundoff::{gradient_bound, GRADIENT_ROUNDOFF_SAFETY};
+use gradcheck::cpu::roundoff::GRADIENT_ROUNDOFF_SAFETY;
 use gradcheck::generate::NetworkSpec;
 use gradcheck::options::{CheckOptions, DeviceChoice, Precision};
 use gradcheck::problem::Problem;
@@ -53,18 +53,10 @@ fn given(problem: &Problem, values: Vec<f64>) -> Gradients {
 
 #[test]
 fn the_gradient_roundoff_bound_covers_float32_backprops_with_margin() {
-    let mut worst = 0.0f64;
-    for p in networks() {
-        let exact = gradcheck::cpu::backprop::gradients(&p);
-        let single = common::float32_backprop(&p);
-        let bound = gradient_bound(&p, Precision::F32);
-        for ((e, s), b) in exact.iter().zip(&single).zip(&bound) {
-            let unit = b / GRADIENT_ROUNDOFF_SAFETY;
-            if unit > 0.0 {
-                worst = worst.max((f64::from(*s) - e).abs() / unit);
-            }
-        }
-    }
+    let worst = networks()
+        .iter()
+        .map(common::float32_deviation)
+        .fold(0.0f64, f64::max);
     eprintln!("largest |g32 − g| / σ: {worst:.3}");
     assert!(
         worst * 4.0 <= GRADIENT_ROUNDOFF_SAFETY,
@@ -187,7 +179,6 @@ fn a_unit_switched_by_float32_roundoff_is_not_a_false_alarm() {
 /// squared-error output, against 1.9σ for ReLU ones).
 #[test]
 fn the_gradient_roundoff_bound_covers_float32_backprops_of_every_model() {
-    use gradcheck::model::ModelOptions;
     let models = [
         "hidden=tanh",
         "hidden=sigmoid loss=mse",
@@ -207,23 +198,13 @@ fn the_gradient_roundoff_bound_covers_float32_backprops_of_every_model() {
             .iter()
             .enumerate()
         {
-            let p = gradcheck::generate::NetworkSpec::new(widths.to_vec(), 16 << k, 40 + k as u64)
-                .unwrap()
-                .with_model(ModelOptions::parse_line(settings).unwrap())
-                .unwrap()
-                .generate();
-            let exact = gradcheck::cpu::backprop::gradients(&p);
-            let single = common::float32_backprop(&p);
-            let bound = gradient_bound(&p, Precision::F32);
-            for ((e, s), b) in exact.iter().zip(&single).zip(&bound) {
-                let unit = b / GRADIENT_ROUNDOFF_SAFETY;
-                if unit > 0.0 {
-                    let dev = (f64::from(*s) - e).abs() / unit;
-                    worst = worst.max(dev);
-                }
-            }
+            let p = common::network_of(settings, widths, 16 << k, 40 + k as u64);
+            worst = worst.max(common::float32_deviation(&p));
             let eval = engine.evaluate(&p, &opts).unwrap();
-            let single: Vec<f64> = single.into_iter().map(f64::from).collect();
+            let single: Vec<f64> = common::float32_backprop(&p)
+                .into_iter()
+                .map(f64::from)
+                .collect();
             let report = judge("f32", &eval, &given(&p, single), &opts).unwrap();
             assert_ne!(
                 report.verdict,

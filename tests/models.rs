@@ -10,8 +10,8 @@ use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::cpu::{backprop, finite_diff::central_differences};
 use gradcheck::estimate::perturbed_pair;
-use gradcheck::generate::{BugSpec, NetworkSpec};
-use gradcheck::model::{Model, ModelOptions};
+use gradcheck::generate::BugSpec;
+use gradcheck::model::Model;
 use gradcheck::monitor::Silent;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision, PrecisionChoice};
 use gradcheck::problem::Problem;
@@ -34,11 +34,7 @@ const MODELS: [(&str, &[usize]); 7] = [
 ];
 
 fn problem(settings: &str, widths: &[usize], seed: u64) -> Problem {
-    NetworkSpec::new(widths.to_vec(), 11, seed)
-        .unwrap()
-        .with_model(ModelOptions::parse_line(settings).unwrap())
-        .unwrap()
-        .generate()
+    common::network_of(settings, widths, 11, seed)
 }
 
 /// `gradcheck check --device cpu ARGS FILE`, asserting its exit code.

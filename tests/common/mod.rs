@@ -189,6 +189,33 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
         .collect()
 }
 
+/// A generated network of `widths` and `examples` computing the model `settings` (a
+/// settings line, as a file's `gradcheck` array).
+pub fn network_of(settings: &str, widths: &[usize], examples: usize, seed: u64) -> Problem {
+    NetworkSpec::new(widths.to_vec(), examples, seed)
+        .unwrap()
+        .with_model(gradcheck::model::ModelOptions::parse_line(settings).unwrap())
+        .unwrap()
+        .generate()
+}
+
+/// `|g32 − g| / σ` at its largest over the coordinates of `problem`: how far a float32
+/// backprop strays from the exact gradient, in the round-off bound's standard deviations.
+pub fn float32_deviation(problem: &Problem) -> f64 {
+    use gradcheck::cpu::roundoff::{gradient_bound, GRADIENT_ROUNDOFF_SAFETY};
+    let exact = gradcheck::cpu::backprop::gradients(problem);
+    let single = float32_backprop(problem);
+    let bound = gradient_bound(problem, gradcheck::options::Precision::F32);
+    let mut worst = 0.0f64;
+    for ((e, s), b) in exact.iter().zip(&single).zip(&bound) {
+        let unit = b / GRADIENT_ROUNDOFF_SAFETY;
+        if unit > 0.0 {
+            worst = worst.max((f64::from(*s) - e).abs() / unit);
+        }
+    }
+    worst
+}
+
 /// The compile-time constants every composed kernel may need, for the tests that compose
 /// kernels outside a device.
 pub const CONSTANTS: [(&str, u32); 5] = [
