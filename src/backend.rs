@@ -38,11 +38,10 @@ pub fn add_seconds(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-/// How one backend call evaluates: the step, the arithmetic, perturbations per dispatch
-/// (else chosen from the device's limits) and the host memory it may use.
+/// How a backend evaluates: the arithmetic, perturbations per dispatch (else chosen from
+/// the device's limits) and the host memory it may use. The step comes with each call.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    pub eps: f64,
     pub precision: Precision,
     pub chunk: Option<usize>,
     pub budget: u64,
@@ -58,11 +57,11 @@ pub trait Backend: Send + Sync {
     /// The unit round-off of the costs it returns when computing in `precision`.
     fn unit_roundoff(&self, precision: Precision) -> f64;
 
-    /// `J(θ ± ε e_i)` of every coordinate by whole forward passes.
+    /// `J(θ ± ε e_i)` of every coordinate by whole forward passes; `step` is `(ε, settings)`.
     fn coordinate_costs(
         &self,
         problem: &Problem,
-        settings: Settings,
+        step: (f64, Settings),
         monitor: &dyn Monitor,
     ) -> Result<Run<Estimates>>;
 
@@ -75,11 +74,11 @@ pub trait Backend: Send + Sync {
         settings: Settings,
     ) -> Result<Box<dyn DeltaSession + 'a>>;
 
-    /// `J(θ ± ε v)` along each direction.
+    /// `J(θ ± ε v)` along each direction; `step` is `(ε, settings)`.
     fn direction_costs(
         &self,
         problem: &Problem,
-        settings: Settings,
+        step: (f64, Settings),
         directions: &[Direction],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<(f64, f64)>>>;
@@ -182,7 +181,7 @@ impl Backend for Cpu {
     fn coordinate_costs(
         &self,
         problem: &Problem,
-        Settings { eps, .. }: Settings,
+        (eps, _): (f64, Settings),
         monitor: &dyn Monitor,
     ) -> Result<Run<Estimates>> {
         cpu::finite_diff::central_differences(problem, eps, Precision::F64, monitor)
@@ -201,7 +200,7 @@ impl Backend for Cpu {
     fn direction_costs(
         &self,
         problem: &Problem,
-        Settings { eps, .. }: Settings,
+        (eps, _): (f64, Settings),
         directions: &[Direction],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<(f64, f64)>>> {
@@ -221,12 +220,12 @@ impl Backend for GpuContext {
     fn coordinate_costs(
         &self,
         problem: &Problem,
-        Settings {
+        (
             eps,
-            precision,
-            chunk,
-            ..
-        }: Settings,
+            Settings {
+                precision, chunk, ..
+            },
+        ): (f64, Settings),
         monitor: &dyn Monitor,
     ) -> Result<Run<Estimates>> {
         let run = gpu::full::evaluate(self, problem, eps, precision, chunk, monitor)?;
@@ -259,7 +258,7 @@ impl Backend for GpuContext {
     fn direction_costs(
         &self,
         problem: &Problem,
-        Settings { eps, precision, .. }: Settings,
+        (eps, Settings { precision, .. }): (f64, Settings),
         directions: &[Direction],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<(f64, f64)>>> {

@@ -95,10 +95,9 @@ impl Engine {
         self.placement.precision
     }
 
-    /// How the backend evaluates at step `eps`.
-    fn settings(&self, eps: f64, opts: &CheckOptions) -> Settings {
+    /// How the backend evaluates.
+    fn settings(&self, opts: &CheckOptions) -> Settings {
         Settings {
-            eps,
             precision: self.precision(),
             chunk: opts.chunk,
             budget: opts.budget(),
@@ -133,9 +132,9 @@ impl Engine {
         } else {
             RowsOwned::Series(Series::new(problem))
         };
-        let session =
-            self.backend
-                .delta_session(problem, rows.as_rows(), self.settings(eps, opts))?;
+        let session = self
+            .backend
+            .delta_session(problem, rows.as_rows(), self.settings(opts))?;
         let (deltas, steps, gpu_seconds) =
             with_kink_recheck(&indices, eps, |at, h| session.run(h, at, monitor))?;
         let mut estimates =
@@ -186,7 +185,7 @@ impl Engine {
         opts: &CheckOptions,
         monitor: &dyn Monitor,
     ) -> Result<(Estimates, Option<f64>)> {
-        let settings = |eps: f64| self.settings(eps, opts);
+        let settings = |eps: f64| (eps, self.settings(opts));
         let run = self
             .backend
             .coordinate_costs(problem, settings(eps), monitor)?;
@@ -302,7 +301,7 @@ impl Engine {
         let along = |h: f64| {
             let run =
                 self.backend
-                    .direction_costs(&seen, self.settings(h, opts), &dirs, monitor)?;
+                    .direction_costs(&seen, (h, self.settings(opts)), &dirs, monitor)?;
             let (j_plus, j_minus) = run.values.into_iter().unzip();
             let estimates =
                 Estimates::from_costs(j_plus, j_minus, &vec![2.0 * h; k], self.unit_roundoff());
