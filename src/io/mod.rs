@@ -403,21 +403,7 @@ pub fn settings_line(problem: &Problem) -> Option<String> {
     if model.is_classic() && model.l2 == 0.0 && layout == DataLayout::Columns {
         return None;
     }
-    let hidden: Vec<String> = model.hidden.iter().map(ToString::to_string).collect();
-    let mut line = format!("loss={} layout={}", model.loss.as_str(), layout.as_str());
-    if !hidden.is_empty() {
-        line.push_str(&format!(" hidden={}", hidden.join(",")));
-    }
-    if model.reduction != crate::model::Reduction::Mean {
-        line.push_str(&format!(" reduction={}", model.reduction.as_str()));
-    }
-    if model.l2 != 0.0 {
-        line.push_str(&format!(" l2={}", model.l2));
-    }
-    if let Some(d) = &model.dropout {
-        line.push_str(&format!(" keep_prob={}", d.keep_prob));
-    }
-    Some(line)
+    Some(model.options(layout).to_line())
 }
 
 /// Which layout the shapes of `x` and the weights describe: the one whose widths chain

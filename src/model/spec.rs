@@ -273,6 +273,20 @@ impl Model {
             .map_or(1.0, |d| d.masks[l][[row, e]] / d.keep_prob)
     }
 
+    /// The options that resolve to this model (the inverse of [`ModelOptions::resolve`],
+    /// masks aside), with its arrays laid out as `layout`: what a file that describes itself
+    /// carries. Defaults other than the loss are left unset.
+    pub fn options(&self, layout: DataLayout) -> ModelOptions {
+        ModelOptions {
+            hidden: (!self.hidden.is_empty()).then(|| self.hidden.clone()),
+            loss: Some(self.loss),
+            reduction: (self.reduction != Reduction::Mean).then_some(self.reduction),
+            l2: (self.l2 != 0.0).then_some(self.l2),
+            keep_prob: self.dropout.as_ref().map(|d| d.keep_prob),
+            layout: Some(layout),
+        }
+    }
+
     /// One line for the report: `relu,relu → sigmoid + bce (mean), L2 0.7, dropout 0.8`.
     pub fn describe(&self) -> String {
         let hidden: Vec<String> = self.hidden.iter().map(Activation::to_string).collect();
