@@ -57,12 +57,10 @@ impl NetworkSpec {
                 .map(|l| Array2::ones((self.widths[l], self.examples)))
                 .collect()
         });
-        model.resolve(depth, stand_in)?;
-        if model.loss == Some(Loss::Softmax) && self.widths[depth] < 2 {
-            return Err(Error::Network(
-                "a softmax over one output unit is the constant 1: give the output layer at least 2 units, or use bce".into(),
-            ));
-        }
+        model
+            .resolve(depth, stand_in)?
+            .loss
+            .check_outputs(self.widths[depth])?;
         self.model = model;
         Ok(self)
     }

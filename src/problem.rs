@@ -52,11 +52,7 @@ impl Problem {
         }
         ensure_finite("X", x.view())?;
         ensure_finite("Y", y.view())?;
-        if model.loss == Loss::Softmax && net.output_width() < 2 {
-            return Err(Error::Network(
-                "a softmax over one output unit is the constant 1 (its loss is 0 whatever the weights): give the output layer at least 2 units, or use bce".into(),
-            ));
-        }
+        model.loss.check_outputs(net.output_width())?;
         check_labels(model.loss, &y, net.data_layout())?;
         if model.hidden.len() + 1 != net.layers().len() {
             return Err(Error::Option(format!(

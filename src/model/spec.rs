@@ -148,6 +148,17 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// Refuses an output layer of `outputs` units this loss cannot differentiate: a
+    /// softmax over one unit is the constant 1.
+    pub fn check_outputs(self, outputs: usize) -> Result<()> {
+        if self == Loss::Softmax && outputs < 2 {
+            return Err(Error::Network(
+                "a softmax over one output unit is the constant 1 (its loss is 0 whatever the weights): give the output layer at least 2 units, or use bce".into(),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Loss::Bce => "bce",
