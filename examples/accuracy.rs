@@ -39,14 +39,7 @@ fn networks_of(settings: &str) -> Vec<Problem> {
 }
 
 /// The models of the second table, as settings lines.
-const MODELS: [&str; 6] = [
-    "hidden=tanh",
-    "hidden=sigmoid loss=mse",
-    "hidden=leaky_relu loss=softmax",
-    "hidden=tanh loss=softmax l2=0.7",
-    "hidden=relu keep_prob=0.8",
-    "hidden=tanh loss=mse reduction=sum keep_prob=0.9",
-];
+const MODELS: [&str; 6] = common::OTHER_MODELS;
 
 /// The gradients on trial for a problem.
 type Trial = dyn Fn(&Problem) -> Gradients;

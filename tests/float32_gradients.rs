@@ -179,14 +179,7 @@ fn a_unit_switched_by_float32_roundoff_is_not_a_false_alarm() {
 /// squared-error output, against 1.9σ for ReLU ones).
 #[test]
 fn the_gradient_roundoff_bound_covers_float32_backprops_of_every_model() {
-    let models = [
-        "hidden=tanh",
-        "hidden=sigmoid loss=mse",
-        "hidden=leaky_relu loss=softmax",
-        "hidden=tanh loss=softmax l2=0.7",
-        "hidden=relu keep_prob=0.8",
-        "hidden=tanh loss=mse reduction=sum keep_prob=0.9",
-    ];
+    let models = common::OTHER_MODELS;
     let opts = CheckOptions {
         device: DeviceChoice::Cpu,
         ..Default::default()

@@ -189,6 +189,17 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
         .collect()
 }
 
+/// Models beyond the exercise's that between them use every activation, loss, reduction,
+/// L2 and dropout, as settings lines: the accuracy table's and the float32 tests'.
+pub const OTHER_MODELS: [&str; 6] = [
+    "hidden=tanh",
+    "hidden=sigmoid loss=mse",
+    "hidden=leaky_relu loss=softmax",
+    "hidden=tanh loss=softmax l2=0.7",
+    "hidden=relu keep_prob=0.8",
+    "hidden=tanh loss=mse reduction=sum keep_prob=0.9",
+];
+
 /// A generated network of `widths` and `examples` computing the model `settings` (a
 /// settings line, as a file's `gradcheck` array).
 pub fn network_of(settings: &str, widths: &[usize], examples: usize, seed: u64) -> Problem {
