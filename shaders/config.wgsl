@@ -12,6 +12,15 @@ struct Config {
     grid_x: u32,
     // Work items of the whole evaluation, for kernels with one item per thread (delta).
     items: u32,
+    // The examples this dispatch sums, [e_begin, e_end): a kernel continues the sums an
+    // earlier dispatch of the same items left in its output, so that no invocation loops
+    // long enough to meet a driver's loop limit (llvmpipe stops every loop of an
+    // invocation after 65535 iterations in all).
+    e_begin: u32,
+    e_end: u32,
+    // Iterations of the closing probe loop (2): fewer show that a loop limit cut the
+    // invocation's loops short.
+    probe: u32,
     _pad1: u32,
 }
 
@@ -29,4 +38,28 @@ struct LayerInfo {
     // Offset of this hidden layer's dropout mask (n_l x m) in the X buffer.
     mask_offset: u32,
     _pad2: u32,
+}
+
+// Whether this invocation's loops all ran to their end: the closing loop runs `probe`
+// times only if no loop limit has expired (a limiter shared by every loop of an
+// invocation, as llvmpipe's is, stops this one short too). `probe` comes from the config,
+// so that no compiler can unroll the loop away.
+fn loops_completed(probe: u32) -> bool {
+    var n = 0u;
+    for (var k = 0u; k < probe; k++) {
+        n++;
+    }
+    return n == probe;
+}
+
+// An item's status word after one more block of examples: 2 per block whose loops all
+// completed, plus 1 where the kernel's own flag (a kink) is set. `before` is the word of
+// the blocks before without its flag (`unflagged`).
+fn status_word(before: Real, flag: bool, completed: bool) -> Real {
+    return before + select(Real(0.0), Real(2.0), completed) + select(Real(0.0), Real(1.0), flag);
+}
+
+// A status word without its flag: 2 per block completed.
+fn unflagged(status: Real) -> Real {
+    return Real(2.0) * floor(status / Real(2.0));
 }

@@ -6,13 +6,11 @@
 // Prepended by the host: `alias Real`, WG, SCRATCH, then math.wgsl, config.wgsl and
 // forward.wgsl.
 
-// Bindings 0-5 (cfg, layer_info, theta, x, y, step): forward.wgsl.
+// Bindings 0-6 (cfg, layer_info, theta, x, y, step, costs): forward.wgsl.
 // The directions' entries, one tensor's worth each, back to back (row-major for weights).
-@group(0) @binding(6) var<storage, read> dirs: array<Real>;
+@group(0) @binding(7) var<storage, read> dirs: array<Real>;
 // Per direction: its layer, 1 for a bias (0 for weights), its offset in `dirs`, unused.
-@group(0) @binding(7) var<storage, read> dir_info: array<vec4<u32>>;
-// One cost per global perturbation.
-@group(0) @binding(8) var<storage, read_write> costs: array<Real>;
+@group(0) @binding(8) var<storage, read> dir_info: array<vec4<u32>>;
 
 // This workgroup's direction and signed step.
 var<private> dir: vec4<u32>;
@@ -43,8 +41,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let p = cfg.base + local_p;
     dir = dir_info[p / 2u];
     signed_step = select(step[0], -step[0], (p & 1u) == 1u);
-    let cost = forward_cost(lid);
-    if (lid == 0u) {
-        costs[p] = cost;
-    }
+    store_cost(p, lid, forward_cost(lid));
 }

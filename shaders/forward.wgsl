@@ -1,6 +1,6 @@
 // The forward pass one workgroup runs for one perturbed network, shared by the kernels
-// that evaluate whole passes (full.wgsl, directions.wgsl), with the bindings 0-5 they
-// share; each kernel declares its own from 6 on and defines
+// that evaluate whole passes (full.wgsl, directions.wgsl), with the bindings 0-6 they
+// share; each kernel declares its own from 7 on and defines
 //
 //     fn correction(l: u32, r: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real>
 //
@@ -20,10 +20,17 @@
 @group(0) @binding(4) var<storage, read> y: array<Real>;
 // [eps]
 @group(0) @binding(5) var<storage, read> step: array<Real>;
+// Two per global perturbation: its cost, and its status word (config.wgsl: status_word).
+// A dispatch sums the examples [cfg.e_begin, cfg.e_end) and adds them to what the
+// dispatches before left here: no invocation loops long enough to meet a driver's loop
+// limit.
+@group(0) @binding(6) var<storage, read_write> costs: array<Real>;
 
 // Two halves: the activations going into the current layer and those coming out.
 var<workgroup> act: array<Real, SCRATCH>;
 var<workgroup> partial: array<Real, WG>;
+// Invocations of this workgroup whose loops a loop limit cut short.
+var<workgroup> faults: atomic<u32>;
 
 // Input c of layer l for the four examples k0 + tt: X for the first layer, else the
 // activations of the previous layer in workgroup memory (at in_base).
@@ -36,15 +43,19 @@ fn inputs4(l: u32, c: u32, k0: u32, in_base: u32, tt: vec4<u32>) -> vec4<Real> {
     return vec4<Real>(act[row + tt.x], act[row + tt.y], act[row + tt.z], act[row + tt.w]);
 }
 
-// The perturbed network's cost J over every example; valid on thread 0. Every thread of
-// the workgroup must call it.
+// The perturbed network's summed losses over this dispatch's examples; valid on thread 0.
+// Every thread of the workgroup must call it.
 fn forward_cost(lid: u32) -> Real {
     let m = cfg.examples;
     let tile = cfg.tile;
     let half = SCRATCH / 2u;
     var acc = Real(0.0);
-    for (var k0 = 0u; k0 < m; k0 += tile) {
-        let tcount = min(tile, m - k0);
+    // Workgroup memory is not zeroed (gpu::context); the barriers below order this first.
+    if (lid == 0u) {
+        atomicStore(&faults, 0u);
+    }
+    for (var k0 = cfg.e_begin; k0 < cfg.e_end; k0 += tile) {
+        let tcount = min(tile, cfg.e_end - k0);
         var in_base = 0u;
         var out_base = half;
         for (var l = 0u; l < cfg.layers; l++) {
@@ -136,8 +147,28 @@ fn forward_cost(lid: u32) -> Real {
         }
         workgroupBarrier();
     }
-    if (MEAN) {
-        return partial[0] / Real(m);
-    }
     return partial[0];
+}
+
+// Stores perturbation p's cost after this dispatch's examples (`sum`, valid on thread 0):
+// added to the sum the dispatches before left, divided by m after the last with the mean
+// reduction, and its status word. Every thread of the workgroup must call it.
+fn store_cost(p: u32, lid: u32, sum: Real) {
+    if (!loops_completed(cfg.probe)) {
+        atomicAdd(&faults, 1u);
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var total = sum;
+        var before = Real(0.0);
+        if (cfg.e_begin > 0u) {
+            total = costs[2u * p] + sum;
+            before = unflagged(costs[2u * p + 1u]);
+        }
+        if (MEAN && cfg.e_end == cfg.examples) {
+            total = total / Real(cfg.examples);
+        }
+        costs[2u * p] = total;
+        costs[2u * p + 1u] = status_word(before, false, atomicLoad(&faults) == 0u);
+    }
 }

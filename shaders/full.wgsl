@@ -8,9 +8,7 @@
 //
 // Perturbation p (global) = 2 i + s: s = 0 is theta_i + eps, s = 1 is theta_i - eps.
 
-// Bindings 0-5 (cfg, layer_info, theta, x, y, step): forward.wgsl.
-// One cost per global perturbation.
-@group(0) @binding(6) var<storage, read_write> costs: array<Real>;
+// Bindings 0-6 (cfg, layer_info, theta, x, y, step, costs): forward.wgsl.
 
 // This workgroup's perturbed parameter and the step as taken in Real arithmetic, so that
 // the pass evaluates J exactly at theta_i +/- eps rounded.
@@ -41,8 +39,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let eps = step[0];
     let perturbed = select(theta[param] + eps, theta[param] - eps, (p & 1u) == 1u);
     delta = perturbed - theta[param];
-    let cost = forward_cost(lid);
-    if (lid == 0u) {
-        costs[p] = cost;
-    }
+    store_cost(p, lid, forward_cost(lid));
 }

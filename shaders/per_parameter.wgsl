@@ -1,12 +1,41 @@
 // What the one-thread-per-parameter kernels (delta.wgsl, series.wgsl) share: the bindings
-// 0-2 and where a parameter sits. A step of W_p[row, col] changes one pre-activation row by
-// s_e = eps * A_(p-1)[col, e] (eps for a bias).
+// 0-5, where a parameter sits, and the entry point. A step of W_p[row, col] changes one
+// pre-activation row by s_e = eps * A_(p-1)[col, e] (eps for a bias); each kernel adds one
+// example's cost change in `add_example`, and sets MEAN_OF_EXAMPLES when the sums are
+// divided by m at the end. The examples [cfg.e_begin, cfg.e_end) are summed per dispatch,
+// continuing the sums an earlier dispatch left in `out`, in the same order as one long
+// loop: the results are bit-identical whatever the blocks and the chunking.
 
 @group(0) @binding(0) var<uniform> cfg: Config;
 @group(0) @binding(1) var<storage, read> layer_info: array<LayerInfo>;
 // Per layer, at in_offset: its input A_(p-1) (X for the first), m x n_(p-1), example-major
 // so that neighbouring threads (neighbouring columns) read neighbouring words.
 @group(0) @binding(2) var<storage, read> inputs: array<Real>;
+// The parameter each thread perturbs.
+@group(0) @binding(3) var<storage, read> indices: array<u32>;
+// [eps]: the one input that changes between rounds.
+@group(0) @binding(4) var<storage, read> step: array<Real>;
+// Five per entry of `indices`: dJ(+eps), dJ(-eps), the magnitude of their terms, the sum
+// of the squares of their running sums (what the additions' round-off grows with), and the
+// status word (config.wgsl: status_word), whose flag is "the step touches a kink".
+@group(0) @binding(5) var<storage, read_write> out: array<Real>;
+
+// One parameter's running sums over the examples.
+struct Sums {
+    plus: Real,
+    minus: Real,
+    magnitude: Real,
+    squares: Real,
+    kinked: bool,
+}
+
+// Adds a term to both running sums (`down` to the minus step's) and their magnitudes.
+fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real) {
+    (*sums).plus += up;
+    (*sums).minus += down;
+    (*sums).magnitude += size;
+    (*sums).squares += (*sums).plus * (*sums).plus + (*sums).minus * (*sums).minus;
+}
 
 // The flat parameter this thread perturbs, or none past the last work item.
 fn thread_item(wid: vec3<u32>, lid: u32) -> u32 {
@@ -43,4 +72,45 @@ fn step_at(at: vec4<u32>, e: u32, eps: Real) -> Real {
     }
     let info = layer_info[at.x];
     return eps * inputs[info.in_offset + e * info.cols + at.z];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let item = thread_item(wid, lid);
+    if (item == 0xffffffffu) {
+        return;
+    }
+    let at = locate(indices[item]);
+    let eps = step[0];
+    let slot = 5u * item;
+    var sums = Sums(Real(0.0), Real(0.0), Real(0.0), Real(0.0), false);
+    var before = Real(0.0);
+    if (cfg.e_begin > 0u) {
+        sums.plus = out[slot];
+        sums.minus = out[slot + 1u];
+        sums.magnitude = out[slot + 2u];
+        sums.squares = out[slot + 3u];
+        let status = out[slot + 4u];
+        before = unflagged(status);
+        sums.kinked = status != before;
+    }
+    for (var e = cfg.e_begin; e < cfg.e_end; e++) {
+        let s = step_at(at, e, eps);
+        if (s == Real(0.0)) {
+            continue;
+        }
+        add_example(at, e, s, &sums);
+    }
+    if (MEAN_OF_EXAMPLES && cfg.e_end == cfg.examples) {
+        let m = Real(cfg.examples);
+        sums.plus = sums.plus / m;
+        sums.minus = sums.minus / m;
+        sums.magnitude = sums.magnitude / m;
+        sums.squares = sums.squares / m / m;
+    }
+    out[slot] = sums.plus;
+    out[slot + 1u] = sums.minus;
+    out[slot + 2u] = sums.magnitude;
+    out[slot + 3u] = sums.squares;
+    out[slot + 4u] = status_word(before, sums.kinked, loops_completed(cfg.probe));
 }

@@ -7,16 +7,66 @@
 /// tests `the_*roundoff_model_bounds_observed_*` keep each under a quarter of this.
 pub const ROUNDOFF_SAFETY: f64 = 16.0;
 
+/// Standard deviations in the bound on a sum's round-off from its additions (see
+/// [`DeltaCost::roundoff`]).
+pub const SUM_SAFETY: f64 = 8.0;
+
 /// The change one perturbation makes, as the delta method (CPU or GPU) reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DeltaCost {
     /// `J(θ + ε e_i) − J(θ)` and `J(θ − ε e_i) − J(θ)`.
     pub plus: f64,
     pub minus: f64,
-    /// `(1/m) Σ |terms|` of both sums: the scale their round-off is relative to.
+    /// `Σ |terms|` of both sums (reduction included): the scale the terms' own round-off is
+    /// relative to.
     pub magnitude: f64,
-    /// Whether either step moved a ReLU input across 0.
+    /// `Σ_k (S₊,k² + S₋,k²)` over the running sums after each addition: what the additions'
+    /// round-off grows with (the error of a sum is `Σ_k δ_k S_k` with `|δ_k| ≤ u`).
+    pub squares: f64,
+    /// Whether either step touches a unit on its kink.
     pub kink: bool,
+}
+
+/// One perturbation's running sums over its terms, as the delta method accumulates them
+/// (the CPU twin of per_parameter.wgsl's `Sums`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sums {
+    plus: f64,
+    minus: f64,
+    magnitude: f64,
+    squares: f64,
+}
+
+impl Sums {
+    /// Adds a term to both sums (`down` to the minus step's) and `size` to their magnitude.
+    pub fn add(&mut self, up: f64, down: f64, size: f64) {
+        self.plus += up;
+        self.minus += down;
+        self.magnitude += size;
+        self.squares += self.plus * self.plus + self.minus * self.minus;
+    }
+
+    /// The sums times `scale` (the reduction), with `kink` said of them.
+    pub fn finish(self, scale: f64, kink: bool) -> DeltaCost {
+        DeltaCost {
+            plus: self.plus * scale,
+            minus: self.minus * scale,
+            magnitude: self.magnitude * scale,
+            squares: self.squares * scale * scale,
+            kink,
+        }
+    }
+}
+
+impl DeltaCost {
+    /// A bound on the round-off of `plus − minus` in arithmetic of unit round-off `u`:
+    /// each term's own roundings ([`ROUNDOFF_SAFETY`]·u of its magnitude), and the additions',
+    /// independent errors of at most u times each running sum, [`SUM_SAFETY`] standard
+    /// deviations of their sum (`u·√(Σ S²/3)` for uniform errors). A sum of N terms is
+    /// then off by ~√N of them, not by one: this is what grows with the examples.
+    pub fn roundoff(&self, u: f64) -> f64 {
+        ROUNDOFF_SAFETY * u * self.magnitude + SUM_SAFETY * u * (self.squares / 3.0).sqrt()
+    }
 }
 
 /// Where a coordinate's step crosses a ReLU kink: its exact one-sided derivatives, and
@@ -129,8 +179,7 @@ impl Estimates {
             est.j_plus.push(j + d.plus);
             est.j_minus.push(j + d.minus);
             est.gradapprox.push((d.plus - d.minus) / (2.0 * e));
-            est.noise
-                .push(ROUNDOFF_SAFETY * unit_roundoff * d.magnitude / (2.0 * e));
+            est.noise.push(d.roundoff(unit_roundoff) / (2.0 * e));
         }
         est
     }

@@ -110,6 +110,9 @@ fn rust_mirrors_match_the_shader_structs() {
         ("base", offset_of!(KernelConfig, base)),
         ("grid_x", offset_of!(KernelConfig, grid_x)),
         ("items", offset_of!(KernelConfig, items)),
+        ("e_begin", offset_of!(KernelConfig, e_begin)),
+        ("e_end", offset_of!(KernelConfig, e_end)),
+        ("probe", offset_of!(KernelConfig, probe)),
         ("_pad1", offset_of!(KernelConfig, _pad1)),
     ];
     let layer = [

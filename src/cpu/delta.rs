@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use super::forward::softplus;
 use super::sensitivity::Sensitivity;
 use crate::error::{Error, Result};
-use crate::estimate::DeltaCost;
+use crate::estimate::{DeltaCost, Sums};
 use crate::monitor::Monitor;
 use crate::problem::Problem;
 
@@ -36,7 +36,7 @@ fn delta_cost(
     let gain = sens.gain[p].index_axis(ndarray::Axis(0), row);
     let reach = sens.reach[p].row(row);
     let input = col.map(|j| sens.inputs[p].row(j));
-    let (mut plus, mut minus, mut magnitude, mut kink) = (0.0, 0.0, 0.0, false);
+    let (mut sums, mut kink) = (Sums::default(), false);
     for e in 0..problem.examples() {
         let s = eps * input.map_or(1.0, |a| a[e]);
         if s == 0.0 {
@@ -48,18 +48,10 @@ fn delta_cost(
             let (z, sigma, y) = (sens.z_out[[o, e]], sens.sigma[[o, e]], problem.y()[[o, e]]);
             let (up, up_size) = cost_term_change(z, sigma, y, d);
             let (down, down_size) = cost_term_change(z, sigma, y, -d);
-            plus += up;
-            minus += down;
-            magnitude += up_size + down_size;
+            sums.add(up, down, up_size + down_size);
         }
     }
-    let m = problem.examples() as f64;
-    DeltaCost {
-        plus: plus / m,
-        minus: minus / m,
-        magnitude: magnitude / m,
-        kink,
-    }
+    sums.finish(1.0 / problem.examples() as f64, kink)
 }
 
 /// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores, from

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::forward::{forward, Activations};
 use super::sensitivity::Sensitivity;
 use crate::error::Result;
-use crate::estimate::DeltaCost;
+use crate::estimate::{DeltaCost, Sums};
 use crate::model::{Activation, Loss, Model};
 use crate::monitor::Monitor;
 use crate::problem::Problem;
@@ -80,24 +80,16 @@ impl Series {
         let coeff = self.coeff[p].index_axis(Axis(0), row);
         let reach = self.reach[p].row(row);
         let input = col.map(|j| self.inputs[p].row(j));
-        let (mut plus, mut minus, mut magnitude, mut kink) = (0.0, 0.0, 0.0, false);
+        let (mut sums, mut kink) = (Sums::default(), false);
         for (e, g) in coeff.outer_iter().enumerate() {
             let s = eps * input.map_or(1.0, |a| a[e]);
             if s == 0.0 {
                 continue;
             }
             kink |= REACH_MARGIN * s.abs() >= reach[e];
-            let (up, down, size) = evaluate(g, s);
-            plus += up;
-            minus += down;
-            magnitude += size;
+            add_example(&mut sums, g, s);
         }
-        DeltaCost {
-            plus,
-            minus,
-            magnitude,
-            kink,
-        }
+        sums.finish(1.0, kink)
     }
 
     /// How far the central difference at step `eps` is from the derivative: its odd terms
@@ -115,18 +107,19 @@ impl Series {
     }
 }
 
-/// `g(s)`, `g(−s)` and the magnitude of their terms, from `g`'s coefficients.
-fn evaluate(g: ArrayView1<f64>, s: f64) -> (f64, f64, f64) {
-    let (mut up, mut down, mut size) = (0.0, 0.0, 0.0);
+/// Adds `g(s)` and `g(−s)` term by term to `sums`, from `g`'s coefficients.
+fn add_example(sums: &mut Sums, g: ArrayView1<f64>, s: f64) {
     let mut power = 1.0;
     for (k, &c) in g.iter().enumerate() {
         power *= s;
         let term = c * power;
-        up += term;
-        down += if k % 2 == 0 { -term } else { term };
-        size += 2.0 * term.abs();
+        // Odd powers (k even) change sign with the step.
+        sums.add(
+            term,
+            if k % 2 == 0 { -term } else { term },
+            2.0 * term.abs(),
+        );
     }
-    (up, down, size)
 }
 
 /// For layer `p` at example `e`: each unit's cost-change series (`n_p × ORDER`, without

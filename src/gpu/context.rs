@@ -289,6 +289,17 @@ impl GpuContext {
             .min(self.limits.max_buffer_size)
     }
 
+    /// The same device with its bindings held to `bytes` (and no more than its own limit):
+    /// every check this context makes refuses larger ones, as a device with that limit
+    /// would. For tests of the largest problems a binding allows, at a size they can run.
+    #[doc(hidden)]
+    pub fn with_binding_limit(mut self, bytes: u64) -> Self {
+        let limit = self.limits.max_storage_buffer_binding_size.min(bytes);
+        self.limits.max_storage_buffer_binding_size = limit;
+        self.summary.max_storage_binding = limit;
+        self
+    }
+
     /// Destroys the device as a driver reset or an unplugged GPU would: every later call
     /// on this context must fail with [`Error::Gpu`]. For tests of that path.
     #[doc(hidden)]

@@ -3,7 +3,9 @@
 //! (cpu/series.rs, any model), computed once on the host in f64.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{layer_table, run_kernel, KernelConfig, Work};
+use super::dispatch::{
+    decode_status, layer_table, run_kernel, Blocks, KernelConfig, Launch, Status, Work,
+};
 use super::full::default_chunk;
 use super::shader::{Kernel, ModelOps, DELTA, SERIES};
 use super::GpuContext;
@@ -17,8 +19,8 @@ use crate::problem::Problem;
 
 /// Threads (parameters) per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
-/// Results per parameter: dJ₊, dJ₋, magnitude, kink.
-pub const OUTPUTS: usize = 4;
+/// Results per parameter: dJ₊, dJ₋, magnitude, squares of the running sums, status.
+pub const OUTPUTS: usize = 5;
 
 /// The cost changes of the parameters asked for, and how long the GPU took.
 #[derive(Clone, Debug)]
@@ -39,8 +41,15 @@ pub struct Prepared<'a> {
     constants: Vec<(&'static str, u32)>,
     /// Multiply-adds per example and parameter, for the default chunking.
     work: usize,
+    /// Loop iterations per example and parameter, for the example blocks.
+    iterations: u64,
+    /// The layer table and inputs (bindings 1, 2), then the per-row data (from 6 on).
     buffers: Vec<wgpu::Buffer>,
 }
+
+/// Loop iterations of one cost term's change in delta.wgsl, at most: the series of
+/// `softplus_remainder` (22 + 29), or two softplus evaluations beyond (2 × 40).
+const COST_TERM_ITERATIONS: u64 = 80;
 
 impl<'a> Prepared<'a> {
     /// The classic model's rows: gains, reaches, and `z_L`, `σ(z_L)`, `σ − Y`.
@@ -69,6 +78,7 @@ impl<'a> Prepared<'a> {
             ctx,
             (problem, precision, &sens.inputs),
             (DELTA, vec![("WG", WORKGROUP_SIZE)], outs * 64),
+            1 + outs as u64 * (1 + 2 * COST_TERM_ITERATIONS),
             &[("gain", &gains), ("reach", &reach), ("logits", &logits)],
         )
     }
@@ -103,6 +113,7 @@ impl<'a> Prepared<'a> {
             ctx,
             (problem, precision, &series.inputs),
             (SERIES, constants, 4 * ORDER),
+            1 + ORDER as u64,
             &[("series", &coeff), ("reach", &reach)],
         )
     }
@@ -114,6 +125,7 @@ impl<'a> Prepared<'a> {
         ctx: &'a GpuContext,
         (problem, precision, layer_inputs): (&'a Problem, Precision, &[ndarray::Array2<f64>]),
         (kernel, constants, work): (Kernel, Vec<(&'static str, u32)>, usize),
+        iterations: u64,
         rows: &[(&str, &[f64])],
     ) -> Result<Self> {
         ctx.ensure_precision(precision)?;
@@ -147,6 +159,7 @@ impl<'a> Prepared<'a> {
             kernel,
             constants,
             work,
+            iterations,
             buffers,
         })
     }
@@ -188,24 +201,42 @@ impl<'a> Prepared<'a> {
             items: indices.len() as u32,
             ..KernelConfig::for_problem(problem, 0)
         };
+        let ops = ModelOps::of(problem.model());
+        let launch = Launch {
+            kernel: self.kernel,
+            precision,
+            constants: &self.constants,
+            ops: &ops,
+            template,
+            output_at: 4,
+            status: Status {
+                stride: OUTPUTS,
+                at: 4,
+            },
+        };
+        // Per invocation: the parameter's place (a loop over the layers), the examples.
+        let fixed = problem.net().layers().len() as u64 + 2 * u64::from(super::dispatch::PROBE);
+        let blocks = Blocks::within_budget(problem.examples(), 1, self.iterations, fixed);
         let (values, gpu_seconds) = run_kernel(
             ctx,
-            self.kernel,
-            precision,
-            (&self.constants, &ModelOps::of(problem.model())),
+            &launch,
             || {
-                let mut buffers = self.buffers.clone();
+                // Bindings 1-5 (per_parameter.wgsl), then the kernel's per-row data.
+                let mut buffers = self.buffers[..2].to_vec();
                 buffers.push(storage(ctx, "indices", bytemuck::cast_slice(&index_words)));
                 buffers.push(storage(ctx, "step", &encode([eps], precision)));
+                buffers.extend(self.buffers[2..].iter().cloned());
                 buffers
             },
             outputs,
-            template,
-            Work {
-                workgroups,
-                chunk,
-                items_per_workgroup: u64::from(WORKGROUP_SIZE),
-            },
+            (
+                Work {
+                    workgroups,
+                    chunk,
+                    items_per_workgroup: u64::from(WORKGROUP_SIZE),
+                },
+                blocks,
+            ),
             monitor,
         )?;
         let deltas = values
@@ -214,7 +245,8 @@ impl<'a> Prepared<'a> {
                 plus: v[0],
                 minus: v[1],
                 magnitude: v[2],
-                kink: v[3] != 0.0,
+                squares: v[3],
+                kink: decode_status(v[4]).1,
             })
             .collect();
         Ok(DeltaRun {

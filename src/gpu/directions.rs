@@ -52,7 +52,7 @@ pub fn direction_costs(
     let chunk = default_chunk(perturbations, work_per_pass);
     let (costs, gpu_seconds) = run_passes(
         ctx,
-        DIRECTIONS,
+        (DIRECTIONS, 1),
         (problem, eps, precision),
         || {
             vec![

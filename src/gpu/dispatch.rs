@@ -18,6 +18,89 @@ const GRID_DIM: u32 = 65535;
 /// `resolve_query_set` destination offsets must be multiples of this.
 const QUERY_STRIDE: u64 = 256;
 
+/// Iterations of the loop that closes every invocation (config.wgsl: `loops_completed`):
+/// it completes only if no loop limit expired before it.
+pub const PROBE: u32 = 2;
+
+/// Loop iterations one invocation may run per dispatch, by the kernels' own count of their
+/// loops. llvmpipe (Mesa's lavapipe and GL drivers) ends every loop of an invocation once
+/// their iterations reach 65,535 in all, silently; half of that leaves room for the loops
+/// the count leaves out. A block cut short anyway is detected (the probe) and run again
+/// in smaller blocks.
+pub const LOOP_BUDGET: u64 = 32_768;
+
+/// How the examples are split across dispatches: at most `per_block` per dispatch, a
+/// multiple of `align` (the whole-pass kernels' tile of examples, or 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Blocks {
+    pub examples: usize,
+    pub per_block: usize,
+    pub align: usize,
+}
+
+impl Blocks {
+    /// Blocks of as many examples as `iterations_per_unit` (loop iterations per `align`
+    /// examples) allow within [`LOOP_BUDGET`], after `fixed` iterations of their own.
+    pub fn within_budget(
+        examples: usize,
+        align: usize,
+        iterations_per_unit: u64,
+        fixed: u64,
+    ) -> Self {
+        #[cfg(test)]
+        if let Some(forced) = tests::FORCED_BLOCKS.with(std::cell::Cell::get) {
+            return Self {
+                examples,
+                per_block: forced.0.next_multiple_of(align),
+                align: forced.1.next_multiple_of(align),
+            };
+        }
+        let units = (LOOP_BUDGET.saturating_sub(fixed) / iterations_per_unit.max(1)).max(1);
+        let per_block = usize::try_from(units)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(align)
+            .min(examples.next_multiple_of(align))
+            .max(align);
+        Self {
+            examples,
+            per_block,
+            align,
+        }
+    }
+
+    /// The example ranges, in order.
+    pub fn ranges(&self) -> Vec<(u32, u32)> {
+        (0..self.examples)
+            .step_by(self.per_block)
+            .map(|b| (b as u32, (b + self.per_block).min(self.examples) as u32))
+            .collect()
+    }
+
+    /// The same split with blocks half as long (at least `align`).
+    fn halved(self) -> Self {
+        Self {
+            per_block: (self.per_block / 2)
+                .next_multiple_of(self.align)
+                .max(self.align),
+            ..self
+        }
+    }
+}
+
+/// Where each output item keeps its status word (config.wgsl: `status_word`): items of
+/// `stride` scalars, the word at `at`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Status {
+    pub stride: usize,
+    pub at: usize,
+}
+
+/// The blocks a status word counts as completed (NaN: none), and its flag.
+pub(crate) fn decode_status(word: f64) -> (f64, bool) {
+    let blocks = (word / 2.0).floor();
+    (blocks, word - 2.0 * blocks != 0.0)
+}
+
 /// Mirror of `Config` in shaders/config.wgsl: one dispatch's slice
 /// of the work (workgroups `base .. base + count`) and the sizes of the problem.
 #[repr(C)]
@@ -33,6 +116,11 @@ pub struct KernelConfig {
     pub grid_x: u32,
     /// Work items of the whole evaluation, for kernels with one item per thread.
     pub items: u32,
+    /// The examples this dispatch sums, `e_begin..e_end` (set per dispatch, [`Blocks`]).
+    pub e_begin: u32,
+    pub e_end: u32,
+    /// Iterations of each invocation's closing probe loop ([`PROBE`]).
+    pub probe: u32,
     pub _pad1: u32,
 }
 
@@ -138,19 +226,22 @@ impl BoundKernel {
         }
     }
 
-    /// Dispatches `work.workgroups` in chunks, one submit each, and returns the summed GPU
-    /// time in seconds where timestamp queries exist. With more than one chunk, each is
-    /// waited for, so that `monitor` sees progress and can stop the run between them.
+    /// Dispatches `work.workgroups` in chunks, each over the example `blocks` in order, one
+    /// submit each, and returns the summed GPU time in seconds where timestamp queries
+    /// exist. With more than one chunk, each is waited for, so that `monitor` sees progress
+    /// and can stop the run between them.
     fn run(
         &self,
         ctx: &GpuContext,
         template: KernelConfig,
-        work: Work,
+        (work, blocks): (Work, Blocks),
         monitor: &dyn Monitor,
     ) -> Result<Option<f64>> {
         let (total, chunk) = (work.workgroups, work.chunk);
         let chunks = total.div_ceil(chunk);
-        let timing = (ctx.supports_timestamps() && chunks <= MAX_CHUNKS).then(|| {
+        let ranges = blocks.ranges();
+        let dispatches = chunks * ranges.len();
+        let timing = (ctx.supports_timestamps() && dispatches <= MAX_CHUNKS).then(|| {
             let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timestamps"),
                 ty: wgpu::QueryType::Timestamp,
@@ -158,44 +249,55 @@ impl BoundKernel {
             });
             let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps resolved"),
-                size: chunks as u64 * QUERY_STRIDE,
+                size: dispatches as u64 * QUERY_STRIDE,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
             (queries, resolved)
         });
+        let mut dispatch = 0u64;
         for c in 0..chunks {
             let base = c * chunk;
             let count = chunk.min(total - base) as u32;
             let grid_x = count.min(GRID_DIM);
-            let cfg = KernelConfig {
-                count,
-                base: base as u32,
-                grid_x,
-                ..template
-            };
-            ctx.queue
-                .write_buffer(&self.config, 0, bytemuck::bytes_of(&cfg));
-            let mut encoder = ctx.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: timing.as_ref().map(|(q, _)| {
-                        wgpu::ComputePassTimestampWrites {
-                            query_set: q,
-                            beginning_of_pass_write_index: Some(0),
-                            end_of_pass_write_index: Some(1),
-                        }
-                    }),
-                });
-                pass.set_pipeline(&self.pipeline);
-                pass.set_bind_group(0, &self.bind_group, &[]);
-                pass.dispatch_workgroups(grid_x, count.div_ceil(grid_x), 1);
+            for &(e_begin, e_end) in &ranges {
+                let cfg = KernelConfig {
+                    count,
+                    base: base as u32,
+                    grid_x,
+                    e_begin,
+                    e_end,
+                    probe: PROBE,
+                    ..template
+                };
+                ctx.queue
+                    .write_buffer(&self.config, 0, bytemuck::bytes_of(&cfg));
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                {
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: timing.as_ref().map(|(q, _)| {
+                            wgpu::ComputePassTimestampWrites {
+                                query_set: q,
+                                beginning_of_pass_write_index: Some(0),
+                                end_of_pass_write_index: Some(1),
+                            }
+                        }),
+                    });
+                    pass.set_pipeline(&self.pipeline);
+                    pass.set_bind_group(0, &self.bind_group, &[]);
+                    pass.dispatch_workgroups(grid_x, count.div_ceil(grid_x), 1);
+                }
+                if let Some((queries, resolved)) = &timing {
+                    encoder.resolve_query_set(queries, 0..2, resolved, dispatch * QUERY_STRIDE);
+                }
+                ctx.queue.submit([encoder.finish()]);
+                dispatch += 1;
+                if ranges.len() > 1 {
+                    // Each block reads what the one before wrote.
+                    ctx.wait()?;
+                }
             }
-            if let Some((queries, resolved)) = &timing {
-                encoder.resolve_query_set(queries, 0..2, resolved, c as u64 * QUERY_STRIDE);
-            }
-            ctx.queue.submit([encoder.finish()]);
             if chunks > 1 {
                 ctx.wait()?;
                 monitor.advance(u64::from(count) * work.items_per_workgroup);
@@ -213,8 +315,8 @@ impl BoundKernel {
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
             .collect();
         let stride = (QUERY_STRIDE / 8) as usize;
-        let ticks: u64 = (0..chunks)
-            .map(|c| stamps[c * stride + 1].saturating_sub(stamps[c * stride]))
+        let ticks: u64 = (0..dispatches)
+            .map(|d| stamps[d * stride + 1].saturating_sub(stamps[d * stride]))
             .sum();
         Ok(Some(
             ticks as f64 * f64::from(ctx.queue.get_timestamp_period()) * 1e-9,
@@ -252,29 +354,71 @@ pub(crate) struct Work {
     pub items_per_workgroup: u64,
 }
 
-/// Runs `kernel` over `work` in chunks: binds the buffers `inputs` makes, then a
-/// NaN-poisoned output of `outputs` scalars, and returns that output and the GPU time. All of
-/// it inside the context's error scopes.
-#[allow(clippy::too_many_arguments)]
+/// What one kernel run is: the kernel, its precision, constants and model ops, the
+/// config template, and where its output binds among its storage buffers.
+pub(crate) struct Launch<'a> {
+    pub kernel: Kernel,
+    pub precision: Precision,
+    pub constants: &'a [(&'a str, u32)],
+    pub ops: &'a ModelOps,
+    pub template: KernelConfig,
+    pub output_at: usize,
+    pub status: Status,
+}
+
+/// Runs `launch` over `work` in chunks and its examples in `blocks`: binds the buffers
+/// `inputs` makes with a NaN-poisoned output of `outputs` scalars at `launch.output_at`,
+/// and returns that output and the GPU time. Every item's status word must count every
+/// block: a block that a driver's loop limit cut short is run again in blocks half as
+/// long, and one of `blocks.align` examples cut short is an error, never a partial sum.
+/// All of it inside the context's error scopes.
 pub(crate) fn run_kernel(
     ctx: &GpuContext,
-    kernel: Kernel,
-    precision: Precision,
-    (constants, ops): (&[(&str, u32)], &ModelOps),
+    launch: &Launch<'_>,
     inputs: impl FnOnce() -> Vec<wgpu::Buffer>,
     outputs: usize,
-    template: KernelConfig,
-    work: Work,
+    (work, mut blocks): (Work, Blocks),
     monitor: &dyn Monitor,
 ) -> Result<(Vec<f64>, Option<f64>)> {
+    let Launch {
+        kernel, precision, ..
+    } = *launch;
     ctx.scoped(|| {
         let inputs = inputs();
         let out = poisoned(ctx, kernel.name, outputs, precision);
-        let bound: Vec<&wgpu::Buffer> = inputs.iter().chain(std::iter::once(&out)).collect();
-        ensure_within_limits(ctx, (kernel.name, precision), &bound, constants)?;
-        let kernel = BoundKernel::new(ctx, kernel, precision, (constants, ops), &bound);
-        let gpu_seconds = kernel.run(ctx, template, work, monitor)?;
-        Ok((read_reals(ctx, &out, precision)?, gpu_seconds))
+        let mut bound: Vec<&wgpu::Buffer> = inputs.iter().collect();
+        bound.insert(launch.output_at, &out);
+        ensure_within_limits(ctx, (kernel.name, precision), &bound, launch.constants)?;
+        let bound_kernel = BoundKernel::new(
+            ctx,
+            kernel,
+            precision,
+            (launch.constants, launch.ops),
+            &bound,
+        );
+        loop {
+            let gpu_seconds = bound_kernel.run(ctx, launch.template, (work, blocks), monitor)?;
+            let values = read_reals(ctx, &out, precision)?;
+            let expected = blocks.ranges().len() as f64;
+            let complete = values
+                .chunks_exact(launch.status.stride)
+                .all(|item| decode_status(item[launch.status.at]).0 == expected);
+            if complete {
+                return Ok((values, gpu_seconds));
+            }
+            if blocks.per_block <= blocks.align {
+                return Err(Error::Unsupported {
+                    adapter: ctx.summary().name.clone(),
+                    what: format!(
+                        "the {} kernel over {} examples at a time: its loops stopped short (a driver loop limit); the results would be partial sums",
+                        kernel.name, blocks.align
+                    ),
+                });
+            }
+            #[cfg(test)]
+            tests::RETRIES.with(|r| r.set(r.get() + 1));
+            blocks = blocks.halved();
+        }
     })
 }
 
@@ -361,4 +505,101 @@ pub(crate) fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<
 /// Copies a buffer of `precision` scalars to the host as f64.
 fn read_reals(ctx: &GpuContext, buffer: &wgpu::Buffer, precision: Precision) -> Result<Vec<f64>> {
     Ok(decode(&read_bytes(ctx, buffer)?, precision))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    use crate::cpu::sensitivity::Sensitivity;
+    use crate::generate::NetworkSpec;
+    use crate::gpu::{delta, full, GpuContext};
+    use crate::monitor::Silent;
+    use crate::options::{LimitsChoice, Precision};
+
+    thread_local! {
+        /// `(per_block, align)` forced on every [`super::Blocks`] made on this thread:
+        /// blocks too long for a driver's loop limit, to see the limit detected.
+        pub(crate) static FORCED_BLOCKS: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+        /// Runs made again in shorter blocks on this thread.
+        pub(crate) static RETRIES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn gpu() -> Option<GpuContext> {
+        match GpuContext::new(None, LimitsChoice::Adapter) {
+            Ok(ctx) => Some(ctx),
+            Err(e) if std::env::var("GRADCHECK_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("GRADCHECK_REQUIRE_GPU=1 but no GPU: {e}")
+            }
+            Err(e) => {
+                eprintln!("SKIPPED (no GPU adapter: {e})");
+                None
+            }
+        }
+    }
+
+    /// `run` with `(per_block, align)` forced, and how often it was run again in shorter
+    /// blocks.
+    fn forced<T>(blocks: (usize, usize), run: impl FnOnce() -> T) -> (T, usize) {
+        FORCED_BLOCKS.with(|f| f.set(Some(blocks)));
+        RETRIES.with(|r| r.set(0));
+        let out = run();
+        FORCED_BLOCKS.with(|f| f.set(None));
+        (out, RETRIES.with(Cell::get))
+    }
+
+    /// On a driver with a loop limit (llvmpipe), a block of every example at once stops
+    /// short: the probe sees it, the blocks are halved until none does, and the results are
+    /// those of a run in budgeted blocks (bit for bit where the sums continue across blocks
+    /// in one order, as the per-parameter kernels' do). A block that may not be split is an
+    /// error. Elsewhere every run completes at once, and the same holds.
+    #[test]
+    fn blocks_cut_short_by_a_loop_limit_are_detected_and_run_again() {
+        let Some(ctx) = gpu() else { return };
+        let limited = ctx.summary().name.contains("llvmpipe");
+        let precision = if ctx.supports_f64() {
+            Precision::F64
+        } else {
+            Precision::F32
+        };
+        let m = 100_000;
+        let p = NetworkSpec::new(vec![3, 1], m, 5).unwrap().generate();
+        let sens = Sensitivity::new(&p);
+        let all: Vec<usize> = (0..p.net().num_params()).collect();
+        let run = || delta::evaluate(&ctx, (&p, &sens), 1e-5, precision, &all, None, &Silent);
+        let budgeted = run().unwrap();
+        let (whole, retries) = forced((m, 1), run);
+        let bits = |r: &delta::DeltaRun| -> Vec<u64> {
+            r.deltas
+                .iter()
+                .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
+                .collect()
+        };
+        assert_eq!(bits(&budgeted), bits(&whole.unwrap()));
+        assert_eq!(retries > 0, limited, "{retries} runs again");
+        let (unsplittable, _) = forced((m, m), run);
+        if limited {
+            match unsplittable {
+                Err(crate::Error::Unsupported { what, .. }) => {
+                    assert!(what.contains("partial sums"), "{what}")
+                }
+                other => panic!("expected the loop limit refused, got {other:?}"),
+            }
+        } else {
+            assert_eq!(bits(&unsplittable.unwrap()), bits(&budgeted));
+        }
+        // The whole-pass kernel likewise, one tile of examples per block at least: a
+        // narrow network with millions of examples, thousands of tiles.
+        let m = 1_000_000;
+        let narrow = NetworkSpec::new(vec![1, 2, 1], m, 6).unwrap().generate();
+        let passes = || full::evaluate(&ctx, &narrow, 1e-2, Precision::F32, None, &Silent);
+        let budgeted = passes().unwrap().estimates;
+        let (whole, retries) = forced((m, 1), passes);
+        let whole = whole.unwrap().estimates;
+        assert_eq!(retries > 0, limited, "{retries} runs again");
+        for (a, b) in budgeted.j_plus.iter().zip(&whole.j_plus) {
+            // The same sums, grouped by other blocks: a few f32 roundings apart.
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "{a} vs {b}");
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! chunks that respect the device's limits.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{problem_buffers, run_kernel, KernelConfig, Work, MAX_CHUNKS};
+use super::dispatch::{
+    problem_buffers, run_kernel, Blocks, KernelConfig, Launch, Status, Work, MAX_CHUNKS, PROBE,
+};
 use super::shader::{Kernel, ModelOps, FULL};
 use super::GpuContext;
 use crate::error::{Error, Result};
@@ -76,12 +78,70 @@ pub(crate) fn pass_sizes(
     Ok((2 * hidden * tile, tile))
 }
 
+/// Loop iterations one thread of a whole-pass kernel runs per tile of `tile` examples, at
+/// most (forward.wgsl): per layer, its share of the 4 × 4 blocks, each a loop over the
+/// inputs (and, for `correction_loops`, over them again), over its 4 rows and 4 examples
+/// with each output's activation or loss; a softmax's per-example loops.
+pub(crate) fn iterations_per_tile(problem: &Problem, tile: usize, correction_loops: u64) -> u64 {
+    let widths = problem.net().widths();
+    let model = problem.model();
+    let layers = widths.len() - 1;
+    let ex_blocks = tile.div_ceil(4) as u64;
+    let mut total = 1u64;
+    for l in 0..layers {
+        let (cols, rows) = (widths[l] as u64, widths[l + 1] as u64);
+        let per_thread = (rows.div_ceil(4) * ex_blocks).div_ceil(u64::from(WORKGROUP_SIZE));
+        let per_output = 1 + if l + 1 < layers {
+            activation_loops(model.hidden[l])
+        } else {
+            loss_loops(model.loss)
+        };
+        total += 1 + per_thread * (1 + cols * (1 + correction_loops) + 4 + 16 * per_output);
+    }
+    if model.loss == crate::model::Loss::Softmax {
+        let outputs = *widths.last().expect("layers") as u64;
+        let per_thread = (tile as u64).div_ceil(u64::from(WORKGROUP_SIZE));
+        total += 1 + per_thread * (1 + outputs * (2 + EXP_LOOPS) + LOG_LOOPS);
+    }
+    total
+}
+
+/// Loop iterations of math.wgsl's `exp_real` (its series, then e^n by 64s up to 709), of
+/// `log1p_unit` and of `expm1_minus_x`, at most; losses.wgsl's `log_real` adds its own
+/// reduction by e^64.
+const EXP_LOOPS: u64 = 20 + 12;
+const LOG1P_LOOPS: u64 = 18;
+const EXPM1_LOOPS: u64 = 22;
+const LOG_LOOPS: u64 = 12 + LOG1P_LOOPS;
+
+/// Loop iterations of one activation in activations.wgsl.
+fn activation_loops(act: crate::model::Activation) -> u64 {
+    use crate::model::Activation;
+    match act {
+        Activation::Relu | Activation::LeakyRelu(_) | Activation::Identity => 0,
+        Activation::Tanh => EXPM1_LOOPS.max(EXP_LOOPS),
+        Activation::Sigmoid => EXP_LOOPS,
+    }
+}
+
+/// Loop iterations of one output unit's loss term in losses.wgsl (softmax's are counted
+/// per example).
+fn loss_loops(loss: crate::model::Loss) -> u64 {
+    use crate::model::Loss;
+    match loss {
+        Loss::Bce => EXP_LOOPS + LOG1P_LOOPS,
+        Loss::Softmax | Loss::Mse => 0,
+    }
+}
+
 /// Runs a whole-pass kernel (forward.wgsl: one perturbed pass per workgroup) over
-/// `perturbations` workgroups, `chunk` per dispatch: binds the problem and the step, then
-/// the buffers `extra` makes, then the costs; returns the costs and the GPU time.
+/// `perturbations` workgroups, `chunk` per dispatch and the examples in blocks that no
+/// driver loop limit cuts short: binds the problem, the step, the costs, then the buffers
+/// `extra` makes; returns each perturbation's cost and the GPU time. `correction_loops`
+/// says how often the kernel's correction loops over a layer's inputs.
 pub(crate) fn run_passes(
     ctx: &GpuContext,
-    kernel: Kernel,
+    (kernel, correction_loops): (Kernel, u64),
     (problem, eps, precision): (&Problem, f64, Precision),
     extra: impl FnOnce() -> Vec<wgpu::Buffer>,
     (perturbations, chunk): (usize, usize),
@@ -89,29 +149,42 @@ pub(crate) fn run_passes(
 ) -> Result<(Vec<f64>, Option<f64>)> {
     let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
     monitor.begin(perturbations as u64);
-    run_kernel(
-        ctx,
+    let ops = ModelOps::of(problem.model());
+    let launch = Launch {
         kernel,
         precision,
-        (
-            &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
-            &ModelOps::of(problem.model()),
-        ),
+        constants: &[("WG", WORKGROUP_SIZE), ("SCRATCH", scratch)],
+        ops: &ops,
+        template: KernelConfig::for_problem(problem, tile),
+        output_at: 5,
+        status: Status { stride: 2, at: 1 },
+    };
+    let tile = tile as usize;
+    // Besides the tiles: the reduction over the workgroup and the probe.
+    let fixed = u64::from(WORKGROUP_SIZE).ilog2() as u64 + 2 * u64::from(PROBE) + 2;
+    let per_tile = iterations_per_tile(problem, tile, correction_loops);
+    let blocks = Blocks::within_budget(problem.examples(), tile, per_tile, fixed);
+    let (costs, gpu_seconds) = run_kernel(
+        ctx,
+        &launch,
         || {
             let mut inputs = problem_buffers(ctx, problem, precision);
             inputs.push(storage(ctx, "eps", &encode([eps], precision)));
             inputs.extend(extra());
             inputs
         },
-        perturbations,
-        KernelConfig::for_problem(problem, tile),
-        Work {
-            workgroups: perturbations,
-            chunk,
-            items_per_workgroup: 1,
-        },
+        2 * perturbations,
+        (
+            Work {
+                workgroups: perturbations,
+                chunk,
+                items_per_workgroup: 1,
+            },
+            blocks,
+        ),
         monitor,
-    )
+    )?;
+    Ok((costs.into_iter().step_by(2).collect(), gpu_seconds))
 }
 
 /// Checks the indices fit the kernels' u32 arithmetic and the buffers the device's limits.
@@ -123,7 +196,7 @@ pub(crate) fn ensure_problem_fits(
 ) -> Result<()> {
     let params = problem.net().num_params();
     let size = precision.size() as u64;
-    if u32::try_from(outputs).is_err() || u32::try_from(problem.x().len()).is_err() {
+    if u32::try_from(2 * outputs).is_err() || u32::try_from(problem.x().len()).is_err() {
         return Err(Error::TooLarge(format!(
             "{params} parameters exceed the kernels' 32-bit indices"
         )));
@@ -133,7 +206,7 @@ pub(crate) fn ensure_problem_fits(
     ensure_fits(
         ctx,
         "the results of every perturbation",
-        outputs as u64 * size,
+        2 * outputs as u64 * size,
     )
 }
 
@@ -160,7 +233,7 @@ pub fn evaluate(
 
     let (costs, gpu_seconds) = run_passes(
         ctx,
-        FULL,
+        (FULL, 0),
         (problem, eps, precision),
         Vec::new,
         (perturbations, chunk),
