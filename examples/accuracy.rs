@@ -114,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             given: Vec::new(),
             arrays: Vec::new(),
             stored: Precision::F32,
+            float32_values: false,
             source: "a float32 backprop".into(),
         })
     };

@@ -1,9 +1,8 @@
 // The delta method: one thread per parameter evaluates both perturbations (+eps, -eps).
 // A step of W_p[row, col] changes one pre-activation row by s_e = eps * A_(p-1)[col, e]
 // (eps for a bias); between kinks the network is linear, so the output logits change by
-// exactly s_e * gain[row, e, o], and the step touches no kinked unit where
-// |s_e| < reach[row, e]. Both are precomputed per row on the host (cpu/sensitivity.rs),
-// shared by every parameter of the row. A touch is flagged; each cost term changes by
+// exactly s_e * gain[row, e, o], precomputed per row on the host (cpu/sensitivity.rs) and
+// shared by every parameter of the row; each cost term changes by
 // r d + R(d), with r = sigma - y from the host and R the remainder (math.wgsl:
 // softplus_remainder), both free of cancellation, summed over examples in a fixed order, so
 // results are bit-identical whatever the dispatch chunking.
@@ -15,12 +14,10 @@ const MEAN_OF_EXAMPLES: bool = true;
 
 // Per layer, at z_offset * n_L: d z_L[o, e] / d z_p[row, e], indexed [row, e, o].
 @group(0) @binding(6) var<storage, read> gain: array<Real>;
-// Per layer, at z_offset: the |change| of z_p[row, e] at which the step touches a kink.
-@group(0) @binding(7) var<storage, read> reach: array<Real>;
 // The unperturbed output logits z, their sigmoid, and sigma - y (from f64), n_L x m each,
 // one after the other: one binding, so that the kernel stays within WebGPU's 8 storage
 // buffers per stage.
-@group(0) @binding(8) var<storage, read> logits: array<Real>;
+@group(0) @binding(7) var<storage, read> logits: array<Real>;
 
 // Example e's cost changes for the parameter at `at` (step s_e = s), added to `sums`.
 fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
@@ -31,9 +28,6 @@ fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
     let block = outs * m;
     let row_at = row * m;
     let gain_base = info.z_offset * outs;
-    if (abs(s) >= reach[info.z_offset + row_at + e]) {
-        (*sums).kinked = true;
-    }
     for (var o = 0u; o < outs; o++) {
         let d = s * gain[gain_base + (row_at + e) * outs + o];
         let at = o * m + e;

@@ -17,7 +17,7 @@
 @group(0) @binding(4) var<storage, read> step: array<Real>;
 // Five per entry of `indices`: dJ(+eps), dJ(-eps), the magnitude of their terms, the sum
 // of the squares of their running sums (what the additions' round-off grows with), and the
-// status word (config.wgsl: status_word), whose flag is "the step touches a kink".
+// status word (config.wgsl: status_word).
 @group(0) @binding(5) var<storage, read_write> out: array<Real>;
 
 // One parameter's running sums over the examples.
@@ -26,7 +26,6 @@ struct Sums {
     minus: Real,
     magnitude: Real,
     squares: Real,
-    kinked: bool,
 }
 
 // Adds a term to both running sums (`down` to the minus step's) and their magnitudes.
@@ -83,16 +82,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let at = locate(indices[item]);
     let eps = step[0];
     let slot = 5u * item;
-    var sums = Sums(Real(0.0), Real(0.0), Real(0.0), Real(0.0), false);
+    var sums = Sums(Real(0.0), Real(0.0), Real(0.0), Real(0.0));
     var before = Real(0.0);
     if (cfg.e_begin > 0u) {
         sums.plus = out[slot];
         sums.minus = out[slot + 1u];
         sums.magnitude = out[slot + 2u];
         sums.squares = out[slot + 3u];
-        let status = out[slot + 4u];
-        before = unflagged(status);
-        sums.kinked = status != before;
+        before = out[slot + 4u];
     }
     for (var e = cfg.e_begin; e < cfg.e_end; e++) {
         let s = step_at(at, e, eps);
@@ -112,5 +109,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     out[slot + 1u] = sums.minus;
     out[slot + 2u] = sums.magnitude;
     out[slot + 3u] = sums.squares;
-    out[slot + 4u] = status_word(before, sums.kinked, loops_completed(cfg.probe));
+    out[slot + 4u] = status_word(before, false, loops_completed(cfg.probe));
 }

@@ -2,11 +2,10 @@
 // (+eps, -eps). A step of W_p[row, col] changes one pre-activation row by
 // s_e = eps * A_(p-1)[col, e] (eps for a bias), and the cost by sum_e g_(row, e)(s_e), with
 // g a polynomial of degree ORDER per unit and example, computed once on the host
-// (cpu/series.rs) and shared by every parameter of the row. A step that touches a kinked
-// unit (MARGIN * |s_e| >= reach) is flagged. Sums run over the examples in a fixed order:
+// (cpu/series.rs) and shared by every parameter of the row. Sums run over the examples in a fixed order:
 // results are bit-identical whatever the dispatch chunking.
 //
-// Prepended by the host: `alias Real`, REAL_EPSILON, WG, ORDER and MARGIN. Then math.wgsl,
+// Prepended by the host: `alias Real`, REAL_EPSILON, WG and ORDER. Then math.wgsl,
 // config.wgsl and per_parameter.wgsl (bindings 0-5 and the entry point, which calls
 // add_example).
 
@@ -15,16 +14,11 @@ const MEAN_OF_EXAMPLES: bool = false;
 
 // Per layer, at z_offset * ORDER: the coefficients of s^1 .. s^ORDER, indexed [row, e, k].
 @group(0) @binding(6) var<storage, read> coeff: array<Real>;
-// Per layer, at z_offset: the |change| of z_p[row, e] at which the step touches a kink.
-@group(0) @binding(7) var<storage, read> reach: array<Real>;
 
 // Example e's cost changes for the parameter at `at` (step s_e = s), added to `sums`.
 fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
     let info = layer_info[at.x];
     let at_e = info.z_offset + at.y * cfg.examples + e;
-    if (Real(MARGIN) * abs(s) >= reach[at_e]) {
-        (*sums).kinked = true;
-    }
     var power = Real(1.0);
     for (var k = 0u; k < ORDER; k++) {
         power *= s;

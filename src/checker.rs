@@ -2,27 +2,20 @@
 
 use std::time::Instant;
 
-use crate::backend::{add_seconds, Backend, Cpu, Rows, Settings};
+use crate::backend::{Backend, Cpu, Settings};
 use crate::check::{compare_groups, compare_trial, Advice, Judged, Trial};
 use crate::cpu;
-use crate::cpu::sensitivity::Sensitivity;
-use crate::cpu::series::Series;
-use crate::directions::Direction;
 use crate::error::{Error, Result};
 use crate::estimate::Estimates;
 use crate::generate::BugSpec;
 use crate::gpu::{AdapterSummary, GpuContext};
 use crate::memory;
-use crate::model::{Model, TensorKind};
+use crate::model::Model;
 use crate::monitor::{Monitor, Silent};
 use crate::options::{CheckOptions, DeviceChoice, Method, Precision};
 use crate::placement::{place, Placement};
 use crate::problem::Problem;
 use crate::report::{Header, Report, Scope, Timing};
-
-/// A coordinate whose step crossed a ReLU kink is evaluated again with a step this many
-/// times smaller; the crossing then needs `|Z| < ε·|A|·1e-3`.
-pub const KINK_RECHECK_FACTOR: f64 = 1e-3;
 
 /// How the costs of a model are evaluated, and what the user is told when that is not
 /// what was asked for (nothing, now that the delta method covers every model).
@@ -81,15 +74,6 @@ impl Engine {
         })
     }
 
-    /// `problem` as this engine's device sees it: rounded to f32 for an f32 device, whose
-    /// reference (cost, gradient, bounds) must see the same numbers.
-    fn seen<'a>(&self, problem: &'a Problem) -> std::borrow::Cow<'a, Problem> {
-        match self.precision() {
-            Precision::F32 => std::borrow::Cow::Owned(problem.rounded_to_f32()),
-            Precision::F64 => std::borrow::Cow::Borrowed(problem),
-        }
-    }
-
     /// The precision checks run in here.
     pub fn precision(&self) -> Precision {
         self.placement.precision
@@ -104,107 +88,6 @@ impl Engine {
         }
     }
 
-    /// The unit round-off of the costs this engine's backend returns.
-    fn unit_roundoff(&self) -> f64 {
-        self.backend.unit_roundoff(self.precision())
-    }
-
-    /// The delta method over every coordinate (or the sample): the classic model from
-    /// each row's gain, any other from each unit's series. Coordinates whose step crossed a
-    /// kink are evaluated again with a step [`KINK_RECHECK_FACTOR`] times smaller; those
-    /// that still cross are judged against their exact one-sided derivatives (classic) or
-    /// left undecided (one-sided derivatives are computed for the classic model only).
-    fn delta_with_kink_recheck(
-        &self,
-        problem: &Problem,
-        eps: f64,
-        opts: &CheckOptions,
-        monitor: &dyn Monitor,
-    ) -> Result<(Estimates, Option<f64>)> {
-        let total = problem.net().num_params();
-        let indices: Vec<usize> = match opts.sample {
-            Some(k) => crate::sample::choose(problem.net().layout(), k, opts.sample_seed)?,
-            None => (0..total).collect(),
-        };
-        // What every step of every coordinate shares: computed once, for both rounds.
-        let rows = if problem.model().is_classic() {
-            RowsOwned::Gains(Box::new(Sensitivity::new(problem)))
-        } else {
-            RowsOwned::Series(Series::new(problem))
-        };
-        let session = self
-            .backend
-            .delta_session(problem, rows.as_rows(), self.settings(opts))?;
-        let (deltas, steps, gpu_seconds) =
-            with_kink_recheck(&indices, eps, |at, h| session.run(h, at, monitor))?;
-        let mut estimates =
-            Estimates::from_deltas(problem.data_cost(), &deltas, &steps, self.unit_roundoff());
-        match &rows {
-            RowsOwned::Gains(sens) => {
-                let still: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
-                bound_truncation_and_kinks(
-                    problem,
-                    sens,
-                    &indices,
-                    &steps,
-                    &still,
-                    &mut estimates,
-                )?;
-            }
-            RowsOwned::Series(series) => {
-                estimates.truncation = indices
-                    .iter()
-                    .zip(&steps)
-                    .zip(&deltas)
-                    .map(|((&i, &h), d)| {
-                        Ok(if d.kink {
-                            UNBOUNDED
-                        } else {
-                            series.truncation_bound(problem.locate(i)?, h)
-                        })
-                    })
-                    .collect::<Result<Vec<f64>>>()?;
-            }
-        }
-        add_l2(problem, &indices, &steps, &mut estimates);
-        let estimates = if indices.len() < total {
-            estimates.scatter(&indices, total)
-        } else {
-            estimates
-        };
-        Ok((estimates, gpu_seconds))
-    }
-
-    /// The full method over every coordinate, with its truncation bounded: exactly for
-    /// the classic model (and kinks bracketed), else by the difference from a second
-    /// evaluation at twice the step.
-    fn whole_passes(
-        &self,
-        problem: &Problem,
-        eps: f64,
-        opts: &CheckOptions,
-        monitor: &dyn Monitor,
-    ) -> Result<(Estimates, Option<f64>)> {
-        let settings = |eps: f64| (eps, self.settings(opts));
-        let run = self
-            .backend
-            .coordinate_costs(problem, settings(eps), monitor)?;
-        let (mut estimates, mut gpu_seconds) = (run.values, run.gpu_seconds);
-        if problem.model().is_classic() {
-            bound_whole_passes(problem, eps, &mut estimates)?;
-        } else {
-            let wide = self
-                .backend
-                .coordinate_costs(problem, settings(2.0 * eps), monitor)?;
-            gpu_seconds = add_seconds(gpu_seconds, wide.gpu_seconds);
-            estimates.truncation = richardson(&estimates.gradapprox, &wide.values.gradapprox);
-            leave_kinks_undecided(problem, eps, &mut estimates);
-        }
-        let all: Vec<usize> = (0..problem.net().num_params()).collect();
-        add_l2(problem, &all, &vec![eps; all.len()], &mut estimates);
-        Ok((estimates, gpu_seconds))
-    }
-
     /// What a check of `problem` with `gradients` will say it does, before any work.
     pub fn header(
         &self,
@@ -216,7 +99,7 @@ impl Engine {
         let (method, _) = method_for(problem.model(), opts);
         build_header(
             title,
-            &self.seen(problem),
+            problem,
             (self.backend.adapter().cloned(), &self.placement.reason),
             (
                 opts.eps_in(method, self.precision()),
@@ -263,19 +146,57 @@ impl Engine {
         let checked = opts.sample.or(opts.directions).unwrap_or(usize::MAX);
         memory::ensure_problem_fits(problem, checked, opts.budget())?;
         let eps = opts.eps_in(method, self.precision());
-        let seen = self.seen(problem).into_owned();
         let start = Instant::now();
-        if let Some(k) = opts.directions {
-            return self.evaluate_directions(seen, k, opts, monitor, start);
-        }
-        let (estimates, gpu_seconds) = match method {
-            Method::Full => self.whole_passes(&seen, eps, opts, monitor)?,
-            Method::Delta => self.delta_with_kink_recheck(&seen, eps, opts, monitor)?,
+        let settings = self.settings(opts);
+        let backend = &*self.backend;
+        let mut notes: Vec<String> = note.into_iter().collect();
+        let (estimates, gpu_seconds, directions) = if let Some(k) = opts.directions {
+            let dirs = crate::directions::draw(problem.net().layout(), k, opts.sample_seed)?;
+            let (estimates, gpu_seconds) = crate::method::directions::evaluate(
+                backend,
+                problem,
+                (&dirs, eps, opts.eps.is_some()),
+                settings,
+                monitor,
+            )?;
+            (estimates, gpu_seconds, Some(dirs))
+        } else {
+            match method {
+                Method::Full => {
+                    let (estimates, gpu_seconds) =
+                        crate::method::whole::evaluate(backend, problem, eps, settings, monitor)?;
+                    (estimates, gpu_seconds, None)
+                }
+                Method::Delta => {
+                    let total = problem.net().num_params();
+                    let indices: Vec<usize> = match opts.sample {
+                        Some(k) => {
+                            crate::sample::choose(problem.net().layout(), k, opts.sample_seed)?
+                        }
+                        None => (0..total).collect(),
+                    };
+                    let request = crate::method::delta::Request {
+                        indices: &indices,
+                        eps,
+                        threshold: opts.threshold_in(method, self.precision(), Precision::F64),
+                    };
+                    let outcome = crate::method::delta::evaluate(
+                        backend, problem, &request, settings, monitor,
+                    )?;
+                    notes.extend(outcome.notes);
+                    let estimates = if indices.len() < total {
+                        outcome.estimates.scatter(&indices, total)
+                    } else {
+                        outcome.estimates
+                    };
+                    (estimates, outcome.gpu_seconds, None)
+                }
+            }
         };
         Ok(Evaluation {
-            problem: seen,
+            problem: problem.clone(),
             estimates,
-            directions: None,
+            directions,
             eps,
             precision: self.precision(),
             method,
@@ -283,94 +204,9 @@ impl Engine {
             seconds: start.elapsed().as_secs_f64(),
             placement: self.placement.reason.clone(),
             gpu_seconds,
-            notes: note.into_iter().collect(),
+            notes,
         })
     }
-
-    /// `k` directional derivatives by whole forward passes; the estimates are per direction.
-    fn evaluate_directions(
-        &self,
-        seen: Problem,
-        k: usize,
-        opts: &CheckOptions,
-        monitor: &dyn Monitor,
-        start: Instant,
-    ) -> Result<Evaluation> {
-        let eps = opts.eps_in(Method::Full, self.precision());
-        let dirs = crate::directions::draw(seen.net().layout(), k, opts.sample_seed)?;
-        let along = |h: f64| {
-            let run =
-                self.backend
-                    .direction_costs(&seen, (h, self.settings(opts)), &dirs, monitor)?;
-            let (j_plus, j_minus) = run.values.into_iter().unzip();
-            let estimates =
-                Estimates::from_costs(j_plus, j_minus, &vec![2.0 * h; k], self.unit_roundoff());
-            Ok::<_, Error>((estimates, run.gpu_seconds))
-        };
-        let (mut estimates, mut gpu_seconds) = along(eps)?;
-        if seen.model().is_classic() {
-            bound_directions(&seen, &dirs, eps, &mut estimates);
-        } else {
-            let (wide, seconds) = along(2.0 * eps)?;
-            gpu_seconds = add_seconds(gpu_seconds, seconds);
-            estimates.truncation = richardson(&estimates.gradapprox, &wide.gradapprox);
-        }
-        add_l2_along(&seen, &dirs, &mut estimates);
-        Ok(Evaluation {
-            problem: seen,
-            estimates,
-            directions: Some(dirs),
-            eps,
-            precision: self.precision(),
-            method: Method::Full,
-            adapter: self.backend.adapter().cloned(),
-            seconds: start.elapsed().as_secs_f64(),
-            placement: self.placement.reason.clone(),
-            gpu_seconds,
-            notes: Vec::new(),
-        })
-    }
-}
-
-/// The delta method's per-row data, owned for the length of one evaluation.
-enum RowsOwned {
-    Gains(Box<Sensitivity>),
-    Series(Series),
-}
-
-impl RowsOwned {
-    fn as_rows(&self) -> Rows<'_> {
-        match self {
-            RowsOwned::Gains(sens) => Rows::Gains(sens),
-            RowsOwned::Series(series) => Rows::Series(series),
-        }
-    }
-}
-
-/// Runs the delta method's `evaluate(indices, step)` and evaluates again, with a step
-/// [`KINK_RECHECK_FACTOR`] times smaller, the coordinates whose step crossed a kink;
-/// returns the cost changes, each one's step, and the device time.
-fn with_kink_recheck(
-    indices: &[usize],
-    eps: f64,
-    evaluate: impl Fn(&[usize], f64) -> Result<crate::backend::Run<Vec<crate::estimate::DeltaCost>>>,
-) -> Result<(Vec<crate::estimate::DeltaCost>, Vec<f64>, Option<f64>)> {
-    let first = evaluate(indices, eps)?;
-    let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
-    let mut steps = vec![eps; indices.len()];
-    // Positions (in `indices`) whose step crossed a kink.
-    let kinked: Vec<usize> = (0..indices.len()).filter(|&k| deltas[k].kink).collect();
-    if !kinked.is_empty() {
-        let small = eps * KINK_RECHECK_FACTOR;
-        let again_at: Vec<usize> = kinked.iter().map(|&k| indices[k]).collect();
-        let again = evaluate(&again_at, small)?;
-        for (&k, d) in kinked.iter().zip(again.values) {
-            deltas[k] = d;
-            steps[k] = small;
-        }
-        gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
-    }
-    Ok((deltas, steps, gpu_seconds))
 }
 
 /// The options that decide which device an engine opens and in which precision.
@@ -409,194 +245,6 @@ impl std::fmt::Display for Opening {
     }
 }
 
-/// Truncation bounds where no exact one exists (smooth activations, softmax, squared
-/// error, dropout): with `D(h) = g + c·h² + O(h⁴)`, `|D(h) − D(2h)| ≈ 3|c|h²`, three times
-/// the truncation at `h`; it also holds both estimates' round-off, and a step across a kink
-/// makes it large, so such a coordinate is left undecided rather than judged wrongly.
-fn richardson(at_h: &[f64], at_2h: &[f64]) -> Vec<f64> {
-    at_h.iter().zip(at_2h).map(|(a, b)| (a - b).abs()).collect()
-}
-
-/// Beyond the classic model the one-sided derivatives at a kink are not computed yet: a
-/// coordinate whose step (or the Richardson step, twice as long, with a margin for the
-/// linear estimate of the reach through smooth layers) may cross a ReLU or leaky ReLU
-/// kink cannot be bounded, and is left undecided. Richardson alone would miss a kink
-/// right at θ: both steps then average the same two slopes.
-fn leave_kinks_undecided(problem: &Problem, eps: f64, estimates: &mut Estimates) {
-    if problem.model().hidden.iter().all(|a| a.kink().is_none()) {
-        return;
-    }
-    let sens = Sensitivity::new(problem);
-    for i in 0..estimates.len() {
-        if problem
-            .locate(i)
-            .is_ok_and(|at| sens.crosses(at, UNBOUNDED_KINK_MARGIN * eps))
-        {
-            estimates.truncation[i] = UNBOUNDED;
-        }
-    }
-}
-
-/// The reach margin of [`leave_kinks_undecided`]: the wide step, times 2.
-const UNBOUNDED_KINK_MARGIN: f64 = 4.0;
-
-/// A truncation bound that no threshold can meet, finite so that sums and JSON stay so.
-const UNBOUNDED: f64 = 1e150;
-
-/// Adds L2's exact share to the estimates of the coordinates `indices` (taken with
-/// `steps`), computed from data costs alone: its central difference is exactly its
-/// derivative `2·f·w` (a quadratic has no truncation error), and the costs move by
-/// `f·((w ± h)² − w²)` on top of `f·Σw²`.
-fn add_l2(problem: &Problem, indices: &[usize], steps: &[f64], estimates: &mut Estimates) {
-    let Some(l2) = L2Share::of(problem) else {
-        return;
-    };
-    let layout = problem.net().layout();
-    for (k, (&i, &h)) in indices.iter().zip(steps).enumerate() {
-        if layout.tensor_of(i).kind == TensorKind::Weight {
-            let w = l2.theta[i];
-            let change = |v: f64| l2.factor * (v * v - w * w);
-            l2.add(
-                estimates,
-                k,
-                2.0 * l2.factor * w,
-                (change(w + h), change(w - h)),
-            );
-        } else {
-            l2.add(estimates, k, 0.0, (0.0, 0.0));
-        }
-    }
-}
-
-/// [`add_l2`] for directional estimates: along `v` over weight tensor `W` L2's derivative
-/// is `2·f·⟨W, v⟩` (the costs' own changes are left at their linear part).
-fn add_l2_along(problem: &Problem, dirs: &[Direction], estimates: &mut Estimates) {
-    let Some(l2) = L2Share::of(problem) else {
-        return;
-    };
-    let layout = problem.net().layout();
-    for (k, d) in dirs.iter().enumerate() {
-        let slope = match layout.tensors()[d.tensor].kind {
-            TensorKind::Weight => 2.0 * l2.factor * d.project(layout, &l2.theta),
-            TensorKind::Bias => 0.0,
-        };
-        l2.add(estimates, k, slope, (0.0, 0.0));
-    }
-}
-
-/// What L2 adds to a model's estimates: its factor `f` on `Σw²`, its value, and θ.
-struct L2Share {
-    factor: f64,
-    value: f64,
-    theta: Vec<f64>,
-}
-
-impl L2Share {
-    fn of(problem: &Problem) -> Option<Self> {
-        let model = problem.model();
-        (model.l2 != 0.0).then(|| Self {
-            factor: model.l2_factor(problem.examples()),
-            value: model.l2_cost(problem.net(), problem.examples()),
-            theta: problem.net().flatten(),
-        })
-    }
-
-    /// Adds to estimate `k` the derivative `slope` and the costs' changes `(plus, minus)`.
-    fn add(&self, estimates: &mut Estimates, k: usize, slope: f64, (plus, minus): (f64, f64)) {
-        if let Some(v) = estimates.j_plus.get_mut(k) {
-            *v += self.value + plus;
-        }
-        if let Some(v) = estimates.j_minus.get_mut(k) {
-            *v += self.value + minus;
-        }
-        estimates.gradapprox[k] += slope;
-        if let Some(b) = estimates.kinks.get_mut(&k) {
-            b.shift(slope);
-        }
-    }
-}
-
-/// Adds to `estimates` (of the coordinates `indices`, taken with `steps`) each one's
-/// truncation bound, and for the positions `crossing` (whose step crosses a ReLU kink) the
-/// exact one-sided derivatives, with units within a [`KINK_RECHECK_FACTOR`] fraction of
-/// the step from their kink taken as on it.
-fn bound_truncation_and_kinks(
-    problem: &Problem,
-    sens: &Sensitivity,
-    indices: &[usize],
-    steps: &[f64],
-    crossing: &[usize],
-    estimates: &mut Estimates,
-) -> Result<()> {
-    use rayon::prelude::*;
-    // Located on the fly: a list of every coordinate's place would cost ~30 bytes each.
-    estimates.truncation = indices
-        .par_iter()
-        .zip(steps)
-        .map(|(&i, &h)| Ok(sens.truncation_bound(problem.locate(i)?, h)))
-        .collect::<Result<Vec<f64>>>()?;
-    estimates.kinks = crossing
-        .par_iter()
-        .map(|&k| {
-            let h = steps[k];
-            let tie = h * KINK_RECHECK_FACTOR;
-            let at = problem.locate(indices[k])?;
-            Ok((k, cpu::kinks::bracket(problem, sens, at, h, tie)))
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .collect();
-    for (&k, b) in &estimates.kinks {
-        estimates.gradapprox[k] = b.central();
-    }
-    Ok(())
-}
-
-/// Adds to the full method's estimates (every coordinate, step `eps`) their truncation
-/// bounds and, where a step crosses a ReLU kink, the exact one-sided derivatives.
-fn bound_whole_passes(problem: &Problem, eps: f64, estimates: &mut Estimates) -> Result<()> {
-    let sens = Sensitivity::new(problem);
-    let all: Vec<usize> = (0..problem.net().num_params()).collect();
-    let crossing: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|&i| problem.locate(i).is_ok_and(|at| sens.crosses(at, eps)))
-        .collect();
-    bound_truncation_and_kinks(
-        problem,
-        &sens,
-        &all,
-        &vec![eps; all.len()],
-        &crossing,
-        estimates,
-    )
-}
-
-/// Adds to the estimates of directional checks each direction's truncation bound and, for
-/// a direction whose step crosses a ReLU kink, its exact one-sided derivatives (forward
-/// passes along it on the host, as many as the directions' own passes).
-fn bound_directions(problem: &Problem, dirs: &[Direction], eps: f64, estimates: &mut Estimates) {
-    use rayon::prelude::*;
-    let sens = Sensitivity::new(problem);
-    let layout = problem.net().layout();
-    let found: Vec<(f64, Option<crate::estimate::Bracket>)> = dirs
-        .par_iter()
-        .map(|d| {
-            let p = layout.tensors()[d.tensor].layer - 1;
-            let change = d.layer_change(layout, sens.inputs[p].view());
-            let tie = eps * KINK_RECHECK_FACTOR;
-            cpu::kinks::along_change(problem, &sens, p, change.view(), eps, tie)
-        })
-        .collect();
-    for (k, (truncation, bracket)) in found.into_iter().enumerate() {
-        estimates.truncation.push(truncation);
-        if let Some(b) = bracket {
-            estimates.gradapprox[k] = b.central();
-            estimates.kinks.insert(k, b);
-        }
-    }
-}
-
 /// The finite differences of one problem, ready to judge any gradient against.
 pub struct Evaluation {
     /// The problem as the device saw it (rounded to f32 for an f32 run).
@@ -629,6 +277,9 @@ pub struct GivenGradients {
     pub arrays: Vec<(String, String)>,
     /// The precision the gradients were stored in (float32 arrays: f32).
     pub stored: Precision,
+    /// Whether float64 arrays hold only values a float32 holds exactly (gradients
+    /// computed in float32 and saved as float64): judged as float32 gradients.
+    pub float32_values: bool,
     /// How the report names them ("gradients from net.npz").
     pub source: String,
 }
@@ -663,6 +314,7 @@ impl Gradients {
             given: Vec::new(),
             arrays: Vec::new(),
             stored: Precision::F64,
+            float32_values: false,
             source: source.into(),
         })
     }
@@ -742,14 +394,22 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
     }
 }
 
-/// The precision the gradients are judged at: f32 when they are stored as float32 or
-/// declared computed in f32.
-fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> Precision {
-    if opts.grad_precision == Some(Precision::F32) || gradients.stored_precision() == Precision::F32
-    {
-        Precision::F32
-    } else {
-        Precision::F64
+/// The precision the gradients are judged at, and why when it is not their arrays':
+/// f32 when stored as float32, declared computed in f32, or when every value of their
+/// float64 arrays is a float32 (unless declared f64).
+fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> (Precision, Option<String>) {
+    let declared = opts.grad_precision;
+    match gradients {
+        _ if declared == Some(Precision::F32) => (Precision::F32, None),
+        _ if gradients.stored_precision() == Precision::F32 => (Precision::F32, None),
+        Gradients::Given(g) if g.float32_values && declared != Some(Precision::F64) => (
+            Precision::F32,
+            Some(
+                "every value of the float64 gradient arrays is a float32: they were computed in float32 (declare f64 gradients to judge them as such)"
+                    .into(),
+            ),
+        ),
+        _ => (Precision::F64, None),
     }
 }
 
@@ -764,7 +424,7 @@ fn build_header(
     opts: &CheckOptions,
 ) -> Header {
     let layout = seen.net().layout();
-    let grad_precision = judged_precision(gradients, opts);
+    let (grad_precision, grad_precision_reason) = judged_precision(gradients, opts);
     let (gradient_arrays, not_given) = match gradients {
         Gradients::Given(g) => (
             g.arrays.clone(),
@@ -778,6 +438,7 @@ fn build_header(
         gradient_arrays,
         not_given,
         grad_precision,
+        grad_precision_reason,
         threshold: opts.threshold_in(method, precision, grad_precision),
         params: layout.len(),
         widths: seen.net().widths(),
@@ -843,8 +504,9 @@ pub fn judge(
         opts,
     );
     let (grad_precision, threshold) = (header.grad_precision, header.threshold);
-    let roundoff = (grad_precision == Precision::F32)
-        .then(|| cpu::roundoff::gradient_bound(&eval.problem, Precision::F32));
+    // A correct backprop carries its own round-off in either precision: one computed by a
+    // formula other than the tool's rounds otherwise, and must not be called wrong for it.
+    let roundoff = Some(cpu::roundoff::gradient_bound(&eval.problem, grad_precision));
     let advice = advice(eval, grad_precision, eval.problem.examples());
     let trial = Trial {
         grad: &grad,

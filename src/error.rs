@@ -63,6 +63,9 @@ pub enum Error {
     /// The user stopped the check (Ctrl-C); nothing was reported.
     #[error("interrupted before the check finished")]
     Cancelled,
+    /// Arrays of a layer the model does not have (a normalisation layer's parameters).
+    #[error("the input holds {0}")]
+    ForeignLayer(String),
     /// A requested feature that this build does not provide.
     #[error("{0}")]
     NotAvailable(String),

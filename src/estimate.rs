@@ -23,8 +23,6 @@ pub struct DeltaCost {
     /// `Σ_k (S₊,k² + S₋,k²)` over the running sums after each addition: what the additions'
     /// round-off grows with (the error of a sum is `Σ_k δ_k S_k` with `|δ_k| ≤ u`).
     pub squares: f64,
-    /// Whether either step touches a unit on its kink.
-    pub kink: bool,
 }
 
 /// One perturbation's running sums over its terms, as the delta method accumulates them
@@ -46,14 +44,13 @@ impl Sums {
         self.squares += self.plus * self.plus + self.minus * self.minus;
     }
 
-    /// The sums times `scale` (the reduction), with `kink` said of them.
-    pub fn finish(self, scale: f64, kink: bool) -> DeltaCost {
+    /// The sums times `scale` (the reduction).
+    pub fn finish(self, scale: f64) -> DeltaCost {
         DeltaCost {
             plus: self.plus * scale,
             minus: self.minus * scale,
             magnitude: self.magnitude * scale,
             squares: self.squares * scale * scale,
-            kink,
         }
     }
 }
@@ -69,45 +66,68 @@ impl DeltaCost {
     }
 }
 
-/// Where a coordinate's step crosses a ReLU kink: its exact one-sided derivatives, and
-/// what backprop gives there under either ReLU'(0) convention (see `cpu::kinks`).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Bracket {
-    /// `lim (J(θ) − J(θ − h e_i)) / h` and `lim (J(θ + h e_i) − J(θ)) / h`.
-    pub left: f64,
-    pub right: f64,
-    /// The derivative with ReLU'(0) = 0 (`Z > 0`) and with ReLU'(0) = 1 (`Z ≥ 0`).
-    pub relu0: f64,
-    pub relu1: f64,
-    /// Round-off bound of the four derivatives.
+/// Where a coordinate's change reaches a hidden unit sitting on its kink (within its own
+/// round-off of 0): `J` has no derivative there, and a backprop returns the derivative of
+/// the convention it uses for the slope at the kink. The gradient must be one of these.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kink {
+    /// The hidden layers (1-based) whose units on a kink the coordinate reaches, and the
+    /// names of their activation's conventions (below, half-way, above).
+    pub layers: Vec<(usize, [&'static str; 3])>,
+    /// Each assignment of a convention to those layers (indices into their names), and the
+    /// derivative a backprop using it gives.
+    pub derivatives: Vec<(Vec<u8>, f64)>,
+    /// Round-off bound of the derivatives.
     pub noise: f64,
+    /// Whether some assignments were left out (too many layers on kinks to enumerate):
+    /// a gradient matching none of those given is then undecided, not failed.
+    pub partial: bool,
 }
 
-impl Bracket {
-    /// What a central difference tends to at the kink, `(left + right)/2`: the estimate
-    /// reported there.
-    pub fn central(&self) -> f64 {
-        0.5 * (self.left + self.right)
+impl Kink {
+    /// The derivative the report shows as the estimate: every layer with the first
+    /// convention (the slope below the kink, the course's `Z > 0`).
+    pub fn course(&self) -> f64 {
+        self.derivatives
+            .iter()
+            .find(|(a, _)| a.iter().all(|&c| c == 0))
+            .or(self.derivatives.first())
+            .map_or(f64::NAN, |d| d.1)
+    }
+
+    /// The admissible derivative nearest to `grad`, and its index.
+    pub fn nearest(&self, grad: f64) -> (usize, f64) {
+        self.derivatives
+            .iter()
+            .enumerate()
+            .min_by(|a, b| (a.1 .1 - grad).abs().total_cmp(&(b.1 .1 - grad).abs()))
+            .map_or((0, f64::NAN), |(k, d)| (k, d.1))
+    }
+
+    /// The name of assignment `k`: `ReLU'(0)=½`, or per layer where they differ.
+    pub fn name(&self, k: usize) -> String {
+        let assignment = &self.derivatives[k].0;
+        let uniform = assignment.windows(2).all(|w| w[0] == w[1]);
+        let same_names = self.layers.windows(2).all(|w| w[0].1 == w[1].1);
+        if uniform && same_names {
+            if let (Some(&c), Some((_, names))) = (assignment.first(), self.layers.first()) {
+                return names[c as usize].to_string();
+            }
+        }
+        let parts: Vec<String> = self
+            .layers
+            .iter()
+            .zip(assignment)
+            .map(|((l, names), &c)| format!("{} in layer {l}", names[c as usize]))
+            .collect();
+        parts.join(", ")
     }
 
     /// Moves every derivative by `slope` (a term the data cost leaves out, L2).
     pub fn shift(&mut self, slope: f64) {
-        self.left += slope;
-        self.right += slope;
-        self.relu0 += slope;
-        self.relu1 += slope;
-    }
-
-    /// The admissible derivative nearest to `grad`, what the gradient is measured
-    /// against: any point between the one-sided derivatives (every ReLU'(0) in [0, 1] of a
-    /// unit alone on its kink lands there), or either convention's derivative, which with
-    /// several units on their kinks at once can fall outside them.
-    pub fn nearest(&self, grad: f64) -> f64 {
-        let between = grad.clamp(self.left.min(self.right), self.left.max(self.right));
-        [between, self.relu0, self.relu1]
-            .into_iter()
-            .min_by(|a, b| (a - grad).abs().total_cmp(&(b - grad).abs()))
-            .expect("three candidates")
+        for d in &mut self.derivatives {
+            d.1 += slope;
+        }
     }
 }
 
@@ -126,9 +146,10 @@ pub struct Estimates {
     /// A bound on each estimate's truncation error (the step's third-order term); empty
     /// where it was not bounded (directional checks).
     pub truncation: Vec<f64>,
-    /// Coordinates whose steps cross a ReLU kink, with their exact one-sided derivatives:
-    /// judged against the bracket instead of the finite difference.
-    pub kinks: std::collections::BTreeMap<usize, Bracket>,
+    /// Coordinates whose change reaches a unit on its kink, with the derivative of every
+    /// convention a backprop may use there: judged against those instead of the finite
+    /// difference.
+    pub kinks: std::collections::BTreeMap<usize, Kink>,
     /// Coordinates that were evaluated at all (a sampled check leaves the rest NaN).
     /// Empty when every coordinate was.
     pub checked: Vec<bool>,
@@ -137,12 +158,13 @@ pub struct Estimates {
 impl Estimates {
     /// Builds the estimates from the two costs of each coordinate and the step `θ₊ − θ₋`
     /// actually taken (in f32, `θ ± ε` rounds, and dividing by `2ε` would add that error).
-    /// `unit_roundoff` is that of the precision the costs were computed in.
+    /// `cost_error` bounds each item's costs' rounding (`roundoff::cost_roundoff`), so each
+    /// estimate's is `2·cost_error / step`.
     pub fn from_costs(
         j_plus: Vec<f64>,
         j_minus: Vec<f64>,
         steps: &[f64],
-        unit_roundoff: f64,
+        cost_error: &[f64],
     ) -> Self {
         debug_assert_eq!(j_plus.len(), j_minus.len());
         debug_assert_eq!(j_plus.len(), steps.len());
@@ -152,11 +174,10 @@ impl Estimates {
             .zip(steps)
             .map(|((p, m), h)| (p - m) / h)
             .collect();
-        let noise = j_plus
+        let noise = steps
             .iter()
-            .zip(&j_minus)
-            .zip(steps)
-            .map(|((p, m), h)| ROUNDOFF_SAFETY * unit_roundoff * (p.abs() + m.abs()) / h)
+            .zip(cost_error)
+            .map(|(h, e)| 2.0 * e / h)
             .collect();
         Self {
             j_plus,
@@ -170,9 +191,9 @@ impl Estimates {
     }
 
     /// Builds the estimates of the delta method from `J(θ)` and the cost changes, each
-    /// coordinate with its own step (kink crossings are re-evaluated with a smaller one).
-    /// Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed terms. Coordinates whose
-    /// step still crosses a kink get their bracket afterwards ([`Estimates::kinks`]).
+    /// coordinate with its own step (a coordinate limited by its truncation is evaluated
+    /// again with a smaller one). Nothing cancels: `(ΔJ₊ − ΔJ₋) / 2ε` has opposite-signed
+    /// terms.
     pub fn from_deltas(j: f64, deltas: &[DeltaCost], eps: &[f64], unit_roundoff: f64) -> Self {
         let mut est = Self::default();
         for (d, &e) in deltas.iter().zip(eps) {

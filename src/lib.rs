@@ -17,6 +17,7 @@ pub mod generate;
 pub mod gpu;
 pub mod io;
 pub mod memory;
+pub mod method;
 pub mod model;
 pub mod monitor;
 pub mod options;

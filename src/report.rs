@@ -54,6 +54,8 @@ pub struct Header {
     /// The precision the gradients are judged at: f32 adds their own round-off to every
     /// bound.
     pub grad_precision: Precision,
+    /// Why, where it is not their arrays' (float64 arrays of float32 values).
+    pub grad_precision_reason: Option<String>,
     pub threshold: f64,
     pub params: usize,
     /// Layer widths, input first.
@@ -109,6 +111,9 @@ impl Header {
             self.gradients,
             self.grad_precision.as_str()
         );
+        if let Some(why) = &self.grad_precision_reason {
+            let _ = writeln!(out, "gradient precision: {why}");
+        }
         if !self.gradient_arrays.is_empty() {
             let read: Vec<String> = self
                 .gradient_arrays
@@ -241,10 +246,21 @@ impl Report {
             );
             for c in &self.worst {
                 let approx = match &c.kink {
-                    Some(b) => format!(
-                        "at a kink: one-sided {:.6e} / {:.6e}, ReLU'(0)=0 {:.6e}, =1 {:.6e}",
-                        b.left, b.right, b.relu0, b.relu1
-                    ),
+                    Some(k) => {
+                        let others: Vec<String> = k
+                            .conventions
+                            .iter()
+                            .filter(|(name, _)| *name != k.nearest)
+                            .map(|(name, v)| format!("{name} {v:.6e}"))
+                            .collect();
+                        format!(
+                            "at a kink: {} {:.6e} (nearest of {}; {})",
+                            k.nearest,
+                            k.derivative,
+                            k.combinations,
+                            others.join(", ")
+                        )
+                    }
                     None => format!("approx {:>13.6e}", c.gradapprox),
                 };
                 let _ = writeln!(

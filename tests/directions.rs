@@ -85,12 +85,12 @@ fn the_exercise_s_planted_bugs_fail_along_directions_in_both_precisions() {
             "{text}"
         );
         let correct = judge("dirs", &eval, &Gradients::Backprop(None), &opts).unwrap();
-        // f32 whole passes resolve ~1e-3 at best: undecided there, never failed.
-        let expected = match precision {
-            Precision::F64 => Verdict::Pass,
-            Precision::F32 => Verdict::Inconclusive,
-        };
-        assert_eq!(correct.verdict, expected, "{device:?} {precision:?}");
+        // f32 whole passes resolve ~1e-3 at best even at their balanced steps: undecided
+        // there at worst, never failed.
+        match precision {
+            Precision::F64 => assert_eq!(correct.verdict, Verdict::Pass, "{device:?}"),
+            Precision::F32 => assert_ne!(correct.verdict, Verdict::Fail, "{device:?}"),
+        }
     }
 }
 

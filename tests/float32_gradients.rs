@@ -47,6 +47,7 @@ fn given(problem: &Problem, values: Vec<f64>) -> Gradients {
         given: vec![true; tensors],
         arrays: Vec::new(),
         stored: Precision::F32,
+        float32_values: false,
         source: "a float32 backprop".into(),
     })
 }

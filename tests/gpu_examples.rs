@@ -35,7 +35,6 @@ fn assert_deltas_agree(
             (got - want).abs() <= tolerance,
             "{what} {precision:?} coordinate {i}: gpu {got:e}, cpu {want:e} (tolerance {tolerance:e})"
         );
-        assert_eq!(g.kink, c.kink, "{what} {i}");
     }
 }
 

@@ -221,7 +221,6 @@ fn gpu_series_match_the_cpu_for_every_model_in_both_precisions() {
                         seen.net().layout().coordinate_name(i)
                     );
                 }
-                assert_eq!(g.kink, c.kink, "{settings} {i}");
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, Axis};
 
-use super::forward::forward;
+use super::forward::{forward, Activations};
 use crate::problem::Problem;
 
 /// `dJ/dθ` flattened in the parameter layout's order (dW1, db1, dW2, …), with the slope
@@ -13,32 +13,60 @@ pub fn gradients(problem: &Problem) -> Vec<f64> {
 }
 
 /// [`gradients`] with another derivative at a kink (1 for a backprop that masks with
-/// `Z >= 0`): what a correct backprop gives at a unit sitting exactly on its kink.
+/// `Z >= 0`, ½ for `np.heaviside(Z, 0.5)`): what a correct backprop gives at a unit
+/// sitting exactly on its kink.
 pub fn gradients_with_relu_prime_at_zero(problem: &Problem, at_zero: f64) -> Vec<f64> {
-    backprop(problem, Some(at_zero))
+    let layers = problem.net().layers().len() - 1;
+    backprop(problem, Some(&vec![at_zero; layers]))
 }
 
-fn backprop(problem: &Problem, at_kink: Option<f64>) -> Vec<f64> {
+/// [`gradients`] with `at_kink[l]` the derivative at the kink of hidden layer `l`: a
+/// backprop whose layers use different conventions.
+pub fn gradients_with_conventions(problem: &Problem, at_kink: &[f64]) -> Vec<f64> {
+    backprop(problem, Some(at_kink))
+}
+
+/// Per layer, `dZ_l = ∂J/∂z_l` per unit and example (`n_l × m`, the reduction included),
+/// with ReLU'(0) = 0 at a kink: what each example contributes to every parameter of a row.
+pub fn deltas(problem: &Problem) -> Vec<Array2<f64>> {
+    deltas_with(problem, None).1
+}
+
+fn backprop(problem: &Problem, at_kink: Option<&[f64]>) -> Vec<f64> {
+    let (acts, deltas) = deltas_with(problem, at_kink);
+    let net = problem.net();
+    let x = problem.x().view();
+    let l2 = 2.0 * problem.model().l2_factor(problem.examples());
+    deltas
+        .iter()
+        .enumerate()
+        .flat_map(|(l, dz)| {
+            let input = if l == 0 { x } else { acts.a[l - 1].view() };
+            let mut dw = dz.dot(&input.t());
+            if l2 != 0.0 {
+                dw.scaled_add(l2, &net.layers()[l].w);
+            }
+            let db = dz.sum_axis(Axis(1));
+            dw.into_iter().chain(db).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The forward pass and every layer's `dZ`, input side first.
+fn deltas_with(problem: &Problem, at_kink: Option<&[f64]>) -> (Activations, Vec<Array2<f64>>) {
     let net = problem.net();
     let model = problem.model();
-    let x = problem.x().view();
-    let acts = forward(net, model, x);
+    let acts = forward(net, model, problem.x().view());
     let scale = model.scale(problem.examples());
-    let l2 = 2.0 * model.l2_factor(problem.examples());
     let last = net.layers().len() - 1;
 
     // dJ/dZ_L = (output − Y)·scale for each loss with its matching output (sigmoid with
     // cross-entropy, softmax with cross-entropy, identity with squared error).
-    let mut dz: Array2<f64> = (&acts.a[last] - problem.y()) * scale;
+    let mut dz: Array2<f64> =
+        super::forward::residuals(model.loss, acts.z[last].view(), problem.y().view()) * scale;
     let mut per_layer = Vec::with_capacity(last + 1);
     for l in (0..=last).rev() {
-        let input = if l == 0 { x } else { acts.a[l - 1].view() };
-        let mut dw = dz.dot(&input.t());
-        if l2 != 0.0 {
-            dw.scaled_add(l2, &net.layers()[l].w);
-        }
-        let db = dz.sum_axis(Axis(1));
-        if l > 0 {
+        let next = (l > 0).then(|| {
             let mut da = net.layers()[l].w.t().dot(&dz);
             if let Some(d) = &model.dropout {
                 let keep = 1.0 / d.keep_prob;
@@ -46,16 +74,13 @@ fn backprop(problem: &Problem, at_kink: Option<f64>) -> Vec<f64> {
             }
             let act = model.hidden[l - 1];
             let slope = acts.z[l - 1].mapv(|z| match at_kink {
-                Some(at) if act.kink().is_some() => act.derivative_with_kink(z, at),
+                Some(at) if act.kink().is_some() => act.derivative_with_kink(z, at[l - 1]),
                 _ => act.derivative(z),
             });
-            dz = da * slope;
-        }
-        per_layer.push((dw, db));
+            da * slope
+        });
+        per_layer.push(std::mem::replace(&mut dz, next.unwrap_or_default()));
     }
-    per_layer
-        .into_iter()
-        .rev()
-        .flat_map(|(dw, db)| dw.into_iter().chain(db))
-        .collect()
+    per_layer.reverse();
+    (acts, per_layer)
 }

@@ -34,15 +34,13 @@ fn delta_cost(
     eps: f64,
 ) -> DeltaCost {
     let gain = sens.gain[p].index_axis(ndarray::Axis(0), row);
-    let reach = sens.reach[p].row(row);
     let input = col.map(|j| sens.inputs[p].row(j));
-    let (mut sums, mut kink) = (Sums::default(), false);
+    let mut sums = Sums::default();
     for e in 0..problem.examples() {
         let s = eps * input.map_or(1.0, |a| a[e]);
         if s == 0.0 {
             continue;
         }
-        kink |= s.abs() >= reach[e];
         for (o, &g) in gain.row(e).iter().enumerate() {
             let d = s * g;
             let (z, sigma, y) = (sens.z_out[[o, e]], sens.sigma[[o, e]], problem.y()[[o, e]]);
@@ -51,7 +49,7 @@ fn delta_cost(
             sums.add(up, down, up_size + down_size);
         }
     }
-    sums.finish(1.0 / problem.examples() as f64, kink)
+    sums.finish(1.0 / problem.examples() as f64)
 }
 
 /// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores, from

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::forward::data_cost_of;
 use crate::error::{Error, Result};
-use crate::estimate::{perturbed_pair, Estimates, F64_UNIT_ROUNDOFF};
+use crate::estimate::{perturbed_pair, Estimates};
 use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
@@ -53,6 +53,6 @@ pub fn central_differences(
         j_plus,
         j_minus,
         &steps,
-        F64_UNIT_ROUNDOFF,
+        &super::roundoff::coordinate_cost_roundoff(problem, Precision::F64),
     ))
 }

@@ -117,6 +117,53 @@ pub fn cost(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) ->
     data_cost(model, logits(net, model, x).view(), y) + model.l2_cost(net, x.ncols())
 }
 
+/// `∂loss/∂z` of every example's logits (`n_L × m`, unreduced): `σ(z) − y`,
+/// `softmax(z) − y` or `z − y`, formed without needless cancellation, so that a fitted
+/// output keeps its residual's relative accuracy: `σ(z) − 1 = −σ(−z)`, and for a class of
+/// label 1, `p − 1 = −Σ_(j≠k) p_j`.
+pub fn residuals(loss: Loss, z: ArrayView2<f64>, y: ArrayView2<f64>) -> Array2<f64> {
+    let mut r = Array2::zeros(z.dim());
+    for ((mut r, z), y) in r
+        .columns_mut()
+        .into_iter()
+        .zip(z.columns())
+        .zip(y.columns())
+    {
+        match loss {
+            Loss::Bce => {
+                for ((r, &z), &y) in r.iter_mut().zip(z).zip(y) {
+                    *r = match y {
+                        1.0 => -sigmoid(-z),
+                        0.0 => sigmoid(z),
+                        y => sigmoid(z) - y,
+                    };
+                }
+            }
+            Loss::Mse => r.assign(&(&z - &y)),
+            Loss::Softmax => {
+                let top = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let e = z.mapv(|v| (v - top).exp());
+                let sum = e.sum();
+                let p = e.mapv(|v| v / sum);
+                for (k, (r, &y)) in r.iter_mut().zip(y).enumerate() {
+                    *r = if y == 1.0 {
+                        let others: f64 = e
+                            .iter()
+                            .enumerate()
+                            .filter(|&(j, _)| j != k)
+                            .map(|(_, v)| v)
+                            .sum();
+                        -others / sum
+                    } else {
+                        p[k] - y
+                    };
+                }
+            }
+        }
+    }
+    r
+}
+
 /// `log(1 + e^z)` without overflow or cancellation.
 pub fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()

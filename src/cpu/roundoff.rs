@@ -14,7 +14,7 @@
 
 use ndarray::{Array2, Axis};
 
-use super::forward::forward;
+use super::forward::{forward, Activations};
 use crate::model::{Activation, Loss};
 use crate::options::Precision;
 use crate::problem::Problem;
@@ -55,79 +55,15 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let m = problem.examples() as f64;
     let scale = model.scale(problem.examples());
     let sq = |a: &Array2<f64>| a.mapv(|v| v * v);
-    // Per hidden layer, the slope of its activation times the dropout factor.
-    let slopes: Vec<Array2<f64>> = (0..last)
-        .map(|l| {
-            let act = model.hidden[l];
-            let mut s = acts.z[l].mapv(|z| act.derivative(z));
-            if let Some(d) = &model.dropout {
-                s.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
-            }
-            s
-        })
-        .collect();
+    let slopes = hidden_slopes(problem, &acts);
 
-    // ReLU and identity layers without dropout add no rounding of their own.
-    // Per hidden layer, the roundings each activation value (and each slope in backprop)
-    // takes of its own: none for ReLU and identity, one for leaky ReLU's product, three
-    // for tanh and sigmoid (exp, a sum, a quotient: measured on float32 backprops, one
-    // rounding left them 3.9σ out), one more for dropout's scaling.
-    let own: Vec<f64> = model
-        .hidden
-        .iter()
-        .map(|a| {
-            let activation = match a {
-                Activation::Relu | Activation::Identity => 0.0,
-                Activation::LeakyRelu(_) => 1.0,
-                Activation::Tanh | Activation::Sigmoid => 3.0,
-            };
-            activation + if model.dropout.is_some() { 1.0 } else { 0.0 }
-        })
-        .collect();
-
-    // Forward: squared values A² and error variances V (in units of u²).
-    let mut a_sq = vec![sq(problem.x())];
-    let mut a_var = vec![sq(problem.x())];
-    let mut z_var_out = Array2::zeros((0, 0));
-    // Per hidden layer, the change a unit's switch across its kink makes to its slope,
-    // where it sits within its own round-off of the kink (0 elsewhere and for smooth
-    // activations): the user's arithmetic may have gone the other way there.
-    let mut near_kink = Vec::with_capacity(last);
-    // Per hidden layer, the variance of z: a smooth activation's slope in backprop is
-    // computed at the user's z, so it carries that error through the curvature.
-    let mut z_var_hidden = Vec::with_capacity(last);
-    let reach = GRADIENT_ROUNDOFF_SAFETY * precision.unit_roundoff();
-    for (l, layer) in net.layers().iter().enumerate() {
-        let w_sq = sq(&layer.w);
-        let n = layer.w.ncols() as f64;
-        let terms = w_sq.dot(&a_sq[l]) + layer.b.mapv(|v| v * v).insert_axis(Axis(1));
-        let z_var = w_sq.dot(&a_var[l]) + terms * (n + 1.0);
-        if l == last {
-            z_var_out = z_var;
-        } else {
-            let jump = model.hidden[l]
-                .kink()
-                .map_or(0.0, |(below, above)| above - below);
-            let mut near = z_var.clone();
-            near.zip_mut_with(&acts.z[l], |v, &z| {
-                *v = if jump != 0.0 && z.abs() <= reach * v.sqrt() {
-                    jump
-                } else {
-                    0.0
-                }
-            });
-            if let Some(d) = &model.dropout {
-                near.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
-            }
-            // A unit that may have switched carries the error at either slope.
-            let mut passes = sq(&slopes[l]);
-            passes.zip_mut_with(&near, |v, &j| *v = v.max(j * j));
-            a_var.push(&z_var * &passes + sq(&acts.a[l]) * own[l]);
-            a_sq.push(sq(&acts.a[l]));
-            near_kink.push(near);
-            z_var_hidden.push(z_var);
-        }
-    }
+    let Forward {
+        a_sq,
+        a_var,
+        z_var,
+        near_kink,
+    } = forward_variance(problem, &acts, &slopes, (precision, None));
+    let z_var_out = &z_var[last];
 
     // dZ_L = (output − Y)·scale: the output moved by its slope times δz, plus the
     // output's and the subtraction's own rounding.
@@ -137,8 +73,9 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
         Loss::Mse => Array2::ones(out.dim()),
         Loss::Bce | Loss::Softmax => out.mapv(|s| (s * (1.0 - s)).powi(2)),
     };
+    let own = own_roundings(model);
     let mut dz = &residual * scale;
-    let mut dz_var = (&out_slope_sq * &z_var_out + sq(out) + sq(&residual)) * (scale * scale);
+    let mut dz_var = (&out_slope_sq * z_var_out + sq(out) + sq(&residual)) * (scale * scale);
     let l2 = 2.0 * model.l2_factor(problem.examples());
     let mut per_layer = Vec::with_capacity(last + 1);
     for l in (0..=last).rev() {
@@ -161,9 +98,10 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
             let switched = sq(&(&through * &near_kink[l - 1])) / u2;
             let slope = &slopes[l - 1];
             let curvature = curvature(model, l - 1, &acts.z[l - 1]);
+            let slope_error = slope_error(model, l - 1, &acts.z[l - 1], slope);
             dz_var = (w_sq_t.dot(&dz_var) + w_sq_t.dot(&dz_sq) * n) * sq(slope)
-                + sq(&(&through * slope)) * own[l - 1]
-                + sq(&(&through * &curvature)) * &z_var_hidden[l - 1]
+                + sq(&(&through * &slope_error)) * own[l - 1]
+                + sq(&(&through * &curvature)) * &z_var[l - 1]
                 + switched;
             dz = through * slope;
         }
@@ -178,18 +116,54 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
         .collect()
 }
 
+/// Per hidden layer, the roundings each activation value (and each slope in backprop)
+/// takes of its own: none for ReLU and identity, one for leaky ReLU's product, three for
+/// tanh and sigmoid (exp, a sum, a quotient: measured on float32 backprops, one rounding
+/// left them 3.9σ out), one more for dropout's scaling.
+fn own_roundings(model: &crate::model::Model) -> Vec<f64> {
+    model
+        .hidden
+        .iter()
+        .map(|a| {
+            let activation = match a {
+                Activation::Relu | Activation::Identity => 0.0,
+                Activation::LeakyRelu(_) => 1.0,
+                Activation::Tanh | Activation::Sigmoid => 3.0,
+            };
+            activation + if model.dropout.is_some() { 1.0 } else { 0.0 }
+        })
+        .collect()
+}
+
+/// What a hidden slope's own roundings are relative to, at most, whichever formula a
+/// backprop forms it by: the slope itself, and for `1 − t²` and `s·(1 − s)` from the rounded
+/// `t = tanh z`, `s = σ(z)`, the operands that cancel — `2t²` and `s²` — which for a
+/// saturated unit are far larger than the slope (times the dropout factor, as the slope).
+fn slope_error(
+    model: &crate::model::Model,
+    l: usize,
+    z: &Array2<f64>,
+    slope: &Array2<f64>,
+) -> Array2<f64> {
+    let cancelled = |z: f64| match model.hidden[l] {
+        Activation::Tanh => 2.0 * z.tanh().powi(2),
+        Activation::Sigmoid => crate::model::spec::sigmoid(z).powi(2),
+        _ => 0.0,
+    };
+    let mut e = z.mapv(cancelled);
+    if let Some(d) = &model.dropout {
+        e.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
+    }
+    e.zip_mut_with(slope, |v, &s| *v += s.abs());
+    e
+}
+
 /// The second derivative of hidden layer `l`'s activation at `z`, times the dropout factor:
 /// how much its slope moves with an error in `z`.
 fn curvature(model: &crate::model::Model, l: usize, z: &Array2<f64>) -> Array2<f64> {
     let second = |z: f64| match model.hidden[l] {
-        Activation::Tanh => {
-            let t = z.tanh();
-            -2.0 * t * (1.0 - t * t)
-        }
-        Activation::Sigmoid => {
-            let s = crate::model::spec::sigmoid(z);
-            s * (1.0 - s) * (1.0 - 2.0 * s)
-        }
+        Activation::Tanh => -2.0 * z.tanh() * crate::model::spec::tanh_prime(z),
+        Activation::Sigmoid => crate::model::spec::sigmoid_derivatives(z)[1],
         _ => 0.0,
     };
     let mut c = z.mapv(second);
@@ -197,4 +171,248 @@ fn curvature(model: &crate::model::Model, l: usize, z: &Array2<f64>) -> Array2<f
         c.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
     }
     c
+}
+
+/// The error variances of a forward pass in `precision` (units of u²): per layer, the
+/// squared values and variances of its input, the variance of z, and per hidden layer the
+/// slope change of units that may have switched across their kink.
+struct Forward {
+    a_sq: Vec<Array2<f64>>,
+    a_var: Vec<Array2<f64>>,
+    z_var: Vec<Array2<f64>>,
+    near_kink: Vec<Array2<f64>>,
+}
+
+/// The variances (units of u²) of the rounding errors of `z` in every layer when `problem`'s
+/// forward pass runs in `precision`: independent roundings, each sum of n terms adding
+/// `u²·n·Σ term²` (what the tie radius of a kink and the whole passes' round-off rest on).
+pub fn z_variances(
+    problem: &Problem,
+    acts: &Activations,
+    precision: Precision,
+) -> Vec<Array2<f64>> {
+    z_variances_from(problem, acts, precision, 0)
+}
+
+/// [`z_variances`] of the roundings in layers `from` onward, those before taken as exact:
+/// what two passes that share every layer before `from` (a perturbation of layer `from`)
+/// can differ by.
+fn z_variances_from(
+    problem: &Problem,
+    acts: &Activations,
+    precision: Precision,
+    from: usize,
+) -> Vec<Array2<f64>> {
+    let slopes = hidden_slopes(problem, acts);
+    forward_variance(problem, acts, &slopes, (precision, Some(from))).z_var
+}
+
+/// Per hidden layer, the slope of its activation times the dropout factor.
+fn hidden_slopes(problem: &Problem, acts: &Activations) -> Vec<Array2<f64>> {
+    let model = problem.model();
+    (0..problem.net().layers().len() - 1)
+        .map(|l| {
+            let act = model.hidden[l];
+            let mut s = acts.z[l].mapv(|z| act.derivative(z));
+            if let Some(d) = &model.dropout {
+                s.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
+            }
+            s
+        })
+        .collect()
+}
+
+/// `exact_before`: `None` for a user's pass from inputs rounded to `precision` (the
+/// inputs' own rounding is an error), `Some(p)` for the tool's own from exact inputs with
+/// the roundings of the layers before `p` left out.
+fn forward_variance(
+    problem: &Problem,
+    acts: &Activations,
+    slopes: &[Array2<f64>],
+    (precision, exact_before): (Precision, Option<usize>),
+) -> Forward {
+    let net = problem.net();
+    let model = problem.model();
+    let last = net.layers().len() - 1;
+    let sq = |a: &Array2<f64>| a.mapv(|v| v * v);
+    let own = own_roundings(model);
+
+    // Forward: squared values A² and error variances V (in units of u²).
+    let mut a_sq = vec![sq(problem.x())];
+    let mut a_var = vec![match exact_before {
+        None => sq(problem.x()),
+        Some(_) => Array2::zeros(problem.x().dim()),
+    }];
+    let mut z_vars = Vec::with_capacity(last + 1);
+    // Per hidden layer, the change a unit's switch across its kink makes to its slope,
+    // where it sits within its own round-off of the kink (0 elsewhere and for smooth
+    // activations): the user's arithmetic may have gone the other way there.
+    let mut near_kink = Vec::with_capacity(last);
+    let reach = GRADIENT_ROUNDOFF_SAFETY * precision.unit_roundoff();
+    for (l, layer) in net.layers().iter().enumerate() {
+        let w_sq = sq(&layer.w);
+        let n = layer.w.ncols() as f64;
+        let terms = w_sq.dot(&a_sq[l]) + layer.b.mapv(|v| v * v).insert_axis(Axis(1));
+        let z_var = if exact_before.is_some_and(|p| l < p) {
+            Array2::zeros(terms.dim())
+        } else {
+            w_sq.dot(&a_var[l]) + terms * (n + 1.0)
+        };
+        if l < last {
+            let jump = model.hidden[l]
+                .kink()
+                .map_or(0.0, |(below, above)| above - below);
+            let mut near = z_var.clone();
+            near.zip_mut_with(&acts.z[l], |v, &z| {
+                // A unit exactly on its kink by construction (no rounding reaches it: a
+                // blank example, zero biases) takes its slope from the backprop's
+                // convention, which the kink's own judgement covers.
+                *v = if jump != 0.0 && *v > 0.0 && z.abs() <= reach * v.sqrt() {
+                    jump
+                } else {
+                    0.0
+                }
+            });
+            if let Some(d) = &model.dropout {
+                near.zip_mut_with(&d.masks[l], |v, &k| *v *= k / d.keep_prob);
+            }
+            // A unit that may have switched carries the error at either slope.
+            let mut passes = sq(&slopes[l]);
+            passes.zip_mut_with(&near, |v, &j| *v = v.max(j * j));
+            let own_rounding = if exact_before.is_some_and(|p| l < p) {
+                0.0
+            } else {
+                own[l]
+            };
+            a_var.push(&z_var * &passes + sq(&acts.a[l]) * own_rounding);
+            a_sq.push(sq(&acts.a[l]));
+            near_kink.push(near);
+        }
+        z_vars.push(z_var);
+    }
+    Forward {
+        a_sq,
+        a_var,
+        z_var: z_vars,
+        near_kink,
+    }
+}
+
+/// Roundings a loss term takes, at most, in units of its magnitude: the elementary
+/// functions within 4 ulp in f64 (libm; math.wgsl's tested to 4) and 6.4 in f32
+/// (math.wgsl, fast-math orders included, tests/fast_math.rs), then the product with the
+/// label and the subtraction.
+fn term_roundings(precision: Precision) -> f64 {
+    match precision {
+        Precision::F64 => 6.0,
+        Precision::F32 => 9.0,
+    }
+}
+
+/// Per layer `p`, a bound on how far the data cost `J` that a whole forward pass in
+/// `precision` computes is off, where the pass perturbs a parameter of layer `p` (the
+/// layers before it compute the same numbers with and without the perturbation, so their
+/// roundings are the same in `J₊` and `J₋`): each loss term's own roundings, relative to
+/// the terms as computed (`softplus(z)` and `y·z`, not their difference, which cancels
+/// where an example is fitted); the additions summing them (each within u of a running sum
+/// no larger than the terms' total: the least of `N − 1` of those and 8σ of independent
+/// errors); and the logits' rounding from layer `p` on (8σ, `z_variances`) through the
+/// loss's slope.
+pub fn cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
+    use crate::estimate::SUM_SAFETY;
+    let model = problem.model();
+    let acts = forward(problem.net(), model, problem.x().view());
+    let last = acts.z.len() - 1;
+    let (z, y) = (&acts.z[last], problem.y());
+    let terms: f64 = z
+        .columns()
+        .into_iter()
+        .zip(y.columns())
+        .map(|(z, y)| match model.loss {
+            Loss::Bce => z
+                .iter()
+                .zip(y)
+                .map(|(&z, &y)| super::forward::softplus(z) + (y * z).abs())
+                .sum::<f64>(),
+            Loss::Mse => z
+                .iter()
+                .zip(y)
+                .map(|(&z, &y)| 0.5 * (z - y) * (z - y))
+                .sum(),
+            Loss::Softmax => {
+                let top = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let spread = z.iter().map(|&v| (v - top).exp()).sum::<f64>().ln();
+                top.abs() + spread + z.iter().zip(y).map(|(&z, &y)| (y * z).abs()).sum::<f64>()
+            }
+        })
+        .sum();
+    let residual = super::forward::residuals(model.loss, z.view(), y.view());
+    let u = precision.unit_roundoff();
+    let count = z.len() as f64;
+    let additions = (count - 1.0).min(SUM_SAFETY * (count / 3.0).sqrt()) + 1.0;
+    let scale = model.scale(problem.examples());
+    (0..=last)
+        .map(|p| {
+            let z_var = &z_variances_from(problem, &acts, precision, p)[last];
+            let logits: f64 = residual
+                .columns()
+                .into_iter()
+                .zip(z_var.columns())
+                .map(|(r, v)| {
+                    let per_example: f64 = r.iter().zip(v).map(|(r, v)| r.abs() * v.sqrt()).sum();
+                    per_example * per_example
+                })
+                .sum();
+            scale * u * ((term_roundings(precision) + additions) * terms + SUM_SAFETY * logits.sqrt())
+        })
+        .collect()
+}
+
+/// [`cost_roundoff`] for every coordinate of `problem`, in layout order.
+pub fn coordinate_cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
+    let per_layer = cost_roundoff(problem, precision);
+    let layout = problem.net().layout();
+    layout
+        .tensors()
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(per_layer[t.layer - 1], t.len()))
+        .collect()
+}
+
+/// A bound on each residual's error (`∂loss/∂z_L`, `n_L × m`, unreduced) as the tool's f64
+/// pass forms it: its logits' rounding (8σ of `z_var`, the logits' variances in units of u²)
+/// through the residual's slopes in them — σ' for binary cross-entropy; for softmax
+/// `∂p_o/∂z_k = p_o(δ_ok − p_k)`, so `p_o·((1 − p_o)ζ_o + Σ_(k≠o) p_k ζ_k)`, small for a
+/// fitted example's every class; 1 for squared error — and its own rounding.
+pub fn residual_errors(problem: &Problem, acts: &Activations, z_var: &Array2<f64>) -> Array2<f64> {
+    use crate::estimate::{ROUNDOFF_SAFETY, SUM_SAFETY};
+    let u = Precision::F64.unit_roundoff();
+    let last = acts.z.len() - 1;
+    let (z, out) = (&acts.z[last], &acts.a[last]);
+    let residual = super::forward::residuals(problem.model().loss, z.view(), problem.y().view());
+    let mut errors = Array2::zeros(z.dim());
+    for e in 0..z.ncols() {
+        let zeta: Vec<f64> = z_var
+            .column(e)
+            .iter()
+            .map(|v| SUM_SAFETY * u * v.sqrt())
+            .collect();
+        let p = out.column(e);
+        for o in 0..z.nrows() {
+            let through = match problem.model().loss {
+                Loss::Bce => crate::model::spec::sigmoid_derivatives(z[[o, e]])[0] * zeta[o],
+                Loss::Mse => zeta[o],
+                Loss::Softmax => {
+                    let others: f64 = (0..z.nrows())
+                        .filter(|&k| k != o)
+                        .map(|k| p[k] * zeta[k])
+                        .sum();
+                    let rest: f64 = (0..z.nrows()).filter(|&k| k != o).map(|k| p[k]).sum();
+                    p[o] * (rest * zeta[o] + others)
+                }
+            };
+            errors[[o, e]] = through + ROUNDOFF_SAFETY * u * residual[[o, e]].abs();
+        }
+    }
+    errors
 }

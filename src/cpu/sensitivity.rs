@@ -4,22 +4,21 @@
 //! (`s_e = ±ε·A_(p−1)[j, e]`, or `±ε` for the bias). While no ReLU input crosses 0 a ReLU
 //! network is linear, so the change reaching the output is exactly `s_e · gain[i, e, o]`,
 //! with `gain = ∂z_L[o, e] / ∂z_p[i, e]` — the rank-one column `W_(p+1)[:, i]` propagated
-//! through the masked layers beyond, the same for every parameter of the row. And the
-//! linear region ends exactly where `|s_e|` reaches `reach[i, e]`: the smallest
-//! `|z_l[k, e]| / |∂z_l[k, e] / ∂z_p[i, e]|` over the unit itself and every hidden unit
-//! downstream. So per parameter the delta method needs only `m` multiplications, `m`
-//! comparisons and the cost terms, instead of propagating vectors through every layer.
+//! through the masked layers beyond, the same for every parameter of the row. The
+//! central difference of that linearised cost estimates the derivative at θ whether or not
+//! a step crosses a kink, except where the change reaches a unit sitting on its kink
+//! (`ties`): those coordinates are judged by the conventions' derivatives instead. So
+//! per parameter the delta method needs only `m` multiplications, `m` comparisons and the
+//! cost terms, instead of propagating vectors through every layer.
 
 use ndarray::{Array1, Array2, Array3, Axis};
 use rayon::prelude::*;
 
 use super::forward::{forward, sigmoid, Activations};
+use super::ties::Ties;
 use crate::model::{Mlp, Model};
+use crate::options::Precision;
 use crate::problem::Problem;
-
-/// Stands for "no ReLU downstream can cross": finite in f32 as well, so both precisions
-/// compare against it the same way.
-pub const UNREACHABLE: f64 = f32::MAX as f64;
 
 /// The unperturbed pass and, per layer, every row's gain and reach.
 pub struct Sensitivity {
@@ -27,21 +26,21 @@ pub struct Sensitivity {
     pub inputs: Vec<Array2<f64>>,
     /// Per layer: `∂z_L[o, e] / ∂z_p[i, e]`, indexed `[i, e, o]`.
     pub gain: Vec<Array3<f64>>,
-    /// Per layer: the step `|Δz_p[i, e]|` at which some ReLU input first reaches 0,
-    /// indexed `[i, e]`; [`UNREACHABLE`] where none can.
-    pub reach: Vec<Array2<f64>>,
-    /// The unperturbed pre-activations of the hidden layers, `n_l × m` (signs decide the
-    /// ReLU masks where a step crosses a kink).
-    pub z_hidden: Vec<Array2<f64>>,
+    /// The units on their kink.
+    pub ties: Ties,
     /// The unperturbed output logits `z_L` and `σ(z_L)`, `n_L × m`.
     pub z_out: Array2<f64>,
     pub sigma: Array2<f64>,
-    /// `σ(z_L) − Y`: the cost's slope in each logit (times m), from f64.
+    /// `∂loss/∂z_L` per example (`σ(z_L) − Y` for the classic model, formed without
+    /// cancellation: `forward::residuals`), unreduced, from f64.
     pub residual: Array2<f64>,
     /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]|³`, for the truncation bound.
     cubed_gain: Vec<Array1<f64>>,
     /// Per layer: the largest `|A_(p−1)[j, e]|` over the examples, per input unit `j`.
     input_max: Vec<Array1<f64>>,
+    /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]| · ρ[o, e]` times the reduction, with ρ
+    /// the residuals' own error bound (`roundoff::residual_errors`).
+    residual_error: Vec<Array1<f64>>,
 }
 
 /// `max |softplus'''| = max |σ''| = 1/(6√3)`, divided by the 6 of Taylor's remainder.
@@ -59,18 +58,11 @@ impl Sensitivity {
         eps * eps * TAYLOR_THIRD * s * s * s * self.cubed_gain[p][row] / m
     }
 
-    /// Whether a step of `eps` in parameter `(p, row, col)` moves some ReLU input across 0
-    /// in some example.
-    pub fn crosses(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> bool {
-        let reach = self.reach[p].row(row);
-        match col {
-            None => reach.iter().any(|&r| eps >= r),
-            Some(j) => self.inputs[p]
-                .row(j)
-                .iter()
-                .zip(reach)
-                .any(|(&a, &r)| a != 0.0 && (eps * a).abs() >= r),
-        }
+    /// A bound on the error the residuals' own rounding makes in the estimate of
+    /// parameter `(p, row, col)`: each example's share is the step times
+    /// `Σ_o |gain|·ρ` (Hölder: the input factor bounded by its largest magnitude).
+    pub fn residual_error(&self, (p, row, col): (usize, usize, Option<usize>)) -> f64 {
+        col.map_or(1.0, |j| self.input_max[p][j]) * self.residual_error[p][row]
     }
 
     pub fn new(problem: &Problem) -> Self {
@@ -82,11 +74,11 @@ impl Sensitivity {
         let outs = layers[last].w.nrows();
 
         // Example by example (each needs its own masks), then gathered per layer.
-        let per_example: Vec<Vec<(Array2<f64>, Array1<f64>)>> = (0..m)
+        let per_example: Vec<Vec<Array2<f64>>> = (0..m)
             .into_par_iter()
             .map(|e| {
                 (0..=last)
-                    .map(|p| row_response(net, problem.model(), &acts, p, e))
+                    .map(|p| row_gains(net, problem.model(), &acts, p, e))
                     .collect()
             })
             .collect();
@@ -94,16 +86,31 @@ impl Sensitivity {
             .iter()
             .map(|l| Array3::zeros((l.w.nrows(), m, outs)))
             .collect();
-        let mut reach: Vec<Array2<f64>> = layers
-            .iter()
-            .map(|l| Array2::zeros((l.w.nrows(), m)))
-            .collect();
-        for (e, responses) in per_example.into_iter().enumerate() {
-            for (p, (g, r)) in responses.into_iter().enumerate() {
+        for (e, gains) in per_example.into_iter().enumerate() {
+            for (p, g) in gains.into_iter().enumerate() {
                 gain[p].index_axis_mut(Axis(1), e).assign(&g);
-                reach[p].column_mut(e).assign(&r);
             }
         }
+        let variances = super::roundoff::z_variances(problem, &acts, Precision::F64);
+        let ties = Ties::find(problem, &acts, &variances);
+        let rho = super::roundoff::residual_errors(problem, &acts, &variances[last]);
+        let scale = problem.model().scale(m);
+        let residual_error = gain
+            .iter()
+            .map(|g| {
+                g.outer_iter()
+                    .map(|row| {
+                        let mut sum = 0.0;
+                        for (e, per_output) in row.outer_iter().enumerate() {
+                            for (o, &v) in per_output.iter().enumerate() {
+                                sum += v.abs() * rho[[o, e]];
+                            }
+                        }
+                        scale * sum
+                    })
+                    .collect()
+            })
+            .collect();
 
         let mut inputs = Vec::with_capacity(last + 1);
         inputs.push(problem.x().to_owned());
@@ -125,65 +132,45 @@ impl Sensitivity {
                     .collect()
             })
             .collect();
-        let mut z = acts.z;
-        let z_out = z.pop().expect("at least one layer");
+        let z_out = acts.z[last].clone();
         let sigma = z_out.mapv(sigmoid);
-        let residual = &sigma - problem.y();
+        let residual =
+            super::forward::residuals(problem.model().loss, z_out.view(), problem.y().view());
         Self {
             inputs,
             gain,
-            reach,
-            z_hidden: z,
+            ties,
             z_out,
             sigma,
             residual,
             cubed_gain,
             input_max,
+            residual_error,
         }
     }
 }
 
-/// For layer `p` at example `e`: the gains `∂z_L / ∂z_p[i]` (`n_p × n_L`) and reaches
-/// (`n_p`) of every row `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward. Exact
-/// for ReLU layers; through smooth ones (other models) the Jacobian at θ, so the reach of
-/// a kink beyond them is its linear estimate.
-fn row_response(
-    net: &Mlp,
-    model: &Model,
-    acts: &Activations,
-    p: usize,
-    e: usize,
-) -> (Array2<f64>, Array1<f64>) {
+/// For layer `p` at example `e`: the gains `∂z_L / ∂z_p[i]` (`n_p × n_L`) of every row
+/// `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward (at θ, with ReLU'(0) = 0).
+fn row_gains(net: &Mlp, model: &Model, acts: &Activations, p: usize, e: usize) -> Array2<f64> {
     let layers = net.layers();
     let last = layers.len() - 1;
     if p == last {
-        let rows = layers[p].w.nrows();
-        return (Array2::eye(rows), Array1::from_elem(rows, UNREACHABLE));
+        return Array2::eye(layers[p].w.nrows());
     }
-    // The row's own kink, then every kinked unit downstream.
-    let z_p = acts.z[p].column(e);
-    let mut reach = match model.hidden[p].kink() {
-        Some(_) => z_p.mapv(f64::abs),
-        None => Array1::from_elem(z_p.len(), UNREACHABLE),
-    };
     let mut jacobian = layers[p + 1].w.clone();
-    scale_by_slope(jacobian.view_mut().reversed_axes(), model, p, e, z_p);
+    scale_by_slope(
+        jacobian.view_mut().reversed_axes(),
+        model,
+        p,
+        e,
+        acts.z[p].column(e),
+    );
     for l in p + 1..last {
-        let z_l = acts.z[l].column(e);
-        if model.hidden[l].kink().is_some() {
-            for (row, &z) in jacobian.rows().into_iter().zip(z_l) {
-                for (r, &d) in reach.iter_mut().zip(row) {
-                    if d != 0.0 {
-                        *r = r.min(z.abs() / d.abs());
-                    }
-                }
-            }
-        }
-        scale_by_slope(jacobian.view_mut(), model, l, e, z_l);
+        scale_by_slope(jacobian.view_mut(), model, l, e, acts.z[l].column(e));
         jacobian = layers[l + 1].w.dot(&jacobian);
     }
-    reach.mapv_inplace(|r| r.min(UNREACHABLE));
-    (jacobian.reversed_axes(), reach)
+    jacobian.reversed_axes()
 }
 
 /// Scales the rows of hidden layer `l`'s units at example `e` by their slope (and

@@ -9,9 +9,11 @@
 //! difference; the odd ones beyond the first are its truncation, known here, and what the
 //! series leaves out is estimated from its last term.
 //!
-//! A ReLU or leaky ReLU unit on the way is linear until its input crosses 0; where a step
-//! may reach that ([`Sensitivity::reach`], linear through smooth layers, with a margin),
-//! the coordinate is flagged as crossing a kink.
+//! A ReLU or leaky ReLU unit on the way is linear between its kinks, and the series is that
+//! of the cost with every such unit at its slope at θ: its central difference estimates the
+//! derivative at θ whether or not a step reaches a kink, except where the change reaches a
+//! unit sitting on its kink (`ties`): those coordinates are judged by the conventions'
+//! derivatives instead.
 
 use ndarray::{Array2, Array3, ArrayView1, Axis};
 use rayon::prelude::*;
@@ -28,21 +30,14 @@ use crate::problem::Problem;
 pub const ORDER: usize = 5;
 /// Coefficients per series (`δ⁰ … δ^ORDER`; the constant is 0).
 const N: usize = ORDER + 1;
-/// A kink is taken as crossed when the step reaches this fraction of its linear reach:
-/// through smooth layers the reach is a first-order estimate.
-pub const REACH_MARGIN: f64 = 2.0;
-/// The series' left-out terms are taken as at most this many times its last term.
-const REMAINDER_FACTOR: f64 = 10.0;
 
 /// Every unit's series and what a step of one of its parameters needs.
 pub struct Series {
     /// Per layer `p`: the cost change's coefficients `[i, e, k]` (`k = 1 … ORDER` at
     /// `k − 1`), reduction included.
     pub coeff: Vec<Array3<f64>>,
-    /// Per layer `p`: its input `A_(p−1)` (`X` for the first), `n_(p−1) × m`.
-    pub inputs: Vec<Array2<f64>>,
-    /// Per layer `p`: the step `|δ|` at which a kinked unit may cross, `[i, e]`.
-    pub reach: Vec<Array2<f64>>,
+    /// The inputs, gains and ties every layer's rows share.
+    pub sens: Sensitivity,
 }
 
 impl Series {
@@ -50,6 +45,9 @@ impl Series {
         let net = problem.net();
         let model = problem.model();
         let acts = forward(net, model, problem.x().view());
+        let last = net.layers().len() - 1;
+        let residual =
+            super::forward::residuals(model.loss, acts.z[last].view(), problem.y().view());
         let m = problem.examples();
         let layers = net.layers().len();
         let scale = model.scale(m);
@@ -59,7 +57,7 @@ impl Series {
                 let rows = net.layers()[p].w.nrows();
                 let per_example: Vec<Array2<f64>> = (0..m)
                     .into_par_iter()
-                    .map(|e| layer_series(problem, &acts, p, e))
+                    .map(|e| layer_series(problem, (&acts, &residual), p, e))
                     .collect();
                 let mut c = Array3::zeros((rows, m, ORDER));
                 for (e, s) in per_example.into_iter().enumerate() {
@@ -68,42 +66,40 @@ impl Series {
                 c
             })
             .collect();
-        Self {
-            coeff,
-            inputs: sens.inputs,
-            reach: sens.reach,
-        }
+        Self { coeff, sens }
     }
 
     /// The cost changes of a step `±eps` in parameter `(p, row, col)`, both signs.
     pub fn delta_cost(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> DeltaCost {
         let coeff = self.coeff[p].index_axis(Axis(0), row);
-        let reach = self.reach[p].row(row);
-        let input = col.map(|j| self.inputs[p].row(j));
-        let (mut sums, mut kink) = (Sums::default(), false);
+        let input = col.map(|j| self.sens.inputs[p].row(j));
+        let mut sums = Sums::default();
         for (e, g) in coeff.outer_iter().enumerate() {
             let s = eps * input.map_or(1.0, |a| a[e]);
             if s == 0.0 {
                 continue;
             }
-            kink |= REACH_MARGIN * s.abs() >= reach[e];
             add_example(&mut sums, g, s);
         }
-        sums.finish(1.0, kink)
+        sums.finish(1.0)
     }
 
-    /// How far the central difference at step `eps` is from the derivative: its odd terms
-    /// beyond the first (known) and what the series leaves out (estimated).
+    /// How far the central difference of the series at step `eps` is from the derivative:
+    /// its odd terms beyond the first, known exactly (the series is the polynomial
+    /// evaluated, so nothing it leaves out enters the estimate), in absolute value term by
+    /// term, which also bounds what a running sum may absorb of them.
     pub fn truncation_bound(&self, (p, row, col): (usize, usize, Option<usize>), eps: f64) -> f64 {
         let coeff = self.coeff[p].index_axis(Axis(0), row);
-        let input = col.map(|j| self.inputs[p].row(j));
-        let (mut odd, mut last) = (0.0, 0.0);
-        for (e, g) in coeff.outer_iter().enumerate() {
-            let s = eps * input.map_or(1.0, |a| a[e]);
-            odd += g[2] * s.powi(3) + g[4] * s.powi(5);
-            last += (g[ORDER - 1] * s.powi(ORDER as i32)).abs();
-        }
-        (odd.abs() + REMAINDER_FACTOR * last) / eps
+        let input = col.map(|j| self.sens.inputs[p].row(j));
+        let odd: f64 = coeff
+            .outer_iter()
+            .enumerate()
+            .map(|(e, g)| {
+                let s = eps * input.map_or(1.0, |a| a[e]);
+                (g[2] * s.powi(3)).abs() + (g[4] * s.powi(5)).abs()
+            })
+            .sum();
+        odd / eps
     }
 }
 
@@ -124,7 +120,12 @@ fn add_example(sums: &mut Sums, g: ArrayView1<f64>, s: f64) {
 
 /// For layer `p` at example `e`: each unit's cost-change series (`n_p × ORDER`, without
 /// the reduction), jets of all units propagated at once: hidden jets are `n_l × (n_p·N)`.
-fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Array2<f64> {
+fn layer_series(
+    problem: &Problem,
+    (acts, residual): (&Activations, &Array2<f64>),
+    p: usize,
+    e: usize,
+) -> Array2<f64> {
     let net = problem.net();
     let model = problem.model();
     let layers = net.layers();
@@ -150,7 +151,7 @@ fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Ar
         for i in 0..units {
             let mut u = Array2::zeros((units, N));
             u.row_mut(i).assign(&own.row(i));
-            let g = loss_jet(model, acts, problem.y().column(e), e, &u);
+            let g = loss_jet(model, (acts, residual), problem.y().column(e), e, &u);
             out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
         }
         return out;
@@ -189,39 +190,34 @@ fn layer_series(problem: &Problem, acts: &Activations, p: usize, e: usize) -> Ar
     let mut out = Array2::zeros((units, ORDER));
     for i in 0..units {
         let u = z.slice(ndarray::s![.., i * N..(i + 1) * N]).to_owned();
-        let g = loss_jet(model, acts, problem.y().column(e), e, &u);
+        let g = loss_jet(model, (acts, residual), problem.y().column(e), e, &u);
         out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
     }
     out
 }
 
-/// The jet of `act(z0 + u) − act(z0)` for a jet `u` with `u[0] = 0`.
+/// The jet of `act(z0 + u) − act(z0)` for a jet `u` with `u[0] = 0`. The first
+/// coefficients of tanh's and σ's equations, `1 − t²` and `σ(1 − σ)` at `z0`, are formed
+/// without cancellation (saturated units would lose them).
 fn activation_jet(act: Activation, z0: f64, u: &[f64; N]) -> [f64; N] {
     match act {
         Activation::Tanh => {
             // t' = (1 − t²)·u'
-            let t0 = z0.tanh();
             let mut t = [0.0; N];
-            t[0] = t0;
+            t[0] = z0.tanh();
+            let first = crate::model::spec::tanh_prime(z0);
             ode_series(&mut t, u, |t, k| {
-                let square: f64 = (0..=k).map(|a| t[a] * t[k - a]).sum();
                 if k == 0 {
-                    1.0 - square
+                    first
                 } else {
-                    -square
+                    -(0..=k).map(|a| t[a] * t[k - a]).sum::<f64>()
                 }
             });
             t[0] = 0.0;
             t
         }
         Activation::Sigmoid => {
-            // s' = s(1 − s)·u'
-            let mut s = [0.0; N];
-            s[0] = crate::model::spec::sigmoid(z0);
-            ode_series(&mut s, u, |s, k| {
-                let square: f64 = (0..=k).map(|a| s[a] * s[k - a]).sum();
-                s[k] - square
-            });
+            let mut s = sigmoid_jet(z0, u);
             s[0] = 0.0;
             s
         }
@@ -231,6 +227,23 @@ fn activation_jet(act: Activation, z0: f64, u: &[f64; N]) -> [f64; N] {
             u.map(|v| v * slope)
         }
     }
+}
+
+/// The jet of `σ(z0 + u)` (its constant `σ(z0)` included): `s' = s(1 − s)·u'`, whose
+/// coefficients are `σ(z0)σ(−z0)` first, then `s_k·(σ(−z0) − σ(z0)) − Σ_(0<a<k) s_a s_(k−a)`.
+fn sigmoid_jet(z0: f64, u: &[f64; N]) -> [f64; N] {
+    use crate::model::spec::sigmoid;
+    let (s0, t0) = (sigmoid(z0), sigmoid(-z0));
+    let mut s = [0.0; N];
+    s[0] = s0;
+    ode_series(&mut s, u, |s, k| {
+        if k == 0 {
+            s0 * t0
+        } else {
+            s[k] * (t0 - s0) - (1..k).map(|a| s[a] * s[k - a]).sum::<f64>()
+        }
+    });
+    s
 }
 
 /// Fills `y[1..]` for `y' = f(y)·u'` by `n·y_n = Σ_(j=1..n) j·u_j·f_(n−j)`, where
@@ -248,7 +261,7 @@ fn ode_series(y: &mut [f64; N], u: &[f64; N], f: impl Fn(&[f64; N], usize) -> f6
 /// (`n_L × N`, constants 0), without the reduction.
 fn loss_jet(
     model: &Model,
-    acts: &Activations,
+    (acts, residual): (&Activations, &Array2<f64>),
     y: ArrayView1<f64>,
     e: usize,
     u: &Array2<f64>,
@@ -256,14 +269,14 @@ fn loss_jet(
     let last = acts.z.len() - 1;
     let z = acts.z[last].column(e);
     let out = acts.a[last].column(e);
+    let r = residual.column(e);
     let mut g = [0.0; N];
     match model.loss {
         Loss::Mse => {
             for (o, uo) in u.rows().into_iter().enumerate() {
-                let r = z[o] - y[o];
                 for n in 1..N {
                     let square: f64 = (0..=n).map(|a| uo[a] * uo[n - a]).sum();
-                    g[n] += r * uo[n] + 0.5 * square;
+                    g[n] += r[o] * uo[n] + 0.5 * square;
                 }
             }
         }
@@ -271,13 +284,8 @@ fn loss_jet(
             for (o, uo) in u.rows().into_iter().enumerate() {
                 let uo: [f64; N] = std::array::from_fn(|k| uo[k]);
                 // σ(z + u) by its equation, then softplus' = σ: n·sp_n = Σ j·u_j·σ_(n−j).
-                let mut s = [0.0; N];
-                s[0] = out[o];
-                ode_series(&mut s, &uo, |s, k| {
-                    let square: f64 = (0..=k).map(|a| s[a] * s[k - a]).sum();
-                    s[k] - square
-                });
-                g[1] += (out[o] - y[o]) * uo[1];
+                let s = sigmoid_jet(z[o], &uo);
+                g[1] += r[o] * uo[1];
                 for n in 2..N {
                     let sum: f64 = (1..=n).map(|j| j as f64 * uo[j] * s[n - j]).sum();
                     g[n] += sum / n as f64 - y[o] * uo[n];
@@ -308,7 +316,7 @@ fn loss_jet(
                 .rows()
                 .into_iter()
                 .enumerate()
-                .map(|(k, uk)| (out[k] - y[k]) * uk[1])
+                .map(|(k, uk)| r[k] * uk[1])
                 .sum();
             for n in 2..N {
                 let yu: f64 = u

@@ -3,14 +3,12 @@
 //! (cpu/series.rs, any model), computed once on the host in f64.
 
 use super::buffers::{encode, ensure_fits, storage};
-use super::dispatch::{
-    decode_status, layer_table, run_kernel, Blocks, KernelConfig, Launch, Status, Work,
-};
+use super::dispatch::{layer_table, run_kernel, Blocks, KernelConfig, Launch, Status, Work};
 use super::full::default_chunk;
 use super::shader::{Kernel, ModelOps, DELTA, SERIES};
 use super::GpuContext;
 use crate::cpu::sensitivity::Sensitivity;
-use crate::cpu::series::{Series, ORDER, REACH_MARGIN};
+use crate::cpu::series::{Series, ORDER};
 use crate::error::{Error, Result};
 use crate::estimate::DeltaCost;
 use crate::monitor::Monitor;
@@ -59,7 +57,6 @@ impl<'a> Prepared<'a> {
         precision: Precision,
     ) -> Result<Self> {
         let gains: Vec<f64> = sens.gain.iter().flat_map(|g| g.iter().copied()).collect();
-        let reach: Vec<f64> = sens.reach.iter().flat_map(|r| r.iter().copied()).collect();
         // z_L, σ(z_L), σ − Y: one binding (delta.wgsl's `logits`).
         let logits: Vec<f64> = sens
             .z_out
@@ -79,7 +76,7 @@ impl<'a> Prepared<'a> {
             (problem, precision, &sens.inputs),
             (DELTA, vec![("WG", WORKGROUP_SIZE)], outs * 64),
             1 + outs as u64 * (1 + 2 * COST_TERM_ITERATIONS),
-            &[("gain", &gains), ("reach", &reach), ("logits", &logits)],
+            &[("gain", &gains), ("logits", &logits)],
         )
     }
 
@@ -94,27 +91,18 @@ impl<'a> Prepared<'a> {
             .iter()
             .flat_map(|c| c.iter().copied())
             .collect();
-        let reach: Vec<f64> = series
-            .reach
-            .iter()
-            .flat_map(|r| r.iter().copied())
-            .collect();
         ensure_fits(
             ctx,
             "the series",
             coeff.len() as u64 * precision.size() as u64,
         )?;
-        let constants = vec![
-            ("WG", WORKGROUP_SIZE),
-            ("ORDER", ORDER as u32),
-            ("MARGIN", REACH_MARGIN as u32),
-        ];
+        let constants = vec![("WG", WORKGROUP_SIZE), ("ORDER", ORDER as u32)];
         Self::upload(
             ctx,
-            (problem, precision, &series.inputs),
+            (problem, precision, &series.sens.inputs),
             (SERIES, constants, 4 * ORDER),
             1 + ORDER as u64,
-            &[("series", &coeff), ("reach", &reach)],
+            &[("series", &coeff)],
         )
     }
 
@@ -246,7 +234,6 @@ impl<'a> Prepared<'a> {
                 minus: v[1],
                 magnitude: v[2],
                 squares: v[3],
-                kink: decode_status(v[4]).1,
             })
             .collect();
         Ok(DeltaRun {

@@ -250,7 +250,8 @@ pub fn evaluate(
         let (plus, minus) = perturbed_pair(t, eps, precision);
         steps.push(plus - minus);
     }
-    let estimates = Estimates::from_costs(j_plus, j_minus, &steps, precision.unit_roundoff());
+    let error = crate::cpu::roundoff::coordinate_cost_roundoff(problem, precision);
+    let estimates = Estimates::from_costs(j_plus, j_minus, &steps, &error);
     Ok(GpuRun {
         estimates,
         gpu_seconds,

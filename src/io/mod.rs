@@ -216,6 +216,7 @@ fn read_input(
         label,
     };
 
+    refuse_foreign_layers(names)?;
     let depth = layer_count(names)?;
     let mut weights = Vec::with_capacity(depth);
     for l in 1..=depth {
@@ -308,6 +309,7 @@ fn gradients_of(
         names,
         label,
     };
+    refuse_foreign_layers(names)?;
     let gradients = arrays.gradients(net, true)?;
     let used: BTreeSet<&String> = gradients
         .iter()
@@ -464,6 +466,83 @@ fn in_layout(e: Error, layout: DataLayout) -> Error {
     }
 }
 
+/// The base name of an array named like a gradient (`dgamma1`, `gamma1_grad`,
+/// `grad_gamma1`): what it would be the gradient of.
+fn gradient_of(name: &str) -> Option<&str> {
+    name.strip_prefix("grad_")
+        .or_else(|| name.strip_suffix("_grad"))
+        .or_else(|| name.strip_prefix('d').filter(|rest| !rest.is_empty()))
+}
+
+/// Whether `name` is a normalisation layer's (`gamma1`, `beta1`, `running_mean1`,
+/// `running_var1`, cs231n's names) or its gradient's.
+fn is_normalisation(name: &str) -> bool {
+    let base = gradient_of(name)
+        .filter(|b| is_normalisation_parameter(b))
+        .unwrap_or(name);
+    is_normalisation_parameter(base)
+}
+
+fn is_normalisation_parameter(name: &str) -> bool {
+    ["gamma", "beta", "running_mean", "running_var"]
+        .iter()
+        .any(|prefix| {
+            name.strip_prefix(prefix)
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// Gradients the courses return of what is not a parameter — `dZ1`, `dA1`, `dX`, `dout`
+/// — which a check of the parameters' gradients does not use.
+pub fn is_intermediate_gradient(name: &str) -> bool {
+    let Some(base) = gradient_of(name) else {
+        return false;
+    };
+    let numbered = |prefix: &str| {
+        base.strip_prefix(prefix)
+            .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ["Z", "A", "X", "x", "z", "a", "out", "inputs"]
+        .iter()
+        .any(|p| numbered(p))
+}
+
+/// Refuses arrays that belong to a layer this model does not have — a normalisation
+/// layer's scale and shift (`gamma1`, `beta1`), its running statistics, or their
+/// gradients — rather than checking the network without them, which would fail every
+/// tensor of a correct backprop.
+fn refuse_foreign_layers(names: &BTreeSet<String>) -> Result<()> {
+    let foreign: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| is_normalisation(n))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ForeignLayer(format!(
+        "{}: a normalisation layer's parameters (batch or layer normalisation), which the dense model (W, b per layer) does not have; checked without them, a correct backprop would fail",
+        foreign.join(", ")
+    )))
+}
+
+/// Whether every given (non-NaN) value is one a float32 holds exactly, and some need more
+/// than a dozen significant bits: gradients computed in float32 and saved as float64 (a
+/// float64 backprop's values are float32-exact with probability 2⁻²⁹ each; small dyadic
+/// values such as 0, 1 or 0.25 say nothing either way).
+fn float32_valued(values: &[f64]) -> bool {
+    let mut telling = false;
+    for &v in values.iter().filter(|v| !v.is_nan()) {
+        let single = v as f32;
+        if f64::from(single) != v {
+            return false;
+        }
+        // Significant bits beyond the twelfth of the float32 mantissa.
+        telling |= single.to_bits() & 0x7ff != 0;
+    }
+    telling
+}
+
 /// Parser errors come with ASCII-art context over several lines; reports want one.
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -577,8 +656,15 @@ impl Arrays<'_> {
     fn matrix(&mut self, name: &str) -> Result<Array2<f64>> {
         let a = self.any(name)?;
         let shape = a.shape().to_vec();
-        a.into_dimensionality::<Ix2>()
-            .map_err(|_| Error::Shape(format!("{name} must be 2-D, got shape {shape:?}")))
+        a.into_dimensionality::<Ix2>().map_err(|_| {
+            if shape.len() == 4 && name.starts_with('W') {
+                Error::Shape(format!(
+                    "{name} has shape {shape:?}: a convolution's filters, which the dense model (2-D weights) does not have"
+                ))
+            } else {
+                Error::Shape(format!("{name} must be 2-D, got shape {shape:?}"))
+            }
+        })
     }
 
     /// A bias: `(n, 1)` as in the course, `(n,)`, or `(1, n)` as with examples in rows.
@@ -729,6 +815,7 @@ impl Arrays<'_> {
         if arrays.is_empty() {
             return Ok(None);
         }
+        let float32_values = stored == Precision::F64 && float32_valued(&values);
         for name in self.names.iter() {
             if let Some(rest) = name.strip_prefix("dW").or_else(|| name.strip_prefix("db")) {
                 if rest
@@ -747,6 +834,7 @@ impl Arrays<'_> {
             given,
             arrays,
             stored,
+            float32_values,
             source: format!("gradients from {}", self.label),
         }))
     }

@@ -6,7 +6,9 @@ pub mod layout;
 pub mod spec;
 
 pub use layout::{ParamLayout, TensorKind, TensorSpec};
-pub use spec::{Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Reduction};
+pub use spec::{
+    sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Reduction,
+};
 
 use ndarray::{Array1, Array2};
 
