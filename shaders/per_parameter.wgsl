@@ -15,24 +15,26 @@
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 // [eps]: the one input that changes between rounds.
 @group(0) @binding(4) var<storage, read> step: array<Real>;
-// Five per entry of `indices`: dJ(+eps), dJ(-eps), the magnitude of their terms, the sum
-// of the squares of their running sums (what the additions' round-off grows with), and the
-// status word (config.wgsl: status_word).
+// Five per entry of `indices`: dJ(+eps), dJ(-eps), the sum of the squares of their terms'
+// sizes (what each term's own round-off is relative to), the sum of the squares of their
+// running sums (what the additions' round-off grows with), and the status word
+// (config.wgsl: status_word).
 @group(0) @binding(5) var<storage, read_write> out: array<Real>;
 
 // One parameter's running sums over the examples.
 struct Sums {
     plus: Real,
     minus: Real,
-    magnitude: Real,
+    sizes: Real,
     squares: Real,
 }
 
-// Adds a term to both running sums (`down` to the minus step's) and their magnitudes.
+// Adds a term to both running sums (`down` to the minus step's); `size` is what their own
+// roundings are relative to.
 fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real) {
     (*sums).plus += up;
     (*sums).minus += down;
-    (*sums).magnitude += size;
+    (*sums).sizes += size * size;
     (*sums).squares += (*sums).plus * (*sums).plus + (*sums).minus * (*sums).minus;
 }
 
@@ -87,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (cfg.e_begin > 0u) {
         sums.plus = out[slot];
         sums.minus = out[slot + 1u];
-        sums.magnitude = out[slot + 2u];
+        sums.sizes = out[slot + 2u];
         sums.squares = out[slot + 3u];
         before = out[slot + 4u];
     }
@@ -102,12 +104,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let m = Real(cfg.examples);
         sums.plus = sums.plus / m;
         sums.minus = sums.minus / m;
-        sums.magnitude = sums.magnitude / m;
+        sums.sizes = sums.sizes / m / m;
         sums.squares = sums.squares / m / m;
     }
     out[slot] = sums.plus;
     out[slot + 1u] = sums.minus;
-    out[slot + 2u] = sums.magnitude;
+    out[slot + 2u] = sums.sizes;
     out[slot + 3u] = sums.squares;
     out[slot + 4u] = status_word(before, false, loops_completed(cfg.probe));
 }

@@ -17,9 +17,9 @@ pub struct DeltaCost {
     /// `J(θ + ε e_i) − J(θ)` and `J(θ − ε e_i) − J(θ)`.
     pub plus: f64,
     pub minus: f64,
-    /// `Σ |terms|` of both sums (reduction included): the scale the terms' own round-off is
-    /// relative to.
-    pub magnitude: f64,
+    /// `Σ_k size_k²` over the terms (reduction included), `size_k` what term k's own
+    /// roundings are relative to (its parts before they cancel).
+    pub sizes: f64,
     /// `Σ_k (S₊,k² + S₋,k²)` over the running sums after each addition: what the additions'
     /// round-off grows with (the error of a sum is `Σ_k δ_k S_k` with `|δ_k| ≤ u`).
     pub squares: f64,
@@ -31,16 +31,17 @@ pub struct DeltaCost {
 pub struct Sums {
     plus: f64,
     minus: f64,
-    magnitude: f64,
+    sizes: f64,
     squares: f64,
 }
 
 impl Sums {
-    /// Adds a term to both sums (`down` to the minus step's) and `size` to their magnitude.
+    /// Adds a term to both sums (`down` to the minus step's); `size` is what their own
+    /// roundings are relative to.
     pub fn add(&mut self, up: f64, down: f64, size: f64) {
         self.plus += up;
         self.minus += down;
-        self.magnitude += size;
+        self.sizes += size * size;
         self.squares += self.plus * self.plus + self.minus * self.minus;
     }
 
@@ -49,22 +50,30 @@ impl Sums {
         DeltaCost {
             plus: self.plus * scale,
             minus: self.minus * scale,
-            magnitude: self.magnitude * scale,
+            sizes: self.sizes * scale * scale,
             squares: self.squares * scale * scale,
         }
     }
 }
 
 impl DeltaCost {
-    /// A bound on the round-off of `plus − minus` in arithmetic of unit round-off `u`:
-    /// each term's own roundings ([`ROUNDOFF_SAFETY`]·u of its magnitude), and the additions',
-    /// independent errors of at most u times each running sum, [`SUM_SAFETY`] standard
-    /// deviations of their sum (`u·√(Σ S²/3)` for uniform errors). A sum of N terms is
-    /// then off by ~√N of them, not by one: this is what grows with the examples.
+    /// A bound on the round-off of `plus − minus` in arithmetic of unit round-off `u`, from
+    /// independent rounding errors (Higham & Mary's probabilistic analysis, as the user's
+    /// own round-off): each term's at most [`TERM_ROUNDINGS`] of at most u times its size,
+    /// each addition's at most u times the running sum, [`SUM_SAFETY`] standard deviations
+    /// of their sum (a uniform error of at most u has variance u²/3). A sum of N terms is
+    /// then off by about √N of them, not N. What a running sum may absorb systematically of
+    /// terms far below its ulp is bounded apart: the even ones cancel in the difference, the
+    /// odd ones beyond the first are the truncation, bounded term by term.
     pub fn roundoff(&self, u: f64) -> f64 {
-        ROUNDOFF_SAFETY * u * self.magnitude + SUM_SAFETY * u * (self.squares / 3.0).sqrt()
+        SUM_SAFETY * u * ((TERM_ROUNDINGS * self.sizes + self.squares) / 3.0).sqrt()
     }
 }
+
+/// Roundings one term of the delta method takes, at most, each relative to its size: the
+/// step `ε·a` and its product with a gain or a coefficient, the residual's rounding, the
+/// cost change's own (a remainder series, or `ln_1p`, `exp_m1` and the subtraction).
+pub const TERM_ROUNDINGS: f64 = 8.0;
 
 /// Where a coordinate's change reaches a hidden unit sitting on its kink (within its own
 /// round-off of 0): `J` has no derivative there, and a backprop returns the derivative of

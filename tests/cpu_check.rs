@@ -78,7 +78,8 @@ fn fixture_buggy_gradients_give_the_exercise_difference_and_fail_on_b1_and_w2() 
 }
 
 #[test]
-fn builtin_backprop_passes_on_the_fixture_at_the_default_step_and_is_never_failed_at_the_exercises() {
+fn builtin_backprop_passes_on_the_fixture_at_the_default_step_and_is_never_failed_at_the_exercises()
+{
     let p = fixture().problem;
     let grad = backprop::gradients(&p);
     for eps in [1e-7, 1e-5] {

@@ -286,7 +286,7 @@ fn gpu_delta_is_bit_identical_run_to_run_and_across_chunk_sizes() {
                     .unwrap();
                 run.deltas
                     .iter()
-                    .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
+                    .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.sizes.to_bits()])
                     .collect()
             })
             .collect();
@@ -401,11 +401,19 @@ fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
     }
 }
 
+/// The delta method's round-off bound is 8 standard deviations of independent rounding
+/// errors (`DeltaCost::roundoff`); the largest deviation of the GPU's f32 sums from the
+/// CPU's f64 ones, in those deviations, over small and large m (where the additions'
+/// share grows as √m) stays at half of that.
 #[test]
 fn the_delta_roundoff_model_bounds_observed_f32_errors_with_margin() {
     let Some(ctx) = gpu() else { return };
     let mut worst = 0.0f64;
-    for p in wider_problems() {
+    let large = [
+        common::network_of("", &[30, 20, 1], 2000, 3),
+        common::network_of("", &[10, 8, 4], 3000, 4),
+    ];
+    for p in wider_problems().into_iter().chain(large) {
         let seen = p.rounded_to_f32();
         let sens = Sensitivity::new(&seen);
         let all: Vec<usize> = (0..seen.net().num_params()).collect();
@@ -429,16 +437,16 @@ fn the_delta_roundoff_model_bounds_observed_f32_errors_with_margin() {
             Precision::F32.unit_roundoff(),
         );
         for (k, (e, s)) in exact.iter().zip(&single).enumerate() {
-            let unit = est.noise[k] / gradcheck::estimate::ROUNDOFF_SAFETY;
+            let sigma = est.noise[k] / gradcheck::estimate::SUM_SAFETY;
             let err = ((s.plus - s.minus) - (e.plus - e.minus)).abs() / (2.0 * eps);
-            if unit > 0.0 {
-                worst = worst.max(err / unit);
+            if sigma > 0.0 {
+                worst = worst.max(err / sigma);
             }
         }
     }
-    eprintln!("worst observed delta round-off ratio (GPU f32): {worst:.3}");
+    eprintln!("worst observed delta round-off (GPU f32): {worst:.3} standard deviations");
     assert!(
-        worst <= gradcheck::estimate::ROUNDOFF_SAFETY / 4.0,
-        "observed {worst}"
+        worst <= gradcheck::estimate::SUM_SAFETY / 2.0,
+        "observed {worst}σ"
     );
 }

@@ -212,15 +212,19 @@ fn gpu_series_match_the_cpu_for_every_model_in_both_precisions() {
             let cpu = delta_costs(&seen, &series, eps, &all, &Silent).unwrap();
             let u = precision.unit_roundoff();
             for (i, (g, c)) in gpu.deltas.iter().zip(&cpu).enumerate() {
-                // Coefficients rounded once to the device, then ~ORDER·m roundings.
-                let tolerance = 64.0 * u * c.magnitude.max(1e-300);
-                for (got, want) in [(g.plus, c.plus), (g.minus, c.minus)] {
-                    assert!(
-                        (got - want).abs() <= tolerance,
-                        "{settings} {precision:?} {}: gpu {got}, cpu {want}",
-                        seen.net().layout().coordinate_name(i)
-                    );
-                }
+                // Both round-off bounds, and what either sum may absorb of the terms beyond
+                // the first (the truncation, bounded term by term).
+                let tolerance = (g.roundoff(u) + c.roundoff(Precision::F64.unit_roundoff()))
+                    / (2.0 * eps)
+                    + series.truncation_bound(seen.locate(i).unwrap(), eps);
+                let estimate =
+                    |d: &gradcheck::estimate::DeltaCost| (d.plus - d.minus) / (2.0 * eps);
+                let (got, want) = (estimate(g), estimate(c));
+                assert!(
+                    (got - want).abs() <= tolerance,
+                    "{settings} {precision:?} {}: gpu {got}, cpu {want}",
+                    seen.net().layout().coordinate_name(i)
+                );
             }
         }
     }

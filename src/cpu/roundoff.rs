@@ -363,7 +363,9 @@ pub fn cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
                     per_example * per_example
                 })
                 .sum();
-            scale * u * ((term_roundings(precision) + additions) * terms + SUM_SAFETY * logits.sqrt())
+            scale
+                * u
+                * ((term_roundings(precision) + additions) * terms + SUM_SAFETY * logits.sqrt())
         })
         .collect()
 }

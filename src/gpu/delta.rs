@@ -17,7 +17,8 @@ use crate::problem::Problem;
 
 /// Threads (parameters) per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
-/// Results per parameter: dJ₊, dJ₋, magnitude, squares of the running sums, status.
+/// Results per parameter: dJ₊, dJ₋, squares of the terms' sizes and of the running sums,
+/// status.
 pub const OUTPUTS: usize = 5;
 
 /// The cost changes of the parameters asked for, and how long the GPU took.
@@ -232,7 +233,7 @@ impl<'a> Prepared<'a> {
             .map(|v| DeltaCost {
                 plus: v[0],
                 minus: v[1],
-                magnitude: v[2],
+                sizes: v[2],
                 squares: v[3],
             })
             .collect();

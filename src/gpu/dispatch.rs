@@ -572,7 +572,7 @@ pub(crate) mod tests {
         let bits = |r: &delta::DeltaRun| -> Vec<u64> {
             r.deltas
                 .iter()
-                .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.magnitude.to_bits()])
+                .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits(), d.sizes.to_bits()])
                 .collect()
         };
         assert_eq!(bits(&budgeted), bits(&whole.unwrap()));

@@ -65,7 +65,8 @@ pub fn evaluate(
     let mut gpu_seconds = None;
     for (bits, group) in by_step {
         let subset: Vec<Direction> = group.iter().map(|&k| dirs[k].clone()).collect();
-        let run = backend.direction_costs(&seen, (f64::from_bits(bits), settings), &subset, monitor)?;
+        let run =
+            backend.direction_costs(&seen, (f64::from_bits(bits), settings), &subset, monitor)?;
         for (&k, (plus, minus)) in group.iter().zip(run.values) {
             j_plus[k] = plus;
             j_minus[k] = minus;

@@ -677,7 +677,10 @@ mod tests {
         assert!(ModelOptions::parse_line("depth=3").is_err());
         // Commas between settings, as between a list's entries.
         let commas = ModelOptions::parse_line("hidden=relu,tanh, loss=softmax,l2=0.1").unwrap();
-        assert_eq!(commas.hidden, Some(vec![Activation::Relu, Activation::Tanh]));
+        assert_eq!(
+            commas.hidden,
+            Some(vec![Activation::Relu, Activation::Tanh])
+        );
         assert_eq!(commas.loss, Some(Loss::Softmax));
         assert_eq!(commas.l2, Some(0.1));
         let spaced = ModelOptions::parse_line("hidden=tanh, loss=softmax, l2=0.1").unwrap();
