@@ -77,9 +77,12 @@ pub struct TensorCheck {
     pub checked_coordinates: usize,
     /// Coordinates of this tensor that fail on their own.
     pub failed_coordinates: usize,
-    /// Coordinates whose step crosses a ReLU kink, judged against their one-sided
-    /// derivatives.
+    /// Coordinates whose change reaches a unit on its kink, judged against the derivatives
+    /// of the conventions a backprop may use there.
     pub kink_coordinates: usize,
+    /// Whether every coordinate that decided its pass sits at a kink: the tensor passed
+    /// only as the derivative of some convention.
+    pub decided_at_kinks: bool,
     pub verdict: Verdict,
     /// Why it is inconclusive and what would decide it.
     pub reason: Option<String>,
@@ -351,7 +354,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         let mut norms = Norms::default();
         let mut pattern = Pattern::new(spec);
         let (mut failed, mut checked, mut kinks) = (0usize, 0usize, 0usize);
-        let mut passed = 0usize;
+        let (mut passed, mut passed_at_kinks) = (0usize, 0usize);
         let mut rel_error = 0.0f64;
         for item in items {
             let (g, a) = (item.grad, item.reference());
@@ -377,7 +380,10 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             match verdict {
                 Verdict::Fail => failed += 1,
                 Verdict::Inconclusive => unresolved_coordinates += 1,
-                Verdict::Pass => passed += 1,
+                Verdict::Pass => {
+                    passed += 1;
+                    passed_at_kinks += usize::from(item.kink.is_some());
+                }
             }
             // Positions mean something for coordinates only (directions are numbered).
             let local = (by_coordinate).then(|| item.index - spec.offset);
@@ -431,6 +437,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             checked_coordinates: checked,
             failed_coordinates: failed,
             kink_coordinates: kinks,
+            decided_at_kinks: verdict == Verdict::Pass && passed > 0 && passed == passed_at_kinks,
             verdict,
             reason,
             diagnosis,
@@ -817,13 +824,19 @@ impl Norms {
     /// Why these norms are undecided.
     fn reason(&self, threshold: f64, advice: &Advice) -> String {
         let (what, hint) = self.limiting(advice);
-        with_hint(
+        let text = if self.scale() == 0.0 {
+            // Both exactly 0: no relative resolution, only the bound itself.
+            format!(
+                "the gradient and its estimate are 0, and {what} is {:.1e}: an error below it cannot be seen",
+                self.bound().total()
+            )
+        } else {
             format!(
                 "{what} limits the resolution to {:.1e}, above the threshold {threshold:e}",
                 ratio(self.bound().total(), self.scale())
-            ),
-            hint,
-        )
+            )
+        };
+        with_hint(text, hint)
     }
 }
 

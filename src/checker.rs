@@ -373,23 +373,35 @@ impl Gradients {
 
 /// What would decide an undecided item, by what limits it, for this evaluation.
 fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advice {
-    let roundoff = match (eval.method, eval.precision, eval.directions.is_some()) {
-        (_, Precision::F32, true) | (Method::Full, Precision::F32, _) => {
+    let directions = eval.directions.is_some();
+    let roundoff = match (eval.method, eval.precision, directions) {
+        // Directions are whole passes by definition: the remedy is another check.
+        (_, Precision::F32, true) => "f32 whole forward passes cannot resolve it; check coordinates instead of directions (the delta method), or in f64".into(),
+        (_, Precision::F64, true) => "raise the threshold, or check coordinates instead of directions (the delta method: exact changes, no cancellation)".into(),
+        (Method::Full, Precision::F32, _) => {
             "f32 whole forward passes cannot resolve it; use the delta method or f64".into()
         }
-        (Method::Full, Precision::F64, _) | (_, _, true) => {
+        (Method::Full, Precision::F64, _) => {
             "use the delta method (exact changes, no cancellation)".into()
         }
         (Method::Delta, Precision::F32, _) => "use f64".into(),
-        (Method::Delta, Precision::F64, _) => String::new(),
+        (Method::Delta, Precision::F64, _) => {
+            "the gradient is below what float64 resolves here".into()
+        }
+    };
+    let truncation = if directions {
+        "the directions' curvature over their steps is too large to bound; raise the threshold"
+            .into()
+    } else {
+        format!("the step {:e} is too large; use a smaller one", eval.eps)
     };
     Advice {
         examples,
         roundoff,
-        truncation: format!("the step {:e} is too large; use a smaller one", eval.eps),
+        truncation,
         gradients: match grad_precision {
             Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute the gradients in float64".into(),
-            Precision::F64 => String::new(),
+            Precision::F64 => "a correct backprop in float64 can be off by this much here (1 − tanh² of saturated units, p − y of fitted outputs): smaller errors cannot be told from rounding; raise the threshold to decide".into(),
         },
     }
 }

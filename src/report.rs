@@ -213,7 +213,12 @@ impl Report {
         for t in &self.tensors {
             let shape = format!("{}×{}", t.shape[0], t.shape[1]);
             let mut verdict = paint(t.verdict, t.verdict.as_str());
-            if t.kink_coordinates > 0 {
+            if t.decided_at_kinks {
+                verdict.push_str(&format!(
+                    " ({} at a kink: decided only there, as a convention's derivative)",
+                    t.kink_coordinates
+                ));
+            } else if t.kink_coordinates > 0 {
                 verdict.push_str(&format!(" ({} at a kink)", t.kink_coordinates));
             }
             let _ = writeln!(

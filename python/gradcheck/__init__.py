@@ -25,11 +25,16 @@ __all__ = ["check", "check_npz", "Report", "GradcheckError"]
 
 
 def _as_array(name, value):
-    """float32 stays float32 (judged as float32 gradients); everything else float64."""
+    """float32 stays float32 (judged as float32 gradients), float64 as it is, integers and
+    bools become float64; any other dtype (float16, longdouble, complex, object) is
+    refused, as the command line refuses it: converting it would judge numbers that
+    were never computed."""
     a = np.asarray(value)
     if a.dtype == np.float32:
         return a
-    if a.dtype.kind not in "fiub":
+    if a.dtype == np.float64:
+        return a
+    if a.dtype.kind not in "iub":
         raise GradcheckError(
             f"array '{name}' has unsupported dtype {a.dtype}; "
             "use float64, float32, integer or bool arrays"

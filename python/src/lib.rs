@@ -152,8 +152,9 @@ fn run(
     Ok((report.to_json(), text))
 }
 
-/// The gradients on trial from the `grads` dict: every tensor's, keyed `dW1` or `W1`.
-fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<Gradients> {
+/// The gradients on trial from the `grads` dict: every tensor's, keyed `dW1` or `W1`;
+/// and the intermediate gradients it holds besides (not used).
+fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<(Gradients, Vec<String>)> {
     let read = read_gradient_arrays(arrays(grads)?, input.problem.net(), "the grads dict")
         .map_err(error)?;
     let Some(given) = read.gradients else {
@@ -163,13 +164,19 @@ fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<Gradients> {
         )));
     };
     require_all(input, &given)?;
-    if !read.unused.is_empty() {
+    // The intermediate gradients the courses' backprops return (dZ1, dA1) are no
+    // parameter's: noted and left out; any other key is refused.
+    let (intermediate, unknown): (Vec<String>, Vec<String>) = read
+        .unused
+        .into_iter()
+        .partition(|k| gradcheck::io::is_intermediate_gradient(k));
+    if !unknown.is_empty() {
         return Err(bad(format!(
             "grads has keys that are no parameter's gradient: {}",
-            read.unused.join(", ")
+            unknown.join(", ")
         )));
     }
-    Ok(Gradients::Given(given))
+    Ok((Gradients::Given(given), intermediate))
 }
 
 fn require_all(input: &NpzInput, given: &GivenGradients) -> PyResult<()> {
@@ -194,8 +201,9 @@ fn check_arrays(
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
-    let input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
-    let gradients = given(&input, grads)?;
+    let mut input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
+    let (gradients, intermediate) = given(&input, grads)?;
+    input.unused.extend(intermediate);
     run(py, "gradcheck (python)", input, gradients, opts)
 }
 

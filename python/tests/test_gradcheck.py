@@ -230,3 +230,66 @@ def test_results_equal_the_command_lines_json(tmp_path):
     from_file = gradcheck.check_npz(path, device="cpu").to_dict()
     assert comparable(from_file) == comparable(cli_json(path, "--device", "cpu"))
     assert from_file["verdict"] == "pass"
+
+
+def test_float16_arrays_are_refused_by_name_as_the_command_line_refuses_them():
+    params, grads, X, Y = exercise()
+    half = dict(grads, dW1=grads["dW1"].astype(np.float16))
+    with pytest.raises(gradcheck.GradcheckError, match="dW1.*float16"):
+        gradcheck.check(params, half, X, Y)
+    with pytest.raises(gradcheck.GradcheckError, match="X.*float16"):
+        gradcheck.check(params, grads, X.astype(np.float16), Y)
+
+
+def test_a_normalisation_layers_parameters_are_refused_not_dropped():
+    params, grads, X, Y = exercise()
+    params = dict(params, gamma1=np.ones((5, 1)), beta1=np.zeros((5, 1)))
+    with pytest.raises(gradcheck.GradcheckError, match="gamma1.*normalisation"):
+        gradcheck.check(params, grads, X, Y)
+    params, grads, X, Y = exercise()
+    grads = dict(grads, dgamma1=np.ones((5, 1)))
+    with pytest.raises(gradcheck.GradcheckError, match="dgamma1"):
+        gradcheck.check(params, grads, X, Y)
+
+
+def test_intermediate_gradients_in_grads_are_noted_and_left_out():
+    params, grads, X, Y = exercise()
+    grads = dict(grads, dW2=grads["dW2"] / 2, db1=grads["db1"] / 4)
+    grads.update(dZ1=np.zeros((5, 3)), dA1=np.zeros((5, 3)))
+    report = gradcheck.check(params, grads, X, Y)
+    assert report.passed, str(report)
+    assert any("dA1" in w and "dZ1" in w for w in report.to_dict()["warnings"])
+
+
+def test_float32_gradients_saved_as_float64_are_judged_as_float32():
+    params, grads, X, Y = exercise()
+    grads = dict(grads, dW2=grads["dW2"] / 2, db1=grads["db1"] / 4)
+    f32 = {k: v.astype(np.float32) for k, v in params.items()}
+    X32 = X.astype(np.float32)
+
+    # A float32 backprop of the exercise, then saved as float64 (the obvious workaround).
+    def relu(z):
+        return np.maximum(z, np.float32(0))
+
+    m = np.float32(X.shape[1])
+    z1 = f32["W1"] @ X32 + f32["b1"]
+    a1 = relu(z1)
+    z2 = f32["W2"] @ a1 + f32["b2"]
+    a2 = relu(z2)
+    z3 = f32["W3"] @ a2 + f32["b3"]
+    a3 = np.float32(1) / (np.float32(1) + np.exp(-z3))
+    dz3 = (a3 - Y.astype(np.float32)) / m
+    dz2 = (f32["W3"].T @ dz3) * (z2 > 0)
+    dz1 = (f32["W2"].T @ dz2) * (z1 > 0)
+    single = {"dW3": dz3 @ a2.T, "db3": dz3.sum(1, keepdims=True),
+              "dW2": dz2 @ a1.T, "db2": dz2.sum(1, keepdims=True),
+              "dW1": dz1 @ X32.T, "db1": dz1.sum(1, keepdims=True)}
+    as64 = {k: v.astype(np.float64) for k, v in single.items()}
+    p32 = {k: v.astype(np.float64) for k, v in f32.items()}
+    report = gradcheck.check(p32, as64, X32.astype(np.float64), Y)
+    data = report.to_dict()
+    assert data["grad_precision"] == "f32", str(report)
+    assert "every value of the float64 gradient arrays is a float32" in data["grad_precision_reason"]
+    assert report.verdict != "fail", str(report)
+    forced = gradcheck.check(p32, as64, X32.astype(np.float64), Y, grad_precision="f64")
+    assert forced.to_dict()["grad_precision"] == "f64"

@@ -389,12 +389,18 @@ pub fn write_npz(path: &Path, problem: &Problem, gradients: Option<&[f64]>) -> R
     file.flush().map_err(io_err)?;
     drop(file);
     if let Some(line) = settings {
-        guard::append_string_array(path, SETTINGS_ARRAY, &line).map_err(|reason| Error::Npz {
-            path: path.display().to_string(),
-            reason,
-        })?;
+        add_settings(path, &line)?;
     }
     Ok(())
+}
+
+/// Adds `line` to the npz archive at `path` as its settings (`gradcheck`) array, as
+/// `np.savez(..., gradcheck=line)` writes it.
+pub fn add_settings(path: &Path, line: &str) -> Result<()> {
+    guard::append_string_array(path, SETTINGS_ARRAY, line).map_err(|reason| Error::Npz {
+        path: path.display().to_string(),
+        reason,
+    })
 }
 
 /// The settings line that describes `problem`'s model and layout, `None` for the

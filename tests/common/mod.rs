@@ -362,3 +362,172 @@ pub fn f32_cost_bound(p: &Problem) -> f64 {
     // Perturbing one parameter moves the bound by far less than this factor of 2 covers.
     2.0 * F32_U * (propagated + 8.0 * terms + z.len() as f64 * terms)
 }
+
+/// How a hand-written backprop forms what admits more than one correct formula.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Style {
+    /// The derivative at a ReLU's kink (`Z > 0`: 0; `np.heaviside(Z, 0.5)`: ½; `Z >= 0`: 1).
+    pub relu_at_zero: f64,
+    /// `1 − tanh²` and `s·(1 − s)` from the rounded activations, as most courses write them
+    /// (else `1/cosh²` and `σ(z)σ(−z)`).
+    pub naive_slopes: bool,
+    /// `p − y` as computed (else the true class's residual as minus the others').
+    pub naive_residual: bool,
+}
+
+/// A correct backprop of any model in float64, written as a course would, in `style`.
+pub fn user_backprop(problem: &Problem, style: Style) -> Vec<f64> {
+    use gradcheck::model::{Activation, Loss};
+    use ndarray::{Array2, Axis};
+    let net = problem.net();
+    let model = problem.model();
+    let last = net.layers().len() - 1;
+    let keep = |l: usize| -> Option<Array2<f64>> {
+        model
+            .dropout
+            .as_ref()
+            .map(|d| d.masks[l].mapv(|k| k / d.keep_prob))
+    };
+    let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let act = |a: Activation, z: f64| -> (f64, f64) {
+        match a {
+            Activation::Relu => (
+                z.max(0.0),
+                if z > 0.0 {
+                    1.0
+                } else if z == 0.0 {
+                    style.relu_at_zero
+                } else {
+                    0.0
+                },
+            ),
+            Activation::LeakyRelu(s) => {
+                if z > 0.0 {
+                    (z, 1.0)
+                } else if z == 0.0 {
+                    (0.0, s + style.relu_at_zero * (1.0 - s))
+                } else {
+                    (s * z, s)
+                }
+            }
+            Activation::Tanh => {
+                let t = z.tanh();
+                let slope = if style.naive_slopes {
+                    1.0 - t * t
+                } else {
+                    1.0 / z.cosh().powi(2)
+                };
+                (t, slope)
+            }
+            Activation::Sigmoid => {
+                let s = sigmoid(z);
+                let slope = if style.naive_slopes {
+                    s * (1.0 - s)
+                } else {
+                    sigmoid(z) * sigmoid(-z)
+                };
+                (s, slope)
+            }
+            Activation::Identity => (z, 1.0),
+        }
+    };
+    let mut a = vec![problem.x().clone()];
+    let mut slopes = Vec::new();
+    let mut z_out = Array2::zeros((0, 0));
+    for (l, layer) in net.layers().iter().enumerate() {
+        let z = layer.w.dot(&a[l]) + &layer.b.view().insert_axis(Axis(1));
+        if l == last {
+            z_out = z;
+            break;
+        }
+        let mut out = z.mapv(|v| act(model.hidden[l], v).0);
+        let mut slope = z.mapv(|v| act(model.hidden[l], v).1);
+        if let Some(k) = keep(l) {
+            out *= &k;
+            slope *= &k;
+        }
+        slopes.push(slope);
+        a.push(out);
+    }
+    let y = problem.y();
+    let residual = match model.loss {
+        Loss::Mse => &z_out - y,
+        Loss::Bce => z_out.mapv(sigmoid) - y,
+        Loss::Softmax => {
+            let mut p = z_out.clone();
+            for mut c in p.columns_mut() {
+                let top = c.fold(f64::NEG_INFINITY, |x, &v| x.max(v));
+                c.mapv_inplace(|v| (v - top).exp());
+                let sum = c.sum();
+                c.mapv_inplace(|v| v / sum);
+            }
+            let mut r = &p - y;
+            if !style.naive_residual {
+                for (mut rc, (pc, yc)) in r
+                    .columns_mut()
+                    .into_iter()
+                    .zip(p.columns().into_iter().zip(y.columns()))
+                {
+                    for k in 0..rc.len() {
+                        if yc[k] == 1.0 {
+                            rc[k] = -(0..pc.len())
+                                .filter(|&j| j != k)
+                                .map(|j| pc[j])
+                                .sum::<f64>();
+                        }
+                    }
+                }
+            }
+            r
+        }
+    };
+    let scale = model.scale(problem.examples());
+    let l2 = 2.0 * model.l2_factor(problem.examples());
+    let mut dz = residual * scale;
+    let mut per_layer = Vec::new();
+    for l in (0..=last).rev() {
+        let mut dw = dz.dot(&a[l].t());
+        if l2 != 0.0 {
+            dw = dw + &net.layers()[l].w * l2;
+        }
+        let db = dz.sum_axis(Axis(1));
+        if l > 0 {
+            dz = net.layers()[l].w.t().dot(&dz) * &slopes[l - 1];
+        }
+        per_layer.push((dw, db));
+    }
+    per_layer
+        .into_iter()
+        .rev()
+        .flat_map(|(dw, db)| dw.into_iter().chain(db))
+        .collect()
+}
+
+/// The arrays of `p` in the course's layout (X, Y, W1, b1, …, the dropout masks), and
+/// its gradient `grad` as dW1, db1, …: what a notebook saves with `np.savez`.
+pub fn course_arrays(p: &Problem, grad: Option<&[f64]>) -> Vec<(String, ndarray::Array2<f64>)> {
+    use ndarray::Axis;
+    let mut out = vec![
+        ("X".to_string(), p.x().clone()),
+        ("Y".to_string(), p.y().clone()),
+    ];
+    for (l, layer) in p.net().layers().iter().enumerate() {
+        out.push((format!("W{}", l + 1), layer.w.clone()));
+        out.push((format!("b{}", l + 1), layer.b.clone().insert_axis(Axis(1))));
+    }
+    if let Some(d) = &p.model().dropout {
+        for (l, mask) in d.masks.iter().enumerate() {
+            out.push((format!("D{}", l + 1), mask.clone()));
+        }
+    }
+    if let Some(g) = grad {
+        for spec in p.net().layout().tensors() {
+            let values = g[spec.range()].to_vec();
+            out.push((
+                format!("d{}", spec.name),
+                ndarray::Array2::from_shape_vec(spec.shape, values).unwrap(),
+            ));
+        }
+    }
+    out
+}
