@@ -52,14 +52,8 @@ fn loops_completed(probe: u32) -> bool {
     return n == probe;
 }
 
-// An item's status word after one more block of examples: 2 per block whose loops all
-// completed, plus 1 where the kernel's own flag (a kink) is set. `before` is the word of
-// the blocks before without its flag (`unflagged`).
-fn status_word(before: Real, flag: bool, completed: bool) -> Real {
-    return before + select(Real(0.0), Real(2.0), completed) + select(Real(0.0), Real(1.0), flag);
-}
-
-// A status word without its flag: 2 per block completed.
-fn unflagged(status: Real) -> Real {
-    return Real(2.0) * floor(status / Real(2.0));
+// An item's status word after one more block of examples: the blocks whose loops all
+// completed, `before` counting the blocks before.
+fn status_word(before: Real, completed: bool) -> Real {
+    return before + select(Real(0.0), Real(1.0), completed);
 }

@@ -163,12 +163,12 @@ fn store_cost(p: u32, lid: u32, sum: Real) {
         var before = Real(0.0);
         if (cfg.e_begin > 0u) {
             total = costs[2u * p] + sum;
-            before = unflagged(costs[2u * p + 1u]);
+            before = costs[2u * p + 1u];
         }
         if (MEAN && cfg.e_end == cfg.examples) {
             total = total / Real(cfg.examples);
         }
         costs[2u * p] = total;
-        costs[2u * p + 1u] = status_word(before, false, atomicLoad(&faults) == 0u);
+        costs[2u * p + 1u] = status_word(before, atomicLoad(&faults) == 0u);
     }
 }

@@ -1,6 +1,7 @@
 // The output's loss terms, each with a CPU twin in cpu::forward::example_loss. The host
-// sets LOSS (0 sigmoid + cross-entropy, 1 softmax + cross-entropy, 2 squared error) and
-// MEAN (divide the summed losses by m) before this file.
+// sets LOSS (0 sigmoid + cross-entropy, 1 softmax + cross-entropy, 2 squared error, of
+// SQUARED_FACTOR times (z - y)^2 per output: 1/2, 1/n_L or 1) and MEAN (divide the summed
+// losses by m) before this file.
 
 // e^(1/2), for the last step of log_real's reduction.
 const SQRT_E: Real = 1.6487212707001281468486507878142;
@@ -27,7 +28,7 @@ fn log_real(v: Real) -> Real {
 fn unit_loss(z: Real, y: Real) -> Real {
     if (LOSS == 2u) {
         let d = z - y;
-        return Real(0.5) * d * d;
+        return SQUARED_FACTOR * d * d;
     }
     return softplus(z) - y * z;
 }

@@ -15,9 +15,9 @@
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 // [eps]: the one input that changes between rounds.
 @group(0) @binding(4) var<storage, read> step: array<Real>;
-// Five per entry of `indices`: dJ(+eps), dJ(-eps), the sum of the squares of their terms'
-// sizes (what each term's own round-off is relative to), the sum of the squares of their
-// running sums (what the additions' round-off grows with), and the status word
+// Five per entry of `indices`: dJ(+eps), dJ(-eps), the sum of their terms' sizes (what each
+// term's own round-off is relative to), the sum of the magnitudes of their running sums
+// (what bounds the additions' round-off), and the status word
 // (config.wgsl: status_word).
 @group(0) @binding(5) var<storage, read_write> out: array<Real>;
 
@@ -26,7 +26,7 @@ struct Sums {
     plus: Real,
     minus: Real,
     sizes: Real,
-    squares: Real,
+    partials: Real,
 }
 
 // Adds a term to both running sums (`down` to the minus step's); `size` is what their own
@@ -34,8 +34,8 @@ struct Sums {
 fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real) {
     (*sums).plus += up;
     (*sums).minus += down;
-    (*sums).sizes += size * size;
-    (*sums).squares += (*sums).plus * (*sums).plus + (*sums).minus * (*sums).minus;
+    (*sums).sizes += size;
+    (*sums).partials += abs((*sums).plus) + abs((*sums).minus);
 }
 
 // The flat parameter this thread perturbs, or none past the last work item.
@@ -90,7 +90,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         sums.plus = out[slot];
         sums.minus = out[slot + 1u];
         sums.sizes = out[slot + 2u];
-        sums.squares = out[slot + 3u];
+        sums.partials = out[slot + 3u];
         before = out[slot + 4u];
     }
     for (var e = cfg.e_begin; e < cfg.e_end; e++) {
@@ -104,12 +104,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let m = Real(cfg.examples);
         sums.plus = sums.plus / m;
         sums.minus = sums.minus / m;
-        sums.sizes = sums.sizes / m / m;
-        sums.squares = sums.squares / m / m;
+        sums.sizes = sums.sizes / m;
+        sums.partials = sums.partials / m;
     }
     out[slot] = sums.plus;
     out[slot + 1u] = sums.minus;
     out[slot + 2u] = sums.sizes;
-    out[slot + 3u] = sums.squares;
-    out[slot + 4u] = status_word(before, false, loops_completed(cfg.probe));
+    out[slot + 3u] = sums.partials;
+    out[slot + 4u] = status_word(before, loops_completed(cfg.probe));
 }

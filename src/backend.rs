@@ -3,6 +3,7 @@
 //! matches on which one it holds.
 
 use crate::cpu;
+use crate::cpu::roundoff::Summation;
 use crate::cpu::sensitivity::Sensitivity;
 use crate::cpu::series::Series;
 use crate::directions::Direction;
@@ -56,6 +57,9 @@ pub trait Backend: Send + Sync {
 
     /// The unit round-off of the costs it returns when computing in `precision`.
     fn unit_roundoff(&self, precision: Precision) -> f64;
+
+    /// How its whole passes add up a cost's terms (what their round-off bound needs).
+    fn summation(&self, problem: &Problem, precision: Precision) -> Result<Summation>;
 
     /// `J(θ ± ε e_i)` of every coordinate by whole forward passes; `step` is `(ε, settings)`.
     fn coordinate_costs(
@@ -178,6 +182,10 @@ impl Backend for Cpu {
         Precision::F64.unit_roundoff()
     }
 
+    fn summation(&self, _: &Problem, _: Precision) -> Result<Summation> {
+        Ok(Summation::Compensated)
+    }
+
     fn coordinate_costs(
         &self,
         problem: &Problem,
@@ -215,6 +223,10 @@ impl Backend for GpuContext {
 
     fn unit_roundoff(&self, precision: Precision) -> f64 {
         precision.unit_roundoff()
+    }
+
+    fn summation(&self, problem: &Problem, precision: Precision) -> Result<Summation> {
+        gpu::full::summation(self, problem, precision)
     }
 
     fn coordinate_costs(

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::estimate::{Estimates, Kink};
+use crate::estimate::{Conventions, Estimates, Kink};
 use crate::model::{ParamLayout, TensorSpec};
 
 /// The outcome of a comparison, at every level (coordinate, tensor, check).
@@ -80,6 +80,8 @@ pub struct TensorCheck {
     /// Coordinates whose change reaches a unit on its kink, judged against the derivatives
     /// of the conventions a backprop may use there.
     pub kink_coordinates: usize,
+    /// Coordinates whose step may cross a kink, judged against their exact derivative.
+    pub exact_coordinates: usize,
     /// Whether every coordinate that decided its pass sits at a kink: the tensor passed
     /// only as the derivative of some convention.
     pub decided_at_kinks: bool,
@@ -112,8 +114,9 @@ pub struct CoordinateCheck {
 /// What the report says of a coordinate at a kink.
 #[derive(Clone, Debug, Serialize)]
 pub struct KinkReport {
-    /// The convention whose derivative is nearest the gradient, and that derivative.
-    pub nearest: String,
+    /// The convention the gradient was judged by (the check's, one per layer), and its
+    /// derivative.
+    pub convention: String,
     pub derivative: f64,
     /// Every convention's derivative, by name (the uniform ones, when the per-layer
     /// combinations are many).
@@ -128,8 +131,10 @@ impl KinkReport {
     /// Combinations listed in full up to this many; beyond, the uniform ones.
     const LISTED: usize = 9;
 
-    fn of(kink: &Kink, grad: f64) -> Self {
-        let (k, derivative) = kink.nearest(grad);
+    fn of(kink: &Kink, grad: f64, convention: Option<usize>) -> Self {
+        let (k, derivative) = convention
+            .map(|k| (k, kink.derivatives[k].1))
+            .unwrap_or_else(|| kink.nearest(grad));
         let listed: Vec<usize> = if kink.derivatives.len() <= Self::LISTED {
             (0..kink.derivatives.len()).collect()
         } else {
@@ -138,7 +143,7 @@ impl KinkReport {
                 .collect()
         };
         Self {
-            nearest: kink.name(k),
+            convention: kink.name(k),
             derivative,
             conventions: listed
                 .into_iter()
@@ -170,6 +175,9 @@ pub struct Comparison {
     pub unresolved_coordinates: usize,
     /// Coordinates judged against a kink's one-sided derivatives.
     pub kink_coordinates: usize,
+    /// The conventions the kinks were judged by (one per layer, the best fitting), when
+    /// there were kinks.
+    pub conventions: Option<String>,
     /// Why the check is inconclusive, when it is.
     pub reason: Option<String>,
 }
@@ -264,6 +272,11 @@ pub fn compare_trial(
 ) -> Comparison {
     assert_eq!(trial.grad.len(), layout.len(), "gradient length");
     assert_eq!(est.len(), layout.len(), "estimate length");
+    let judged = |i: usize| (trial.grad[i], trial.roundoff.map_or(0.0, |r| r[i]));
+    let conventions = conventions_for(est, threshold, |i| {
+        let t = layout.tensor_number(i);
+        trial.given.is_none_or(|g| g[t]).then(|| judged(i))
+    });
     let groups = layout
         .tensors()
         .iter()
@@ -273,16 +286,15 @@ pub fn compare_trial(
             let items = spec
                 .range()
                 .filter(|&i| est.is_checked(i))
-                .map(|i| Judged::of(i, trial.grad[i], est, trial.roundoff.map_or(0.0, |r| r[i])));
+                .map(|i| Judged::of(i, judged(i), est, &conventions));
             (spec, items)
         });
     compare_groups(
         groups,
         true,
         |i| layout.coordinate_name(i),
-        threshold,
-        top,
-        advice,
+        (threshold, top),
+        (advice, &conventions),
     )
 }
 
@@ -296,8 +308,11 @@ pub struct Judged<'a> {
     /// Its finite-difference estimate.
     pub approx: f64,
     /// Where the change reaches a unit on its kink: the derivatives a correct backprop may
-    /// give there.
+    /// give there, and the one of the check's conventions (when it was enumerated).
     pub kink: Option<&'a Kink>,
+    pub convention: Option<usize>,
+    /// Whether the estimate is an exact derivative (the step may cross a kink).
+    pub exact: bool,
     /// Bounds on the comparison's error from each source.
     pub roundoff: f64,
     pub truncation: f64,
@@ -306,15 +321,22 @@ pub struct Judged<'a> {
 
 impl<'a> Judged<'a> {
     /// Estimate `index` (a coordinate, or a direction) against `grad`, whose own round-off
-    /// is `grad_roundoff`: at a kink the conventions' derivatives stand in for the finite
-    /// difference.
-    pub fn of(index: usize, grad: f64, est: &'a Estimates, grad_roundoff: f64) -> Self {
+    /// is `grad_roundoff`: at a kink the derivative of the check's `conventions` stands in
+    /// for the finite difference.
+    pub fn of(
+        index: usize,
+        (grad, grad_roundoff): (f64, f64),
+        est: &'a Estimates,
+        conventions: &Conventions,
+    ) -> Self {
         let kink = est.kinks.get(&index);
         Judged {
             index,
             grad,
             approx: est.gradapprox[index],
             kink,
+            convention: kink.and_then(|k| k.under(conventions)),
+            exact: est.exact.contains(&index),
             roundoff: kink.map_or(est.noise[index], |b| b.noise),
             truncation: if kink.is_some() {
                 0.0
@@ -325,14 +347,37 @@ impl<'a> Judged<'a> {
         }
     }
 
-    /// The estimate the gradient is measured against: at a kink, the nearest convention's
-    /// derivative.
+    /// The estimate the gradient is measured against: at a kink, the check's convention's
+    /// derivative (the nearest one where its assignment was not enumerated).
     fn reference(&self) -> f64 {
-        match self.kink {
-            Some(k) => k.nearest(self.grad).1,
-            None => self.approx,
+        match (self.kink, self.convention) {
+            (Some(k), Some(c)) => k.derivatives[c].1,
+            (Some(k), None) => k.nearest(self.grad).1,
+            (None, _) => self.approx,
         }
     }
+}
+
+/// The conventions a check judges its kinks by: the per-layer assignment that fits the
+/// gradient best (`Conventions::choose`); `judged(index)` is an item's gradient and its
+/// round-off, `None` for an item the check does not judge.
+pub fn conventions_for(
+    est: &Estimates,
+    threshold: f64,
+    judged: impl Fn(usize) -> Option<(f64, f64)>,
+) -> Conventions {
+    Conventions::choose(
+        est.kinks
+            .iter()
+            .filter(|(&i, _)| judged(i).is_some())
+            .map(|(&i, k)| (i, k)),
+        |index, derivative| {
+            let (g, roundoff) = judged(index).expect("judged");
+            let kink = &est.kinks[&index];
+            let allowed = threshold * (g.abs() + derivative.abs()) + kink.noise + roundoff;
+            (g - derivative).abs() / allowed
+        },
+    )
 }
 
 /// Judges derivatives grouped by tensor (see [`compare_trial`]); `name` names an item's
@@ -341,9 +386,8 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
     groups: impl Iterator<Item = (&'a TensorSpec, I)>,
     by_coordinate: bool,
     name: impl Fn(usize) -> String,
-    threshold: f64,
-    top: usize,
-    advice: &Advice,
+    (threshold, top): (f64, usize),
+    (advice, conventions): (&Advice, &Conventions),
 ) -> Comparison {
     let mut worst = Worst::new(top);
     let mut tensors = Vec::new();
@@ -353,7 +397,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
     for (spec, items) in groups {
         let mut norms = Norms::default();
         let mut pattern = Pattern::new(spec);
-        let (mut failed, mut checked, mut kinks) = (0usize, 0usize, 0usize);
+        let (mut failed, mut checked, mut kinks, mut exact) = (0usize, 0usize, 0usize, 0usize);
         let (mut passed, mut passed_at_kinks) = (0usize, 0usize);
         let mut rel_error = 0.0f64;
         for item in items {
@@ -373,6 +417,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             norms.add(g, a, err, &bound);
             checked += 1;
             kinks += usize::from(item.kink.is_some());
+            exact += usize::from(item.exact);
             rel_error = rel_error.max(err / scale.max(1e-8));
             if !rel_error.is_finite() {
                 rel_error = f64::INFINITY;
@@ -393,7 +438,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
                 index: item.index,
                 grad: g,
                 gradapprox: item.approx,
-                kink: item.kink.map(|k| KinkReport::of(k, g)),
+                kink: item.kink.map(|k| KinkReport::of(k, g, item.convention)),
                 rel_error: ratio(err, scale),
                 excess: ratio(err, threshold * scale + bound.total()),
                 verdict,
@@ -437,6 +482,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             checked_coordinates: checked,
             failed_coordinates: failed,
             kink_coordinates: kinks,
+            exact_coordinates: exact,
             decided_at_kinks: verdict == Verdict::Pass && passed > 0 && passed == passed_at_kinks,
             verdict,
             reason,
@@ -478,6 +524,9 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         checked_coordinates,
         unresolved_coordinates,
         kink_coordinates,
+        conventions: (kink_coordinates > 0)
+            .then(|| conventions.describe())
+            .flatten(),
         reason,
     }
 }
@@ -853,6 +902,7 @@ mod tests {
             noise: vec![0.0; n],
             truncation: Vec::new(),
             kinks: Default::default(),
+            exact: Default::default(),
             checked: Vec::new(),
         }
     }
@@ -932,6 +982,31 @@ mod tests {
         est.kinks.get_mut(&1).unwrap().partial = true;
         let cmp = compare(&layout, &[0.8, 0.3], &est, 2e-7, 2);
         assert_eq!(cmp.tensors[1].verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn a_backprop_uses_one_convention_per_layer_wherever_it_meets_a_kink() {
+        let layout = ParamLayout::for_widths(&[1, 1]);
+        let mut est = estimates(vec![0.8, 0.3]);
+        let names = ["ReLU'(0)=0", "ReLU'(0)=½", "ReLU'(0)=1"];
+        for (i, values) in [(0, [0.2, 0.85, 1.5]), (1, [0.1, 0.4, 0.7])] {
+            est.kinks.insert(
+                i,
+                crate::estimate::Kink {
+                    layers: vec![(1, names)],
+                    derivatives: (0..3u8).map(|c| (vec![c], values[c as usize])).collect(),
+                    noise: 1e-15,
+                    partial: false,
+                },
+            );
+        }
+        let cmp = compare(&layout, &[1.5, 0.7], &est, 2e-7, 2);
+        assert_eq!(cmp.verdict, Verdict::Pass);
+        assert_eq!(cmp.conventions.as_deref(), Some("ReLU'(0)=1"));
+        // Each is some convention's derivative, but no one convention gives both.
+        let cmp = compare(&layout, &[0.2, 0.7], &est, 2e-7, 2);
+        assert_eq!(cmp.verdict, Verdict::Fail);
+        assert_eq!(cmp.failed_coordinates, 1);
     }
 
     #[test]

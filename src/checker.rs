@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, Cpu, Settings};
-use crate::check::{compare_groups, compare_trial, Advice, Judged, Trial};
+use crate::check::{compare_groups, compare_trial, conventions_for, Advice, Judged, Trial};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::estimate::Estimates;
@@ -247,7 +247,8 @@ impl std::fmt::Display for Opening {
 
 /// The finite differences of one problem, ready to judge any gradient against.
 pub struct Evaluation {
-    /// The problem as the device saw it (rounded to f32 for an f32 run).
+    /// The problem as the user gave it (an f32 device's own view is rounded from it, and
+    /// the rounding's effect joins the bounds).
     pub problem: Problem,
     /// Per coordinate, or per direction when `directions` is set.
     pub estimates: Estimates,
@@ -548,6 +549,18 @@ pub fn judge(
         }
         Some(dirs) => {
             let est = &eval.estimates;
+            let judged = |k: usize| {
+                let d = &dirs[k];
+                (
+                    d.project(layout, &grad),
+                    roundoff
+                        .as_deref()
+                        .map_or(0.0, |r| d.project_abs(layout, r)),
+                )
+            };
+            let conventions = conventions_for(est, threshold, |k| {
+                given.is_none_or(|g| g[dirs[k].tensor]).then(|| judged(k))
+            });
             let groups = layout
                 .tensors()
                 .iter()
@@ -558,20 +571,17 @@ pub fn judge(
                         .iter()
                         .enumerate()
                         .filter(move |(_, d)| d.tensor == t)
-                        .map(|(k, d)| {
-                            Judged::of(
-                                k,
-                                d.project(layout, &grad),
-                                est,
-                                roundoff
-                                    .as_deref()
-                                    .map_or(0.0, |r| d.project_abs(layout, r)),
-                            )
-                        });
+                        .map(|(k, _)| Judged::of(k, judged(k), est, &conventions));
                     (spec, items)
                 });
             let name = |k: usize| format!("{}·v{k}", layout.tensors()[dirs[k].tensor].name);
-            let comparison = compare_groups(groups, false, name, threshold, opts.top, &advice);
+            let comparison = compare_groups(
+                groups,
+                false,
+                name,
+                (threshold, opts.top),
+                (&advice, &conventions),
+            );
             let scope = Scope {
                 mode: "directions",
                 evaluated: dirs.len(),
@@ -599,6 +609,7 @@ pub fn judge(
         failed_coordinates: comparison.failed_coordinates,
         unresolved_coordinates: comparison.unresolved_coordinates,
         kink_coordinates: comparison.kink_coordinates,
+        conventions: comparison.conventions.clone(),
         scope,
         tensors: comparison.tensors,
         worst: comparison.worst,

@@ -7,8 +7,8 @@
 /// tests `the_*roundoff_model_bounds_observed_*` keep each under a quarter of this.
 pub const ROUNDOFF_SAFETY: f64 = 16.0;
 
-/// Standard deviations in the bound on a sum's round-off from its additions (see
-/// [`DeltaCost::roundoff`]).
+/// Standard deviations of the logits' rounding errors in the bounds that model them as
+/// independent (`roundoff::z_variances`): the forward pass's dot products.
 pub const SUM_SAFETY: f64 = 8.0;
 
 /// The change one perturbation makes, as the delta method (CPU or GPU) reports it.
@@ -17,12 +17,12 @@ pub struct DeltaCost {
     /// `J(θ + ε e_i) − J(θ)` and `J(θ − ε e_i) − J(θ)`.
     pub plus: f64,
     pub minus: f64,
-    /// `Σ_k size_k²` over the terms (reduction included), `size_k` what term k's own
+    /// `Σ_k size_k` over the terms (reduction included), `size_k` what term k's own
     /// roundings are relative to (its parts before they cancel).
     pub sizes: f64,
-    /// `Σ_k (S₊,k² + S₋,k²)` over the running sums after each addition: what the additions'
-    /// round-off grows with (the error of a sum is `Σ_k δ_k S_k` with `|δ_k| ≤ u`).
-    pub squares: f64,
+    /// `Σ_k (|S₊,k| + |S₋,k|)` over the running sums after each addition: what the
+    /// additions' round-off is bounded by (the error of a sum is `Σ_k δ_k S_k`, `|δ_k| ≤ u`).
+    pub partials: f64,
 }
 
 /// One perturbation's running sums over its terms, as the delta method accumulates them
@@ -32,7 +32,7 @@ pub struct Sums {
     plus: f64,
     minus: f64,
     sizes: f64,
-    squares: f64,
+    partials: f64,
 }
 
 impl Sums {
@@ -41,8 +41,8 @@ impl Sums {
     pub fn add(&mut self, up: f64, down: f64, size: f64) {
         self.plus += up;
         self.minus += down;
-        self.sizes += size * size;
-        self.squares += self.plus * self.plus + self.minus * self.minus;
+        self.sizes += size;
+        self.partials += self.plus.abs() + self.minus.abs();
     }
 
     /// The sums times `scale` (the reduction).
@@ -50,25 +50,31 @@ impl Sums {
         DeltaCost {
             plus: self.plus * scale,
             minus: self.minus * scale,
-            sizes: self.sizes * scale * scale,
-            squares: self.squares * scale * scale,
+            sizes: self.sizes * scale,
+            partials: self.partials * scale,
         }
     }
 }
 
 impl DeltaCost {
-    /// A bound on the round-off of `plus − minus` in arithmetic of unit round-off `u`, from
-    /// independent rounding errors (Higham & Mary's probabilistic analysis, as the user's
-    /// own round-off): each term's at most [`TERM_ROUNDINGS`] of at most u times its size,
-    /// each addition's at most u times the running sum, [`SUM_SAFETY`] standard deviations
-    /// of their sum (a uniform error of at most u has variance u²/3). A sum of N terms is
-    /// then off by about √N of them, not N. What a running sum may absorb systematically of
-    /// terms far below its ulp is bounded apart: the even ones cancel in the difference, the
-    /// odd ones beyond the first are the truncation, bounded term by term.
+    /// A bound on the round-off of `plus − minus` in arithmetic of unit round-off `u`, worst
+    /// case and to first order in u (the margin covers the rest): each term's at most
+    /// [`TERM_ROUNDINGS`] of at most u times its size, each addition's at most u times the
+    /// running sum it makes, the reduction's one rounding of each sum. No independence is
+    /// assumed: terms alike in size round alike (a sum absorbing many equal terms errs by
+    /// all of them in one direction). What a running sum may absorb systematically of terms
+    /// far below its ulp is inside this bound too; the odd orders beyond the first are the
+    /// truncation, bounded term by term.
     pub fn roundoff(&self, u: f64) -> f64 {
-        SUM_SAFETY * u * ((TERM_ROUNDINGS * self.sizes + self.squares) / 3.0).sqrt()
+        FIRST_ORDER_MARGIN
+            * u
+            * (TERM_ROUNDINGS * self.sizes + self.partials + self.plus.abs() + self.minus.abs())
     }
 }
+
+/// Covers the second-order terms of the first-order round-off bounds (`(1 + u)^k − 1 ≤
+/// 1.01·k·u` while `k·u ≤ 0.02`).
+pub const FIRST_ORDER_MARGIN: f64 = 1.01;
 
 /// Roundings one term of the delta method takes, at most, each relative to its size: the
 /// step `ε·a` and its product with a gain or a coefficient, the residual's rounding, the
@@ -102,6 +108,17 @@ impl Kink {
             .find(|(a, _)| a.iter().all(|&c| c == 0))
             .or(self.derivatives.first())
             .map_or(f64::NAN, |d| d.1)
+    }
+
+    /// The assignment (index into `derivatives`) that `conventions` gives this kink's
+    /// layers, when it was enumerated.
+    pub fn under(&self, conventions: &Conventions) -> Option<usize> {
+        self.derivatives.iter().position(|(assignment, _)| {
+            self.layers
+                .iter()
+                .zip(assignment)
+                .all(|((l, _), &c)| conventions.chosen.get(l).is_none_or(|&chosen| chosen == c))
+        })
     }
 
     /// The admissible derivative nearest to `grad`, and its index.
@@ -140,6 +157,117 @@ impl Kink {
     }
 }
 
+/// One convention per hidden layer (1-based, an index into its activation's names), the
+/// same for every coordinate a check judges at a kink: a backprop applies its slope at a
+/// kink one way in a layer wherever it meets one, so a gradient that needs ReLU'(0) = 0
+/// for one coordinate and 1 for another of the same layer is wrong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conventions {
+    pub chosen: std::collections::BTreeMap<usize, u8>,
+    names: std::collections::BTreeMap<usize, [&'static str; 3]>,
+}
+
+impl Conventions {
+    /// Assignments enumerated in full up to this many; beyond, layer by layer.
+    const ENUMERATED: usize = 729;
+
+    /// The assignment to the kinks' layers under which the fewest of them fail, then the
+    /// least total excess; `excess(index, derivative)` is a coordinate's error over its
+    /// tolerance against a convention's derivative (above 1 fails).
+    pub fn choose<'a>(
+        kinks: impl Iterator<Item = (usize, &'a Kink)> + Clone,
+        excess: impl Fn(usize, f64) -> f64,
+    ) -> Self {
+        let mut names: std::collections::BTreeMap<usize, [&'static str; 3]> = Default::default();
+        for (_, kink) in kinks.clone() {
+            names.extend(kink.layers.iter().copied());
+        }
+        let layers: std::collections::BTreeMap<usize, usize> =
+            names.iter().map(|(&l, n)| (l, n.len())).collect();
+        let of = |chosen| Conventions {
+            chosen,
+            names: names.clone(),
+        };
+        let score = |c: &Conventions| {
+            let (mut fails, mut total) = (0usize, 0.0f64);
+            for (index, kink) in kinks.clone() {
+                let Some(k) = kink.under(c) else { continue };
+                let e = excess(index, kink.derivatives[k].1);
+                let e = if e.is_nan() { f64::INFINITY } else { e };
+                fails += usize::from(e > 1.0);
+                total += e.min(1e300);
+            }
+            (fails, total)
+        };
+        let better = |a: (usize, f64), b: (usize, f64)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
+        let count = layers
+            .values()
+            .try_fold(1usize, |n, &k| n.checked_mul(k))
+            .unwrap_or(usize::MAX);
+        let mut best = of(layers.keys().map(|&l| (l, 0)).collect());
+        if layers.is_empty() {
+            return best;
+        }
+        let mut best_score = score(&best);
+        if count <= Self::ENUMERATED {
+            for n in 1..count {
+                let mut rest = n;
+                let c = of(layers
+                    .iter()
+                    .map(|(&l, &k)| {
+                        let v = (rest % k) as u8;
+                        rest /= k;
+                        (l, v)
+                    })
+                    .collect());
+                let s = score(&c);
+                if better(s, best_score) {
+                    (best, best_score) = (c, s);
+                }
+            }
+        } else {
+            // Too many to enumerate: improve one layer at a time until none improves.
+            for _ in 0..8 {
+                let mut improved = false;
+                for (&l, &k) in &layers {
+                    for v in 0..k as u8 {
+                        let mut c = best.clone();
+                        c.chosen.insert(l, v);
+                        let s = score(&c);
+                        if better(s, best_score) {
+                            (best, best_score, improved) = (c, s, true);
+                        }
+                    }
+                }
+                if !improved {
+                    break;
+                }
+            }
+        }
+        best
+    }
+
+    /// `ReLU'(0)=0`, or per layer where they differ; `None` without kinks.
+    pub fn describe(&self) -> Option<String> {
+        let named: Vec<(usize, &str)> = self
+            .chosen
+            .iter()
+            .map(|(l, &c)| (*l, self.names[l][c as usize]))
+            .collect();
+        match named.as_slice() {
+            [] => None,
+            [(_, only), rest @ ..] if rest.iter().all(|(_, n)| n == only) => Some(only.to_string()),
+            _ => Some(
+                named
+                    .iter()
+                    .map(|(l, n)| format!("{n} in layer {l}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
+    }
+}
+
 /// J(θ ± h e_i) for every coordinate and what follows from them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Estimates {
@@ -159,6 +287,9 @@ pub struct Estimates {
     /// convention a backprop may use there: judged against those instead of the finite
     /// difference.
     pub kinks: std::collections::BTreeMap<usize, Kink>,
+    /// Coordinates whose step may cross a kink, where the finite difference estimates no
+    /// derivative: their exact derivative (forward mode) stands in.
+    pub exact: std::collections::BTreeSet<usize>,
     /// Coordinates that were evaluated at all (a sampled check leaves the rest NaN).
     /// Empty when every coordinate was.
     pub checked: Vec<bool>,
@@ -195,6 +326,7 @@ impl Estimates {
             noise,
             truncation: Vec::new(),
             kinks: Default::default(),
+            exact: Default::default(),
             checked: Vec::new(),
         }
     }
@@ -242,6 +374,7 @@ impl Estimates {
                 .into_iter()
                 .map(|(k, b)| (indices[k], b))
                 .collect(),
+            exact: self.exact.into_iter().map(|k| indices[k]).collect(),
             checked,
         }
     }

@@ -106,7 +106,9 @@ impl NetworkSpec {
                 }
                 y
             }
-            Loss::Mse => Array2::from_shape_simple_fn((outputs, m), || normal(&mut rng)),
+            Loss::Mse | Loss::MseMean | Loss::Sse => {
+                Array2::from_shape_simple_fn((outputs, m), || normal(&mut rng))
+            }
         };
         let masks = self.model.keep_prob.map(|p| {
             self.widths[1..self.widths.len() - 1]

@@ -199,7 +199,7 @@ fn check_labels(loss: Loss, y: &Array2<f64>, layout: crate::model::DataLayout) -
                 }
             }
         }
-        Loss::Mse => {}
+        Loss::Mse | Loss::MseMean | Loss::Sse => {}
     }
     Ok(())
 }

@@ -149,8 +149,11 @@ pub struct Report {
     pub failed_coordinates: usize,
     /// Coordinates below their own resolution (judged through their tensor's norms).
     pub unresolved_coordinates: usize,
-    /// Coordinates whose step crosses a ReLU kink, judged against one-sided derivatives.
+    /// Coordinates whose change reaches a unit on its kink, judged against the
+    /// derivatives of the conventions a backprop may use there.
     pub kink_coordinates: usize,
+    /// The conventions (one per layer) those were judged by: the ones that fit best.
+    pub conventions: Option<String>,
     /// What was and was not checked.
     pub scope: Scope,
     pub tensors: Vec<TensorCheck>,
@@ -221,6 +224,12 @@ impl Report {
             } else if t.kink_coordinates > 0 {
                 verdict.push_str(&format!(" ({} at a kink)", t.kink_coordinates));
             }
+            if t.exact_coordinates > 0 {
+                verdict.push_str(&format!(
+                    " ({} exact: the step may cross a kink)",
+                    t.exact_coordinates
+                ));
+            }
             let _ = writeln!(
                 out,
                 "  {:<8} {:>10} {:>11.3e} {:>10.2e} {:>9.4} {:>8} {:>8}  {verdict}",
@@ -255,12 +264,12 @@ impl Report {
                         let others: Vec<String> = k
                             .conventions
                             .iter()
-                            .filter(|(name, _)| *name != k.nearest)
+                            .filter(|(name, _)| *name != k.convention)
                             .map(|(name, v)| format!("{name} {v:.6e}"))
                             .collect();
                         format!(
-                            "at a kink: {} {:.6e} (nearest of {}; {})",
-                            k.nearest,
+                            "at a kink: {} {:.6e} (the check's of {}; {})",
+                            k.convention,
                             k.derivative,
                             k.combinations,
                             others.join(", ")
@@ -278,6 +287,14 @@ impl Report {
                     c.verdict.as_str()
                 );
             }
+        }
+        if let (Some(c), true) = (&self.conventions, self.kink_coordinates > 0) {
+            let _ = writeln!(
+                out,
+                "\n  at kinks: {} {} judged by {c} (a backprop's one convention per layer; the best fitting)",
+                self.kink_coordinates,
+                if self.scope.is_directions() { "directions" } else { "coordinates" },
+            );
         }
         for w in &self.warnings {
             let _ = writeln!(out, "\n  warning: {w}");

@@ -401,12 +401,11 @@ fn a_small_memory_budget_slices_the_gpu_work_without_changing_a_bit() {
     }
 }
 
-/// The delta method's round-off bound is 8 standard deviations of independent rounding
-/// errors (`DeltaCost::roundoff`); the largest deviation of the GPU's f32 sums from the
-/// CPU's f64 ones, in those deviations, over small and large m (where the additions'
-/// share grows as √m) stays at half of that.
+/// The delta method's round-off bound is worst case (`DeltaCost::roundoff`): the GPU's f32
+/// sums never leave it, over small and large m; the largest deviation from the CPU's f64
+/// ones, as a share of the bound, is printed (how much the worst case overstates).
 #[test]
-fn the_delta_roundoff_model_bounds_observed_f32_errors_with_margin() {
+fn the_delta_roundoff_model_bounds_observed_f32_errors() {
     let Some(ctx) = gpu() else { return };
     let mut worst = 0.0f64;
     let large = [
@@ -437,16 +436,14 @@ fn the_delta_roundoff_model_bounds_observed_f32_errors_with_margin() {
             Precision::F32.unit_roundoff(),
         );
         for (k, (e, s)) in exact.iter().zip(&single).enumerate() {
-            let sigma = est.noise[k] / gradcheck::estimate::SUM_SAFETY;
             let err = ((s.plus - s.minus) - (e.plus - e.minus)).abs() / (2.0 * eps);
-            if sigma > 0.0 {
-                worst = worst.max(err / sigma);
+            if est.noise[k] > 0.0 {
+                worst = worst.max(err / est.noise[k]);
+            } else {
+                assert_eq!(err, 0.0, "coordinate {k}");
             }
         }
     }
-    eprintln!("worst observed delta round-off (GPU f32): {worst:.3} standard deviations");
-    assert!(
-        worst <= gradcheck::estimate::SUM_SAFETY / 2.0,
-        "observed {worst}σ"
-    );
+    eprintln!("worst observed delta round-off (GPU f32): {worst:.4} of the bound");
+    assert!(worst <= 1.0, "observed {worst} of the bound");
 }

@@ -37,8 +37,14 @@ fn correct_backprop_passes_along_random_directions_and_the_gpu_agrees_with_the_c
         assert_eq!(report.scope.mode, "directions");
         assert_eq!(report.scope.evaluated, k);
         if let Some(engine) = &gpu_engine {
-            let opts = options(DeviceChoice::Gpu, Precision::F64, k);
-            let on_gpu = engine.evaluate(&p, &opts).unwrap();
+            // At one given step: each device balances its own bounds otherwise, and the
+            // GPU's sums are bounded differently (no compensation).
+            let given = |device| CheckOptions {
+                eps: Some(1e-5),
+                ..options(device, Precision::F64, k)
+            };
+            let eval = cpu_engine.evaluate(&p, &given(DeviceChoice::Cpu)).unwrap();
+            let on_gpu = engine.evaluate(&p, &given(DeviceChoice::Gpu)).unwrap();
             for (a, b) in eval.estimates.j_plus.iter().zip(&on_gpu.estimates.j_plus) {
                 assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{a} vs {b}");
             }

@@ -511,3 +511,35 @@ fn item_15_directions_pass_correct_networks_at_the_default_threshold() {
     assert!(!text.contains("use the delta method (exact"), "{text}");
     assert!(text.contains("instead of directions"), "{text}");
 }
+
+/// Review finding: a sum that absorbs many equal terms errs by all of them in one
+/// direction, which a bound from independent roundings (√N of them) does not cover. A
+/// logistic regression with one example at x = −20 and m − 1 equal ones at 17.03 (w = 1,
+/// b = 0, labels 1) failed its correct gradient on an f32 device; the worst-case bound
+/// leaves it to the host, which decides it. A wrong gradient still fails.
+#[test]
+fn equal_terms_absorbed_by_an_f32_sum_are_never_a_false_alarm() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    for m in [1000, 2000] {
+        let net = Mlp::new(vec![Layer {
+            w: ndarray::arr2(&[[1.0]]),
+            b: ndarray::arr1(&[0.0]),
+        }])
+        .unwrap();
+        let mut x = ndarray::Array2::from_elem((1, m), 17.03);
+        x[[0, 0]] = -20.0;
+        let y = ndarray::Array2::ones((1, m));
+        let p = Problem::new(net, x, y).unwrap();
+        let grad = user_backprop(&p, Style::default());
+        for method in ["delta", "full"] {
+            let args = ["--device", "gpu", "--precision", "f32", "--method", method];
+            let (ended, text) = check(&dir, "absorbed", (&p, &grad), &args);
+            assert_ne!(ended, Ended::Fail, "m {m} {method}: {text}");
+            let (ended, text) = check(&dir, "bug", (&p, &scaled(&p, &grad, "W1", 1.01)), &args);
+            assert_ne!(ended, Ended::Pass, "m {m} {method}: {text}");
+        }
+    }
+}

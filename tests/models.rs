@@ -284,7 +284,7 @@ fn delta_agrees_with_the_full_method_for_every_model() {
 fn delta_agrees_with_the_full_method_over_the_whole_matrix() {
     let mut combinations = 0;
     for hidden in ["relu", "leaky_relu:0.2", "tanh", "sigmoid", "identity"] {
-        for loss in ["bce", "softmax", "mse"] {
+        for loss in ["bce", "softmax", "mse", "mse_mean", "sse"] {
             for l2 in ["", " l2=0.4"] {
                 for dropout in ["", " keep_prob=0.75"] {
                     let settings = format!("hidden={hidden} loss={loss}{l2}{dropout}");
@@ -295,7 +295,7 @@ fn delta_agrees_with_the_full_method_over_the_whole_matrix() {
             }
         }
     }
-    assert_eq!(combinations, 60);
+    assert_eq!(combinations, 100);
 }
 
 /// The course's Regularization exercise: a 3-layer ReLU/sigmoid net with L2 and with

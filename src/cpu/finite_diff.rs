@@ -53,6 +53,10 @@ pub fn central_differences(
         j_plus,
         j_minus,
         &steps,
-        &super::roundoff::coordinate_cost_roundoff(problem, Precision::F64),
+        &super::roundoff::coordinate_cost_roundoff(
+            problem,
+            Precision::F64,
+            super::roundoff::Summation::Compensated,
+        ),
     ))
 }

@@ -47,7 +47,7 @@ pub fn hidden(model: &Model, l: usize, z: ArrayView2<f64>) -> Array2<f64> {
 pub fn output(loss: Loss, z: ArrayView2<f64>) -> Array2<f64> {
     match loss {
         Loss::Bce => z.mapv(sigmoid),
-        Loss::Mse => z.to_owned(),
+        Loss::Mse | Loss::MseMean | Loss::Sse => z.to_owned(),
         Loss::Softmax => {
             let mut out = z.to_owned();
             for mut column in out.columns_mut() {
@@ -76,27 +76,70 @@ pub fn logits(net: &Mlp, model: &Model, x: ArrayView2<f64>) -> Array2<f64> {
     a
 }
 
-/// The data term of the cost from the logits: the per-example losses, reduced.
+/// The data term of the cost from the logits: the per-example losses, reduced. Summed
+/// with compensation, so that its additions err by 2u of the total whatever the number of
+/// examples (`roundoff::Summation::Compensated`).
 pub fn data_cost(model: &Model, z: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
-    let total: f64 = z
-        .columns()
-        .into_iter()
-        .zip(y.columns())
-        .map(|(z, y)| example_loss(model.loss, z, y))
-        .sum();
-    total * model.scale(z.ncols())
+    let mut total = CompensatedSum::default();
+    for (z, y) in z.columns().into_iter().zip(y.columns()) {
+        match model.loss {
+            Loss::Softmax => total.add(log_sum_exp(z) - z.dot(&y)),
+            loss => {
+                let f = loss.squared_factor(z.len()).unwrap_or(1.0);
+                for (&z, &y) in z.iter().zip(y) {
+                    total.add(unit_loss(loss, f, z, y));
+                }
+            }
+        }
+    }
+    total.value() * model.scale(z.ncols())
+}
+
+/// One output unit's loss term (not softmax's, which couples the example's outputs);
+/// `factor` is a squared error's (`Loss::squared_factor`).
+fn unit_loss(loss: Loss, factor: f64, z: f64, y: f64) -> f64 {
+    match loss {
+        Loss::Bce => softplus(z) - y * z,
+        _ => factor * (z - y) * (z - y),
+    }
 }
 
 /// One example's loss from its logits `z` and labels `y`.
 pub fn example_loss(loss: Loss, z: ndarray::ArrayView1<f64>, y: ndarray::ArrayView1<f64>) -> f64 {
     match loss {
-        Loss::Bce => z.iter().zip(y).map(|(&z, &y)| softplus(z) - y * z).sum(),
-        Loss::Mse => z
-            .iter()
-            .zip(y)
-            .map(|(&z, &y)| 0.5 * (z - y) * (z - y))
-            .sum(),
         Loss::Softmax => log_sum_exp(z) - z.dot(&y),
+        loss => {
+            let f = loss.squared_factor(z.len()).unwrap_or(1.0);
+            z.iter()
+                .zip(y)
+                .map(|(&z, &y)| unit_loss(loss, f, z, y))
+                .sum()
+        }
+    }
+}
+
+/// Neumaier's compensated summation: the rounding of each addition is recovered exactly
+/// and added back at the end, so the sum is within `2u·|S| + O(n·u²)·Σ|x|` of the exact
+/// one (Higham, Accuracy and Stability, §4.3) instead of `(n − 1)·u·Σ|x|`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompensatedSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl CompensatedSum {
+    pub fn add(&mut self, x: f64) {
+        let t = self.sum + x;
+        self.compensation += if self.sum.abs() >= x.abs() {
+            (self.sum - t) + x
+        } else {
+            (x - t) + self.sum
+        };
+        self.sum = t;
+    }
+
+    pub fn value(self) -> f64 {
+        self.sum + self.compensation
     }
 }
 
@@ -118,7 +161,7 @@ pub fn cost(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) ->
 }
 
 /// `∂loss/∂z` of every example's logits (`n_L × m`, unreduced): `σ(z) − y`,
-/// `softmax(z) − y` or `z − y`, formed without needless cancellation, so that a fitted
+/// `softmax(z) − y` or `2f·(z − y)` (a squared error's factor f), formed without needless cancellation, so that a fitted
 /// output keeps its residual's relative accuracy: `σ(z) − 1 = −σ(−z)`, and for a class of
 /// label 1, `p − 1 = −Σ_(j≠k) p_j`.
 pub fn residuals(loss: Loss, z: ArrayView2<f64>, y: ArrayView2<f64>) -> Array2<f64> {
@@ -139,7 +182,14 @@ pub fn residuals(loss: Loss, z: ArrayView2<f64>, y: ArrayView2<f64>) -> Array2<f
                     };
                 }
             }
-            Loss::Mse => r.assign(&(&z - &y)),
+            Loss::Mse | Loss::MseMean | Loss::Sse => {
+                let twice = 2.0 * loss.squared_factor(z.len()).expect("a squared error");
+                if twice == 1.0 {
+                    r.assign(&(&z - &y));
+                } else {
+                    r.assign(&((&z - &y) * twice));
+                }
+            }
             Loss::Softmax => {
                 let top = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
                 let e = z.mapv(|v| (v - top).exp());

@@ -220,12 +220,16 @@ fn loss_cubic(
                 s2 * a1[o].powi(3) + 3.0 * s1 * a1[o] * a2[o] + residual * a3[o]
             })
             .sum(),
-        Loss::Mse => (0..z.len())
-            .map(|o| {
-                let residual = (z[o] - y[o]).abs() + step * a1[o];
-                3.0 * a1[o] * a2[o] + residual * a3[o]
-            })
-            .sum(),
+        Loss::Mse | Loss::MseMean | Loss::Sse => {
+            // f·Σ(z − y)²: its third derivative along t is 2f·(3u'u'' + (z − y)u''').
+            let f = loss.squared_factor(z.len()).expect("a squared error");
+            (0..z.len())
+                .map(|o| {
+                    let residual = (z[o] - y[o]).abs() + step * a1[o];
+                    2.0 * f * (3.0 * a1[o] * a2[o] + residual * a3[o])
+                })
+                .sum()
+        }
         Loss::Softmax => {
             // Along t the logits' derivatives are random variables under p(t): the third
             // cumulant and covariance are bounded by their variances, at most a² and at

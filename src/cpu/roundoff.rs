@@ -69,9 +69,9 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     // output's and the subtraction's own rounding.
     let out = &acts.a[last];
     let residual = out - problem.y();
-    let out_slope_sq = match model.loss {
-        Loss::Mse => Array2::ones(out.dim()),
-        Loss::Bce | Loss::Softmax => out.mapv(|s| (s * (1.0 - s)).powi(2)),
+    let out_slope_sq = match model.loss.squared_factor(out.nrows()) {
+        Some(f) => Array2::from_elem(out.dim(), 4.0 * f * f),
+        None => out.mapv(|s| (s * (1.0 - s)).powi(2)),
     };
     let own = own_roundings(model);
     let mut dz = &residual * scale;
@@ -309,47 +309,76 @@ fn term_roundings(precision: Precision) -> f64 {
     }
 }
 
+/// How a backend adds up a cost's terms, which decides the additions' share of its
+/// round-off. The terms are nonnegative (every loss is), so each partial sum is at most
+/// the total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Summation {
+    /// Compensated (`forward::CompensatedSum`): `2u` of the total, and `O(n·u²)`.
+    Compensated,
+    /// Running sums in a fixed order, each term reaching the total through at most `depth`
+    /// additions (a thread's own terms, then a reduction's levels and blocks).
+    Recursive { depth: usize },
+}
+
+impl Summation {
+    /// The additions' round-off in units of `u·total`, worst case, for `count` terms, and
+    /// the reduction's one rounding.
+    fn factor(self, count: f64, u: f64) -> f64 {
+        1.0 + match self {
+            Summation::Compensated => 2.0 + 4.0 * count * u,
+            Summation::Recursive { depth } => depth as f64,
+        }
+    }
+}
+
 /// Per layer `p`, a bound on how far the data cost `J` that a whole forward pass in
 /// `precision` computes is off, where the pass perturbs a parameter of layer `p` (the
 /// layers before it compute the same numbers with and without the perturbation, so their
 /// roundings are the same in `J₊` and `J₋`): each loss term's own roundings, relative to
 /// the terms as computed (`softplus(z)` and `y·z`, not their difference, which cancels
-/// where an example is fitted); the additions summing them (each within u of a running sum
-/// no larger than the terms' total: the least of `N − 1` of those and 8σ of independent
-/// errors); and the logits' rounding from layer `p` on (8σ, `z_variances`) through the
-/// loss's slope.
-pub fn cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
-    use crate::estimate::SUM_SAFETY;
+/// where an example is fitted; a softmax's sums over its outputs too); the additions
+/// summing them, worst case as `summation` does them; and the logits' rounding from layer
+/// `p` on (8σ of independent errors, `z_variances`) through the loss's slope.
+pub fn cost_roundoff(problem: &Problem, precision: Precision, summation: Summation) -> Vec<f64> {
+    use crate::estimate::{FIRST_ORDER_MARGIN, SUM_SAFETY};
     let model = problem.model();
     let acts = forward(problem.net(), model, problem.x().view());
     let last = acts.z.len() - 1;
     let (z, y) = (&acts.z[last], problem.y());
-    let terms: f64 = z
+    let outputs = z.nrows() as f64;
+    // The terms' sizes, and (softmax) what its sums over the outputs err by in units of u.
+    let (terms, inner) = z
         .columns()
         .into_iter()
         .zip(y.columns())
         .map(|(z, y)| match model.loss {
-            Loss::Bce => z
-                .iter()
-                .zip(y)
-                .map(|(&z, &y)| super::forward::softplus(z) + (y * z).abs())
-                .sum::<f64>(),
-            Loss::Mse => z
-                .iter()
-                .zip(y)
-                .map(|(&z, &y)| 0.5 * (z - y) * (z - y))
-                .sum(),
+            Loss::Bce => (
+                z.iter()
+                    .zip(y)
+                    .map(|(&z, &y)| super::forward::softplus(z) + (y * z).abs())
+                    .sum::<f64>(),
+                0.0,
+            ),
+            Loss::Mse | Loss::MseMean | Loss::Sse => {
+                let f = model.loss.squared_factor(z.len()).expect("a squared error");
+                (
+                    z.iter().zip(y).map(|(&z, &y)| f * (z - y) * (z - y)).sum(),
+                    0.0,
+                )
+            }
             Loss::Softmax => {
                 let top = z.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
                 let spread = z.iter().map(|&v| (v - top).exp()).sum::<f64>().ln();
-                top.abs() + spread + z.iter().zip(y).map(|(&z, &y)| (y * z).abs()).sum::<f64>()
+                let yz: f64 = z.iter().zip(y).map(|(&z, &y)| (y * z).abs()).sum();
+                // Σ e^(z − top) ≥ 1 errs by (n − 1)·u of itself, its log by that absolutely.
+                (top.abs() + spread + yz, outputs * (1.0 + yz))
             }
         })
-        .sum();
+        .fold((0.0, 0.0), |(t, i), (a, b)| (t + a, i + b));
     let residual = super::forward::residuals(model.loss, z.view(), y.view());
     let u = precision.unit_roundoff();
-    let count = z.len() as f64;
-    let additions = (count - 1.0).min(SUM_SAFETY * (count / 3.0).sqrt()) + 1.0;
+    let additions = summation.factor(z.len() as f64, u);
     let scale = model.scale(problem.examples());
     (0..=last)
         .map(|p| {
@@ -363,16 +392,23 @@ pub fn cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
                     per_example * per_example
                 })
                 .sum();
-            scale
+            FIRST_ORDER_MARGIN
+                * scale
                 * u
-                * ((term_roundings(precision) + additions) * terms + SUM_SAFETY * logits.sqrt())
+                * ((term_roundings(precision) + additions) * terms
+                    + inner
+                    + SUM_SAFETY * logits.sqrt())
         })
         .collect()
 }
 
 /// [`cost_roundoff`] for every coordinate of `problem`, in layout order.
-pub fn coordinate_cost_roundoff(problem: &Problem, precision: Precision) -> Vec<f64> {
-    let per_layer = cost_roundoff(problem, precision);
+pub fn coordinate_cost_roundoff(
+    problem: &Problem,
+    precision: Precision,
+    summation: Summation,
+) -> Vec<f64> {
+    let per_layer = cost_roundoff(problem, precision, summation);
     let layout = problem.net().layout();
     layout
         .tensors()
@@ -385,7 +421,8 @@ pub fn coordinate_cost_roundoff(problem: &Problem, precision: Precision) -> Vec<
 /// pass forms it: its logits' rounding (8σ of `z_var`, the logits' variances in units of u²)
 /// through the residual's slopes in them — σ' for binary cross-entropy; for softmax
 /// `∂p_o/∂z_k = p_o(δ_ok − p_k)`, so `p_o·((1 − p_o)ζ_o + Σ_(k≠o) p_k ζ_k)`, small for a
-/// fitted example's every class; 1 for squared error — and its own rounding.
+/// fitted example's every class; 1 for squared error — and its own rounding (a soft
+/// label's relative to the probability it cancels against).
 pub fn residual_errors(problem: &Problem, acts: &Activations, z_var: &Array2<f64>) -> Array2<f64> {
     use crate::estimate::{ROUNDOFF_SAFETY, SUM_SAFETY};
     let u = Precision::F64.unit_roundoff();
@@ -403,7 +440,14 @@ pub fn residual_errors(problem: &Problem, acts: &Activations, z_var: &Array2<f64
         for o in 0..z.nrows() {
             let through = match problem.model().loss {
                 Loss::Bce => crate::model::spec::sigmoid_derivatives(z[[o, e]])[0] * zeta[o],
-                Loss::Mse => zeta[o],
+                Loss::Mse | Loss::MseMean | Loss::Sse => {
+                    2.0 * problem
+                        .model()
+                        .loss
+                        .squared_factor(z.nrows())
+                        .expect("squared")
+                        * zeta[o]
+                }
                 Loss::Softmax => {
                     let others: f64 = (0..z.nrows())
                         .filter(|&k| k != o)
@@ -413,7 +457,16 @@ pub fn residual_errors(problem: &Problem, acts: &Activations, z_var: &Array2<f64
                     p[o] * (rest * zeta[o] + others)
                 }
             };
-            errors[[o, e]] = through + ROUNDOFF_SAFETY * u * residual[[o, e]].abs();
+            // Its own rounding: relative to the residual where it is formed without
+            // cancellation (hard labels, a squared error's exact subtraction), else to the
+            // probability a soft label is subtracted from.
+            let y = problem.y()[[o, e]];
+            let soft = y != 0.0 && y != 1.0;
+            let own = match problem.model().loss {
+                Loss::Bce | Loss::Softmax if soft => residual[[o, e]].abs() + p[o].abs(),
+                _ => residual[[o, e]].abs(),
+            };
+            errors[[o, e]] = through + ROUNDOFF_SAFETY * u * own;
         }
     }
     errors

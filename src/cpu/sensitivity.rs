@@ -41,6 +41,8 @@ pub struct Sensitivity {
     /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]| · ρ[o, e]` times the reduction, with ρ
     /// the residuals' own error bound (`roundoff::residual_errors`).
     residual_error: Vec<Array1<f64>>,
+    /// ρ: a bound on each residual's error, `n_L × m`.
+    pub residual_errors: Array2<f64>,
 }
 
 /// `max |softplus'''| = max |σ''| = 1/(6√3)`, divided by the 6 of Taylor's remainder.
@@ -146,6 +148,7 @@ impl Sensitivity {
             cubed_gain,
             input_max,
             residual_error,
+            residual_errors: rho,
         }
     }
 }

@@ -272,11 +272,16 @@ fn loss_jet(
     let r = residual.column(e);
     let mut g = [0.0; N];
     match model.loss {
-        Loss::Mse => {
+        Loss::Mse | Loss::MseMean | Loss::Sse => {
+            // f·((z − y + u)² − (z − y)²) = r·u + f·u², r = 2f·(z − y).
+            let f = model
+                .loss
+                .squared_factor(u.nrows())
+                .expect("a squared error");
             for (o, uo) in u.rows().into_iter().enumerate() {
                 for n in 1..N {
                     let square: f64 = (0..=n).map(|a| uo[a] * uo[n - a]).sum();
-                    g[n] += r[o] * uo[n] + 0.5 * square;
+                    g[n] += r[o] * uo[n] + f * square;
                 }
             }
         }

@@ -17,11 +17,13 @@
 //! that is `z = 0` exactly, and a unit 1e-10 from its kink is not on it — its derivative is
 //! the one-sided one, and a backprop masking it the other way is wrong.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use ndarray::{Array1, Array2, ArrayView1};
 
 use super::forward::Activations;
+use super::sensitivity::Sensitivity;
 use crate::estimate::{Kink, F64_UNIT_ROUNDOFF, ROUNDOFF_SAFETY};
 use crate::problem::Problem;
 
@@ -63,6 +65,10 @@ impl Ties {
                         .and(&acts.z[l])
                         .and(&variances[l])
                         .for_each(|t, &z, &v| *t = z.abs() <= radius * v.sqrt());
+                    // A unit dropout zeroes passes nothing on, whatever its slope.
+                    for ((k, e), t) in tied.indexed_iter_mut() {
+                        *t &= model.keep(l, k, e) != 0.0;
+                    }
                 }
                 tied
             })
@@ -73,17 +79,17 @@ impl Ties {
             .map(|l| Array2::from_elem((l.w.nrows(), m), false))
             .collect();
         for e in 0..m {
-            // The first hidden layer with a unit on its kink at this example: changes of
-            // earlier layers can reach it, later ones cannot.
+            // The deepest hidden layer with a unit on its kink at this example: changes of
+            // it and of earlier layers can reach one, later ones cannot.
             let Some(deepest) = (0..last)
                 .rev()
                 .find(|&l| on_kink[l].column(e).iter().any(|&t| t))
             else {
                 continue;
             };
-            for p in 0..=deepest {
+            for (p, touched) in touch.iter_mut().enumerate().take(deepest + 1) {
                 let reached = reaching(problem, acts, &on_kink, p, e);
-                touch[p].column_mut(e).assign(&reached);
+                touched.column_mut(e).assign(&reached);
             }
         }
         let examples = touch
@@ -174,85 +180,166 @@ pub enum Exact {
     Kink(Kink),
 }
 
-/// Exact derivatives at θ, from the forward pass, the residuals, the per-example `dZ` of
-/// backprop (reduction included) and the ties: where a finite difference cannot estimate
-/// the derivative (its step crosses a kink) or there is none (a unit sits on its kink).
+/// Exact derivatives at θ, by forward mode from the forward pass and the residuals (never
+/// backprop's `dZ`, so that they stand apart from the formulas a backprop uses): examples
+/// whose change reaches no unit on a kink through the row gains (`∂z_L/∂z_p`), the others
+/// through a pass on the host with the units on kinks at each convention's slope. Where a
+/// finite difference cannot estimate the derivative (its step crosses a kink) or there is
+/// none (a unit sits on its kink).
 pub struct Derivatives<'a> {
     problem: &'a Problem,
+    sens: &'a Sensitivity,
     acts: Activations,
-    residual: Array2<f64>,
-    deltas: Vec<Array2<f64>>,
-    ties: &'a Ties,
-    /// Per layer, its input `A_(p−1)` (`X` for the first).
-    inputs: Vec<Array2<f64>>,
+    /// `|W_l|` per layer, for the reach of a change and the bound on its propagation.
+    w_abs: Vec<Array2<f64>>,
+    /// Per `(p, row, e)`: the layers a change of `z_p[row, e]` reaches on kinks; with the
+    /// assignment of conventions to those layers, its share per unit of change. Every
+    /// parameter of a row shares them.
+    reached: Mutex<HashMap<(usize, usize, usize), Vec<usize>>>,
+    unit_shares: Mutex<HashMap<UnitKey, Share>>,
+}
+
+/// `(p, row, e, conventions of the layers reached)`.
+type UnitKey = (usize, usize, usize, Vec<u8>);
+
+/// A change of layer `p`'s pre-activations at one example: `s` on one row (a parameter's
+/// step), or any vector (a direction's).
+enum Change {
+    Row(usize, f64),
+    Vector(Array1<f64>),
+}
+
+/// One example's share of a derivative, with what bounds its round-off: the magnitude of
+/// the last products' terms (their own roundings), and the errors carried in (the
+/// residuals', a forward pass's products').
+#[derive(Clone, Copy, Debug, Default)]
+struct Share {
+    value: f64,
+    magnitude: f64,
+    error: f64,
+}
+
+impl std::ops::AddAssign for Share {
+    fn add_assign(&mut self, other: Share) {
+        self.value += other.value;
+        self.magnitude += other.magnitude;
+        self.error += other.error;
+    }
+}
+
+impl Share {
+    /// The share of a change `s` times as large (one more rounding, inside the safety).
+    fn times(self, s: f64) -> Share {
+        Share {
+            value: self.value * s,
+            magnitude: self.magnitude * s.abs(),
+            error: self.error * s.abs(),
+        }
+    }
+
+    /// A bound on the round-off of the derivative these shares sum to.
+    fn noise(&self) -> f64 {
+        ROUNDOFF_SAFETY * F64_UNIT_ROUNDOFF * self.magnitude + self.error
+    }
 }
 
 impl<'a> Derivatives<'a> {
-    pub fn new(problem: &'a Problem, ties: &'a Ties) -> Self {
+    /// From `sens` (its gains, residuals, their errors and ties) of `problem`.
+    pub fn new(problem: &'a Problem, sens: &'a Sensitivity) -> Self {
         let acts = super::forward::forward(problem.net(), problem.model(), problem.x().view());
-        let last = acts.z.len() - 1;
-        let residual = super::forward::residuals(
-            problem.model().loss,
-            acts.z[last].view(),
-            problem.y().view(),
-        );
-        let deltas = super::backprop::deltas(problem);
-        let mut inputs = vec![problem.x().clone()];
-        inputs.extend(acts.a[..last].iter().cloned());
+        let w_abs = problem
+            .net()
+            .layers()
+            .iter()
+            .map(|l| l.w.mapv(f64::abs))
+            .collect();
         Self {
             problem,
+            sens,
             acts,
-            residual,
-            deltas,
-            ties,
-            inputs,
+            w_abs,
+            reached: Mutex::default(),
+            unit_shares: Mutex::default(),
         }
     }
 
     /// The derivative of `J` in parameter `(p, row, col)`, or under every convention a
     /// backprop may use at the kinks its change reaches.
     pub fn of(&self, (p, row, col): (usize, usize, Option<usize>)) -> Exact {
-        let step = |e: usize| col.map_or(1.0, |j| self.inputs[p][[j, e]]);
-        let changes = (0..self.problem.examples()).filter_map(|e| {
-            let s = step(e);
-            (s != 0.0).then(|| {
-                let mut dz = Array1::zeros(self.deltas[p].nrows());
-                dz[row] = s;
-                (e, dz)
-            })
-        });
-        self.along(p, changes)
+        let sens = self.sens;
+        let scale = self.problem.model().scale(self.problem.examples());
+        let touch = &sens.ties.touch[p];
+        let mut linear = Share::default();
+        let mut touching = Vec::new();
+        for e in 0..self.problem.examples() {
+            let s = col.map_or(1.0, |j| sens.inputs[p][[j, e]]);
+            if s == 0.0 {
+                continue;
+            }
+            if touch[[row, e]] {
+                touching.push((e, Change::Row(row, s)));
+                continue;
+            }
+            let gains = sens.gain[p].slice(ndarray::s![row, e, ..]);
+            for (o, &g) in gains.iter().enumerate() {
+                let term = scale * s * g;
+                let part = term * sens.residual[[o, e]];
+                linear += Share {
+                    value: part,
+                    magnitude: part.abs(),
+                    error: term.abs() * sens.residual_errors[[o, e]],
+                };
+            }
+        }
+        self.with_touching(p, linear, touching)
     }
 
     /// The derivative along a change of layer `p`'s pre-activations, given per example
     /// (`changes` yields `(e, Δz_p[:, e])` for the examples it moves), or under every
     /// convention at the kinks it reaches.
     pub fn along(&self, p: usize, changes: impl Iterator<Item = (usize, Array1<f64>)>) -> Exact {
-        let touch = &self.ties.touch[p];
-        let (mut linear, mut magnitude) = (0.0, 0.0);
+        let touch = &self.sens.ties.touch[p];
+        let mut linear = Share::default();
         let mut touching = Vec::new();
         for (e, dz) in changes {
             let reaches = dz.iter().zip(touch.column(e)).any(|(&d, &t)| t && d != 0.0);
             if reaches {
-                touching.push((e, dz));
+                touching.push((e, Change::Vector(dz)));
             } else {
-                // Every convention gives backprop's own dZ here.
-                let part = dz.dot(&self.deltas[p].column(e));
-                linear += part;
-                magnitude += dz
-                    .iter()
-                    .zip(self.deltas[p].column(e))
-                    .map(|(d, g)| (d * g).abs())
-                    .sum::<f64>();
+                linear += self.propagate(p, e, dz, (&[], &[]));
             }
         }
+        self.with_touching(p, linear, touching)
+    }
+
+    /// The derivative from the shares of examples reaching no kink (`linear`) and those of
+    /// the examples `touching` one, under every assignment of conventions to the layers
+    /// they reach.
+    fn with_touching(&self, p: usize, linear: Share, touching: Vec<(usize, Change)>) -> Exact {
         if touching.is_empty() {
-            return Exact::Derivative(linear, ROUNDOFF_SAFETY * F64_UNIT_ROUNDOFF * magnitude);
+            return Exact::Derivative(linear.value, linear.noise());
         }
-        let layers: BTreeSet<usize> = touching
+        let reached: Vec<Vec<usize>> = touching
             .iter()
-            .flat_map(|(e, dz)| self.kinked_layers(p, *e, dz.view()))
+            .map(|(e, change)| match change {
+                Change::Row(row, _) => {
+                    let key = (p, *row, *e);
+                    if let Some(found) = self.reached.lock().expect("cache").get(&key) {
+                        return found.clone();
+                    }
+                    let mut dz = Array1::zeros(self.sens.ties.touch[p].nrows());
+                    dz[*row] = 1.0;
+                    let found = self.kinked_layers(p, *e, dz.view());
+                    self.reached
+                        .lock()
+                        .expect("cache")
+                        .insert(key, found.clone());
+                    found
+                }
+                Change::Vector(dz) => self.kinked_layers(p, *e, dz.view()),
+            })
             .collect();
+        let layers: BTreeSet<usize> = reached.iter().flatten().copied().collect();
         let layers: Vec<usize> = layers.into_iter().collect();
         let names: Vec<[&'static str; 3]> = layers
             .iter()
@@ -284,23 +371,50 @@ impl<'a> Derivatives<'a> {
         let derivatives = assignments
             .into_iter()
             .map(|assignment| {
-                let mut value = linear;
-                let mut size = 0.0;
-                for (e, dz) in &touching {
-                    let part = self.propagate(p, *e, dz.clone(), (&layers, &assignment));
-                    value += part;
-                    size += part.abs();
+                let mut share = linear;
+                for ((e, change), reached) in touching.iter().zip(&reached) {
+                    // The conventions of the layers this example's change reaches.
+                    let own: Vec<u8> = reached
+                        .iter()
+                        .map(|l| assignment[layers.binary_search(l).expect("a reached layer")])
+                        .collect();
+                    share += match change {
+                        Change::Row(row, s) => {
+                            self.unit_share(p, (*row, *e), reached, own).times(*s)
+                        }
+                        Change::Vector(dz) => self.propagate(p, *e, dz.clone(), (reached, &own)),
+                    };
                 }
-                largest = largest.max(size);
-                (assignment, value)
+                largest = largest.max(share.noise());
+                (assignment, share.value)
             })
             .collect();
         Exact::Kink(Kink {
             layers: layers.iter().map(|l| l + 1).zip(names).collect(),
             derivatives,
-            noise: ROUNDOFF_SAFETY * F64_UNIT_ROUNDOFF * (magnitude + largest),
+            noise: largest,
             partial,
         })
+    }
+
+    /// The share of a unit change of `z_p[row, e]`, with the layers it reaches on kinks
+    /// (`reached`) at the conventions `own`; computed once per row and example.
+    fn unit_share(
+        &self,
+        p: usize,
+        (row, e): (usize, usize),
+        reached: &[usize],
+        own: Vec<u8>,
+    ) -> Share {
+        let key = (p, row, e, own);
+        if let Some(&found) = self.unit_shares.lock().expect("cache").get(&key) {
+            return found;
+        }
+        let mut dz = Array1::zeros(self.sens.ties.touch[p].nrows());
+        dz[row] = 1.0;
+        let found = self.propagate(p, e, dz, (reached, &key.3));
+        self.unit_shares.lock().expect("cache").insert(key, found);
+        found
     }
 
     /// The hidden layers where a change `dz` of layer `p` at example `e` reaches a unit on
@@ -311,7 +425,7 @@ impl<'a> Derivatives<'a> {
         let mut found = Vec::new();
         let mut reach = dz.mapv(|d| f64::from(u8::from(d != 0.0)));
         for l in p..layers.len() - 1 {
-            let tied = self.ties.on_kink[l].column(e);
+            let tied = self.sens.ties.on_kink[l].column(e);
             if reach.iter().zip(tied).any(|(&r, &t)| r != 0.0 && t) {
                 found.push(l);
             }
@@ -323,9 +437,7 @@ impl<'a> Derivatives<'a> {
                     *r = 0.0;
                 }
             }
-            reach = layers[l + 1]
-                .w
-                .mapv(f64::abs)
+            reach = self.w_abs[l + 1]
                 .dot(&reach)
                 .mapv(|v| f64::from(u8::from(v != 0.0)));
         }
@@ -335,33 +447,52 @@ impl<'a> Derivatives<'a> {
     /// Example `e`'s share of the derivative along `dz` (a change of layer `p`'s
     /// pre-activations), with the units on kinks in `layers` at the slope of their layer's
     /// convention in `assignment`: forward mode through every layer, weighted at the output
-    /// by the residuals, reduction included.
+    /// by the residuals, reduction included. Each layer's error is carried alongside, worst
+    /// case: the slopes' (within 4 ulp) and the product's roundings on `|Δa|`, the n
+    /// roundings of each of `W·Δa`'s dot products on `|W|·|Δa|`.
     fn propagate(
         &self,
         p: usize,
         e: usize,
         mut dz: Array1<f64>,
         (layers, assignment): (&[usize], &[u8]),
-    ) -> f64 {
+    ) -> Share {
+        let u = F64_UNIT_ROUNDOFF;
         let net = self.problem.net().layers();
         let model = self.problem.model();
+        let mut err = Array1::<f64>::zeros(dz.len());
         for l in p..net.len() - 1 {
             let act = model.hidden[l];
             let at_kink = layers
                 .iter()
                 .position(|&k| k == l)
                 .and_then(|k| act.conventions().map(|c| c[assignment[k] as usize].1));
-            let tied = self.ties.on_kink[l].column(e);
-            let da = Array1::from_iter(dz.iter().enumerate().map(|(k, &d)| {
+            let tied = self.sens.ties.on_kink[l].column(e);
+            let slopes = Array1::from_iter((0..dz.len()).map(|k| {
                 let z = self.acts.z[l][[k, e]];
                 let slope = match at_kink {
                     Some(slope) if tied[k] => slope,
                     _ => act.derivative(z),
                 };
-                d * slope * model.keep(l, k, e)
+                slope * model.keep(l, k, e)
             }));
+            let da = &dz * &slopes;
+            let abs_da = da.mapv(f64::abs);
+            let err_da = &err * &slopes.mapv(f64::abs) + &abs_da * (6.0 * u);
+            err = self.w_abs[l + 1].dot(&(err_da + &abs_da * (da.len() as f64 * u)));
             dz = net[l + 1].w.dot(&da);
         }
-        model.scale(self.problem.examples()) * dz.dot(&self.residual.column(e))
+        let scale = model.scale(self.problem.examples());
+        let (residual, errors) = (
+            self.sens.residual.column(e),
+            self.sens.residual_errors.column(e),
+        );
+        let abs_dz = dz.mapv(f64::abs);
+        let abs_r = residual.mapv(f64::abs);
+        Share {
+            value: scale * dz.dot(&residual),
+            magnitude: scale.abs() * abs_dz.dot(&abs_r) * dz.len() as f64,
+            error: scale.abs() * (err.dot(&abs_r) + abs_dz.dot(&errors)),
+        }
     }
 }

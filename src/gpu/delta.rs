@@ -17,8 +17,8 @@ use crate::problem::Problem;
 
 /// Threads (parameters) per workgroup.
 pub const WORKGROUP_SIZE: u32 = 64;
-/// Results per parameter: dJ₊, dJ₋, squares of the terms' sizes and of the running sums,
-/// status.
+/// Results per parameter: dJ₊, dJ₋, the sums of the terms' sizes and of the running sums'
+/// magnitudes, status.
 pub const OUTPUTS: usize = 5;
 
 /// The cost changes of the parameters asked for, and how long the GPU took.
@@ -190,7 +190,7 @@ impl<'a> Prepared<'a> {
             items: indices.len() as u32,
             ..KernelConfig::for_problem(problem, 0)
         };
-        let ops = ModelOps::of(problem.model());
+        let ops = ModelOps::of(problem.model(), problem.y().nrows());
         let launch = Launch {
             kernel: self.kernel,
             precision,
@@ -234,7 +234,7 @@ impl<'a> Prepared<'a> {
                 plus: v[0],
                 minus: v[1],
                 sizes: v[2],
-                squares: v[3],
+                partials: v[3],
             })
             .collect();
         Ok(DeltaRun {

@@ -95,12 +95,6 @@ pub(crate) struct Status {
     pub at: usize,
 }
 
-/// The blocks a status word counts as completed (NaN: none), and its flag.
-pub(crate) fn decode_status(word: f64) -> (f64, bool) {
-    let blocks = (word / 2.0).floor();
-    (blocks, word - 2.0 * blocks != 0.0)
-}
-
 /// Mirror of `Config` in shaders/config.wgsl: one dispatch's slice
 /// of the work (workgroups `base .. base + count`) and the sizes of the problem.
 #[repr(C)]
@@ -241,6 +235,8 @@ impl BoundKernel {
         let chunks = total.div_ceil(chunk);
         let ranges = blocks.ranges();
         let dispatches = chunks * ranges.len();
+        // Timestamps for at most MAX_CHUNKS dispatches; beyond, the time goes unmeasured
+        // (the report then shows none).
         let timing = (ctx.supports_timestamps() && dispatches <= MAX_CHUNKS).then(|| {
             let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timestamps"),
@@ -291,12 +287,10 @@ impl BoundKernel {
                 if let Some((queries, resolved)) = &timing {
                     encoder.resolve_query_set(queries, 0..2, resolved, dispatch * QUERY_STRIDE);
                 }
+                // Each block reads what the one before wrote: the queue runs submissions
+                // (and the config writes staged before each) in order, so no wait.
                 ctx.queue.submit([encoder.finish()]);
                 dispatch += 1;
-                if ranges.len() > 1 {
-                    // Each block reads what the one before wrote.
-                    ctx.wait()?;
-                }
             }
             if chunks > 1 {
                 ctx.wait()?;
@@ -402,7 +396,7 @@ pub(crate) fn run_kernel(
             let expected = blocks.ranges().len() as f64;
             let complete = values
                 .chunks_exact(launch.status.stride)
-                .all(|item| decode_status(item[launch.status.at]).0 == expected);
+                .all(|item| item[launch.status.at] == expected);
             if complete {
                 return Ok((values, gpu_seconds));
             }

@@ -7,6 +7,7 @@ use super::dispatch::{
 };
 use super::shader::{Kernel, ModelOps, FULL};
 use super::GpuContext;
+use crate::cpu::roundoff::Summation;
 use crate::error::{Error, Result};
 use crate::estimate::{perturbed_pair, Estimates};
 use crate::monitor::Monitor;
@@ -78,6 +79,28 @@ pub(crate) fn pass_sizes(
     Ok((2 * hidden * tile, tile))
 }
 
+/// How forward.wgsl sums a pass's cost: each thread its share of every tile's loss terms
+/// (4 × 4 blocks of outputs and examples, or a softmax's one per example), then the
+/// workgroup's tree, then one addition per further block of examples.
+pub(crate) fn summation(
+    ctx: &GpuContext,
+    problem: &Problem,
+    precision: Precision,
+) -> Result<Summation> {
+    let (_, tile) = pass_sizes(ctx, problem, precision)?;
+    let (tile, m) = (tile as usize, problem.examples());
+    let outputs = *problem.net().widths().last().expect("layers");
+    let wg = WORKGROUP_SIZE as usize;
+    let per_tile = match problem.model().loss {
+        crate::model::Loss::Softmax => tile.div_ceil(wg),
+        _ => 16 * (outputs.div_ceil(4) * tile.div_ceil(4)).div_ceil(wg),
+    };
+    let tiles = m.div_ceil(tile);
+    Ok(Summation::Recursive {
+        depth: tiles * per_tile + wg.ilog2() as usize + tiles,
+    })
+}
+
 /// Loop iterations one thread of a whole-pass kernel runs per tile of `tile` examples, at
 /// most (forward.wgsl): per layer, its share of the 4 × 4 blocks, each a loop over the
 /// inputs (and, for `correction_loops`, over them again), over its 4 rows and 4 examples
@@ -130,7 +153,7 @@ fn loss_loops(loss: crate::model::Loss) -> u64 {
     use crate::model::Loss;
     match loss {
         Loss::Bce => EXP_LOOPS + LOG1P_LOOPS,
-        Loss::Softmax | Loss::Mse => 0,
+        Loss::Softmax | Loss::Mse | Loss::MseMean | Loss::Sse => 0,
     }
 }
 
@@ -149,7 +172,7 @@ pub(crate) fn run_passes(
 ) -> Result<(Vec<f64>, Option<f64>)> {
     let (scratch, tile) = pass_sizes(ctx, problem, precision)?;
     monitor.begin(perturbations as u64);
-    let ops = ModelOps::of(problem.model());
+    let ops = ModelOps::of(problem.model(), problem.y().nrows());
     let launch = Launch {
         kernel,
         precision,
@@ -250,7 +273,8 @@ pub fn evaluate(
         let (plus, minus) = perturbed_pair(t, eps, precision);
         steps.push(plus - minus);
     }
-    let error = crate::cpu::roundoff::coordinate_cost_roundoff(problem, precision);
+    let summation = summation(ctx, problem, precision)?;
+    let error = crate::cpu::roundoff::coordinate_cost_roundoff(problem, precision, summation);
     let estimates = Estimates::from_costs(j_plus, j_minus, &steps, &error);
     Ok(GpuRun {
         estimates,

@@ -27,7 +27,7 @@ pub fn math(ctx: &GpuContext, inputs: &[f64], precision: Precision) -> Result<Ve
                 MATH_PROBE,
                 precision,
                 &[],
-                &ModelOps::of(&crate::model::Model::classic(1)),
+                &ModelOps::of(&crate::model::Model::classic(1), 1),
             ),
         );
         let pipeline = ctx

@@ -42,15 +42,18 @@ pub struct Kernel {
 pub struct ModelOps(String);
 
 impl ModelOps {
-    pub fn of(model: &Model) -> Self {
+    /// The ops of `model` over `outputs` output units (a squared error's mean over them is
+    /// a factor in the kernel).
+    pub fn of(model: &Model, outputs: usize) -> Self {
         let loss = match model.loss {
             Loss::Bce => 0,
             Loss::Softmax => 1,
-            Loss::Mse => 2,
+            Loss::Mse | Loss::MseMean | Loss::Sse => 2,
         };
+        let squared = model.loss.squared_factor(outputs).unwrap_or(0.5);
         let keep_scale = model.dropout.as_ref().map_or(1.0, |d| 1.0 / d.keep_prob);
         let mut text = format!(
-            "const LOSS: u32 = {loss}u;\nconst MEAN: bool = {};\nconst DROPOUT: bool = {};\nconst KEEP_SCALE: Real = {keep_scale:e};\n",
+            "const LOSS: u32 = {loss}u;\nconst MEAN: bool = {};\nconst DROPOUT: bool = {};\nconst KEEP_SCALE: Real = {keep_scale:e};\nconst SQUARED_FACTOR: Real = {squared:e};\n",
             model.reduction == Reduction::Mean,
             model.dropout.is_some(),
         );

@@ -55,32 +55,44 @@ pub fn evaluate(
     let (mut deltas, mut gpu_seconds) = (first.values, first.gpu_seconds);
     let mut steps = vec![request.eps; indices.len()];
     let u = backend.unit_roundoff(settings.precision);
-    let located = |k: usize| problem.locate(indices[k]);
-    for (h, group) in refinements(&rows, (indices, &deltas, &steps), request, u, problem)? {
-        let again = session.run(
-            h,
-            &group.iter().map(|&k| indices[k]).collect::<Vec<_>>(),
-            monitor,
-        )?;
-        for (&k, d) in group.iter().zip(again.values) {
-            deltas[k] = d;
-            steps[k] = h;
-        }
-        gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
-    }
-    let mut notes = Vec::new();
     let mut unit = vec![u; indices.len()];
-    if settings.precision == Precision::F32 {
-        let host = Cpu.delta_session(problem, rows.as_rows(), settings)?;
+    let located = |k: usize| problem.locate(indices[k]);
+    // What an f32 device's round-off leaves undecided goes to the host first, so that a
+    // coordinate limited by both its round-off and its truncation is refined there.
+    let mut notes = Vec::new();
+    let host = if settings.precision == Precision::F32 {
+        Some(Cpu.delta_session(problem, rows.as_rows(), settings)?)
+    } else {
+        None
+    };
+    if let Some(host) = &host {
         if let Some(note) = reevaluate_on_host(
-            &*host,
+            &**host,
             (indices, &mut deltas, &steps, &mut unit),
-            &rows,
             request,
-            problem,
             monitor,
         )? {
             notes.push(note);
+        }
+    }
+    for (h, group) in refinements(&rows, (indices, &deltas, &steps, &unit), request, problem)? {
+        // Each on the session that evaluated it first.
+        let (on_host, on_device): (Vec<usize>, Vec<usize>) =
+            group.into_iter().partition(|&k| unit[k] != u);
+        for (run_on, group) in [(host.as_deref(), on_host), (Some(&*session), on_device)] {
+            let Some(run_on) = run_on.filter(|_| !group.is_empty()) else {
+                continue;
+            };
+            let again = run_on.run(
+                h,
+                &group.iter().map(|&k| indices[k]).collect::<Vec<_>>(),
+                monitor,
+            )?;
+            for (&k, d) in group.iter().zip(again.values) {
+                deltas[k] = d;
+                steps[k] = h;
+            }
+            gpu_seconds = add_seconds(gpu_seconds, again.gpu_seconds);
         }
     }
     let mut estimates = estimates_of(problem.data_cost(), &deltas, &steps, &unit);
@@ -93,12 +105,20 @@ pub fn evaluate(
         *noise += sens.residual_error(located(k)?);
     }
     if sens.ties.any() {
-        let exact = Derivatives::new(problem, &sens.ties);
-        for k in 0..indices.len() {
-            let at = located(k)?;
-            if sens.ties.touches(&sens.inputs[at.0], at) {
-                use_exact(&mut estimates, k, exact.of(at));
-            }
+        let exact = Derivatives::new(problem, sens);
+        let found: Vec<(usize, crate::cpu::ties::Exact)> = (0..indices.len())
+            .into_par_iter()
+            .map(|k| {
+                let at = located(k)?;
+                Ok(sens
+                    .ties
+                    .touches(&sens.inputs[at.0], at)
+                    .then(|| (k, exact.of(at))))
+            })
+            .filter_map(|r| r.transpose())
+            .collect::<Result<_>>()?;
+        for (k, e) in found {
+            use_exact(&mut estimates, k, e);
         }
     }
     super::l2::add(problem, indices, &steps, &mut estimates);
@@ -130,9 +150,8 @@ fn estimates_of(j: f64, deltas: &[DeltaCost], steps: &[f64], unit: &[f64]) -> Es
 /// square).
 fn refinements(
     rows: &RowData,
-    (indices, deltas, steps): (&[usize], &[DeltaCost], &[f64]),
+    (indices, deltas, steps, unit): (&[usize], &[DeltaCost], &[f64], &[f64]),
     request: &Request<'_>,
-    u: f64,
     problem: &Problem,
 ) -> Result<Vec<(f64, Vec<usize>)>> {
     let mut groups: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
@@ -140,7 +159,7 @@ fn refinements(
         let approx = ((d.plus - d.minus) / (2.0 * h)).abs();
         let allowed = request.threshold * approx;
         let truncation = rows.truncation_bound(problem.locate(indices[k])?, h);
-        let roundoff = d.roundoff(u) / (2.0 * h);
+        let roundoff = d.roundoff(unit[k]) / (2.0 * h);
         if approx == 0.0 || truncation <= REFINE_ABOVE * allowed || roundoff > allowed {
             continue;
         }
@@ -156,15 +175,18 @@ fn refinements(
         .collect())
 }
 
+/// The share of what the threshold allows a coordinate that its round-off may take and
+/// leave it decidable once its truncation is refined (to a hundredth of the allowance).
+const ROUNDOFF_SHARE: f64 = 0.9;
+
 /// Evaluates again in f64 on the host the coordinates an f32 device's round-off leaves
-/// undecided at `request.threshold` (their bound above what it allows them), marking their
-/// unit round-off f64's; says how many, or `None` when there were none.
+/// undecided at `request.threshold` (above [`ROUNDOFF_SHARE`] of what it allows them; the
+/// truncation is refined afterwards), marking their unit round-off f64's; says how many,
+/// or `None` when there were none.
 fn reevaluate_on_host(
     host: &dyn DeltaSession,
     (indices, deltas, steps, unit): (&[usize], &mut [DeltaCost], &[f64], &mut [f64]),
-    rows: &RowData,
     request: &Request<'_>,
-    problem: &Problem,
     monitor: &dyn Monitor,
 ) -> Result<Option<String>> {
     let undecided: Vec<usize> = (0..indices.len())
@@ -172,11 +194,7 @@ fn reevaluate_on_host(
             let d = &deltas[k];
             let h = steps[k];
             let approx = ((d.plus - d.minus) / (2.0 * h)).abs();
-            let bound = d.roundoff(unit[k]) / (2.0 * h)
-                + problem
-                    .locate(indices[k])
-                    .map_or(0.0, |at| rows.truncation_bound(at, h));
-            bound > request.threshold * approx
+            d.roundoff(unit[k]) / (2.0 * h) > ROUNDOFF_SHARE * request.threshold * approx
         })
         .collect();
     if undecided.is_empty() {

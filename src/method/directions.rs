@@ -18,7 +18,8 @@ use super::{device_view, rounding_shift, use_exact};
 use crate::backend::{add_seconds, Backend, Settings};
 use crate::cpu::forward::{forward, Activations};
 use crate::cpu::majorant::along_change;
-use crate::cpu::ties::{Derivatives, Ties};
+use crate::cpu::sensitivity::Sensitivity;
+use crate::cpu::ties::Derivatives;
 use crate::directions::Direction;
 use crate::error::Result;
 use crate::estimate::Estimates;
@@ -38,7 +39,8 @@ pub fn evaluate(
     let precision = settings.precision;
     let seen = device_view(problem, precision);
     let layout = problem.net().layout();
-    let per_layer = crate::cpu::roundoff::cost_roundoff(&seen, precision);
+    let summation = backend.summation(&seen, precision)?;
+    let per_layer = crate::cpu::roundoff::cost_roundoff(&seen, precision, summation);
     let error: Vec<f64> = dirs
         .iter()
         .map(|d| per_layer[layout.tensors()[d.tensor].layer - 1])
@@ -81,9 +83,9 @@ pub fn evaluate(
             *noise += d.project_abs(layout, &shift);
         }
     }
-    let variances = crate::cpu::roundoff::z_variances(problem, &acts, Precision::F64);
-    let ties = Ties::find(problem, &acts, &variances);
-    let exact = Derivatives::new(problem, &ties);
+    let sens = Sensitivity::new(problem);
+    let ties = &sens.ties;
+    let exact = Derivatives::new(problem, &sens);
     let along: Vec<(f64, Option<crate::cpu::ties::Exact>)> = (0..dirs.len())
         .into_par_iter()
         .map(|k| {

@@ -47,6 +47,7 @@ pub(crate) fn use_exact(estimates: &mut Estimates, k: usize, exact: Exact) {
         Exact::Derivative(value, noise) => {
             estimates.gradapprox[k] = value;
             estimates.noise[k] = noise;
+            estimates.exact.insert(k);
             if let Some(t) = estimates.truncation.get_mut(k) {
                 *t = 0.0;
             }
@@ -62,7 +63,7 @@ pub(crate) fn use_exact(estimates: &mut Estimates, k: usize, exact: Exact) {
 /// gains (its fast path), or any model's per-unit series.
 pub(crate) enum RowData {
     Gains(Box<Sensitivity>),
-    Series(Series),
+    Series(Box<Series>),
 }
 
 impl RowData {
@@ -70,7 +71,7 @@ impl RowData {
         if problem.model().is_classic() {
             RowData::Gains(Box::new(Sensitivity::new(problem)))
         } else {
-            RowData::Series(Series::new(problem))
+            RowData::Series(Box::new(Series::new(problem)))
         }
     }
 

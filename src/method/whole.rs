@@ -11,7 +11,8 @@ use rayon::prelude::*;
 use super::{device_view, rounding_shift, use_exact};
 use crate::backend::{Backend, Settings};
 use crate::cpu::majorant::Majorant;
-use crate::cpu::ties::{Derivatives, Ties};
+use crate::cpu::sensitivity::Sensitivity;
+use crate::cpu::ties::Derivatives;
 use crate::error::Result;
 use crate::estimate::{perturbed_pair, Estimates};
 use crate::monitor::Monitor;
@@ -64,10 +65,8 @@ pub fn evaluate(
         })
         .collect::<Result<_>>()?;
     if crossing.iter().any(|&c| c) {
-        let acts = crate::cpu::forward::forward(problem.net(), problem.model(), problem.x().view());
-        let variances = crate::cpu::roundoff::z_variances(problem, &acts, Precision::F64);
-        let ties = Ties::find(problem, &acts, &variances);
-        let exact = Derivatives::new(problem, &ties);
+        let sens = Sensitivity::new(problem);
+        let exact = Derivatives::new(problem, &sens);
         let found: Vec<(usize, crate::cpu::ties::Exact)> = all
             .par_iter()
             .filter(|&&i| crossing[i])

@@ -128,10 +128,13 @@ impl ParamLayout {
 
     /// The tensor holding flat index `index`.
     pub fn tensor_of(&self, index: usize) -> &TensorSpec {
-        let pos = self
-            .tensors
-            .partition_point(|t| t.offset + t.len() <= index);
-        &self.tensors[pos]
+        &self.tensors[self.tensor_number(index)]
+    }
+
+    /// The position in [`Self::tensors`] of the tensor holding flat index `index`.
+    pub fn tensor_number(&self, index: usize) -> usize {
+        self.tensors
+            .partition_point(|t| t.offset + t.len() <= index)
     }
 
     /// Where flat index `index` sits: layer (0-based), row, and column (`None` for a

@@ -238,8 +238,17 @@ pub enum Loss {
     Bce,
     /// Softmax output, categorical cross-entropy: `logsumexp(z) − y·z` per example.
     Softmax,
-    /// Identity output, squared error: `½‖z − y‖²` per example.
+    /// Identity output, squared error: `½‖z − y‖²` per example (the course's, d2l's).
     Mse,
+    /// Identity output, the squared error's mean over the outputs, `mean((z − y)²)` per
+    /// example: with the mean over examples, PyTorch's `MSELoss()` and NNFS's
+    /// `Loss_MeanSquaredError`.
+    #[value(name = "mse_mean", alias = "mse-mean")]
+    #[serde(rename = "mse_mean")]
+    MseMean,
+    /// Identity output, the sum of squared errors `‖z − y‖²` per example: with the sum
+    /// over examples, PyTorch's `MSELoss(reduction='sum')`.
+    Sse,
 }
 
 impl Loss {
@@ -259,6 +268,19 @@ impl Loss {
             Loss::Bce => "bce",
             Loss::Softmax => "softmax",
             Loss::Mse => "mse",
+            Loss::MseMean => "mse_mean",
+            Loss::Sse => "sse",
+        }
+    }
+
+    /// For a squared error over `outputs` output units, its factor `f` on `Σ_o (z − y)²`
+    /// per example: ½, 1/outputs or 1.
+    pub fn squared_factor(self, outputs: usize) -> Option<f64> {
+        match self {
+            Loss::Mse => Some(0.5),
+            Loss::MseMean => Some(1.0 / outputs as f64),
+            Loss::Sse => Some(1.0),
+            Loss::Bce | Loss::Softmax => None,
         }
     }
 }
@@ -399,7 +421,9 @@ impl Model {
         let output = match self.loss {
             Loss::Bce => "sigmoid + binary cross-entropy",
             Loss::Softmax => "softmax + cross-entropy",
-            Loss::Mse => "identity + squared error",
+            Loss::Mse => "identity + squared error ½‖ŷ − y‖²",
+            Loss::MseMean => "identity + mean squared error mean((ŷ − y)²)",
+            Loss::Sse => "identity + sum of squared errors ‖ŷ − y‖²",
         };
         let mut text = if hidden.is_empty() {
             format!("{output} ({})", self.reduction.as_str())
@@ -472,7 +496,7 @@ impl ModelOptions {
                 "loss" => {
                     opts.loss = Some(
                         <Loss as clap::ValueEnum>::from_str(value, true)
-                            .map_err(|_| bad("use bce, softmax or mse"))?,
+                            .map_err(|_| bad("use bce, softmax, mse, mse_mean or sse"))?,
                     )
                 }
                 "reduction" => {

@@ -185,7 +185,7 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
     };
     [Model::classic(3), every, mse]
         .iter()
-        .map(gradcheck::gpu::shader::ModelOps::of)
+        .map(|m| gradcheck::gpu::shader::ModelOps::of(m, 3))
         .collect()
 }
 
@@ -286,7 +286,7 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
         let out = if l == last {
             match model.loss {
                 Loss::Bce => z.mapv(|v| 1.0 / (1.0 + (-v).exp())),
-                Loss::Mse => z,
+                Loss::Mse | Loss::MseMean | Loss::Sse => z,
                 Loss::Softmax => {
                     let mut s = z;
                     for mut c in s.columns_mut() {
@@ -312,7 +312,11 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
     }
     let scale = model.scale(problem.examples()) as f32;
     let l2 = (2.0 * model.l2_factor(problem.examples())) as f32;
-    let mut dz = (&a[last + 1] - &f32_of(problem.y())) * scale;
+    let twice = model
+        .loss
+        .squared_factor(problem.y().nrows())
+        .map_or(1.0, |f| (2.0 * f) as f32);
+    let mut dz = (&a[last + 1] - &f32_of(problem.y())) * (scale * twice);
     let mut per_layer = Vec::new();
     for l in (0..=last).rev() {
         let mut dw = dz.dot(&a[l].t());
@@ -435,7 +439,7 @@ pub fn user_backprop(problem: &Problem, style: Style) -> Vec<f64> {
     let mut slopes = Vec::new();
     let mut z_out = Array2::zeros((0, 0));
     for (l, layer) in net.layers().iter().enumerate() {
-        let z = layer.w.dot(&a[l]) + &layer.b.view().insert_axis(Axis(1));
+        let z = layer.w.dot(&a[l]) + layer.b.view().insert_axis(Axis(1));
         if l == last {
             z_out = z;
             break;
@@ -451,7 +455,9 @@ pub fn user_backprop(problem: &Problem, style: Style) -> Vec<f64> {
     }
     let y = problem.y();
     let residual = match model.loss {
-        Loss::Mse => &z_out - y,
+        Loss::Mse | Loss::MseMean | Loss::Sse => {
+            (&z_out - y) * (2.0 * model.loss.squared_factor(y.nrows()).unwrap())
+        }
         Loss::Bce => z_out.mapv(sigmoid) - y,
         Loss::Softmax => {
             let mut p = z_out.clone();
