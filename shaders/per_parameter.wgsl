@@ -30,12 +30,15 @@ struct Sums {
 }
 
 // Adds a term to both running sums (`down` to the minus step's); `size` is what their own
-// roundings are relative to.
+// roundings are relative to. A rounding may also flush a result below the smallest normal
+// to 0: TINY_OVER_U (that number over u) per nonzero term and its additions covers it (an
+// exactly zero term, a dead unit's, has no error).
 fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real) {
     (*sums).plus += up;
     (*sums).minus += down;
-    (*sums).sizes += size;
-    (*sums).partials += abs((*sums).plus) + abs((*sums).minus);
+    let floor = select(Real(0.0), TINY_OVER_U, size != Real(0.0));
+    (*sums).sizes += size + floor;
+    (*sums).partials += abs((*sums).plus) + abs((*sums).minus) + Real(2.0) * floor;
 }
 
 // The flat parameter this thread perturbs, or none past the last work item.

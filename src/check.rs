@@ -180,6 +180,8 @@ pub struct Comparison {
     pub conventions: Option<String>,
     /// Why the check is inconclusive, when it is.
     pub reason: Option<String>,
+    /// What the failing tensors have in common, when they share a cause (one factor).
+    pub diagnosis: Option<String>,
 }
 
 impl Comparison {
@@ -207,6 +209,8 @@ pub struct Trial<'a> {
     pub roundoff: Option<&'a [f64]>,
     /// Per tensor, whether its gradient was given (others are not judged).
     pub given: Option<&'a [bool]>,
+    /// θ, flat in layout order, for the diagnoses (an error ∝ θ is an L2 term's).
+    pub theta: Option<&'a [f64]>,
 }
 
 impl<'a> Trial<'a> {
@@ -216,6 +220,7 @@ impl<'a> Trial<'a> {
             grad,
             roundoff: None,
             given: None,
+            theta: None,
         }
     }
 }
@@ -246,6 +251,24 @@ pub struct Advice {
     pub roundoff: String,
     pub truncation: String,
     pub gradients: String,
+    /// What to do where the finite differences overflow (appended to the reason).
+    pub overflow: String,
+    /// What the diagnoses name factors by: the model's keep probability, its squared
+    /// error's convention and outputs, and its L2 factors on `Σθ²` per kind of tensor.
+    pub model: ModelFacts,
+}
+
+/// What the diagnoses know of the model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelFacts {
+    pub keep_prob: Option<f64>,
+    /// The squared-error convention and the number of outputs, for a squared loss.
+    pub squared: Option<(crate::model::Loss, usize)>,
+    /// The penalties' factors on `Σw²` and `Σb²`.
+    pub weight_l2: f64,
+    pub bias_l2: f64,
+    /// Whether the losses are averaged over the examples.
+    pub mean: bool,
 }
 
 /// Judges every coordinate, tensor and the whole gradient.
@@ -283,10 +306,10 @@ pub fn compare_trial(
         .enumerate()
         .filter(|(t, _)| trial.given.is_none_or(|g| g[*t]))
         .map(|(_, spec)| {
-            let items = spec
-                .range()
-                .filter(|&i| est.is_checked(i))
-                .map(|i| Judged::of(i, judged(i), est, &conventions));
+            let items = spec.range().filter(|&i| est.is_checked(i)).map(|i| {
+                let theta = trial.theta.map_or(f64::NAN, |t| t[i]);
+                Judged::of(i, judged(i), est, &conventions).at(theta)
+            });
             (spec, items)
         });
     compare_groups(
@@ -313,6 +336,8 @@ pub struct Judged<'a> {
     pub convention: Option<usize>,
     /// Whether the estimate is an exact derivative (the step may cross a kink).
     pub exact: bool,
+    /// The parameter (or θ along the direction), NaN where unknown: for the diagnoses.
+    pub theta: f64,
     /// Bounds on the comparison's error from each source.
     pub roundoff: f64,
     pub truncation: f64,
@@ -337,6 +362,7 @@ impl<'a> Judged<'a> {
             kink,
             convention: kink.and_then(|k| k.under(conventions)),
             exact: est.exact.contains(&index),
+            theta: f64::NAN,
             roundoff: kink.map_or(est.noise[index], |b| b.noise),
             truncation: if kink.is_some() {
                 0.0
@@ -345,6 +371,11 @@ impl<'a> Judged<'a> {
             },
             grad_roundoff,
         }
+    }
+
+    /// With the parameter's value `theta` known (for the diagnoses).
+    pub fn at(self, theta: f64) -> Self {
+        Self { theta, ..self }
     }
 
     /// The estimate the gradient is measured against: at a kink, the check's convention's
@@ -398,17 +429,35 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         let mut norms = Norms::default();
         let mut pattern = Pattern::new(spec);
         let (mut failed, mut checked, mut kinks, mut exact) = (0usize, 0usize, 0usize, 0usize);
+        let mut not_finite = 0usize;
         let (mut passed, mut passed_at_kinks) = (0usize, 0usize);
         let mut rel_error = 0.0f64;
         for item in items {
             let (g, a) = (item.grad, item.reference());
-            let err = (g - a).abs();
-            let scale = g.abs() + a.abs();
             let bound = Resolution {
                 roundoff: item.roundoff,
                 truncation: item.truncation,
                 gradients: item.grad_roundoff,
             };
+            if g.is_finite() && !(a.is_finite() && bound.total().is_finite()) {
+                // The finite difference overflowed: it estimates nothing, and says so.
+                checked += 1;
+                not_finite += 1;
+                unresolved_coordinates += 1;
+                worst.offer(CoordinateCheck {
+                    name: String::new(),
+                    index: item.index,
+                    grad: g,
+                    gradapprox: item.approx,
+                    kink: None,
+                    rel_error: f64::NAN,
+                    excess: f64::NAN,
+                    verdict: Verdict::Inconclusive,
+                });
+                continue;
+            }
+            let err = (g - a).abs();
+            let scale = g.abs() + a.abs();
             let mut verdict = judge_one(err, threshold * scale, bound.total());
             if verdict == Verdict::Fail && item.kink.is_some_and(|k| k.partial) {
                 // Not every convention was enumerated: one left out may be the gradient's.
@@ -432,7 +481,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             }
             // Positions mean something for coordinates only (directions are numbered).
             let local = (by_coordinate).then(|| item.index - spec.offset);
-            pattern.add(local, g, a, verdict == Verdict::Fail);
+            pattern.add(local, (g, a, item.theta), verdict == Verdict::Fail);
             worst.offer(CoordinateCheck {
                 name: String::new(),
                 index: item.index,
@@ -457,6 +506,11 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         let reason = (verdict == Verdict::Inconclusive).then(|| {
             if checked == 0 {
                 "no coordinate of it was evaluated".to_string()
+            } else if not_finite > 0 {
+                format!(
+                    "{not_finite} of its {checked} finite differences are not finite: the perturbed costs overflow{}",
+                    advice.overflow
+                )
             } else if norms.verdict(threshold) == Verdict::Inconclusive {
                 norms.reason(threshold, advice)
             } else {
@@ -470,7 +524,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             }
         });
         let diagnosis = (verdict == Verdict::Fail)
-            .then(|| pattern.diagnose(&name, advice.examples))
+            .then(|| pattern.diagnose(&name, spec, advice))
             .flatten();
         tensors.push(TensorCheck {
             name: spec.name.clone(),
@@ -513,6 +567,10 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         }
     });
     let worst = worst.into_sorted(name);
+    let diagnosis = one_factor(&tensors).map(|r| {
+        let named = name_factor(r, advice).map(|t| format!(" ({t})")).unwrap_or_default();
+        format!("every tensor is off by the same factor {r:.4}: the loss is scaled differently from the model's{named}")
+    });
     Comparison {
         difference: total.difference(),
         threshold,
@@ -528,7 +586,21 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             .then(|| conventions.describe())
             .flatten(),
         reason,
+        diagnosis,
     }
+}
+
+/// The factor every tensor fails by, when they all fail by one (≠ 1): a loss scaled
+/// otherwise than the model's, not a bug in one layer.
+fn one_factor(tensors: &[TensorCheck]) -> Option<f64> {
+    let first = tensors.first()?.ratio;
+    let same = tensors.len() > 1
+        && tensors.iter().all(|t| {
+            t.verdict == Verdict::Fail
+                && t.ratio.is_finite()
+                && (t.ratio / first - 1.0).abs() < 1e-3
+        });
+    (same && (first - 1.0).abs() > 1e-3).then_some(first)
 }
 
 /// `text`, then what would decide it (`hint`), when there is something to say.
@@ -561,6 +633,10 @@ struct Pattern {
     ga: f64,
     aa: f64,
     gg: f64,
+    /// With `e = g − a`: `Σ e·θ`, `Σ θ²`, `Σ e²` (NaN θ left out: the L2 test).
+    et: f64,
+    tt: f64,
+    ee: f64,
     /// Failing coordinates per row and per column, and the first failing coordinate.
     failing_rows: std::collections::BTreeMap<usize, usize>,
     failing_cols: std::collections::BTreeMap<usize, usize>,
@@ -586,6 +662,9 @@ impl Pattern {
             ga: 0.0,
             aa: 0.0,
             gg: 0.0,
+            et: 0.0,
+            tt: 0.0,
+            ee: 0.0,
             failing_rows: Default::default(),
             failing_cols: Default::default(),
             first_failing: None,
@@ -595,10 +674,16 @@ impl Pattern {
         }
     }
 
-    fn add(&mut self, local: Option<usize>, g: f64, a: f64, failed: bool) {
+    fn add(&mut self, local: Option<usize>, (g, a, theta): (f64, f64, f64), failed: bool) {
         self.ga += g * a;
         self.aa += a * a;
         self.gg += g * g;
+        let e = g - a;
+        if theta.is_finite() && e.is_finite() {
+            self.et += e * theta;
+            self.tt += theta * theta;
+            self.ee += e * e;
+        }
         self.seen += 1;
         if failed {
             self.failing += 1;
@@ -631,8 +716,73 @@ impl Pattern {
         }
     }
 
-    /// A short sentence naming the pattern of a failing tensor, when one fits.
-    fn diagnose(&self, name: &impl Fn(usize) -> String, examples: usize) -> Option<String> {
+    /// Where the error is proportional to the parameter (`g − a = c·θ`), an L2 term the
+    /// model and the backprop count differently: the coefficient on `Σθ²` the gradient fits.
+    fn l2_term(&self, spec: &TensorSpec, advice: &Advice) -> Option<String> {
+        if !(self.tt > 0.0 && self.ee > 0.0) {
+            return None;
+        }
+        let c = self.et / self.tt;
+        let residual = (self.ee - self.et * self.et / self.tt).max(0.0).sqrt();
+        if residual > 1e-3 * self.ee.sqrt() || c == 0.0 {
+            return None;
+        }
+        let facts = &advice.model;
+        let (have, kind) = match spec.kind {
+            crate::model::TensorKind::Weight => (facts.weight_l2, "weight"),
+            crate::model::TensorKind::Bias => (facts.bias_l2, "bias"),
+        };
+        let fits = have + c / 2.0;
+        let model = if have == 0.0 {
+            "the model has none".to_string()
+        } else {
+            format!("the model's is {have:.6}")
+        };
+        let course = if spec.kind == crate::model::TensorKind::Weight && facts.mean && fits > 0.0 {
+            format!(
+                ", the course's l2 = λ = {:.6} (λ/(2m))",
+                2.0 * fits * advice.examples as f64
+            )
+        } else {
+            String::new()
+        };
+        Some(
+            if fits.abs() < 1e-12 * have.abs().max(1e-300) || fits == 0.0 {
+                format!("grad − gradapprox = {c:.4} × {}: the L2 term's gradient is missing from the backprop", spec.name)
+            } else {
+                format!(
+                "grad − gradapprox = {c:.4} × {} (proportional to the parameter): an L2 term counted differently; the gradient fits {kind}_l2 = {fits:.6} on Σ{}²{course} — {model}",
+                spec.name, spec.name
+            )
+            },
+        )
+    }
+
+    /// A short sentence naming the pattern of a failing tensor, or, where none fits, saying
+    /// that its errors are no common factor (its ratio near 1 says nothing then).
+    fn diagnose(
+        &self,
+        name: &impl Fn(usize) -> String,
+        spec: &TensorSpec,
+        advice: &Advice,
+    ) -> Option<String> {
+        self.pattern(name, spec, advice).or_else(|| {
+            (self.failing > 0).then(|| {
+                format!(
+                    "{} of its {} entries are off, by no common factor: see the worst coordinates",
+                    self.failing, self.seen
+                )
+            })
+        })
+    }
+
+    /// The pattern of a failing tensor's errors, when one fits.
+    fn pattern(
+        &self,
+        name: &impl Fn(usize) -> String,
+        spec: &TensorSpec,
+        advice: &Advice,
+    ) -> Option<String> {
         let norm = self.gg.sqrt();
         if self.gg == 0.0 && self.aa > 0.0 {
             return Some("all zeros: is this gradient ever computed?".into());
@@ -641,24 +791,18 @@ impl Pattern {
             let r = self.ratio();
             let residual = (self.gg - self.ga * self.ga / self.aa).max(0.0).sqrt();
             if residual <= 1e-3 * norm && (r - 1.0).abs() > 1e-3 {
-                let near = |x: f64| (r / x - 1.0).abs() < 1e-3;
-                let m = examples as f64;
                 // One entry always fits a factor: only the telling ones are named then.
-                let text = if near(-1.0) {
-                    Some("sign flipped: grad = −gradapprox".into())
-                } else if examples > 1 && near(m) {
-                    Some(format!("a constant factor {r:.4} = m: missing 1/m?"))
-                } else if examples > 1 && near(1.0 / m) {
-                    Some(format!("a constant factor {r:.4} = 1/m: an extra 1/m?"))
-                } else if self.seen > 1 {
-                    Some(format!("a constant factor: grad = {r:.4} × gradapprox"))
-                } else {
-                    None
-                };
+                let text = name_factor(r, advice).or_else(|| {
+                    (self.seen > 1)
+                        .then(|| format!("a constant factor: grad = {r:.4} × gradapprox"))
+                });
                 if text.is_some() {
                     return text;
                 }
             }
+        }
+        if let Some(text) = self.l2_term(spec, advice) {
+            return Some(text);
         }
         if let Some((gs, as_)) = &self.square {
             let n = self.rows;
@@ -674,7 +818,7 @@ impl Pattern {
             }
         }
         let first = self.first_failing?;
-        if self.failing == 1 {
+        if self.failing == 1 && spec.len() > 1 {
             return Some(format!(
                 "a single entry: only {} is wrong",
                 name(self.offset + first)
@@ -720,6 +864,58 @@ impl Pattern {
         }
         None
     }
+}
+
+/// Names a factor `r` between gradient and estimate by what it equals in this model: −1,
+/// m or 1/m, keep_prob or its inverse, another squared-error convention's.
+fn name_factor(r: f64, advice: &Advice) -> Option<String> {
+    let near = |x: f64| x.is_finite() && x != 0.0 && (r / x - 1.0).abs() < 1e-3;
+    let m = advice.examples as f64;
+    let facts = &advice.model;
+    if near(-1.0) {
+        return Some("sign flipped: grad = −gradapprox".into());
+    }
+    if advice.examples > 1 && near(m) {
+        return Some(format!(
+            "a constant factor {r:.4} = m: missing 1/m?{}",
+            if facts.mean {
+                " (or a sum where the model takes the mean)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if advice.examples > 1 && near(1.0 / m) {
+        return Some(format!("a constant factor {r:.4} = 1/m: an extra 1/m?"));
+    }
+    if let Some(p) = facts.keep_prob.filter(|&p| p < 1.0) {
+        if near(p) {
+            return Some(format!(
+                "a constant factor {r:.4} = keep_prob: the dropout mask's 1/keep_prob missing in backprop?"
+            ));
+        }
+        if near(1.0 / p) {
+            return Some(format!(
+                "a constant factor {r:.4} = 1/keep_prob: the 1/keep_prob applied twice?"
+            ));
+        }
+    }
+    if let Some((loss, outputs)) = facts.squared {
+        use crate::model::Loss;
+        let own = loss.squared_factor(outputs)?;
+        for other in [Loss::Mse, Loss::MseMean, Loss::Sse] {
+            let f = other.squared_factor(outputs)?;
+            if other != loss && f != own && near(f / own) {
+                return Some(format!(
+                    "a constant factor {r:.4}: the squared error's convention — the gradient fits loss={} ({}), the model has {}",
+                    other.as_str(),
+                    other.formula(),
+                    loss.formula()
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// The `top` coordinates with the largest excess, kept as they stream past (a heap of
@@ -959,7 +1155,7 @@ mod tests {
         est.kinks.insert(
             1,
             crate::estimate::Kink {
-                layers: vec![(1, names)],
+                layers: vec![(crate::estimate::Site::Hidden(1), names)],
                 derivatives: vec![(vec![0], 0.2), (vec![1], 0.85), (vec![2], 1.5)],
                 noise: 1e-15,
                 partial: false,
@@ -993,7 +1189,7 @@ mod tests {
             est.kinks.insert(
                 i,
                 crate::estimate::Kink {
-                    layers: vec![(1, names)],
+                    layers: vec![(crate::estimate::Site::Hidden(1), names)],
                     derivatives: (0..3u8).map(|c| (vec![c], values[c as usize])).collect(),
                     noise: 1e-15,
                     partial: false,
@@ -1049,12 +1245,25 @@ mod tests {
     }
 
     #[test]
-    fn nan_estimates_fail() {
+    fn an_overflowed_estimate_is_undecided_and_a_nan_gradient_fails() {
         let layout = ParamLayout::for_widths(&[1, 1]);
         let cmp = compare(
             &layout,
             &[1.0, 1.0],
             &estimates(vec![1.0, f64::NAN]),
+            2e-7,
+            2,
+        );
+        assert_eq!(cmp.verdict, Verdict::Inconclusive);
+        assert!(cmp.tensors[1]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not finite"));
+        let cmp = compare(
+            &layout,
+            &[1.0, f64::NAN],
+            &estimates(vec![1.0, 1.0]),
             2e-7,
             2,
         );

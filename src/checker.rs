@@ -3,7 +3,9 @@
 use std::time::Instant;
 
 use crate::backend::{Backend, Cpu, Settings};
-use crate::check::{compare_groups, compare_trial, conventions_for, Advice, Judged, Trial};
+use crate::check::{
+    compare_groups, compare_trial, conventions_for, Advice, Judged, ModelFacts, Trial,
+};
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::estimate::Estimates;
@@ -31,8 +33,6 @@ pub struct Engine {
     opened_for: Opening,
     /// The device and precision decided (`placement::place`), and why.
     placement: Placement,
-    /// One-line notices for the user (e.g. a fallback to the CPU).
-    pub notices: Vec<String>,
 }
 
 impl Engine {
@@ -61,7 +61,6 @@ impl Engine {
             opts.precision,
             found.as_ref().map(GpuContext::summary),
         )?;
-        let notices = placement.notice.iter().cloned().collect();
         let backend: Box<dyn Backend> = match found.filter(|_| placement.gpu) {
             Some(ctx) => Box::new(ctx),
             None => Box::new(Cpu),
@@ -70,7 +69,6 @@ impl Engine {
             backend,
             opened_for: Opening::of(opts),
             placement,
-            notices,
         })
     }
 
@@ -100,7 +98,7 @@ impl Engine {
         build_header(
             title,
             problem,
-            (self.backend.adapter().cloned(), &self.placement.reason),
+            (self.backend.adapter().cloned(), &self.placement),
             (
                 opts.eps_in(method, self.precision()),
                 self.precision(),
@@ -202,7 +200,7 @@ impl Engine {
             method,
             adapter: self.backend.adapter().cloned(),
             seconds: start.elapsed().as_secs_f64(),
-            placement: self.placement.reason.clone(),
+            placement: self.placement.clone(),
             gpu_seconds,
             notes,
         })
@@ -259,8 +257,8 @@ pub struct Evaluation {
     pub method: Method,
     /// `None` for the CPU.
     pub adapter: Option<AdapterSummary>,
-    /// Why this device and precision (`placement::place`).
-    pub placement: String,
+    /// Where and in which precision, and why (`placement::place`).
+    pub placement: Placement,
     pub seconds: f64,
     pub gpu_seconds: Option<f64>,
     /// What the report must say about how this evaluation was made (a method fallback).
@@ -400,6 +398,24 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
         examples,
         roundoff,
         truncation,
+        model: {
+            let model = eval.problem.model();
+            let scale = model.scale(examples);
+            ModelFacts {
+                keep_prob: model.dropout.as_ref().map(|d| d.keep_prob),
+                squared: model
+                    .loss
+                    .squared_factor(1)
+                    .map(|_| (model.loss, eval.problem.net().output_width())),
+                weight_l2: model.penalty.factors(crate::model::TensorKind::Weight, scale).0,
+                bias_l2: model.penalty.factors(crate::model::TensorKind::Bias, scale).0,
+                mean: model.reduction == crate::model::Reduction::Mean,
+            }
+        },
+        overflow: match eval.precision {
+            Precision::F32 => " in f32: evaluate in f64".into(),
+            Precision::F64 => " even in f64: values this large (or small) cannot be differenced; rescale the data or the weights".into(),
+        },
         gradients: match grad_precision {
             Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute the gradients in float64".into(),
             Precision::F64 => "a correct backprop in float64 can be off by this much here (1 − tanh² of saturated units, p − y of fitted outputs): smaller errors cannot be told from rounding; raise the threshold to decide".into(),
@@ -431,7 +447,7 @@ fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> (Precision, O
 fn build_header(
     title: &str,
     seen: &Problem,
-    (adapter, placement): (Option<AdapterSummary>, &str),
+    (adapter, placement): (Option<AdapterSummary>, &Placement),
     (eps, precision, method): (f64, Precision, Method),
     gradients: &Gradients,
     opts: &CheckOptions,
@@ -464,14 +480,14 @@ fn build_header(
         method,
         device: if adapter.is_some() { "gpu" } else { "cpu" }.to_string(),
         adapter,
-        placement: placement.to_string(),
+        placement: placement.reason.clone(),
+        gpu_declined: placement.gpu_declined,
     }
 }
 
 /// A whole check: opens the device `opts` asks for, evaluates every perturbed cost of
-/// `problem` (reporting to `monitor`, which may stop it), and judges `gradients`; the
-/// engine's notices (a fallback to the CPU) lead the report's warnings. What the Python
-/// module runs (the command line prints the header between these steps).
+/// `problem` (reporting to `monitor`, which may stop it), and judges `gradients`. What
+/// the Python module runs (the command line prints the header between these steps).
 pub fn run_check(
     title: &str,
     problem: &Problem,
@@ -481,9 +497,7 @@ pub fn run_check(
 ) -> Result<Report> {
     let engine = Engine::new(opts)?;
     let eval = engine.evaluate_monitored(problem, opts, monitor)?;
-    let mut report = judge(title, &eval, gradients, opts)?;
-    report.warnings.splice(0..0, engine.notices.iter().cloned());
-    Ok(report)
+    judge(title, &eval, gradients, opts)
 }
 
 /// Judges `gradients` against an evaluation and builds the report.
@@ -521,10 +535,12 @@ pub fn judge(
     // formula other than the tool's rounds otherwise, and must not be called wrong for it.
     let roundoff = Some(cpu::roundoff::gradient_bound(&eval.problem, grad_precision));
     let advice = advice(eval, grad_precision, eval.problem.examples());
+    let theta = eval.problem.net().flatten();
     let trial = Trial {
         grad: &grad,
         roundoff: roundoff.as_deref(),
         given,
+        theta: Some(&theta),
     };
     let (comparison, scope) = match &eval.directions {
         None => {
@@ -571,7 +587,10 @@ pub fn judge(
                         .iter()
                         .enumerate()
                         .filter(move |(_, d)| d.tensor == t)
-                        .map(|(k, _)| Judged::of(k, judged(k), est, &conventions));
+                        .map(|(k, d)| {
+                            Judged::of(k, judged(k), est, &conventions)
+                                .at(d.project(layout, &theta))
+                        });
                     (spec, items)
                 });
             let name = |k: usize| format!("{}·v{k}", layout.tensors()[dirs[k].tensor].name);
@@ -610,6 +629,7 @@ pub fn judge(
         unresolved_coordinates: comparison.unresolved_coordinates,
         kink_coordinates: comparison.kink_coordinates,
         conventions: comparison.conventions.clone(),
+        diagnosis: comparison.diagnosis.clone(),
         scope,
         tensors: comparison.tensors,
         worst: comparison.worst,

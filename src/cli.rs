@@ -194,9 +194,28 @@ pub struct ModelArgs {
     /// How per-example losses combine [default: mean].
     #[arg(long, value_enum)]
     pub reduction: Option<Reduction>,
-    /// L2 strength λ: adds λ/(2m)·Σ‖W‖² (the course's; λ/2·Σ‖W‖² with sum reduction).
+    /// L2 strength λ as the course writes it: adds λ/(2m)·Σ‖W‖² (λ/2·Σ‖W‖² with sum
+    /// reduction). For a plain coefficient on Σ‖W‖² use --weight-l2.
     #[arg(long, value_name = "λ", allow_hyphen_values = true)]
     pub l2: Option<f64>,
+    /// Adds weight_l2·Σ‖W‖² over every layer (NNFS's weight_regularizer_l2; cs231n's
+    /// reg·ΣW² is --weight-l2 reg, its 0.5·reg·ΣW² is --weight-l2 reg/2).
+    #[arg(
+        long,
+        visible_alias = "reg",
+        value_name = "C",
+        allow_hyphen_values = true
+    )]
+    pub weight_l2: Option<f64>,
+    /// Adds weight_l1·Σ|W| (NNFS's weight_regularizer_l1).
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    pub weight_l1: Option<f64>,
+    /// Adds bias_l2·Σ‖b‖² (NNFS's bias_regularizer_l2).
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    pub bias_l2: Option<f64>,
+    /// Adds bias_l1·Σ|b| (NNFS's bias_regularizer_l1).
+    #[arg(long, value_name = "C", allow_hyphen_values = true)]
+    pub bias_l1: Option<f64>,
     /// Inverted dropout with the saved masks D1 … D(L−1): A ← A·D/keep_prob (generated
     /// networks draw masks with it).
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
@@ -224,6 +243,10 @@ impl ModelArgs {
             loss: self.loss,
             reduction: self.reduction,
             l2: self.l2,
+            weight_l2: self.weight_l2,
+            weight_l1: self.weight_l1,
+            bias_l2: self.bias_l2,
+            bias_l1: self.bias_l1,
             keep_prob: self.keep_prob,
             layout: self.layout,
         }
@@ -324,19 +347,10 @@ pub struct OptionArgs {
 impl OptionArgs {
     /// The library's options; what only flags can get wrong is refused here.
     fn to_options(&self) -> Result<CheckOptions> {
-        if self.directions.is_some() && self.method == Some(Method::Delta) {
-            bail!("--directions evaluates whole forward passes (the full method); drop --method delta");
-        }
-        if self.sample.is_some() && self.directions.is_some() {
-            bail!("--sample and --directions are two different checks; give one");
-        }
-        if self.sample.is_some() && self.method == Some(Method::Full) {
-            bail!("--sample works with --method delta (the default)");
-        }
         Ok(CheckOptions {
             device: self.device,
             precision: self.precision,
-            method: self.method.unwrap_or(Method::Delta),
+            method: gradcheck::options::method_with(self.method, self.directions)?,
             eps: self.eps,
             threshold: self.threshold,
             top: self.top,
@@ -395,7 +409,6 @@ fn color(stream_is_terminal: bool) -> bool {
 fn run_exercise() -> Result<ExitCode> {
     let opts = CheckOptions::default();
     let engine = Engine::new(&opts)?;
-    print_notices(&engine.notices);
     let input = exercise();
     let eval = engine.evaluate(&input.problem, &opts)?;
     let correct = judge(
@@ -416,6 +429,9 @@ fn run_exercise() -> Result<ExitCode> {
         &opts,
     )?;
     let tty = color(std::io::stdout().is_terminal());
+    let (mut correct, mut buggy) = (correct, buggy);
+    correct.header.hint_gpu(GPU_FLAG);
+    buggy.header.hint_gpu(GPU_FLAG);
     println!("{}", correct.render(tty));
     println!("{}", buggy.render(tty));
     let as_expected = correct.verdict == Verdict::Pass && buggy.verdict == Verdict::Fail;
@@ -438,12 +454,14 @@ fn run_exercise() -> Result<ExitCode> {
 fn problem(
     args: &CheckArgs,
     opts: &CheckOptions,
+    notices: &mut Vec<String>,
 ) -> Result<(String, Problem, Option<NpzGradients>)> {
     let model = args.model.to_options();
     Ok(match (&args.file, args.network.spec()?) {
         (Some(_), Some(_)) => bail!("give either FILE or --layers, not both"),
         (Some(path), None) => {
             let input = read_npz_with(path, &model)?;
+            notices.extend(input.notes);
             (
                 format!("gradcheck {}", path.display()),
                 input.problem,
@@ -557,14 +575,16 @@ fn gradients(
 fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     let opts = args.options.to_options()?;
     opts.validate()?;
-    let (title, problem, found) = problem(args, &opts)?;
     let mut notices = Vec::new();
+    let (title, problem, found) = problem(args, &opts, &mut notices)?;
     let gradients = gradients(args, &problem, found, &mut notices)?;
     let engine = Engine::new(&opts)?;
-    notices.extend(engine.notices.iter().cloned());
-    print_notices(&notices);
+    if !args.quiet {
+        print_notices(&notices);
+    }
     // What is checked, where and how, before the work: a long check says what it does.
-    let header = engine.header(&title, &problem, &gradients, &opts);
+    let mut header = engine.header(&title, &problem, &gradients, &opts);
+    header.hint_gpu(GPU_FLAG);
     let to_stderr = args.json.as_deref() == Some("-");
     if to_stderr {
         eprint!("{}", header.render());
@@ -578,10 +598,14 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     if watch.interrupted() {
         return Err(gradcheck::Error::Cancelled.into());
     }
-    let report = judge(&title, &eval?, &gradients, &opts)?;
+    let mut report = judge(&title, &eval?, &gradients, &opts)?;
+    report.header.hint_gpu(GPU_FLAG);
     emit(&report, args.json.as_deref())?;
     Ok(exit_code(report.verdict))
 }
+
+/// How the command line asks for the GPU, in the header where `auto` left it.
+const GPU_FLAG: &str = "--device gpu";
 
 fn print_notices(notices: &[String]) {
     for notice in notices {

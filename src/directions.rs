@@ -3,7 +3,7 @@
 //! Each direction lies in one tensor, the tensors taken in turn, so a failing direction
 //! names its tensor; K directions cost 2K forward passes whatever the parameter count.
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
@@ -60,9 +60,11 @@ impl Direction {
     }
 }
 
-/// `k` seeded directions: tensor `i mod T` for direction i, entries ±1/√n (every
-/// coordinate of the tensor moves by the same amount, so none is left out).
+/// `k` seeded directions: tensor `i mod T` for direction i, a Gaussian vector scaled to
+/// unit length. Every error pattern of the tensor then shows along it with probability 1:
+/// directions of ±1/√n entries miss two swapped entries half of the time each.
 pub fn draw(layout: &ParamLayout, k: usize, seed: u64) -> Result<Vec<Direction>> {
+    use rand_distr::{Distribution, StandardNormal};
     let tensors = layout.tensors();
     if k < tensors.len() {
         return Err(Error::Option(format!(
@@ -76,10 +78,9 @@ pub fn draw(layout: &ParamLayout, k: usize, seed: u64) -> Result<Vec<Direction>>
         .map(|i| {
             let tensor = i % tensors.len();
             let n = tensors[tensor].shape[0] * tensors[tensor].shape[1];
-            let size = 1.0 / (n as f64).sqrt();
-            let values = (0..n)
-                .map(|_| if rng.random::<bool>() { size } else { -size })
-                .collect();
+            let mut values: Vec<f64> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
+            let norm = values.iter().map(|v| v * v).sum::<f64>().sqrt();
+            values.iter_mut().for_each(|v| *v /= norm);
             Direction { tensor, values }
         })
         .collect())

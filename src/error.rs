@@ -6,6 +6,13 @@ pub enum Error {
     /// An array the network or data needs is absent from the input.
     #[error("missing array '{0}' in the input")]
     MissingArray(String),
+    /// A network's or data's array absent, with what the input holds instead.
+    #[error("missing array '{name}': the input holds {present}{hint}")]
+    MissingNamed {
+        name: String,
+        present: String,
+        hint: String,
+    },
     /// Layer arrays are numbered 1..=L without gaps.
     #[error("layer numbering has a gap: {present} is present but {missing} are missing")]
     LayerGap { present: String, missing: String },

@@ -37,12 +37,15 @@ pub struct Sums {
 
 impl Sums {
     /// Adds a term to both sums (`down` to the minus step's); `size` is what their own
-    /// roundings are relative to.
+    /// roundings are relative to. A result below the smallest normal may be flushed to 0:
+    /// that number over u per nonzero term and its additions covers it.
     pub fn add(&mut self, up: f64, down: f64, size: f64) {
+        const TINY_OVER_U: f64 = f64::MIN_POSITIVE / F64_UNIT_ROUNDOFF;
+        let floor = if size != 0.0 { TINY_OVER_U } else { 0.0 };
         self.plus += up;
         self.minus += down;
-        self.sizes += size;
-        self.partials += self.plus.abs() + self.minus.abs();
+        self.sizes += size + floor;
+        self.partials += self.plus.abs() + self.minus.abs() + 2.0 * floor;
     }
 
     /// The sums times `scale` (the reduction).
@@ -81,14 +84,37 @@ pub const FIRST_ORDER_MARGIN: f64 = 1.01;
 /// cost change's own (a remainder series, or `ln_1p`, `exp_m1` and the subtraction).
 pub const TERM_ROUNDINGS: f64 = 8.0;
 
+/// Where a kink of the cost sits, each with its own convention for the slope there: a
+/// hidden layer's units (1-based), or an L1 penalty's `|θ|` at θ = 0 on a kind of tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Site {
+    Hidden(usize),
+    L1(crate::model::TensorKind),
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Site::Hidden(l) => write!(f, "layer {l}"),
+            Site::L1(crate::model::TensorKind::Weight) => f.write_str("the weights' L1"),
+            Site::L1(crate::model::TensorKind::Bias) => f.write_str("the biases' L1"),
+        }
+    }
+}
+
+/// The conventions for the slope of `|θ|` at 0 (`np.sign`'s, NNFS's `dL1[θ < 0] = −1`, and
+/// the other side's), with the slope each gives.
+pub const L1_CONVENTIONS: [(&str, f64); 3] =
+    [("sign(0)=0", 0.0), ("sign(0)=1", 1.0), ("sign(0)=−1", -1.0)];
+
 /// Where a coordinate's change reaches a hidden unit sitting on its kink (within its own
 /// round-off of 0): `J` has no derivative there, and a backprop returns the derivative of
 /// the convention it uses for the slope at the kink. The gradient must be one of these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kink {
-    /// The hidden layers (1-based) whose units on a kink the coordinate reaches, and the
-    /// names of their activation's conventions (below, half-way, above).
-    pub layers: Vec<(usize, [&'static str; 3])>,
+    /// The sites of the kinks the coordinate reaches (hidden layers, an L1 penalty at 0),
+    /// and the names of their conventions (a layer's: below, half-way, above).
+    pub layers: Vec<(Site, [&'static str; 3])>,
     /// Each assignment of a convention to those layers (indices into their names), and the
     /// derivative a backprop using it gives.
     pub derivatives: Vec<(Vec<u8>, f64)>,
@@ -144,7 +170,7 @@ impl Kink {
             .layers
             .iter()
             .zip(assignment)
-            .map(|((l, names), &c)| format!("{} in layer {l}", names[c as usize]))
+            .map(|((site, names), &c)| format!("{} in {site}", names[c as usize]))
             .collect();
         parts.join(", ")
     }
@@ -157,14 +183,14 @@ impl Kink {
     }
 }
 
-/// One convention per hidden layer (1-based, an index into its activation's names), the
+/// One convention per kink site (a hidden layer, an L1 penalty; an index into its names), the
 /// same for every coordinate a check judges at a kink: a backprop applies its slope at a
 /// kink one way in a layer wherever it meets one, so a gradient that needs ReLU'(0) = 0
 /// for one coordinate and 1 for another of the same layer is wrong.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Conventions {
-    pub chosen: std::collections::BTreeMap<usize, u8>,
-    names: std::collections::BTreeMap<usize, [&'static str; 3]>,
+    pub chosen: std::collections::BTreeMap<Site, u8>,
+    names: std::collections::BTreeMap<Site, [&'static str; 3]>,
 }
 
 impl Conventions {
@@ -178,11 +204,11 @@ impl Conventions {
         kinks: impl Iterator<Item = (usize, &'a Kink)> + Clone,
         excess: impl Fn(usize, f64) -> f64,
     ) -> Self {
-        let mut names: std::collections::BTreeMap<usize, [&'static str; 3]> = Default::default();
+        let mut names: std::collections::BTreeMap<Site, [&'static str; 3]> = Default::default();
         for (_, kink) in kinks.clone() {
             names.extend(kink.layers.iter().copied());
         }
-        let layers: std::collections::BTreeMap<usize, usize> =
+        let layers: std::collections::BTreeMap<Site, usize> =
             names.iter().map(|(&l, n)| (l, n.len())).collect();
         let of = |chosen| Conventions {
             chosen,
@@ -249,7 +275,7 @@ impl Conventions {
 
     /// `ReLU'(0)=0`, or per layer where they differ; `None` without kinks.
     pub fn describe(&self) -> Option<String> {
-        let named: Vec<(usize, &str)> = self
+        let named: Vec<(Site, &str)> = self
             .chosen
             .iter()
             .map(|(l, &c)| (*l, self.names[l][c as usize]))
@@ -260,7 +286,7 @@ impl Conventions {
             _ => Some(
                 named
                     .iter()
-                    .map(|(l, n)| format!("{n} in layer {l}"))
+                    .map(|(site, n)| format!("{n} in {site}"))
                     .collect::<Vec<_>>()
                     .join(", "),
             ),

@@ -54,3 +54,37 @@ impl Monitor for Continuing<'_> {
         self.0.cancelled()
     }
 }
+
+/// Counts progress for a front end that polls it (the Python module's bar), with a stop
+/// flag.
+#[derive(Default)]
+pub struct Counting {
+    total: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    pub stop: StopFlag,
+}
+
+impl Counting {
+    /// `(done, total)` of the current round.
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Monitor for Counting {
+    fn begin(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+    }
+
+    fn advance(&self, items: u64) {
+        self.done.fetch_add(items, Ordering::Relaxed);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stop.is_raised()
+    }
+}

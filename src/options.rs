@@ -109,6 +109,15 @@ impl Precision {
             Precision::F64 => crate::estimate::F64_UNIT_ROUNDOFF,
         }
     }
+
+    /// The smallest normal number: below it a device may flush results to 0 (GPUs do in
+    /// f32), an absolute error no relative bound covers.
+    pub fn smallest_normal(self) -> f64 {
+        match self {
+            Precision::F32 => f64::from(f32::MIN_POSITIVE),
+            Precision::F64 => f64::MIN_POSITIVE,
+        }
+    }
 }
 
 /// How each perturbed cost is computed.
@@ -139,6 +148,19 @@ pub const MAX_STEP: f64 = 0.1;
 /// The smallest default threshold for float32 gradients: their own round-off is
 /// ~1e-7 relative and grows with the sums inside backprop.
 pub const F32_GRADIENT_THRESHOLD: f64 = 1e-5;
+
+/// The method of a check that may leave it to the default (the delta method): a
+/// directional check evaluates whole passes, so the full method, and asking for the delta
+/// method with it is refused.
+pub fn method_with(method: Option<Method>, directions: Option<usize>) -> Result<Method> {
+    match (method, directions) {
+        (Some(Method::Delta), Some(_)) => Err(Error::Option(
+            "a directional check evaluates whole forward passes (the full method), not the delta method: leave the method to it".into(),
+        )),
+        (_, Some(_)) => Ok(Method::Full),
+        (method, None) => Ok(method.unwrap_or(Method::Delta)),
+    }
+}
 
 /// The options of one check. `None` picks the default for the precision and method.
 #[derive(Clone, Debug, PartialEq)]

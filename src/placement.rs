@@ -20,18 +20,19 @@ pub struct Placement {
     pub precision: Precision,
     /// One line for the report: why this device and precision.
     pub reason: String,
-    /// Said to the user before the check, where `auto` did not do the obvious.
+    /// Whether a GPU was found and `auto` left it for the CPU (a software adapter): the
+    /// front ends say how to ask for it.
     #[serde(skip)]
-    pub notice: Option<String>,
+    pub gpu_declined: bool,
 }
 
 impl Placement {
-    fn cpu(reason: String, notice: Option<String>) -> Self {
+    fn cpu(reason: String) -> Self {
         Self {
             gpu: false,
             precision: Precision::F64,
             reason,
-            notice,
+            gpu_declined: false,
         }
     }
 
@@ -40,7 +41,7 @@ impl Placement {
             gpu: true,
             precision,
             reason,
-            notice: None,
+            gpu_declined: false,
         }
     }
 }
@@ -57,7 +58,7 @@ pub fn place(
     match (device, adapter) {
         (DeviceChoice::Cpu, _) => match precision {
             PrecisionChoice::F32 => Err(f32_needs_gpu()),
-            _ => Ok(Placement::cpu("the CPU was asked for (f64)".into(), None)),
+            _ => Ok(Placement::cpu("the CPU was asked for (f64)".into())),
         },
         (DeviceChoice::Gpu, None) => Err(Error::NoAdapter(String::new())),
         (DeviceChoice::Gpu, Some(a)) => match precision {
@@ -78,7 +79,6 @@ pub fn place(
             PrecisionChoice::F32 => Err(f32_needs_gpu()),
             _ => Ok(Placement::cpu(
                 "no GPU adapter: the native CPU path (f64)".into(),
-                Some("no GPU adapter found; running on the CPU (f64)".into()),
             )),
         },
         (DeviceChoice::Auto, Some(a)) if a.software => match precision {
@@ -86,26 +86,20 @@ pub fn place(
                 Precision::F32,
                 format!("f32 was asked for; '{}' is a software adapter", a.name),
             )),
-            _ => Ok(Placement::cpu(
-                format!(
+            _ => Ok(Placement {
+                gpu_declined: true,
+                ..Placement::cpu(format!(
                     "'{}' is a software adapter: the native CPU path is faster on the same cores, and f64",
                     a.name
-                ),
-                Some(format!(
-                    "'{}' is a software adapter; the native CPU path is faster, so the check runs there in f64 (ask for the GPU to use it)",
-                    a.name
-                )),
-            )),
+                ))
+            }),
         },
         (DeviceChoice::Auto, Some(a)) => match precision {
             PrecisionChoice::Auto => Ok(Placement::gpu(by_features(a), features_reason(a))),
-            PrecisionChoice::F64 if !a.f64 => Ok(Placement::cpu(
-                format!("f64 was asked for and '{}' has no f64 shaders", a.name),
-                Some(format!(
-                    "GPU '{}' has no f64 shaders; running on the CPU (f64)",
-                    a.name
-                )),
-            )),
+            PrecisionChoice::F64 if !a.f64 => Ok(Placement::cpu(format!(
+                "f64 was asked for and '{}' has no f64 shaders",
+                a.name
+            ))),
             forced => Ok(Placement::gpu(
                 forced.forced().expect("not auto"),
                 "the precision was asked for".into(),
@@ -193,8 +187,8 @@ mod tests {
             assert!(!p.reason.is_empty());
         }
         // Where auto does not do the obvious, it says so.
-        assert!(place(Auto, auto, Some(&lavapipe)).unwrap().notice.is_some());
-        assert!(place(Auto, auto, Some(&nvidia)).unwrap().notice.is_none());
+        assert!(place(Auto, auto, Some(&lavapipe)).unwrap().gpu_declined);
+        assert!(!place(Auto, auto, Some(&nvidia)).unwrap().gpu_declined);
         assert!(place(Auto, auto, Some(&metal))
             .unwrap()
             .reason

@@ -75,9 +75,22 @@ pub struct Header {
     pub adapter: Option<AdapterSummary>,
     /// Why this device and precision.
     pub placement: String,
+    /// Whether `auto` left a GPU for the CPU (see [`Header::hint_gpu`]).
+    #[serde(skip)]
+    pub gpu_declined: bool,
 }
 
 impl Header {
+    /// Where `auto` left a GPU for the CPU, says how to ask for it (`ask`: the front end's
+    /// own words, `--device gpu` or `device="gpu"`).
+    pub fn hint_gpu(&mut self, ask: &str) {
+        if self.gpu_declined {
+            self.placement
+                .push_str(&format!(" ({ask} to use it anyway)"));
+            self.gpu_declined = false;
+        }
+    }
+
     /// The lines that say what is checked, where and how.
     pub fn render(&self) -> String {
         let widths: Vec<String> = self.widths.iter().map(usize::to_string).collect();
@@ -143,6 +156,8 @@ pub struct Report {
     pub verdict: Verdict,
     /// Why the check is inconclusive, when it is.
     pub reason: Option<String>,
+    /// What the failing tensors share, when one cause explains them all.
+    pub diagnosis: Option<String>,
     pub difference: f64,
     /// The smallest global difference the evaluation can tell from its own error.
     pub resolution: f64,
@@ -350,6 +365,9 @@ impl Report {
         }
         if let Some(reason) = &self.reason {
             let _ = write!(out, "\n  why: {reason}");
+        }
+        if let Some(d) = &self.diagnosis {
+            let _ = write!(out, "\n  ↳ {d}");
         }
         let gpu = self
             .timing

@@ -313,7 +313,7 @@ fn the_regularization_exercise_catches_its_bugs() {
     let without_l2 = Problem::with_model(
         l2.net().clone(),
         Model {
-            l2: 0.0,
+            penalty: Default::default(),
             ..l2.model().clone()
         },
         l2.x().clone(),

@@ -75,7 +75,7 @@ fn flags_that_would_be_ignored_or_joined_are_refused() {
     );
     refused(
         &["check", "--directions", "6", "--method", "delta"],
-        "drop --method delta",
+        "not the delta method: leave the method to it",
     );
     refused(
         &["check", "--adapter", "no-such-gpu"],

@@ -120,7 +120,7 @@ fn bad_samples_are_refused_with_one_line() {
         (vec!["--sample", "0"], "'--sample <K>': must be at least 1"),
         (
             vec!["--sample", "3", "--method", "full"],
-            "--sample works with --method delta",
+            "a sample works with the delta method",
         ),
         (vec!["--sample", "5"], "cannot represent all 6 tensors"),
     ] {

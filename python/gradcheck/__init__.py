@@ -2,26 +2,45 @@
 
     import gradcheck
     report = gradcheck.check(parameters, grads, X, Y)          # the course's dicts
-    report = gradcheck.check(model.params, grads, X, y,        # cs231n's two-layer net
-                             loss="softmax", l2=reg * X.shape[0])
+    report = gradcheck.check(model.params, grads, X, y=y,      # cs231n's TwoLayerNet
+                             loss="softmax", reg=reg)           #   (reg·ΣW²)
+    report = gradcheck.check([dense1, dense2], X=X, y=y,       # NNFS's layer objects
+                             hidden="relu", loss="softmax")
     print(report)            # the command line's table
-    report.passed, report.verdict, report.worst, report.to_dict()
+    report.passed, report.verdict, report.tensors, report.worst, report.to_dict()
 
 The same model and options as the command line (``gradcheck check --help``), in Python
 style; the work runs in the Rust library (on the GPU where there is one), with the GIL
-released and Ctrl-C honoured.
+released, a progress bar for checks longer than a second, and Ctrl-C honoured.
 """
 
 import json
+import os
+import re
+import sys
+import time
 from html import escape
 
-import numpy as np
+# Mesa's device-select Vulkan layer prints "XDG_RUNTIME_DIR is invalid" on machines
+# without a session; the command line silences it the same way.
+os.environ.setdefault("NODEVICE_SELECT", "1")
 
-from ._native import GradcheckError
-from ._native import check_arrays as _check_arrays
-from ._native import check_npz as _check_npz
+import numpy as np  # noqa: E402
 
-__all__ = ["check", "check_npz", "Report", "GradcheckError"]
+from ._native import GradcheckError  # noqa: E402
+from ._native import check_arrays as _check_arrays  # noqa: E402
+from ._native import check_npz as _check_npz  # noqa: E402
+
+__all__ = ["check", "check_npz", "from_layers", "Report", "Tensor", "Coordinate",
+           "GradcheckError"]
+
+# The model keywords, as the settings line names them.
+_MODEL = ("hidden", "loss", "reduction", "l2", "weight_l2", "weight_l1", "bias_l2",
+          "bias_l1", "keep_prob", "layout")
+# The check keywords, as the library's options name them.
+_OPTIONS = ("eps", "threshold", "method", "device", "precision", "grad_precision",
+            "sample", "sample_seed", "directions", "top", "max_memory", "adapter",
+            "limits", "chunk")
 
 
 def _as_array(name, value):
@@ -30,9 +49,7 @@ def _as_array(name, value):
     refused, as the command line refuses it: converting it would judge numbers that
     were never computed."""
     a = np.asarray(value)
-    if a.dtype == np.float32:
-        return a
-    if a.dtype == np.float64:
+    if a.dtype == np.float32 or a.dtype == np.float64:
         return a
     if a.dtype.kind not in "iub":
         raise GradcheckError(
@@ -40,6 +57,75 @@ def _as_array(name, value):
             "use float64, float32, integer or bool arrays"
         )
     return np.asarray(a, dtype=np.float64)
+
+
+# NNFS's and layer-object names: dense1_weights, dense1.biases, dense2_dweights.
+_LAYER_NAME = re.compile(r"^(?P<layer>.*?\d+)[._](?P<d>d?)(?P<what>weights|biases)$")
+
+
+def _layer_names(names):
+    """Maps names like ``dense1_weights`` (``dense1.dbiases``: a gradient) to ``W1``, ``b1``
+    (``dW1``, ``db1``), numbering the layers in the order of their numbers; other names
+    are kept."""
+    layers = []
+    for n in names:
+        m = _LAYER_NAME.match(n)
+        if m and m["layer"] not in layers:
+            layers.append(m["layer"])
+    layers.sort(key=lambda s: int(re.search(r"(\d+)$", s).group(1)))
+    out = {}
+    for n in names:
+        m = _LAYER_NAME.match(n)
+        if m:
+            k = layers.index(m["layer"]) + 1
+            out[n] = f"{m['d']}{'W' if m['what'] == 'weights' else 'b'}{k}"
+        else:
+            out[n] = n
+    return out
+
+
+def from_layers(layers):
+    """The parameters and gradients of layer objects (NNFS's ``Layer_Dense``: ``.weights``
+    ``(n_in, n_out)``, ``.biases`` ``(1, n_out)``, ``.dweights``, ``.dbiases`` after
+    ``backward``) as ``({"W1": …, "b1": …}, {"dW1": …, "db1": …})``; layers without
+    weights (activations, dropout) are skipped. The gradients are ``None`` when the layers
+    hold none (``backward`` not run)."""
+    params, grads = {}, {}
+    k = 0
+    for layer in layers:
+        if not (hasattr(layer, "weights") and hasattr(layer, "biases")):
+            continue
+        k += 1
+        params[f"W{k}"] = layer.weights
+        params[f"b{k}"] = layer.biases
+        if hasattr(layer, "dweights") and hasattr(layer, "dbiases"):
+            grads[f"dW{k}"] = layer.dweights
+            grads[f"db{k}"] = layer.dbiases
+    if k == 0:
+        raise GradcheckError(
+            "none of the layers has .weights and .biases (NNFS's Layer_Dense has them)")
+    return params, (grads if len(grads) == 2 * k else None)
+
+
+def _parameters(parameters, grads):
+    """The parameters as a dict of arrays and the gradients (from the layers when they
+    are layer objects and no grads are given), from what notebooks hold: the course's
+    ``parameters`` dict, cs231n's ``model.params`` (or the model itself), NNFS's layer
+    objects."""
+    if hasattr(parameters, "params") and isinstance(parameters.params, dict):
+        parameters = parameters.params
+    if isinstance(parameters, (list, tuple)):
+        if parameters and all(isinstance(p, np.ndarray) for p in parameters):
+            raise GradcheckError(
+                f"parameters is a list of {len(parameters)} arrays: pass a dict "
+                "{'W1': …, 'b1': …, …} (or layer objects with .weights and .biases)")
+        params, from_objects = from_layers(parameters)
+        return params, grads if grads is not None else from_objects
+    if not hasattr(parameters, "items"):
+        raise GradcheckError(
+            f"parameters is a {type(parameters).__name__}: pass a dict "
+            "{'W1': …, 'b1': …, …}, a model with .params, or layer objects")
+    return dict(parameters), grads
 
 
 def _settings(**model):
@@ -56,28 +142,101 @@ def _settings(**model):
     return " ".join(words)
 
 
-def check(parameters, grads, X, Y, *, hidden="relu", loss="bce", l2=0.0,
-          keep_prob=None, masks=None, layout="auto", reduction="mean", eps=None,
-          threshold=None, method=None, device="auto", precision="auto",
-          grad_precision=None):
+def _options(values):
+    """The check keywords as the library's options (None: its default)."""
+    options = {key: values.get(key) for key in _OPTIONS}
+    if options["max_memory"] is not None:
+        options["max_memory"] = str(options["max_memory"])
+    return options
+
+
+class _Bar:
+    """A progress line on stderr for checks longer than a second: in a terminal and in a
+    notebook (whose output honours the carriage return)."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.shown = False
+
+    def __call__(self, done, total):
+        if total <= 0:
+            return
+        if not self.shown and time.monotonic() - self.start < 1.0:
+            return
+        if done >= total and not self.shown:
+            return
+        self.shown = True
+        width = 30
+        filled = int(width * done / total)
+        end = "\n" if done >= total else ""
+        sys.stderr.write(
+            f"\rgradcheck [{'#' * filled}{'.' * (width - filled)}] "
+            f"{done:,}/{total:,}{end}")
+        sys.stderr.flush()
+
+
+def _progress(progress):
+    if progress is None or progress is True:
+        return _Bar()
+    if progress is False:
+        return None
+    if callable(progress):
+        return progress
+    raise GradcheckError("progress: give True, False or a function of (done, total)")
+
+
+def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss="bce",
+          reduction="mean", l2=None, weight_l2=None, weight_l1=None, bias_l2=None,
+          bias_l1=None, reg=None, keep_prob=None, masks=None, layout="auto",
+          partial=False, progress=None, **options):
     """Checks ``grads`` (``dW1, db1, …`` as the course names them, or ``W1, b1, …`` as
-    cs231n does) against finite differences of the network ``parameters`` (``W1, b1, …``)
-    on ``X`` and ``Y``.
+    cs231n does) against finite differences of the network ``parameters`` (``W1, b1, …``,
+    a model with ``.params``, or NNFS layer objects, whose ``.dweights`` are the
+    gradients when ``grads`` is not given) on ``X`` and ``Y`` (or ``y``).
 
     The model: ``hidden`` (``"relu"``, ``"leaky_relu"``, ``"leaky_relu:0.2"``, ``"tanh"``,
     ``"sigmoid"``, ``"identity"``, or a list, one per hidden layer), ``loss`` (``"bce"``,
-    ``"softmax"``, ``"mse"``), ``reduction`` (``"mean"``, ``"sum"``), ``l2`` (adds
-    ``l2/(2m)·Σ‖W‖²``), ``keep_prob`` with ``masks`` (``[D1, D2, …]`` or ``{"D1": …}``: the
-    masks your forward pass drew), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``).
-    The check: ``eps``, ``threshold``, ``method`` (``"delta"``, ``"full"``), ``device``
-    (``"auto"``, ``"gpu"``, ``"cpu"``), ``precision`` (``"auto"``, ``"f32"``, ``"f64"``),
-    ``grad_precision`` (``"f32"`` for float32 gradients saved as float64).
+    ``"softmax"``, ``"mse"`` ½‖ŷ − y‖², ``"mse_mean"`` mean((ŷ − y)²) as PyTorch and NNFS,
+    ``"sse"`` ‖ŷ − y‖²), ``reduction`` (``"mean"``, ``"sum"``), the penalties — ``l2``
+    (the course's λ: λ/(2m)·Σ‖W‖²), ``weight_l2`` (``reg``: a plain coefficient on Σ‖W‖²,
+    cs231n's ``reg·ΣW²``; its ``0.5·reg·ΣW²`` is ``weight_l2=reg/2``), ``weight_l1``,
+    ``bias_l2``, ``bias_l1`` (NNFS's regularisers) — ``keep_prob`` with ``masks``
+    (``[D1, D2, …]`` or ``{"D1": …}``: the masks your forward pass drew, 0/1 or already
+    divided by keep_prob), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``).
+
+    The check, as the command line's flags: ``eps``, ``threshold``, ``method``
+    (``"delta"``, ``"full"``), ``device`` (``"auto"``, ``"gpu"``, ``"cpu"``),
+    ``precision`` (``"auto"``, ``"f32"``, ``"f64"``), ``grad_precision`` (``"f32"`` for
+    float32 gradients saved as float64), ``sample`` and ``sample_seed``, ``directions``,
+    ``top``, ``max_memory`` (bytes or ``"8G"``), ``adapter``, ``limits``, ``chunk``;
+    ``partial=True`` checks only the tensors whose gradients are given; ``progress``
+    (``True``: a bar after a second, ``False``, or a function of ``(done, total)``).
 
     Returns a :class:`Report`; bad input raises :class:`GradcheckError`.
     """
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise GradcheckError(
+            f"unknown keyword {', '.join(sorted(unknown))}; the model takes "
+            f"{', '.join(_MODEL)}, reg, masks, y; the check {', '.join(_OPTIONS)}, "
+            "partial, progress")
+    if reg is not None:
+        if weight_l2 is not None:
+            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
+        weight_l2 = reg
+    if y is not None:
+        if Y is not None:
+            raise GradcheckError("give the labels once, as Y or as y")
+        Y = y
+    if X is None or Y is None:
+        raise GradcheckError("X and the labels (Y or y) are needed")
+    parameters, grads = _parameters(parameters, grads)
+    if grads is None:
+        raise GradcheckError("no gradients: give grads (or layers whose backward has run)")
+    renamed = _layer_names(list(parameters))
     arrays = {"X": _as_array("X", X), "Y": _as_array("Y", Y)}
-    for name, value in dict(parameters).items():
-        arrays[name] = _as_array(name, value)
+    for name, value in parameters.items():
+        arrays[renamed[name]] = _as_array(name, value)
     if masks is not None and keep_prob is None:
         raise GradcheckError("dropout masks need the keep_prob they were drawn with")
     if masks is not None:
@@ -85,30 +244,44 @@ def check(parameters, grads, X, Y, *, hidden="relu", loss="bce", l2=0.0,
             (f"D{i + 1}", m) for i, m in enumerate(masks))
         for name, value in items:
             arrays[name] = _as_array(name, value)
-    gradients = {name: _as_array(name, value) for name, value in dict(grads).items()}
+    if not hasattr(grads, "items"):
+        raise GradcheckError(
+            f"grads is a {type(grads).__name__}: pass a dict {{'dW1': …, 'db1': …}} "
+            "(or {'W1': …} as cs231n)")
+    grad_names = _layer_names(list(grads))
+    gradients = {grad_names[n]: _as_array(n, v) for n, v in dict(grads).items()}
     settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
-                         keep_prob=keep_prob, layout=layout)
-    options = dict(eps=eps, threshold=threshold, method=method, device=device,
-                   precision=precision, grad_precision=grad_precision)
-    data, text = _check_arrays(arrays, gradients, settings, options)
+                         weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
+                         bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+    data, text = _check_arrays(arrays, gradients, settings, _options(options),
+                               partial, _progress(progress))
     return Report(json.loads(data), text)
 
 
-def check_npz(path, *, hidden=None, loss=None, l2=None, keep_prob=None, layout=None,
-              reduction=None, eps=None, threshold=None, method=None, device="auto",
-              precision="auto", grad_precision=None):
-    """Checks the gradients an npz file holds, as ``gradcheck check FILE`` does; the model
-    keywords override the file's own settings (its ``gradcheck`` array)."""
+def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=None,
+              weight_l2=None, weight_l1=None, bias_l2=None, bias_l1=None, reg=None,
+              keep_prob=None, layout=None, partial=False, progress=None, **options):
+    """Checks the gradients an npz file holds, as ``gradcheck check FILE`` does, or those of
+    a second file ``grads`` (cs231n's two-file form, keyed like the parameters); the model
+    keywords override the file's own settings (its ``gradcheck`` array). The keywords are
+    :func:`check`'s."""
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise GradcheckError(f"unknown keyword {', '.join(sorted(unknown))}")
+    if reg is not None:
+        if weight_l2 is not None:
+            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
+        weight_l2 = reg
     settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
-                         keep_prob=keep_prob, layout=layout)
-    options = dict(eps=eps, threshold=threshold, method=method, device=device,
-                   precision=precision, grad_precision=grad_precision)
-    data, text = _check_npz(str(path), settings, options)
+                         weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
+                         bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+    data, text = _check_npz(str(path), None if grads is None else str(grads), settings,
+                            _options(options), partial, _progress(progress))
     return Report(json.loads(data), text)
 
 
 class Tensor:
-    """One tensor's share of the verdict."""
+    """One tensor's share of the verdict, and why where it is undecided."""
 
     def __init__(self, data):
         self._data = data
@@ -117,23 +290,48 @@ class Tensor:
         self.difference = data["difference"]
         self.ratio = data.get("ratio")
         self.diagnosis = data.get("diagnosis")
+        self.reason = data.get("reason")
         self.shape = tuple(data["shape"])
+        self.checked = data["checked_coordinates"]
+        self.failing = data["failed_coordinates"]
 
     def __repr__(self):
         return f"Tensor({self.name}, {self.verdict}, difference={self.difference:.3e})"
 
 
+class Coordinate:
+    """One of the coordinates furthest beyond their tolerance."""
+
+    def __init__(self, data):
+        self._data = data
+        self.name = data["name"]
+        self.index = data["index"]
+        self.grad = data["grad"]
+        self.gradapprox = data["gradapprox"]
+        self.rel_error = data["rel_error"]
+        self.excess = data["excess"]
+        self.verdict = data["verdict"]
+        self.kink = data.get("kink")
+
+    def __repr__(self):
+        return (f"Coordinate({self.name}, grad={self.grad:.6e}, "
+                f"approx={self.gradapprox:.6e}, {self.verdict})")
+
+
 class Report:
-    """A check's verdict: ``pass``, ``fail`` or ``inconclusive``, globally and per tensor."""
+    """A check's verdict: ``pass``, ``fail`` or ``inconclusive``, globally and per tensor,
+    and why where it is undecided (``reason``, and each tensor's)."""
 
     def __init__(self, data, text):
         self._data = data
         self._text = text
         self.verdict = data["verdict"]
         self.passed = self.verdict == "pass"
+        self.reason = data.get("reason")
         self.difference = data["difference"]
         self.tensors = [Tensor(t) for t in data["tensors"]]
-        self.worst = data["worst"]
+        self.worst = [Coordinate(c) for c in data["worst"]]
+        self.warnings = list(data.get("warnings", []))
 
     def to_dict(self):
         """The report as the command line's ``--json`` writes it."""
@@ -151,11 +349,16 @@ class Report:
             style = ' style="background:#fdd"' if t.verdict == "fail" else (
                 ' style="background:#ffd"' if t.verdict == "inconclusive" else "")
             ratio = "" if t.ratio is None else f"{t.ratio:.4f}"
+            note = t.diagnosis or (f"undecided: {t.reason}" if t.reason else "")
             rows.append(
                 f"<tr{style}><td>{escape(t.name)}</td><td>{escape(str(t.shape))}</td>"
                 f"<td>{t.difference:.3e}</td><td>{ratio}</td><td>{escape(t.verdict)}</td>"
-                f"<td>{escape(t.diagnosis or '')}</td></tr>")
+                f"<td>{escape(note)}</td></tr>")
+        why = f"<p>why: {escape(self.reason)}</p>" if self.reason else ""
+        warnings = "".join(f"<p>warning: {escape(w)}</p>" for w in self.warnings)
         return (
             f"<p><b>{escape(self.verdict.upper())}</b> difference {self.difference:.3e}</p>"
-            "<table><tr><th>tensor</th><th>shape</th><th>difference</th><th>ratio</th>"
-            "<th>verdict</th><th>diagnosis</th></tr>" + "".join(rows) + "</table>")
+            + why
+            + "<table><tr><th>tensor</th><th>shape</th><th>difference</th><th>ratio</th>"
+            "<th>verdict</th><th>diagnosis</th></tr>" + "".join(rows) + "</table>"
+            + warnings)

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gradcheck::checker::{run_check, GivenGradients, Gradients};
-use gradcheck::io::{read_arrays, read_gradient_arrays, read_npz_with, MemoryArrays, NpzInput};
+use gradcheck::io::{
+    read_arrays, read_gradient_arrays, read_gradients, read_npz_with, MemoryArrays, NpzInput,
+};
 use gradcheck::model::ModelOptions;
-use gradcheck::monitor::StopFlag;
+use gradcheck::monitor::Counting;
 use gradcheck::options::{
     CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
 };
@@ -82,54 +84,95 @@ struct Options {
     device: Option<String>,
     precision: Option<String>,
     grad_precision: Option<String>,
+    sample: Option<usize>,
+    sample_seed: Option<u64>,
+    directions: Option<usize>,
+    top: Option<usize>,
+    max_memory: Option<String>,
+    adapter: Option<String>,
+    limits: Option<String>,
+    chunk: Option<usize>,
 }
 
 impl Options {
     /// The library's checked options.
     fn check_options(self) -> PyResult<CheckOptions> {
+        let max_memory = self
+            .max_memory
+            .as_deref()
+            .map(|text| {
+                gradcheck::memory::parse_size(text)
+                    .map_err(|e| bad(format!("max_memory={text:?}: {e}")))
+            })
+            .transpose()?;
+        let method = choice::<Method>("method", self.method)?;
         let opts = CheckOptions {
             device: choice::<DeviceChoice>("device", self.device)?.unwrap_or(DeviceChoice::Auto),
             precision: choice::<PrecisionChoice>("precision", self.precision)?
                 .unwrap_or(PrecisionChoice::Auto),
-            method: choice::<Method>("method", self.method)?.unwrap_or(Method::Delta),
+            method: gradcheck::options::method_with(method, self.directions).map_err(error)?,
             eps: self.eps,
             threshold: self.threshold,
-            limits: LimitsChoice::from_env(),
+            top: self.top.unwrap_or(5),
+            adapter: self.adapter,
+            limits: choice::<LimitsChoice>("limits", self.limits)?
+                .unwrap_or_else(LimitsChoice::from_env),
+            chunk: self.chunk,
+            max_memory,
+            sample: self.sample,
+            directions: self.directions,
+            sample_seed: self.sample_seed.unwrap_or(1),
             grad_precision: choice::<Precision>("grad_precision", self.grad_precision)?,
-            ..Default::default()
         };
         opts.validate().map_err(error)?;
         Ok(opts)
     }
 }
 
-/// Runs the check with the GIL released, on a worker thread, polling for Ctrl-C: a
-/// KeyboardInterrupt stops the evaluation and is raised.
+/// Runs the check with the GIL released, on a worker thread, polling for Ctrl-C (a
+/// KeyboardInterrupt stops the evaluation and is raised) and, every tenth of a second,
+/// reporting `(done, total)` to `progress` (an exception it raises stops the check too).
 fn run(
     py: Python<'_>,
     title: &str,
     input: NpzInput,
     gradients: Gradients,
     opts: CheckOptions,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, String)> {
-    let stop = StopFlag::default();
+    let monitor = Counting::default();
     let done = AtomicBool::new(false);
     let mut interrupt: Option<PyErr> = None;
     let problem = &input.problem;
     let result = py.detach(|| {
         std::thread::scope(|scope| {
             let worker = scope.spawn(|| {
-                let r = run_check(title, problem, &gradients, &opts, &stop);
+                let r = run_check(title, problem, &gradients, &opts, &monitor);
                 done.store(true, Ordering::Release);
                 r
             });
+            let mut ticks = 0u32;
+            let mut reported = (u64::MAX, u64::MAX);
             while !done.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(20));
-                if interrupt.is_none() {
-                    if let Err(e) = Python::attach(|py| py.check_signals()) {
-                        interrupt = Some(e);
-                        stop.raise();
+                ticks += 1;
+                if interrupt.is_some() {
+                    continue;
+                }
+                let now = monitor.progress();
+                let outcome = Python::attach(|py| -> PyResult<()> {
+                    py.check_signals()?;
+                    if let Some(callback) = &progress {
+                        if ticks.is_multiple_of(5) && now.1 > 0 && now != reported {
+                            callback.call1(py, now)?;
+                            reported = now;
+                        }
                     }
+                    Ok(())
+                });
+                if let Err(e) = outcome {
+                    interrupt = Some(e);
+                    monitor.stop.raise();
                 }
             }
             worker.join().expect("the check does not panic")
@@ -139,10 +182,16 @@ fn run(
         return Err(e);
     }
     let mut report = result.map_err(error)?;
+    report.header.hint_gpu("device=\"gpu\"");
+    report.warnings.extend(input.notes.iter().cloned());
     if !input.unused.is_empty() {
         report
             .warnings
             .push(format!("not used: {}", input.unused.join(", ")));
+    }
+    if let Some(callback) = &progress {
+        let (_, total) = monitor.progress();
+        callback.call1(py, (total, total))?;
     }
     let text = format!(
         "{}{}",
@@ -152,9 +201,13 @@ fn run(
     Ok((report.to_json(), text))
 }
 
-/// The gradients on trial from the `grads` dict: every tensor's, keyed `dW1` or `W1`;
-/// and the intermediate gradients it holds besides (not used).
-fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<(Gradients, Vec<String>)> {
+/// The gradients on trial from the `grads` dict: every tensor's (unless `partial`), keyed
+/// `dW1` or `W1`; and the intermediate gradients it holds besides (not used).
+fn given(
+    input: &NpzInput,
+    grads: &Bound<'_, PyDict>,
+    partial: bool,
+) -> PyResult<(Gradients, Vec<String>)> {
     let read = read_gradient_arrays(arrays(grads)?, input.problem.net(), "the grads dict")
         .map_err(error)?;
     let Some(given) = read.gradients else {
@@ -163,7 +216,7 @@ fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<(Gradients, Ve
             read.names.join(", ")
         )));
     };
-    require_all(input, &given)?;
+    require_all(input, &given, partial)?;
     // The intermediate gradients the courses' backprops return (dZ1, dA1) are no
     // parameter's: noted and left out; any other key is refused.
     let (intermediate, unknown): (Vec<String>, Vec<String>) = read
@@ -179,55 +232,81 @@ fn given(input: &NpzInput, grads: &Bound<'_, PyDict>) -> PyResult<(Gradients, Ve
     Ok((Gradients::Given(given), intermediate))
 }
 
-fn require_all(input: &NpzInput, given: &GivenGradients) -> PyResult<()> {
+/// Every tensor has its gradient, unless `partial` (then the report says which were not
+/// checked).
+fn require_all(input: &NpzInput, given: &GivenGradients, partial: bool) -> PyResult<()> {
     let missing = given.missing(input.problem.net().layout());
-    if missing.is_empty() {
+    if missing.is_empty() || partial {
         return Ok(());
     }
     let names: Vec<String> = missing.iter().map(|t| format!("d{t}")).collect();
-    Err(bad(format!("gradients missing for {}", names.join(", "))))
+    Err(bad(format!(
+        "gradients missing for {}: give them, or pass partial=True to check only the others",
+        names.join(", ")
+    )))
 }
 
 /// Checks `grads` against finite differences of the network `arrays` describes (W1, b1,
 /// …, X, Y, and the dropout masks D1, …), with the model `settings` (a settings line, as
 /// an npz file's `gradcheck` array). Returns the report as JSON and as the table.
 #[pyfunction]
+#[pyo3(signature = (arrays_dict, grads, settings, options, partial=false, progress=None))]
 fn check_arrays(
     py: Python<'_>,
     arrays_dict: &Bound<'_, PyDict>,
     grads: &Bound<'_, PyDict>,
     settings: &str,
     options: Options,
+    partial: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
     let mut input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
-    let (gradients, intermediate) = given(&input, grads)?;
+    let (gradients, intermediate) = given(&input, grads, partial)?;
     input.unused.extend(intermediate);
-    run(py, "gradcheck (python)", input, gradients, opts)
+    run(py, "gradcheck (python)", input, gradients, opts, progress)
 }
 
-/// Checks the gradients an npz file holds (as `gradcheck check FILE`), with `settings`
-/// over the file's own.
+/// Checks the gradients an npz file holds (as `gradcheck check FILE`), or those of a
+/// second file `grads` (cs231n's two-file form: keyed like the parameters), with
+/// `settings` over the file's own.
 #[pyfunction]
+#[pyo3(signature = (path, grads, settings, options, partial=false, progress=None))]
 fn check_npz(
     py: Python<'_>,
     path: std::path::PathBuf,
+    grads: Option<std::path::PathBuf>,
     settings: &str,
     options: Options,
+    partial: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
-    let input = read_npz_with(&path, &model).map_err(error)?;
+    let mut input = read_npz_with(&path, &model).map_err(error)?;
+    if let Some(grads) = &grads {
+        if input.gradients.is_some() {
+            return Err(bad(format!(
+                "{} has gradients of its own and grads= gives others ({}); keep one source",
+                path.display(),
+                grads.display()
+            )));
+        }
+        let read = read_gradients(grads, input.problem.net()).map_err(error)?;
+        input.gradients = read.gradients;
+        input.unused.extend(read.unused);
+        input.names = read.names;
+    }
     let Some(given) = input.gradients.clone() else {
         return Err(bad(format!(
-            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1)",
+            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), or give them in a second file with grads=",
             input.names.join(", ")
         )));
     };
-    require_all(&input, &given)?;
+    require_all(&input, &given, partial)?;
     let title = format!("gradcheck {}", path.display());
-    run(py, &title, input, Gradients::Given(given), opts)
+    run(py, &title, input, Gradients::Given(given), opts, progress)
 }
 
 #[pymodule]

@@ -36,7 +36,7 @@ def test_the_exercise_dicts_fail_on_w2_and_b1():
     assert "W2" in str(report) and "FAIL" in str(report)
     html = report._repr_html_()
     assert "background:#fdd" in html and "W2" in html
-    assert report.worst[0]["name"].startswith(("b1", "W2"))
+    assert report.worst[0].name.startswith(("b1", "W2"))
 
 
 def test_the_fixed_exercise_passes():

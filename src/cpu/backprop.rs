@@ -3,6 +3,7 @@
 use ndarray::{Array2, Axis};
 
 use super::forward::{forward, Activations};
+use crate::model::TensorKind;
 use crate::problem::Problem;
 
 /// `dJ/dθ` flattened in the parameter layout's order (dW1, db1, dW2, …), with the slope
@@ -36,17 +37,24 @@ fn backprop(problem: &Problem, at_kink: Option<&[f64]>) -> Vec<f64> {
     let (acts, deltas) = deltas_with(problem, at_kink);
     let net = problem.net();
     let x = problem.x().view();
-    let l2 = 2.0 * problem.model().l2_factor(problem.examples());
+    let model = problem.model();
+    let m = problem.examples();
     deltas
         .iter()
         .enumerate()
         .flat_map(|(l, dz)| {
             let input = if l == 0 { x } else { acts.a[l - 1].view() };
             let mut dw = dz.dot(&input.t());
-            if l2 != 0.0 {
-                dw.scaled_add(l2, &net.layers()[l].w);
+            let mut db = dz.sum_axis(Axis(1));
+            if !model.penalty.is_none() {
+                let layer = &net.layers()[l];
+                dw.zip_mut_with(&layer.w, |g, &w| {
+                    *g += model.penalty_slope(TensorKind::Weight, m, w)
+                });
+                db.zip_mut_with(&layer.b, |g, &b| {
+                    *g += model.penalty_slope(TensorKind::Bias, m, b)
+                });
             }
-            let db = dz.sum_axis(Axis(1));
             dw.into_iter().chain(db).collect::<Vec<_>>()
         })
         .collect()

@@ -150,14 +150,14 @@ pub fn log_sum_exp(z: ndarray::ArrayView1<f64>) -> f64 {
 }
 
 /// The data term of `net`'s cost on `(x, y)`: what the backends evaluate per perturbation
-/// (the engine adds L2's exact change).
+/// (the engine adds the penalties' exact change).
 pub fn data_cost_of(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
     data_cost(model, logits(net, model, x).view(), y)
 }
 
-/// The whole cost of `net` on `(x, y)`: the data term and L2.
+/// The whole cost of `net` on `(x, y)`: the data term and the penalties.
 pub fn cost(net: &Mlp, model: &Model, x: ArrayView2<f64>, y: ArrayView2<f64>) -> f64 {
-    data_cost(model, logits(net, model, x).view(), y) + model.l2_cost(net, x.ncols())
+    data_cost(model, logits(net, model, x).view(), y) + model.penalty_cost(net, x.ncols())
 }
 
 /// `∂loss/∂z` of every example's logits (`n_L × m`, unreduced): `σ(z) − y`,

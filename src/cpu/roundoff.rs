@@ -25,9 +25,15 @@ use crate::problem::Problem;
 pub const GRADIENT_ROUNDOFF_SAFETY: f64 = 8.0;
 
 /// Per coordinate, a bound on the error of a correct backprop of `problem` computed in
-/// `precision` (float32: the user's arrays and arithmetic), in layout order.
+/// `precision` (float32: the user's arrays and arithmetic), in layout order: independent
+/// roundings ([`random_bound`]), what is not independent ([`systematic_bound`]), and the
+/// float32 inputs' own rounding.
 pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
-    let random = random_bound(problem, precision);
+    let random: Vec<f64> = random_bound(problem, precision)
+        .into_iter()
+        .zip(systematic_bound(problem, precision))
+        .map(|(r, s)| r + s)
+        .collect();
     if precision == Precision::F64 {
         return random;
     }
@@ -43,6 +49,98 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
         .map(|(a, b)| (a - b).abs())
         .collect();
     random.into_iter().zip(shift).map(|(r, s)| r + s).collect()
+}
+
+/// Roundings a saturated output's residual is off by at most in units of u times the
+/// output (σ or softmax's exp, sum and quotient; the subtraction).
+const OUTPUT_ROUNDINGS: f64 = 4.0;
+
+/// Residuals within this many u of their output are saturated: the output rounds to
+/// (nearly) its label for every such example alike.
+const SATURATED: f64 = 16.0;
+
+/// The part of [`gradient_bound`] no independence covers, worst case: a saturated output
+/// (a confident classifier's p within a few ulps of 1) rounds the same way in every
+/// example, so its residual's error adds up over the examples instead of averaging out;
+/// and softmax labels that do not sum to 1 exactly (normalised in float32) make `p − y`
+/// and the cross-entropy's own gradient `p·Σy − y` differ, by `(Σy − 1)·p`, and either is
+/// a correct backprop. Both start at the output and go back through `|W|` and the slopes.
+pub fn systematic_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
+    let net = problem.net();
+    let model = problem.model();
+    let acts = forward(net, model, problem.x().view());
+    let last = net.layers().len() - 1;
+    let scale = model.scale(problem.examples());
+    let u = precision.unit_roundoff();
+    let (z, out) = (&acts.z[last], &acts.a[last]);
+    let residual = super::forward::residuals(model.loss, z.view(), problem.y().view());
+    let mut seed = Array2::<f64>::zeros(z.dim());
+    for ((o, e), s) in seed.indexed_iter_mut() {
+        let (r, p) = (residual[[o, e]].abs(), out[[o, e]].abs());
+        if model.loss != Loss::Mse
+            && model.loss != Loss::MseMean
+            && model.loss != Loss::Sse
+            && r <= SATURATED * u * p
+        {
+            *s += OUTPUT_ROUNDINGS * u * p + r;
+        }
+    }
+    if model.loss == Loss::Softmax {
+        for (e, y) in problem.y().columns().into_iter().enumerate() {
+            let off = (y.sum() - 1.0).abs();
+            if off != 0.0 {
+                seed.column_mut(e)
+                    .zip_mut_with(&out.column(e), |s, &p| *s += off * p.abs());
+            }
+        }
+    }
+    let total = seed.iter().sum::<f64>();
+    if total == 0.0 {
+        return vec![0.0; net.layout().len()];
+    }
+    let slopes = hidden_slopes(problem, &acts);
+    let mut dz = seed * scale.abs();
+    let mut per_layer = Vec::with_capacity(last + 1);
+    for l in (0..=last).rev() {
+        let input = if l == 0 { problem.x() } else { &acts.a[l - 1] };
+        let dw = dz.dot(&input.mapv(f64::abs).t());
+        let db = dz.sum_axis(Axis(1));
+        if l > 0 {
+            let w_abs = net.layers()[l].w.mapv(f64::abs);
+            dz = w_abs.t().dot(&dz) * slopes[l - 1].mapv(f64::abs);
+        }
+        per_layer.push((dw, db));
+    }
+    per_layer
+        .into_iter()
+        .rev()
+        .flat_map(|(dw, db)| dw.into_iter().chain(db))
+        .map(|v| crate::estimate::FIRST_ORDER_MARGIN * v)
+        .collect()
+}
+
+/// How many times each example's data occur in the batch (a batch tiled from a few
+/// examples): identical examples round identically, so their errors add up as one
+/// example's times the count, not as independent ones. Per example, its count.
+pub fn multiplicity(problem: &Problem) -> Vec<f64> {
+    use std::collections::HashMap;
+    let m = problem.examples();
+    let key = |e: usize| -> Vec<u64> {
+        let mut k: Vec<u64> = problem.x().column(e).iter().map(|v| v.to_bits()).collect();
+        k.extend(problem.y().column(e).iter().map(|v| v.to_bits()));
+        if let Some(d) = &problem.model().dropout {
+            for mask in &d.masks {
+                k.extend(mask.column(e).iter().map(|v| v.to_bits()));
+            }
+        }
+        k
+    };
+    let keys: Vec<Vec<u64>> = (0..m).map(key).collect();
+    let mut counts: HashMap<&[u64], usize> = HashMap::new();
+    for k in &keys {
+        *counts.entry(k.as_slice()).or_default() += 1;
+    }
+    keys.iter().map(|k| counts[k.as_slice()] as f64).collect()
 }
 
 /// The probabilistic part of [`gradient_bound`]: independent roundings in the forward pass
@@ -76,17 +174,32 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let own = own_roundings(model);
     let mut dz = &residual * scale;
     let mut dz_var = (&out_slope_sq * z_var_out + sq(out) + sq(&residual)) * (scale * scale);
-    let l2 = 2.0 * model.l2_factor(problem.examples());
+    let penalty = |kind, values: &Array2<f64>| {
+        values.mapv(|v| model.penalty_slope(kind, problem.examples(), v).powi(2))
+    };
+    // Identical examples' errors are identical: each counts as its copies' number of
+    // times over, not as independent draws.
+    let copies = ndarray::Array1::from(multiplicity(problem)).insert_axis(Axis(0));
     let mut per_layer = Vec::with_capacity(last + 1);
     for l in (0..=last).rev() {
         let dz_sq = sq(&dz);
-        let mut dw =
-            dz_var.dot(&a_sq[l].t()) + dz_sq.dot(&a_var[l].t()) + dz_sq.dot(&a_sq[l].t()) * m;
-        if l2 != 0.0 {
-            // The L2 term and the sum it joins, each rounded once.
-            dw += &(sq(&net.layers()[l].w) * (2.0 * l2 * l2));
+        let carried = &dz_var * &copies;
+        let mut dw = carried.dot(&a_sq[l].t())
+            + (&dz_sq * &copies).dot(&a_var[l].t())
+            + dz_sq.dot(&a_sq[l].t()) * m;
+        let mut db = carried.sum_axis(Axis(1)) + dz_sq.sum_axis(Axis(1)) * m;
+        // A sum of c equal terms rounds alike at every step: up to c·u of each, worst
+        // case, where independent additions would give √c.
+        let repeated = dz.mapv(f64::abs) * &(&copies - 1.0);
+        let dw_repeated = repeated.dot(&a_sq[l].mapv(f64::sqrt).t());
+        let db_repeated = repeated.sum_axis(Axis(1));
+        if !model.penalty.is_none() {
+            // The penalties' slopes and the sums they join, each rounded once.
+            use crate::model::TensorKind;
+            dw += &(penalty(TensorKind::Weight, &net.layers()[l].w) * 2.0);
+            let b = net.layers()[l].b.view().insert_axis(Axis(1)).to_owned();
+            db += &(penalty(TensorKind::Bias, &b).column(0).to_owned() * 2.0);
         }
-        let db = dz_var.sum_axis(Axis(1)) + dz_sq.sum_axis(Axis(1)) * m;
         if l > 0 {
             let w = &net.layers()[l].w;
             let w_sq_t = sq(w).reversed_axes();
@@ -105,14 +218,19 @@ fn random_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
                 + switched;
             dz = through * slope;
         }
-        per_layer.push((dw, db));
+        per_layer.push((dw, db, dw_repeated, db_repeated));
     }
-    let factor = GRADIENT_ROUNDOFF_SAFETY * precision.unit_roundoff();
+    let u = precision.unit_roundoff();
+    let factor = GRADIENT_ROUNDOFF_SAFETY * u;
     per_layer
         .into_iter()
         .rev()
-        .flat_map(|(dw, db)| dw.into_iter().chain(db))
-        .map(|v| factor * v.sqrt())
+        .flat_map(|(dw, db, dw_r, db_r)| {
+            let variances = dw.into_iter().chain(db);
+            let repeated = dw_r.into_iter().chain(db_r);
+            variances.zip(repeated).collect::<Vec<_>>()
+        })
+        .map(|(v, r)| factor * v.sqrt() + u * r)
         .collect()
 }
 
@@ -380,6 +498,8 @@ pub fn cost_roundoff(problem: &Problem, precision: Precision, summation: Summati
     let u = precision.unit_roundoff();
     let additions = summation.factor(z.len() as f64, u);
     let scale = model.scale(problem.examples());
+    // Identical examples' logits round alike (see `multiplicity`).
+    let copies = multiplicity(problem);
     (0..=last)
         .map(|p| {
             let z_var = &z_variances_from(problem, &acts, precision, p)[last];
@@ -387,9 +507,10 @@ pub fn cost_roundoff(problem: &Problem, precision: Precision, summation: Summati
                 .columns()
                 .into_iter()
                 .zip(z_var.columns())
-                .map(|(r, v)| {
+                .zip(&copies)
+                .map(|((r, v), c)| {
                     let per_example: f64 = r.iter().zip(v).map(|(r, v)| r.abs() * v.sqrt()).sum();
-                    per_example * per_example
+                    c * per_example * per_example
                 })
                 .sum();
             FIRST_ORDER_MARGIN

@@ -24,7 +24,7 @@ use ndarray::{Array1, Array2, ArrayView1};
 
 use super::forward::Activations;
 use super::sensitivity::Sensitivity;
-use crate::estimate::{Kink, F64_UNIT_ROUNDOFF, ROUNDOFF_SAFETY};
+use crate::estimate::{Kink, Site, F64_UNIT_ROUNDOFF, ROUNDOFF_SAFETY};
 use crate::problem::Problem;
 
 /// Standard deviations of z's rounding within which a unit counts as on its kink.
@@ -390,7 +390,11 @@ impl<'a> Derivatives<'a> {
             })
             .collect();
         Exact::Kink(Kink {
-            layers: layers.iter().map(|l| l + 1).zip(names).collect(),
+            layers: layers
+                .iter()
+                .map(|l| Site::Hidden(l + 1))
+                .zip(names)
+                .collect(),
             derivatives,
             noise: largest,
             partial,

@@ -126,9 +126,10 @@ pub fn compose(
     ops: &ModelOps,
 ) -> String {
     let mut text = format!(
-        "alias Real = {};\nconst REAL_EPSILON: Real = {:e};\n",
+        "alias Real = {};\nconst REAL_EPSILON: Real = {:e};\nconst TINY_OVER_U: Real = {:e};\n",
         precision.as_str(),
-        precision.unit_roundoff() / 2.0
+        precision.unit_roundoff() / 2.0,
+        precision.smallest_normal() / precision.unit_roundoff()
     );
     for (name, value) in constants {
         text.push_str(&format!("const {name}: u32 = {value}u;\n"));

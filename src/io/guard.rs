@@ -8,8 +8,11 @@ use std::io::{Read, Seek};
 /// Deflate's largest possible expansion is ~1032:1; a little above it.
 const MAX_INFLATION: u64 = 1100;
 
-/// Refuses an archive whose entries claim more data than they can hold.
-pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<(), String> {
+/// Refuses an archive whose entries claim more data than they can hold; returns the names
+/// of the arrays that hold Python objects (pickled dicts, lists), which gradcheck never
+/// reads.
+pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<Vec<String>, String> {
+    let mut objects = Vec::new();
     let mut archive =
         zip::ZipArchive::new(reader).map_err(|e| format!("not an npz (zip) archive: {e}"))?;
     for i in 0..archive.len() {
@@ -34,6 +37,9 @@ pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<(), String> {
         let Some(item) = item_size(header) else {
             // A type gradcheck never reads (objects, strings…): refused by name if it is
             // one of the arrays the check needs, ignored otherwise.
+            if header.contains("'|O'") {
+                objects.push(name);
+            }
             continue;
         };
         let Some(elements) = shape_elements(header) else {
@@ -46,7 +52,7 @@ pub(super) fn check_archive<R: Read + Seek>(reader: R) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    Ok(objects)
 }
 
 /// The text of the string array `name` (`<U…` or `|S…`, one element) in the npz archive

@@ -34,6 +34,8 @@ pub struct NpzInput {
     pub unused: Vec<String>,
     /// Every array name in the file.
     pub names: Vec<String>,
+    /// How arrays were read where there was a choice (masks saved divided by keep_prob).
+    pub notes: Vec<String>,
 }
 
 /// The names a gradient of tensor `W1` may have, in the order they are looked for: the
@@ -65,12 +67,13 @@ pub fn read_npz_with(path: &Path, overrides: &ModelOptions) -> Result<NpzInput> 
 fn open_archive<R: Read + Seek>(
     mut reader: R,
     label: &str,
-) -> Result<(NpzReader<R>, BTreeSet<String>)> {
+) -> Result<(NpzReader<R>, BTreeSet<String>, Vec<String>)> {
     let npz_error = |reason: String| Error::Npz {
         path: label.to_string(),
         reason,
     };
-    guard::check_archive(&mut reader).map_err(|reason| npz_error(one_line(&reason)))?;
+    let objects =
+        guard::check_archive(&mut reader).map_err(|reason| npz_error(one_line(&reason)))?;
     reader
         .rewind()
         .map_err(|e| npz_error(format!("cannot re-read: {e}")))?;
@@ -81,7 +84,7 @@ fn open_archive<R: Read + Seek>(
         .map_err(|e| npz_error(e.to_string()))?
         .into_iter()
         .collect();
-    Ok((npz, names))
+    Ok((npz, names, objects))
 }
 
 /// Opens `path` for reading as an npz archive, saying plainly what it is when it is not:
@@ -105,6 +108,12 @@ fn open_npz(path: &Path) -> Result<File> {
         return Err(Error::Npz {
             path: label,
             reason: "is a single .npy array (np.save); gradcheck reads an .npz archive of named arrays: np.savez('net.npz', X=X, Y=Y, W1=W1, b1=b1, …, dW1=dW1, …)".into(),
+        });
+    }
+    if read >= 2 && magic[0] == 0x80 && (2..=5).contains(&magic[1]) {
+        return Err(Error::Npz {
+            path: label,
+            reason: "is a Python pickle (pickle.dump), not an npz archive: save the arrays by name, np.savez('net.npz', X=X, Y=Y, **parameters, **grads)".into(),
         });
     }
     file.rewind().map_err(io)?;
@@ -133,12 +142,48 @@ fn read_npz_from<R: Read + Seek>(
         path: label.to_string(),
         reason: format!("cannot re-read: {e}"),
     })?;
-    let (mut npz, names) = open_archive(reader, label)?;
+    let (mut npz, names, objects) = open_archive(reader, label)?;
     let mut source = NpzSource {
         npz: &mut npz,
         label,
     };
     read_input(&mut source, (&names, label), settings, own.is_some())
+        .map_err(|e| with_present(e, &names, &objects))
+}
+
+/// A missing network or data array, with what the input holds instead and the likely fix:
+/// pickled dicts saved as objects (`params=params`), or layers named otherwise.
+fn with_present(e: Error, names: &BTreeSet<String>, objects: &[String]) -> Error {
+    let Error::MissingArray(name) = e else {
+        return e;
+    };
+    if !(name == "W1" || name == "X" || name == "Y") {
+        return Error::MissingArray(name);
+    }
+    let present = if names.is_empty() {
+        "no arrays".to_string()
+    } else {
+        names
+            .iter()
+            .map(|n| n.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let hint = if !objects.is_empty() {
+        format!(
+            "; {} hold pickled Python objects (dicts?), which are never read: save their arrays by name, np.savez(f, X=X, Y=Y, **params, **grads)",
+            objects.join(", ")
+        )
+    } else if names.iter().any(|n| n.contains("weights")) {
+        "; name the layers' arrays W1, b1, W2, … (and their gradients dW1, db1, …)".to_string()
+    } else {
+        String::new()
+    };
+    Error::MissingNamed {
+        name,
+        present,
+        hint,
+    }
 }
 
 /// Arrays held in memory (a notebook's dicts), by name, each with the precision it was
@@ -178,6 +223,7 @@ pub fn read_arrays(
 ) -> Result<NpzInput> {
     let names = arrays.names();
     read_input(&mut arrays, (&names, label), settings.clone(), false)
+        .map_err(|e| with_present(e, &names, &[]))
 }
 
 /// The gradients of `net` from arrays in memory keyed like the parameters (`W1`, cs231n's
@@ -222,7 +268,8 @@ fn read_input(
     for l in 1..=depth {
         weights.push(arrays.matrix(&format!("W{l}"))?);
     }
-    let x = arrays.matrix("X")?;
+    let (x_name, y_name) = (data_name(names, "X")?, data_name(names, "Y")?);
+    let x = arrays.matrix(x_name)?;
     let data_layout = match settings.layout {
         Some(layout) => layout,
         None => decide_layout(&x, &weights, &mut arrays)?,
@@ -244,14 +291,26 @@ fn read_input(
         DataLayout::Rows => x.reversed_axes().as_standard_layout().into_owned(),
     };
     let loss = settings.loss.unwrap_or_default();
-    let y = arrays.labels("Y", (net.output_width(), x.ncols()), loss, data_layout)?;
-    let mut used: BTreeSet<String> = ["X", "Y"].into_iter().map(String::from).collect();
+    let y = arrays.labels(y_name, (net.output_width(), x.ncols()), loss, data_layout)?;
+    let mut used: BTreeSet<String> = [x_name, y_name].into_iter().map(String::from).collect();
+    let mut notes = Vec::new();
     let masks = match settings.keep_prob {
-        Some(_) => {
+        Some(keep_prob) => {
             let masks = (1..depth)
                 .map(|l| {
-                    let d = arrays.matrix(&format!("D{l}"))?;
-                    used.insert(format!("D{l}"));
+                    let name = format!("D{l}");
+                    if !names.contains(&name) {
+                        return Err(Error::MissingArray(format!(
+                            "{name}: dropout needs one mask per hidden layer, {} for this network's {} (D1 … D{})",
+                            depth - 1,
+                            depth - 1,
+                            depth - 1
+                        )));
+                    }
+                    let d = arrays.matrix(&name)?;
+                    used.insert(name.clone());
+                    let (d, note) = unscaled_mask(&name, d, keep_prob);
+                    notes.extend(note);
                     Ok(match data_layout {
                         DataLayout::Columns => d,
                         DataLayout::Rows => d.reversed_axes().as_standard_layout().into_owned(),
@@ -260,7 +319,20 @@ fn read_input(
                 .collect::<Result<Vec<_>>>()?;
             Some(masks)
         }
-        None => None,
+        None => {
+            let masks: Vec<&str> = (1..depth)
+                .map(|l| format!("D{l}"))
+                .filter(|n| names.contains(n))
+                .map(|n| names.get(&n).expect("present").as_str())
+                .collect();
+            if !masks.is_empty() {
+                return Err(Error::Option(format!(
+                    "{} look like dropout masks, but no keep probability is set: give keep_prob, the one they were drawn with",
+                    masks.join(", ")
+                )));
+            }
+            None
+        }
     };
     let model = settings.resolve(depth, masks)?;
     let problem = Problem::with_model(net, model, x, y)?;
@@ -281,14 +353,49 @@ fn read_input(
             .cloned()
             .collect(),
         names: names.iter().cloned().collect(),
+        notes,
     })
+}
+
+/// The name of the data array `upper` (`X`, `Y`) in `names`: as given, or in lower case
+/// as cs231n names its labels (`y`); both at once is ambiguous.
+fn data_name(names: &BTreeSet<String>, upper: &'static str) -> Result<&'static str> {
+    let lower: &'static str = match upper {
+        "X" => "x",
+        _ => "y",
+    };
+    match (names.contains(upper), names.contains(lower)) {
+        (true, true) => Err(Error::Option(format!(
+            "both {upper} and {lower} are given: keep one of them"
+        ))),
+        (false, true) => Ok(lower),
+        _ => Ok(upper),
+    }
+}
+
+/// A dropout mask as 0/1: as saved, or — saved already divided by `keep_prob` (cs231n's and
+/// NNFS's `mask / p`, values 0 and 1/p) — times `keep_prob`, and a note saying so. Any
+/// other values are left for the problem's check to refuse.
+fn unscaled_mask(name: &str, d: Array2<f64>, keep_prob: f64) -> (Array2<f64>, Option<String>) {
+    let scaled = 1.0 / keep_prob;
+    let is_scaled = keep_prob < 1.0
+        && d.iter().any(|&v| v != 0.0)
+        && d.iter()
+            .all(|&v| v == 0.0 || ((v - scaled) / scaled).abs() <= 1e-6);
+    if !is_scaled {
+        return (d, None);
+    }
+    let note = format!(
+        "{name} holds 0 and 1/keep_prob ({scaled}): read as the mask already divided by keep_prob"
+    );
+    (d.mapv(|v| f64::from(u8::from(v != 0.0))), Some(note))
 }
 
 /// Reads the gradients of `net` from a file of their own (cs231n's `grads` dict saved with
 /// `np.savez`): arrays named like the parameters (`W1`, `b1`) or as in [`gradient_names`].
 pub fn read_gradients(path: &Path, net: &Mlp) -> Result<NpzGradients> {
     let label = path.display().to_string();
-    let (mut npz, names) = open_archive(open_npz(path)?, &label)?;
+    let (mut npz, names, _) = open_archive(open_npz(path)?, &label)?;
     let mut source = NpzSource {
         npz: &mut npz,
         label: &label,
@@ -408,7 +515,7 @@ pub fn add_settings(path: &Path, line: &str) -> Result<()> {
 pub fn settings_line(problem: &Problem) -> Option<String> {
     let model = problem.model();
     let layout = problem.net().data_layout();
-    if model.is_classic() && model.l2 == 0.0 && layout == DataLayout::Columns {
+    if model.is_classic() && model.penalty.is_none() && layout == DataLayout::Columns {
         return None;
     }
     Some(model.options(layout).to_line())
@@ -738,9 +845,19 @@ impl Arrays<'_> {
             [m] if outputs == 1 => {
                 Ok(Array2::from_shape_vec((1, m), a.iter().copied().collect()).expect("1×m"))
             }
-            [m] => Err(Error::Shape(format!(
-                "{name} has shape ({m},), one label per example, but the output layer has {outputs} units: {name} must be {expected}"
-            ))),
+            [m] => {
+                let classes = a
+                    .iter()
+                    .all(|&v| v.fract() == 0.0 && v >= 0.0 && v < outputs as f64);
+                Err(Error::Shape(format!(
+                    "{name} has shape ({m},), one label per example, but the output layer has {outputs} units: {}",
+                    if classes {
+                        format!("{name} holds class indices (integers 0 … {}): for softmax cross-entropy set the loss to softmax", outputs - 1)
+                    } else {
+                        format!("{name} must be {expected}")
+                    }
+                )))
+            }
             [r, c] => {
                 let y = a.into_dimensionality::<Ix2>().expect("2-D");
                 let y = match layout {
@@ -795,9 +912,13 @@ impl Arrays<'_> {
                 _ => false,
             };
             if !fits {
+                let transposed =
+                    spec.kind == TensorKind::Weight && shape.as_slice() == [user[1], user[0]];
                 return Err(Error::Shape(format!(
-                    "{name} has shape {shape:?} but {} has {:?}",
-                    spec.name, user
+                    "{name} has shape {shape:?} but {} has {:?}{}",
+                    spec.name,
+                    user,
+                    if transposed { ": transposed?" } else { "" }
                 )));
             }
             // Into the internal (course) order: a rows-layout weight is transposed.

@@ -121,7 +121,7 @@ pub fn evaluate(
             use_exact(&mut estimates, k, e);
         }
     }
-    super::l2::add(problem, indices, &steps, &mut estimates);
+    super::penalty::add(problem, indices, &steps, &mut estimates);
     Ok(Outcome {
         estimates,
         steps,

@@ -112,7 +112,7 @@ pub fn evaluate(
             use_exact(&mut estimates, k, e);
         }
     }
-    super::l2::add_along(problem, dirs, &mut estimates);
+    super::penalty::add_along(problem, dirs, &mut estimates);
     Ok((estimates, gpu_seconds))
 }
 

@@ -6,7 +6,7 @@
 
 pub mod delta;
 pub mod directions;
-mod l2;
+mod penalty;
 pub mod whole;
 
 use std::borrow::Cow;

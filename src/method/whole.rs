@@ -76,6 +76,6 @@ pub fn evaluate(
             use_exact(&mut estimates, i, e);
         }
     }
-    super::l2::add(problem, &all, &vec![eps; all.len()], &mut estimates);
+    super::penalty::add(problem, &all, &vec![eps; all.len()], &mut estimates);
     Ok((estimates, run.gpu_seconds))
 }

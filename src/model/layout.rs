@@ -4,7 +4,7 @@
 use super::spec::DataLayout;
 
 /// What a tensor is in the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TensorKind {
     Weight,
     Bias,

@@ -7,7 +7,8 @@ pub mod spec;
 
 pub use layout::{ParamLayout, TensorKind, TensorSpec};
 pub use spec::{
-    sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Reduction,
+    sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Penalty,
+    Reduction,
 };
 
 use ndarray::{Array1, Array2};
@@ -45,18 +46,27 @@ impl Mlp {
                     "W{n} has a zero dimension ({rows}×{cols})"
                 )));
             }
+            let transposed = |fits: bool| {
+                if fits {
+                    format!(": W{n} transposed?")
+                } else {
+                    String::new()
+                }
+            };
             if layer.b.len() != rows {
                 return Err(Error::Shape(format!(
-                    "b{n} has {} entries but W{n} has {rows} rows",
-                    layer.b.len()
+                    "b{n} has {} entries but W{n} has {rows} rows{}",
+                    layer.b.len(),
+                    transposed(layer.b.len() == cols)
                 )));
             }
             if l > 0 {
                 let prev = layers[l - 1].w.nrows();
                 if cols != prev {
                     return Err(Error::Shape(format!(
-                        "W{n} has {cols} columns but layer {} has {prev} units",
-                        n - 1
+                        "W{n} has {cols} columns but layer {} has {prev} units{}",
+                        n - 1,
+                        transposed(rows == prev)
                     )));
                 }
             }

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::Mlp;
+use super::{Mlp, TensorKind};
 use crate::error::{Error, Result};
 
 /// A hidden layer's activation.
@@ -273,6 +273,17 @@ impl Loss {
         }
     }
 
+    /// The loss per example as a formula, for the report.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Loss::Bce => "−y·log σ(z) − (1 − y)·log(1 − σ(z))",
+            Loss::Softmax => "−Σ y·log softmax(z)",
+            Loss::Mse => "½‖ŷ − y‖²",
+            Loss::MseMean => "mean((ŷ − y)²)",
+            Loss::Sse => "‖ŷ − y‖²",
+        }
+    }
+
     /// For a squared error over `outputs` output units, its factor `f` on `Σ_o (z − y)²`
     /// per example: ½, 1/outputs or 1.
     pub fn squared_factor(self, outputs: usize) -> Option<f64> {
@@ -334,6 +345,82 @@ pub struct Dropout {
     pub masks: Vec<Array2<f64>>,
 }
 
+/// Penalties on the parameters themselves, added to the cost: the course's L2,
+/// `λ/(2m)·Σ‖W‖²` (`l2` = λ, with the reduction's 1/m), and plain coefficients on plain
+/// sums, `weight_l2·Σw² + weight_l1·Σ|w| + bias_l2·Σb² + bias_l1·Σ|b|` over every layer
+/// (NNFS's four regularisers; cs231n's `reg·ΣW²` is `weight_l2 = reg`, its
+/// `0.5·reg·ΣW²` is `weight_l2 = reg/2`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Penalty {
+    pub l2: f64,
+    pub weight_l2: f64,
+    pub weight_l1: f64,
+    pub bias_l2: f64,
+    pub bias_l1: f64,
+}
+
+impl Penalty {
+    /// Whether it adds nothing.
+    pub fn is_none(&self) -> bool {
+        *self == Penalty::default()
+    }
+
+    /// The factors on `Σθ²` and on `Σ|θ|` of a tensor of `kind`, in a cost whose
+    /// reduction scales the summed losses by `scale`.
+    pub fn factors(&self, kind: TensorKind, scale: f64) -> (f64, f64) {
+        match kind {
+            TensorKind::Weight => (0.5 * self.l2 * scale + self.weight_l2, self.weight_l1),
+            TensorKind::Bias => (self.bias_l2, self.bias_l1),
+        }
+    }
+
+    /// Its derivative in one parameter `theta` of a tensor of `kind` (with `np.sign`'s
+    /// `sign(0) = 0`).
+    pub fn slope(&self, kind: TensorKind, scale: f64, theta: f64) -> f64 {
+        let (square, absolute) = self.factors(kind, scale);
+        let sign = if theta == 0.0 { 0.0 } else { theta.signum() };
+        2.0 * square * theta + absolute * sign
+    }
+
+    /// Its value on `net`.
+    pub fn cost(&self, net: &Mlp, scale: f64) -> f64 {
+        if self.is_none() {
+            return 0.0;
+        }
+        let term = |kind, values: &mut dyn Iterator<Item = f64>| {
+            let (square, absolute) = self.factors(kind, scale);
+            let (mut squares, mut absolutes) = (0.0, 0.0);
+            for v in values {
+                squares += v * v;
+                absolutes += v.abs();
+            }
+            square * squares + absolute * absolutes
+        };
+        net.layers()
+            .iter()
+            .map(|l| {
+                term(TensorKind::Weight, &mut l.w.iter().copied())
+                    + term(TensorKind::Bias, &mut l.b.iter().copied())
+            })
+            .sum()
+    }
+
+    /// `, L2 λ=0.7, weight L1 0.001` for the report (empty without penalties).
+    fn describe(&self) -> String {
+        [
+            ("L2 λ=", self.l2),
+            ("weight L2 ", self.weight_l2),
+            ("weight L1 ", self.weight_l1),
+            ("bias L2 ", self.bias_l2),
+            ("bias L1 ", self.bias_l1),
+        ]
+        .iter()
+        .filter(|(_, v)| *v != 0.0)
+        .map(|(name, v)| format!(", {name}{v}"))
+        .collect()
+    }
+}
+
 /// The checked model: everything the cost is made of besides the weights and the data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
@@ -341,8 +428,7 @@ pub struct Model {
     pub hidden: Vec<Activation>,
     pub loss: Loss,
     pub reduction: Reduction,
-    /// `λ/(2m)·Σ‖W_l‖²` (mean) or `λ/2·Σ‖W_l‖²` (sum); biases are not regularised.
-    pub l2: f64,
+    pub penalty: Penalty,
     pub dropout: Option<Dropout>,
 }
 
@@ -353,14 +439,14 @@ impl Model {
             hidden: vec![Activation::Relu; layers.saturating_sub(1)],
             loss: Loss::Bce,
             reduction: Reduction::Mean,
-            l2: 0.0,
+            penalty: Penalty::default(),
             dropout: None,
         }
     }
 
     /// ReLU hidden layers, sigmoid cross-entropy averaged, no dropout: the model the delta
-    /// method, the exact truncation bounds and the kink brackets are derived for. L2 adds
-    /// an exact quadratic and keeps a model classic.
+    /// method, the exact truncation bounds and the kink brackets are derived for. The
+    /// penalties are added exactly and keep a model classic.
     pub fn is_classic(&self) -> bool {
         self.hidden.iter().all(|&a| a == Activation::Relu)
             && self.loss == Loss::Bce
@@ -376,22 +462,14 @@ impl Model {
         }
     }
 
-    /// The L2 term's factor on `Σ w²`: `λ/(2m)` or `λ/2`.
-    pub fn l2_factor(&self, examples: usize) -> f64 {
-        0.5 * self.l2 * self.scale(examples)
+    /// The penalties' value on `net`, in a cost over `examples`.
+    pub fn penalty_cost(&self, net: &Mlp, examples: usize) -> f64 {
+        self.penalty.cost(net, self.scale(examples))
     }
 
-    /// The L2 term of `net`'s weights.
-    pub fn l2_cost(&self, net: &Mlp, examples: usize) -> f64 {
-        if self.l2 == 0.0 {
-            return 0.0;
-        }
-        let sum: f64 = net
-            .layers()
-            .iter()
-            .map(|l| l.w.iter().map(|w| w * w).sum::<f64>())
-            .sum();
-        self.l2_factor(examples) * sum
+    /// The penalties' derivative in parameter `theta` of a tensor of `kind`.
+    pub fn penalty_slope(&self, kind: TensorKind, examples: usize, theta: f64) -> f64 {
+        self.penalty.slope(kind, self.scale(examples), theta)
     }
 
     /// The dropout factor on hidden layer `l`'s unit `row` for example `e` (1 without dropout).
@@ -409,7 +487,11 @@ impl Model {
             hidden: (!self.hidden.is_empty()).then(|| self.hidden.clone()),
             loss: Some(self.loss),
             reduction: (self.reduction != Reduction::Mean).then_some(self.reduction),
-            l2: (self.l2 != 0.0).then_some(self.l2),
+            l2: (self.penalty.l2 != 0.0).then_some(self.penalty.l2),
+            weight_l2: (self.penalty.weight_l2 != 0.0).then_some(self.penalty.weight_l2),
+            weight_l1: (self.penalty.weight_l1 != 0.0).then_some(self.penalty.weight_l1),
+            bias_l2: (self.penalty.bias_l2 != 0.0).then_some(self.penalty.bias_l2),
+            bias_l1: (self.penalty.bias_l1 != 0.0).then_some(self.penalty.bias_l1),
             keep_prob: self.dropout.as_ref().map(|d| d.keep_prob),
             layout: Some(layout),
         }
@@ -434,9 +516,7 @@ impl Model {
                 self.reduction.as_str()
             )
         };
-        if self.l2 != 0.0 {
-            text.push_str(&format!(", L2 λ={}", self.l2));
-        }
+        text.push_str(&self.penalty.describe());
         if let Some(d) = &self.dropout {
             text.push_str(&format!(", dropout keep_prob={}", d.keep_prob));
         }
@@ -452,7 +532,13 @@ pub struct ModelOptions {
     pub hidden: Option<Vec<Activation>>,
     pub loss: Option<Loss>,
     pub reduction: Option<Reduction>,
+    /// The course's λ: `λ/(2m)·Σ‖W‖²`.
     pub l2: Option<f64>,
+    /// Coefficients on plain sums (see [`Penalty`]).
+    pub weight_l2: Option<f64>,
+    pub weight_l1: Option<f64>,
+    pub bias_l2: Option<f64>,
+    pub bias_l1: Option<f64>,
     pub keep_prob: Option<f64>,
     /// `None`: decided by the shapes.
     pub layout: Option<DataLayout>,
@@ -466,6 +552,10 @@ impl ModelOptions {
             loss: self.loss.or(under.loss),
             reduction: self.reduction.or(under.reduction),
             l2: self.l2.or(under.l2),
+            weight_l2: self.weight_l2.or(under.weight_l2),
+            weight_l1: self.weight_l1.or(under.weight_l1),
+            bias_l2: self.bias_l2.or(under.bias_l2),
+            bias_l1: self.bias_l1.or(under.bias_l1),
             keep_prob: self.keep_prob.or(under.keep_prob),
             layout: self.layout.or(under.layout),
         }
@@ -517,12 +607,24 @@ impl ModelOptions {
                 "l2" | "lambd" | "lambda" => {
                     opts.l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
                 }
+                "weight_l2" | "weight_regularizer_l2" | "reg" => {
+                    opts.weight_l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
+                "weight_l1" | "weight_regularizer_l1" => {
+                    opts.weight_l1 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
+                "bias_l2" | "bias_regularizer_l2" => {
+                    opts.bias_l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
+                "bias_l1" | "bias_regularizer_l1" => {
+                    opts.bias_l1 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                }
                 "keep_prob" => {
                     opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?)
                 }
                 _ => {
                     return Err(Error::Option(format!(
-                    "unknown setting '{key}': use hidden, loss, reduction, l2, keep_prob or layout"
+                    "unknown setting '{key}': use hidden, loss, reduction, l2, weight_l2, weight_l1, bias_l2, bias_l1, keep_prob or layout"
                 )))
                 }
             }
@@ -544,8 +646,16 @@ impl ModelOptions {
         if let Some(r) = self.reduction {
             words.push(format!("reduction={}", r.as_str()));
         }
-        if let Some(l2) = self.l2 {
-            words.push(format!("l2={l2}"));
+        for (key, value) in [
+            ("l2", self.l2),
+            ("weight_l2", self.weight_l2),
+            ("weight_l1", self.weight_l1),
+            ("bias_l2", self.bias_l2),
+            ("bias_l1", self.bias_l1),
+        ] {
+            if let Some(v) = value {
+                words.push(format!("{key}={v}"));
+            }
         }
         if let Some(p) = self.keep_prob {
             words.push(format!("keep_prob={p}"));
@@ -571,12 +681,7 @@ impl ModelOptions {
                 )))
             }
         };
-        let l2 = self.l2.unwrap_or(0.0);
-        if !(l2.is_finite() && l2 >= 0.0) {
-            return Err(Error::Option(format!(
-                "the L2 strength must be a finite number ≥ 0, got {l2}"
-            )));
-        }
+        let penalty = self.penalty()?;
         let dropout = match (self.keep_prob, masks) {
             (None, None) => None,
             (Some(p), _) if !(p > 0.0 && p <= 1.0) => {
@@ -608,8 +713,35 @@ impl ModelOptions {
             hidden,
             loss: self.loss.unwrap_or_default(),
             reduction: self.reduction.unwrap_or_default(),
-            l2,
+            penalty,
             dropout,
+        })
+    }
+
+    /// The penalties asked for, each a finite number ≥ 0; the course's `l2` and
+    /// `weight_l2` are two conventions for one term, so not both.
+    fn penalty(&self) -> Result<Penalty> {
+        let checked = |name: &str, value: Option<f64>| -> Result<f64> {
+            let v = value.unwrap_or(0.0);
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(Error::Option(format!(
+                    "the penalty {name} must be a finite number ≥ 0, got {v}"
+                )))
+            }
+        };
+        if let (Some(l2), Some(w)) = (self.l2, self.weight_l2) {
+            return Err(Error::Option(format!(
+                "l2={l2} and weight_l2={w} are two conventions for the same term (λ/(2m)·Σ‖W‖² and a plain coefficient on Σ‖W‖²): give one"
+            )));
+        }
+        Ok(Penalty {
+            l2: checked("l2", self.l2)?,
+            weight_l2: checked("weight_l2", self.weight_l2)?,
+            weight_l1: checked("weight_l1", self.weight_l1)?,
+            bias_l2: checked("bias_l2", self.bias_l2)?,
+            bias_l1: checked("bias_l1", self.bias_l1)?,
         })
     }
 }

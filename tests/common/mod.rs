@@ -162,7 +162,7 @@ pub fn gpu_has_f64(ctx: &GpuContext) -> bool {
 /// Models that between them use every activation, loss, reduction and dropout, for the
 /// tests that compose and validate every kernel.
 pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
-    use gradcheck::model::{Activation, Dropout, Loss, Model, Reduction};
+    use gradcheck::model::{Activation, Dropout, Loss, Model, Penalty, Reduction};
     let every = Model {
         hidden: vec![
             Activation::LeakyRelu(0.2),
@@ -172,7 +172,10 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
         ],
         loss: Loss::Softmax,
         reduction: Reduction::Sum,
-        l2: 0.5,
+        penalty: Penalty {
+            l2: 0.5,
+            ..Default::default()
+        },
         dropout: Some(Dropout {
             keep_prob: 0.8,
             masks: Vec::new(),
@@ -311,7 +314,10 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
         a.push(out);
     }
     let scale = model.scale(problem.examples()) as f32;
-    let l2 = (2.0 * model.l2_factor(problem.examples())) as f32;
+    let m = problem.examples();
+    let penalty = |kind, values: &Array2<f32>| {
+        values.mapv(|v| model.penalty_slope(kind, m, f64::from(v)) as f32)
+    };
     let twice = model
         .loss
         .squared_factor(problem.y().nrows())
@@ -320,10 +326,12 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
     let mut per_layer = Vec::new();
     for l in (0..=last).rev() {
         let mut dw = dz.dot(&a[l].t());
-        if l2 != 0.0 {
-            dw = dw + &layers[l].0 * l2;
+        let mut db = dz.sum_axis(Axis(1));
+        if !model.penalty.is_none() {
+            use gradcheck::model::TensorKind;
+            dw = dw + penalty(TensorKind::Weight, &layers[l].0);
+            db = db + penalty(TensorKind::Bias, &layers[l].1).column(0);
         }
-        let db = dz.sum_axis(Axis(1));
         if l > 0 {
             dz = layers[l].0.t().dot(&dz) * &slopes[l - 1];
         }
@@ -488,15 +496,20 @@ pub fn user_backprop(problem: &Problem, style: Style) -> Vec<f64> {
         }
     };
     let scale = model.scale(problem.examples());
-    let l2 = 2.0 * model.l2_factor(problem.examples());
+    let m = problem.examples();
     let mut dz = residual * scale;
     let mut per_layer = Vec::new();
     for l in (0..=last).rev() {
-        let mut dw = dz.dot(&a[l].t());
-        if l2 != 0.0 {
-            dw = dw + &net.layers()[l].w * l2;
-        }
-        let db = dz.sum_axis(Axis(1));
+        use gradcheck::model::TensorKind;
+        let layer = &net.layers()[l];
+        let dw = dz.dot(&a[l].t())
+            + layer
+                .w
+                .mapv(|w| model.penalty_slope(TensorKind::Weight, m, w));
+        let db = dz.sum_axis(Axis(1))
+            + layer
+                .b
+                .mapv(|b| model.penalty_slope(TensorKind::Bias, m, b));
         if l > 0 {
             dz = net.layers()[l].w.t().dot(&dz) * &slopes[l - 1];
         }

@@ -1,0 +1,110 @@
+"""The mistakes people make saving their arrays, each answered with what was found and the
+likely fix, by the command line and by the module alike."""
+
+import os
+import pickle
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcheck
+
+ROOT = Path(__file__).resolve().parents[2]
+EXERCISE = ROOT / "assets" / "exercise_buggy_backprop.npz"
+
+
+def binary():
+    path = Path(os.environ.get("GRADCHECK_BIN", ROOT / "target" / "release" / "gradcheck"))
+    if not path.exists():
+        pytest.fail(f"{path} not built: run cargo build --release (or set GRADCHECK_BIN)")
+    return path
+
+
+def cli(path, *args):
+    out = subprocess.run([binary(), "check", str(path), *args], capture_output=True,
+                         text=True)
+    return out.returncode, out.stdout + out.stderr
+
+
+def course():
+    d = dict(np.load(EXERCISE))
+    params = {k: d[k] for k in d if k[0] in "Wb"}
+    grads = {k: d[k] for k in d if k.startswith("d")}
+    grads = dict(grads, dW2=grads["dW2"] / 2, db1=grads["db1"] / 4)
+    return params, grads, d["X"], d["Y"]
+
+
+def test_pickled_dicts_in_an_npz_are_named_with_the_fix(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "net.npz"
+    np.savez(path, X=X, Y=Y, params=params, grads=grads)
+    code, text = cli(path)
+    assert code == 2
+    assert "the input holds X, Y, grads, params" in text, text
+    assert "pickled" in text and "**params" in text, text
+
+
+def test_a_pickle_file_is_named_as_one(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "net.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"X": X, "Y": Y, **params, **grads}, f)
+    code, text = cli(path)
+    assert code == 2 and "is a Python pickle" in text and "np.savez" in text, text
+
+
+def test_a_transposed_weight_or_gradient_is_asked_about(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "t.npz"
+    np.savez(path, X=X, Y=Y, **dict(params, W1=params["W1"].T), **grads)
+    code, text = cli(path)
+    assert code == 2 and "W1 transposed?" in text, text
+    np.savez(path, X=X, Y=Y, **params, **dict(grads, dW2=grads["dW2"].T))
+    code, text = cli(path)
+    assert code == 2 and "transposed?" in text, text
+    with pytest.raises(gradcheck.GradcheckError, match="transposed"):
+        gradcheck.check(params, dict(grads, dW2=grads["dW2"].T), X, Y)
+
+
+def test_class_labels_without_softmax_name_softmax(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 4))
+    y = rng.integers(0, 3, 6)
+    params = {"W1": rng.standard_normal((4, 5)), "b1": np.zeros(5),
+              "W2": rng.standard_normal((5, 3)), "b2": np.zeros(3)}
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    with pytest.raises(gradcheck.GradcheckError, match="class indices.*softmax"):
+        gradcheck.check(params, grads, X, y=y)
+    path = tmp_path / "c.npz"
+    np.savez(path, X=X, y=y, **params, **{f"d{k}": v for k, v in grads.items()})
+    code, text = cli(path)
+    assert code == 2 and "softmax" in text, text
+
+
+def test_lowercase_labels_and_masks_divided_by_keep_prob_from_a_file(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "y.npz"
+    np.savez(path, X=X, y=Y, **params, **grads)
+    code, text = cli(path)
+    assert code == 0, text
+    np.savez(path, X=X, y=Y, Y=Y, **params, **grads)
+    code, text = cli(path)
+    assert code == 2 and "both Y and y" in text, text
+
+
+def test_masks_without_a_keep_probability_are_named(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, Y=Y, D1=np.ones((5, 3)), D2=np.ones((3, 3)), **params, **grads)
+    code, text = cli(path)
+    assert code == 2 and "D1, D2 look like dropout masks" in text, text
+
+
+def test_layer_named_arrays_in_a_file_get_the_naming_rule(tmp_path):
+    params, grads, X, Y = course()
+    path = tmp_path / "n.npz"
+    np.savez(path, X=X, Y=Y, dense1_weights=params["W1"], dense1_biases=params["b1"])
+    code, text = cli(path)
+    assert code == 2 and "name the layers' arrays W1, b1" in text, text
