@@ -39,7 +39,7 @@ fn networks_of(settings: &str) -> Vec<Problem> {
 }
 
 /// The models of the second table, as settings lines.
-const MODELS: [&str; 6] = common::OTHER_MODELS;
+const MODELS: [&str; 7] = common::OTHER_MODELS;
 
 /// The gradients on trial for a problem.
 type Trial = dyn Fn(&Problem) -> Gradients;

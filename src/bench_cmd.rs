@@ -23,8 +23,51 @@ struct Skipped {
 
 #[derive(Serialize, Deserialize)]
 struct BenchJson {
+    /// Where and when: cores and CPU model; UTC date and time.
+    #[serde(default)]
+    machine: String,
+    #[serde(default)]
+    date: String,
     rows: Vec<BenchRow>,
     skipped: Vec<Skipped>,
+}
+
+/// "2 cores, AMD EPYC 7B13" from the host.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{cores} cores, {model}")
+}
+
+/// The UTC date and time, `2026-12-01 22:40 UTC`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
 }
 
 fn case_label(case: &Case) -> String {
@@ -80,7 +123,25 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        bench::plot::write_svg(&results.rows, path)?;
+        let notes = bench::plot::PlotNotes {
+            machine: results.machine.clone(),
+            date: results.date.clone(),
+            skipped: results
+                .skipped
+                .iter()
+                .filter_map(|s| {
+                    let mut words = s.case.split(' ');
+                    Some(bench::plot::SkippedSize {
+                        params: s.params,
+                        device: words.next()?.to_string(),
+                        method: words.next()?.to_string(),
+                        precision: words.next()?.to_string(),
+                    })
+                })
+                .filter(|s| s.params > 0)
+                .collect(),
+        };
+        bench::plot::write_svg(&results.rows, path, &notes)?;
     }
     Ok(if results.rows.iter().all(|r| r.passed) {
         ExitCode::SUCCESS
@@ -143,6 +204,7 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
     progress.enable_steady_tick(std::time::Duration::from_millis(250));
 
     let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    let start = std::time::Instant::now();
     for case in &cases {
         let opts = case.options(args.adapter.as_deref());
         let engine = match Engine::new(&opts) {
@@ -164,23 +226,42 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
         };
         // One untimed check of the smallest size first: it compiles the case's kernels,
         // which would otherwise be the smallest row's time and inflate every prediction.
-        if let Some(first) = rungs.first() {
+        if let Some(first) = rungs
+            .first()
+            .filter(|_| start.elapsed().as_secs_f64() < args.max_seconds)
+        {
             time_check(&engine, case, first, 1, args.adapter.as_deref())
                 .with_context(|| format!("{} · {} (warm-up)", first.label(), case_label(case)))?;
         }
         let mut previous: Option<BenchRow> = None;
         for rung in &rungs {
             progress.set_message(format!("{} · {}", rung.label(), case_label(case)));
-            let predicted = previous.as_ref().and_then(|p| predicted_seconds(p, rung));
-            if let Some(seconds) = predicted.filter(|&s| s > args.max_seconds) {
+            // --max-seconds caps the whole run: a size is skipped once the budget is spent
+            // or when its predicted time (its repeats included) does not fit what is left.
+            let left = args.max_seconds - start.elapsed().as_secs_f64();
+            let predicted = previous
+                .as_ref()
+                .and_then(|p| predicted_seconds(p, rung))
+                .map(|s| s * args.repeat as f64);
+            let reason = if left <= 0.0 {
+                Some(format!(
+                    "the run's --max-seconds {} s are spent",
+                    args.max_seconds
+                ))
+            } else {
+                predicted.filter(|&s| s > left).map(|s| {
+                    format!(
+                        "predicted {s:.1} s, more than the {left:.1} s left of --max-seconds {}",
+                        args.max_seconds
+                    )
+                })
+            };
+            if let Some(reason) = reason {
                 skipped.push(Skipped {
                     network: rung.label(),
                     params: rung.params(),
                     case: case_label(case),
-                    reason: format!(
-                        "predicted {seconds:.0} s > --max-seconds {}",
-                        args.max_seconds
-                    ),
+                    reason,
                 });
                 progress.inc(1);
                 continue;
@@ -206,5 +287,10 @@ fn measure(args: &BenchArgs) -> Result<BenchJson> {
             .collect();
         bail!("nothing was measured ({})", reasons.join("; "));
     }
-    Ok(BenchJson { rows, skipped })
+    Ok(BenchJson {
+        machine: machine(),
+        date: utc_now(),
+        rows,
+        skipped,
+    })
 }

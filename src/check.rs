@@ -269,6 +269,9 @@ pub struct ModelFacts {
     pub bias_l2: f64,
     /// Whether the losses are averaged over the examples.
     pub mean: bool,
+    /// Per hidden layer (0-based), its kinked units that are off (z ≤ 0) in some
+    /// example: where a wrong ReLU mask shows.
+    pub off_units: Vec<std::collections::BTreeSet<usize>>,
 }
 
 /// Judges every coordinate, tensor and the whole gradient.
@@ -758,6 +761,26 @@ impl Pattern {
         )
     }
 
+    /// Where the failing rows (a layer's units) are all units that are off in some example,
+    /// a ReLU mask that lets them through: the units named.
+    fn mask(&self, spec: &TensorSpec, advice: &Advice) -> Option<String> {
+        let off = advice.model.off_units.get(spec.layer - 1)?;
+        if self.failing_rows.is_empty() || off.is_empty() {
+            return None;
+        }
+        if !self.failing_rows.keys().all(|r| off.contains(r)) {
+            return None;
+        }
+        let shown: Vec<String> = self.failing_rows.keys().take(8).map(usize::to_string).collect();
+        let more = self.failing_rows.len().saturating_sub(8);
+        Some(format!(
+            "errors only where layer {}'s units {}{} are off (z ≤ 0) in some examples: a ReLU mask that lets them through (A ≥ 0, or no mask)?",
+            spec.layer,
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ))
+    }
+
     /// A short sentence naming the pattern of a failing tensor, or, where none fits, saying
     /// that its errors are no common factor (its ratio near 1 says nothing then).
     fn diagnose(
@@ -817,6 +840,9 @@ impl Pattern {
                 return Some("transposed: grad = gradapproxᵀ".into());
             }
         }
+        if let Some(text) = self.mask(spec, advice) {
+            return Some(text);
+        }
         let first = self.first_failing?;
         if self.failing == 1 && spec.len() > 1 {
             return Some(format!(
@@ -848,17 +874,23 @@ impl Pattern {
                 )
             });
         }
+        // Internal rows are output units: the user's rows in the course's layout, their
+        // columns with examples in rows (W stored n_in × n_out).
+        let (row, rows, col, cols) = match spec.data_layout {
+            crate::model::DataLayout::Columns => ("row", "rows", "column", "columns"),
+            crate::model::DataLayout::Rows => ("column", "columns", "row", "rows"),
+        };
         if nr * 2 <= self.rows && nr < self.rows {
             return Some(format!(
                 "errors only in {} {} (a wrong mask or index?)",
-                plural(nr, "row", "rows"),
+                plural(nr, row, rows),
                 list(&self.failing_rows)
             ));
         }
         if nc * 2 <= self.cols && nc < self.cols {
             return Some(format!(
                 "errors only in {} {} (a wrong mask or index?)",
-                plural(nc, "column", "columns"),
+                plural(nc, col, cols),
                 list(&self.failing_cols)
             ));
         }

@@ -410,6 +410,30 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
                 weight_l2: model.penalty.factors(crate::model::TensorKind::Weight, scale).0,
                 bias_l2: model.penalty.factors(crate::model::TensorKind::Bias, scale).0,
                 mean: model.reduction == crate::model::Reduction::Mean,
+                off_units: {
+                    let acts = cpu::forward::forward(
+                        eval.problem.net(),
+                        model,
+                        eval.problem.x().view(),
+                    );
+                    model
+                        .hidden
+                        .iter()
+                        .enumerate()
+                        .map(|(l, act)| {
+                            if act.kink().is_none() {
+                                return Default::default();
+                            }
+                            acts.z[l]
+                                .rows()
+                                .into_iter()
+                                .enumerate()
+                                .filter(|(_, z)| z.iter().any(|&v| v <= 0.0))
+                                .map(|(k, _)| k)
+                                .collect()
+                        })
+                        .collect()
+                },
             }
         },
         overflow: match eval.precision {

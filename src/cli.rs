@@ -67,8 +67,9 @@ pub struct BenchArgs {
     pub methods: Vec<Method>,
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32,f64")]
     pub precisions: Vec<Precision>,
-    /// Skip a size when the previous size's time, scaled by the operation counts,
-    /// predicts more than this many seconds.
+    /// A cap on the whole run, in seconds: a size is skipped once they are spent, or when
+    /// the previous size's time, scaled by the operation counts, predicts it would not fit
+    /// what is left (one measurement in flight may still overrun by its own length).
     #[arg(long, default_value_t = 60.0, allow_hyphen_values = true)]
     pub max_seconds: f64,
     /// Runs per measurement (the best is kept).
@@ -144,11 +145,12 @@ fn seed(text: &str) -> std::result::Result<u64, String> {
 
 /// A generated network.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Generated network (instead of FILE)")]
 pub struct NetworkArgs {
     /// Layer widths, input first, e.g. 784,128,64,1 (without it: the exercise's network).
     #[arg(long, value_name = "WIDTHS", value_parser = parse_widths)]
     pub layers: Option<Widths>,
-    /// Number of examples (columns of X) of the --layers network [default: 64].
+    /// Number of examples of the --layers network [default: 64].
     #[arg(long, allow_hyphen_values = true, value_parser = count)]
     pub examples: Option<usize>,
     /// Seed of the --layers network's generator [default: 7].
@@ -180,6 +182,7 @@ impl NetworkArgs {
 /// What the network computes, for a FILE (over its own `gradcheck` settings) or a
 /// generated network.
 #[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Model (over FILE's own settings)")]
 pub struct ModelArgs {
     /// Hidden activations: one for every hidden layer or one per layer, from relu,
     /// leaky_relu (slope 0.01; leaky_relu:0.2 for another), tanh, sigmoid, identity
@@ -187,8 +190,8 @@ pub struct ModelArgs {
     #[arg(long, value_name = "A[,A…]", value_parser = parse_hidden)]
     pub hidden: Option<Activations>,
     /// Output and loss: bce (sigmoid, binary cross-entropy), softmax (softmax,
-    /// cross-entropy; Y one-hot or class indices), mse (identity, ½‖ŷ − y‖² per example)
-    /// [default: bce].
+    /// cross-entropy; Y one-hot or class indices), mse (identity, ½‖ŷ − y‖² per example),
+    /// mse_mean (mean((ŷ − y)²): PyTorch's, NNFS's), sse (‖ŷ − y‖²) [default: bce].
     #[arg(long, value_enum)]
     pub loss: Option<Loss>,
     /// How per-example losses combine [default: mean].
@@ -216,8 +219,8 @@ pub struct ModelArgs {
     /// Adds bias_l1·Σ|b| (NNFS's bias_regularizer_l1).
     #[arg(long, value_name = "C", allow_hyphen_values = true)]
     pub bias_l1: Option<f64>,
-    /// Inverted dropout with the saved masks D1 … D(L−1): A ← A·D/keep_prob (generated
-    /// networks draw masks with it).
+    /// Inverted dropout with the saved masks D1 … D(L−1), 0/1 or already divided by
+    /// keep_prob: A ← A·D/keep_prob (generated networks draw masks with it).
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub keep_prob: Option<f64>,
     /// columns (the course: X n0×m, W n_out×n_in) or rows (cs231n, NNFS: X m×n0,
@@ -258,30 +261,30 @@ pub struct CheckArgs {
     /// npz file with X, Y, W1, b1, … and the gradients to check (dW1, db1, …, or W1_grad,
     /// grad_W1). Without FILE and --layers, the exercise's network.
     pub file: Option<PathBuf>,
+    /// npz file of the gradients, named like the parameters (W1, b1, … as cs231n's grads
+    /// dict) or dW1, W1_grad, grad_W1.
+    #[arg(help_heading = "Input", long, value_name = "FILE")]
+    pub grads: Option<PathBuf>,
+    /// Check the tool's own backprop of FILE's network instead of gradients from a file.
+    #[arg(help_heading = "Input", long)]
+    pub builtin_backprop: bool,
+    /// Check only the tensors whose gradients are given (else missing ones are an error).
+    #[arg(help_heading = "Input", long)]
+    pub partial: bool,
+    /// Scale gradient tensors before the check, e.g. dW2=2,db1=4 (the exercise's bugs).
+    #[arg(help_heading = "Input", long)]
+    pub bug: Option<BugSpec>,
     #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// npz file of the gradients, named like the parameters (W1, b1, … as cs231n's grads
-    /// dict) or dW1, W1_grad, grad_W1.
-    #[arg(long, value_name = "FILE")]
-    pub grads: Option<PathBuf>,
-    /// Check the tool's own backprop of FILE's network instead of gradients from a file.
-    #[arg(long)]
-    pub builtin_backprop: bool,
-    /// Check only the tensors whose gradients are given (else missing ones are an error).
-    #[arg(long)]
-    pub partial: bool,
-    /// Scale gradient tensors before the check, e.g. dW2=2,db1=4 (the exercise's bugs).
-    #[arg(long)]
-    pub bug: Option<BugSpec>,
     #[command(flatten)]
     pub options: OptionArgs,
     /// Write the JSON report to PATH ('-' for stdout; the table then goes to stderr).
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(help_heading = "Output", long, value_name = "PATH|-")]
     pub json: Option<String>,
     /// No progress bar (it shows only on a terminal, for checks over a second).
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
 }
 
@@ -289,58 +292,60 @@ pub struct CheckArgs {
 #[derive(Args, Debug)]
 pub struct OptionArgs {
     /// Where the finite differences run. auto: a hardware GPU when there is one (in f64 or
-    /// f32 by its shaders, unless --precision says); a software adapter (lavapipe, llvmpipe,
-    /// WARP) or none at all means the native CPU path in f64, with a notice.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    /// f32 by its shaders, unless --precision says); with only a software adapter (lavapipe,
+    /// llvmpipe, WARP) or none, the native CPU path in f64 (the report's placement line
+    /// says which and why).
+    #[arg(help_heading = "Device", long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// Arithmetic of the perturbed passes. auto: f64 on the CPU and on GPUs with f64
     /// shaders (Vulkan on NVIDIA, AMD, lavapipe), f32 on the others (Metal, DX12, GL, Intel),
     /// where the delta method still resolves ~1e-7; the report says which and why.
-    #[arg(long, value_enum, default_value_t = PrecisionChoice::Auto)]
+    #[arg(help_heading = "Device", long, value_enum, default_value_t = PrecisionChoice::Auto)]
     pub precision: PrecisionChoice,
     /// delta: only the change a step makes (exact, kink-aware, fast); full: whole forward
     /// passes (the exercise's algorithm) [default: delta].
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Method", long, value_enum)]
     pub method: Option<Method>,
     /// Finite-difference step (default: chosen for the precision and method).
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(help_heading = "Method", long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
-    /// Largest relative difference that passes (default 2e-7 in f64).
-    #[arg(long, allow_hyphen_values = true, value_parser = threshold)]
+    /// Largest relative difference that passes [default: 2e-7 on an f64 evaluation, 1e-5 on
+    /// f32 by the delta method or for float32 gradients, 1e-3 on f32 whole passes].
+    #[arg(help_heading = "Method", long, allow_hyphen_values = true, value_parser = threshold)]
     pub threshold: Option<f64>,
     /// Number of worst coordinates to name.
-    #[arg(long, default_value_t = 5, allow_hyphen_values = true, value_parser = count)]
+    #[arg(help_heading = "Output", long, default_value_t = 5, allow_hyphen_values = true, value_parser = count)]
     pub top: usize,
     /// Use the GPU adapter whose name contains NAME (else WGPU_ADAPTER_NAME); an error when
     /// none matches, whatever --device says.
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Device", long, value_name = "NAME")]
     pub adapter: Option<String>,
     /// The device limits to ask for: the adapter's, WebGPU's defaults or wgpu's downlevel
     /// ones, to see whether a check would run on a smaller GPU [default: adapter, or
     /// GRADCHECK_LIMITS].
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Device", long, value_enum)]
     pub limits: Option<LimitsChoice>,
     /// Perturbations (full) or parameters (delta) per GPU dispatch (default: from the
     /// device's limits).
-    #[arg(long, allow_hyphen_values = true, value_parser = positive)]
+    #[arg(help_heading = "Device", long, allow_hyphen_values = true, value_parser = positive)]
     pub chunk: Option<usize>,
     /// Memory the check may use, e.g. 512M or 8G (default: 3/4 of the available RAM).
     /// Bigger checks are refused before they start; GPU work is sliced to fit it.
-    #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
+    #[arg(help_heading = "Device", long, value_name = "SIZE", allow_hyphen_values = true, value_parser = gradcheck::memory::parse_size)]
     pub max_memory: Option<u64>,
     /// Check only K coordinates, drawn at random with every tensor represented (delta).
-    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
+    #[arg(help_heading = "Scope", long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
     pub sample: Option<usize>,
     /// Check K random directional derivatives (unit directions, one tensor each, the
     /// tensors in turn) by whole forward passes, as PyTorch's fast_mode does.
-    #[arg(long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
+    #[arg(help_heading = "Scope", long, value_name = "K", allow_hyphen_values = true, value_parser = positive)]
     pub directions: Option<usize>,
     /// Seed of the --sample or --directions draw.
-    #[arg(long, value_name = "S", default_value_t = 1, allow_hyphen_values = true, value_parser = seed)]
+    #[arg(help_heading = "Scope", long, value_name = "S", default_value_t = 1, allow_hyphen_values = true, value_parser = seed)]
     pub sample_seed: u64,
     /// The precision the gradients were computed in, when it is coarser than the file's
     /// arrays (f32 gradients saved as float64). float32 arrays are judged as f32 anyway.
-    #[arg(long, value_enum, value_name = "P")]
+    #[arg(help_heading = "Method", long, value_enum, value_name = "P")]
     pub grad_precision: Option<Precision>,
 }
 

@@ -117,3 +117,32 @@ fn bench_refuses_bad_input_with_one_line() {
             "is not a `gradcheck bench --json` file",
         ));
 }
+
+/// `--max-seconds` caps the whole run (not each size): once spent, the remaining sizes are
+/// skipped and say why; the JSON and the plot carry the machine and the date, and the plot
+/// marks what was skipped.
+#[test]
+fn max_seconds_caps_the_whole_run_and_the_plot_says_where_and_when() {
+    let dir = TempDir::new().unwrap();
+    let (json, svg) = (dir.path().join("rows.json"), dir.path().join("plot.svg"));
+    let start = std::time::Instant::now();
+    let out = gradcheck()
+        .args(["bench", "--layers", "4,5,1", "--layers", "64,64,1", "--layers", "128,128,1"])
+        .args(["--devices", "cpu", "--max-seconds", "0.05", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("are spent") || text.contains("left of --max-seconds"), "{text}");
+    assert!(elapsed < 30.0, "{elapsed} s");
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(value["machine"].as_str().unwrap().contains("cores"));
+    assert!(value["date"].as_str().unwrap().ends_with("UTC"));
+    assert!(!value["skipped"].as_array().unwrap().is_empty());
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.contains("UTC") && plot.contains("skipped"), "{plot}");
+}

@@ -649,3 +649,41 @@ fn two_runs_report_the_same_numbers_bit_for_bit() {
     // Every figure, worst coordinate and tensor difference: serialised f64s, exactly equal.
     assert_eq!(run(), run());
 }
+
+/// `check --help` groups its options (input, network, model, device, method, scope,
+/// output) instead of one flat list of thirty.
+#[test]
+fn check_help_is_grouped() {
+    let out = gradcheck().args(["check", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for heading in [
+        "Input:",
+        "Generated network (instead of FILE):",
+        "Model (over FILE's own settings):",
+        "Device:",
+        "Method:",
+        "Scope:",
+        "Output:",
+    ] {
+        assert!(text.contains(heading), "{heading} missing from:\n{text}");
+    }
+    assert!(!text.contains("columns of X"), "{text}");
+}
+
+/// Under -q a check prints no notes (the header's placement line says where it ran);
+/// without it, a note names the arrays it does not use.
+#[test]
+fn quiet_checks_print_no_notes() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let p = common::network_of("", &[3, 4, 1], 5, 2);
+    let grad = gradcheck::cpu::backprop::gradients(&p);
+    let mut arrays = common::course_arrays(&p, Some(&grad));
+    arrays.push(("A1".to_string(), ndarray::Array2::ones((4, 5))));
+    let path = common::write_npz(&dir, "extra.npz", &arrays, false);
+    let out = gradcheck().args(["check", "-q"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("note:"), "{stderr}");
+    let out = gradcheck().arg("check").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("note: not used: A1").count(), 1, "{stderr}");
+}

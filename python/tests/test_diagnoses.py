@@ -98,3 +98,27 @@ def test_a_one_element_tensor_gets_no_tautology_and_every_failure_a_word():
     d = diagnoses(report)
     assert "single entry" not in (d["b3"] or "")
     assert all(v for v in d.values()), d
+
+
+def test_a_relu_mask_that_lets_off_units_through_names_them():
+    rng = np.random.default_rng(5)
+    m = 30
+    X = rng.standard_normal((4, m))
+    Y = (rng.random((1, m)) > 0.5) * 1.0
+    P = {"W1": rng.standard_normal((6, 4)), "b1": rng.standard_normal((6, 1)),
+         "W2": rng.standard_normal((5, 6)), "b2": rng.standard_normal((5, 1)) - 2.5,
+         "W3": rng.standard_normal((1, 5)), "b3": rng.standard_normal((1, 1))}
+    Z1 = P["W1"] @ X + P["b1"]
+    A1 = np.maximum(0, Z1)
+    Z2 = P["W2"] @ A1 + P["b2"]
+    A2 = np.maximum(0, Z2)
+    A3 = 1 / (1 + np.exp(-(P["W3"] @ A2 + P["b3"])))
+    dZ3 = (A3 - Y) / m
+    g = {"dW3": dZ3 @ A2.T, "db3": dZ3.sum(1, keepdims=True)}
+    dZ2 = (P["W3"].T @ dZ3) * (A2 >= 0)          # the bug: every unit passes
+    g.update(dW2=dZ2 @ A1.T, db2=dZ2.sum(1, keepdims=True))
+    dZ1 = (P["W2"].T @ dZ2) * (Z1 > 0)
+    g.update(dW1=dZ1 @ X.T, db1=dZ1.sum(1, keepdims=True))
+    report = gradcheck.check(P, g, X, Y)
+    d = diagnoses(report)
+    assert "layer 2's units" in (d.get("b2") or "") and "A ≥ 0" in d["b2"], str(report)

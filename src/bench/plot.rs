@@ -34,8 +34,32 @@ pub fn ensure_svg(path: &Path) -> Result<()> {
     }
 }
 
-/// Writes an SVG plot of `rows` to `path`.
-pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
+/// What the plot says besides the rows: where and when they were measured, and the sizes
+/// each case skipped.
+#[derive(Clone, Debug, Default)]
+pub struct PlotNotes {
+    pub machine: String,
+    pub date: String,
+    pub skipped: Vec<SkippedSize>,
+}
+
+/// A size a case skipped: its parameters, and the case (`cpu` or `gpu`, method, precision).
+#[derive(Clone, Debug)]
+pub struct SkippedSize {
+    pub params: usize,
+    pub device: String,
+    pub method: String,
+    pub precision: String,
+}
+
+/// `device · method · precision` as the plot's series are named.
+pub fn case_label(device: &str, method: &str, precision: &str) -> String {
+    format!("{} · {method} · {precision}", short_device(device))
+}
+
+/// Writes an SVG plot of `rows` to `path`: undecided rows drawn hollow, skipped sizes as
+/// crosses along the top, the machine and date under the title.
+pub fn write_svg(rows: &[BenchRow], path: &Path, notes: &PlotNotes) -> Result<()> {
     ensure_svg(path)?;
     if rows.is_empty() {
         return Err(Error::Option(
@@ -44,26 +68,27 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
     }
     let first = rows[0].params;
     if rows.iter().all(|r| r.params == first) {
-        return write_dots(rows, path);
+        return write_dots(rows, path, notes);
     }
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<String, Vec<(f64, f64, bool)>> = BTreeMap::new();
     for r in rows {
         series
-            .entry(format!(
-                "{} · {} · {}",
-                short_device(&r.device),
-                r.method.as_str(),
-                r.precision.as_str()
-            ))
+            .entry(case_label(&r.device, r.method.as_str(), r.precision.as_str()))
             .or_default()
-            .push((r.params as f64, r.wall_seconds.max(1e-6)));
+            .push((r.params as f64, r.wall_seconds.max(1e-6), r.verdict == "pass"));
     }
     let bounds = |values: Vec<f64>, below: f64| {
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = values.iter().copied().fold(0.0, f64::max);
         (lo / below, hi * 2.0)
     };
-    let (x_lo, x_hi) = bounds(rows.iter().map(|r| r.params as f64).collect(), 2.0);
+    let (x_lo, x_hi) = bounds(
+        rows.iter()
+            .map(|r| r.params as f64)
+            .chain(notes.skipped.iter().map(|s| s.params as f64))
+            .collect(),
+        2.0,
+    );
     // Room below the fastest line for the legend (lower right).
     let (y_lo, y_hi) = bounds(
         rows.iter().map(|r| r.wall_seconds.max(1e-6)).collect(),
@@ -74,8 +99,11 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "gradcheck: one whole check, every coordinate",
-            ("sans-serif", 24),
+            format!(
+                "gradcheck: one whole check, every coordinate — {} · {}",
+                notes.machine, notes.date
+            ),
+            ("sans-serif", 18),
         )
         .margin(16)
         .x_label_area_size(56)
@@ -92,12 +120,26 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(|e| failed(&e))?;
-    for (i, (label, mut points)) in series.into_iter().enumerate() {
+    let colors: BTreeMap<String, RGBColor> = series
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), PALETTE[i % PALETTE.len()]))
+        .collect();
+    for (label, mut points) in series.into_iter() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let color = PALETTE[i % PALETTE.len()];
+        let color = colors[&label];
+        // Decided rows filled, undecided ones hollow.
         let dots = chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .draw_series(points.iter().map(|&(x, y, decided)| {
+                let style = if decided {
+                    color.filled()
+                } else {
+                    color.stroke_width(2)
+                };
+                Circle::new((x, y), if decided { 4 } else { 6 }, style)
+            }))
             .map_err(|e| failed(&e))?;
+        let points: Vec<(f64, f64)> = points.iter().map(|&(x, y, _)| (x, y)).collect();
         if points.len() == 1 {
             // One size only for this case: a dot, and a dot in the legend.
             dots.label(label)
@@ -112,6 +154,28 @@ pub fn write_svg(rows: &[BenchRow], path: &Path) -> Result<()> {
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
     }
+    // Skipped sizes: a cross along the top, in the case's colour.
+    for skipped in &notes.skipped {
+        let tail = format!(" · {} · {}", skipped.method, skipped.precision);
+        let color = colors
+            .iter()
+            .find(|(k, _)| k.starts_with(&skipped.device) && k.ends_with(&tail))
+            .map_or(PALETTE[8], |(_, c)| *c);
+        chart
+            .draw_series(std::iter::once(Cross::new(
+                (skipped.params as f64, y_hi / 1.5),
+                6,
+                color.stroke_width(2),
+            )))
+            .map_err(|e| failed(&e))?;
+    }
+    chart
+        .draw_series(std::iter::once(Text::new(
+            "filled: pass · hollow: undecided (inconclusive) · × along the top: skipped (--max-seconds)",
+            (x_lo * 1.1, y_hi / 1.15),
+            ("sans-serif", 13).into_font(),
+        )))
+        .map_err(|e| failed(&e))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
@@ -133,19 +197,17 @@ fn failed(e: &dyn std::fmt::Display) -> Error {
 
 /// One network size: a dot per device · method · precision on a log time axis, each
 /// labelled with its case and time, fastest first.
-fn write_dots(rows: &[BenchRow], path: &Path) -> Result<()> {
+fn write_dots(rows: &[BenchRow], path: &Path, notes: &PlotNotes) -> Result<()> {
     let mut cases: Vec<(String, f64)> = rows
         .iter()
         .map(|r| {
-            (
-                format!(
-                    "{} · {} · {}",
-                    short_device(&r.device),
-                    r.method.as_str(),
-                    r.precision.as_str()
-                ),
-                r.wall_seconds.max(1e-6),
-            )
+            let label = case_label(&r.device, r.method.as_str(), r.precision.as_str());
+            let label = if r.verdict == "pass" {
+                label
+            } else {
+                format!("{label} ({})", r.verdict)
+            };
+            (label, r.wall_seconds.max(1e-6))
         })
         .collect();
     cases.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -160,12 +222,14 @@ fn write_dots(rows: &[BenchRow], path: &Path) -> Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "gradcheck: one whole check of {} ({} parameters, m = {})",
+                "gradcheck: one whole check of {} ({} parameters, m = {}) — {} · {}",
                 widths.join("-"),
                 r.params,
-                r.examples
+                r.examples,
+                notes.machine,
+                notes.date
             ),
-            ("sans-serif", 22),
+            ("sans-serif", 16),
         )
         .margin(16)
         .x_label_area_size(56)

@@ -193,14 +193,15 @@ pub fn model_variants() -> Vec<gradcheck::gpu::shader::ModelOps> {
 }
 
 /// Models beyond the exercise's that between them use every activation, loss, reduction,
-/// L2 and dropout, as settings lines: the accuracy table's and the float32 tests'.
-pub const OTHER_MODELS: [&str; 6] = [
+/// penalties and dropout, as settings lines: the accuracy table's and the float32 tests'.
+pub const OTHER_MODELS: [&str; 7] = [
     "hidden=tanh",
     "hidden=sigmoid loss=mse",
     "hidden=leaky_relu loss=softmax",
     "hidden=tanh loss=softmax l2=0.7",
     "hidden=relu keep_prob=0.8",
     "hidden=tanh loss=mse reduction=sum keep_prob=0.9",
+    "hidden=leaky_relu loss=mse_mean weight_l2=0.01 weight_l1=0.003 bias_l2=0.02 bias_l1=0.001",
 ];
 
 /// A generated network of `widths` and `examples` computing the model `settings` (a
