@@ -771,7 +771,12 @@ impl Pattern {
         if !self.failing_rows.keys().all(|r| off.contains(r)) {
             return None;
         }
-        let shown: Vec<String> = self.failing_rows.keys().take(8).map(usize::to_string).collect();
+        let shown: Vec<String> = self
+            .failing_rows
+            .keys()
+            .take(8)
+            .map(usize::to_string)
+            .collect();
         let more = self.failing_rows.len().saturating_sub(8);
         Some(format!(
             "errors only where layer {}'s units {}{} are off (z ≤ 0) in some examples: a ReLU mask that lets them through (A ≥ 0, or no mask)?",

@@ -127,8 +127,23 @@ fn max_seconds_caps_the_whole_run_and_the_plot_says_where_and_when() {
     let (json, svg) = (dir.path().join("rows.json"), dir.path().join("plot.svg"));
     let start = std::time::Instant::now();
     let out = gradcheck()
-        .args(["bench", "--layers", "4,5,1", "--layers", "64,64,1", "--layers", "128,128,1"])
-        .args(["--devices", "cpu", "--max-seconds", "0.05", "--quiet", "--json"])
+        .args([
+            "bench",
+            "--layers",
+            "4,5,1",
+            "--layers",
+            "64,64,1",
+            "--layers",
+            "128,128,1",
+        ])
+        .args([
+            "--devices",
+            "cpu",
+            "--max-seconds",
+            "0.05",
+            "--quiet",
+            "--json",
+        ])
         .arg(&json)
         .arg("--plot")
         .arg(&svg)
@@ -136,7 +151,10 @@ fn max_seconds_caps_the_whole_run_and_the_plot_says_where_and_when() {
         .unwrap();
     let elapsed = start.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("are spent") || text.contains("left of --max-seconds"), "{text}");
+    assert!(
+        text.contains("are spent") || text.contains("left of --max-seconds"),
+        "{text}"
+    );
     assert!(elapsed < 30.0, "{elapsed} s");
     let value: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();

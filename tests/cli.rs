@@ -680,7 +680,11 @@ fn quiet_checks_print_no_notes() {
     let mut arrays = common::course_arrays(&p, Some(&grad));
     arrays.push(("A1".to_string(), ndarray::Array2::ones((4, 5))));
     let path = common::write_npz(&dir, "extra.npz", &arrays, false);
-    let out = gradcheck().args(["check", "-q"]).arg(&path).output().unwrap();
+    let out = gradcheck()
+        .args(["check", "-q"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("note:"), "{stderr}");
     let out = gradcheck().arg("check").arg(&path).output().unwrap();

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::{course_arrays, gradcheck, network_of, user_backprop, write_npz, Style};
 use gradcheck::model::{Layer, Mlp};
 use gradcheck::problem::Problem;
@@ -30,24 +28,8 @@ fn check(
     (p, grad): (&Problem, &[f64]),
     flags: &[&str],
 ) -> (Ended, String) {
-    let path: PathBuf = write_npz(
-        dir,
-        &format!("{name}.npz"),
-        &course_arrays(p, Some(grad)),
-        false,
-    );
-    let out = gradcheck()
-        .arg("check")
-        .arg(&path)
-        .args(flags)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ended = match out.status.code() {
+    let (code, text) = common::check_arrays(dir, &format!("{name}.npz"), (p, grad), flags);
+    let ended = match code {
         Some(0) => Ended::Pass,
         Some(1) => Ended::Fail,
         Some(3) => Ended::Undecided,

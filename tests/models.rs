@@ -11,7 +11,6 @@ use gradcheck::checker::{judge, Engine, Gradients};
 use gradcheck::cpu::{backprop, finite_diff::central_differences};
 use gradcheck::estimate::perturbed_pair;
 use gradcheck::generate::BugSpec;
-use gradcheck::model::Model;
 use gradcheck::monitor::Silent;
 use gradcheck::options::{CheckOptions, DeviceChoice, Method, Precision, PrecisionChoice};
 use gradcheck::problem::Problem;
@@ -310,16 +309,7 @@ fn the_regularization_exercise_catches_its_bugs() {
     let eval = engine.evaluate(&l2, &opts).unwrap();
     let pass = judge("t", &eval, &Gradients::Backprop(None), &opts).unwrap();
     assert_eq!(pass.verdict, Verdict::Pass, "{}", pass.render(false));
-    let without_l2 = Problem::with_model(
-        l2.net().clone(),
-        Model {
-            penalty: Default::default(),
-            ..l2.model().clone()
-        },
-        l2.x().clone(),
-        l2.y().clone(),
-    )
-    .unwrap();
+    let without_l2 = common::without_penalties(&l2);
     let forgot = backprop::gradients(&without_l2);
     let report = judge("t", &eval, &Gradients::given(forgot, "forgot L2"), &opts).unwrap();
     let failing = failing_tensors(&report);

@@ -7,42 +7,21 @@
 
 mod common;
 
-use common::{course_arrays, gradcheck, network_of, user_backprop, write_npz, Style};
-use gradcheck::model::{Layer, Mlp, Model, TensorKind};
+use common::{gradcheck, network_of, user_backprop, Style};
+use gradcheck::model::{Layer, Mlp, TensorKind};
 use gradcheck::problem::Problem;
 use tempfile::TempDir;
 
 /// Runs `gradcheck check` on `p`'s arrays with gradient `grad` and `flags`; the exit code
 /// and the output.
 fn check(dir: &TempDir, (p, grad): (&Problem, &[f64]), flags: &[&str]) -> (i32, String) {
-    let path = write_npz(dir, "net.npz", &course_arrays(p, Some(grad)), false);
-    let out = gradcheck()
-        .arg("check")
-        .arg(&path)
-        .args(flags)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let (code, text) = common::check_arrays(dir, "net.npz", (p, grad), flags);
+    (code.unwrap_or(-1), text)
 }
 
 /// The data term's gradient of `p` (its penalties left out), as a user's backprop.
 fn data_gradient(p: &Problem) -> Vec<f64> {
-    let bare = Problem::with_model(
-        p.net().clone(),
-        Model {
-            penalty: Default::default(),
-            ..p.model().clone()
-        },
-        p.x().clone(),
-        p.y().clone(),
-    )
-    .unwrap();
-    user_backprop(&bare, Style::default())
+    user_backprop(&common::without_penalties(p), Style::default())
 }
 
 /// `grad` plus `factor` times the penalties' slope, with `sign0(i)` the slope of `|θ|` a

@@ -142,6 +142,25 @@ def _settings(**model):
     return " ".join(words)
 
 
+def _known(options):
+    """Refuses keywords that are neither the model's nor the check's, naming both."""
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise GradcheckError(
+            f"unknown keyword {', '.join(sorted(unknown))}; the model takes "
+            f"{', '.join(_MODEL)}, reg, masks, y; the check {', '.join(_OPTIONS)}, "
+            "partial, progress")
+
+
+def _model(reg, **model):
+    """The settings line of the model keywords, `reg` being cs231n's name of weight_l2."""
+    if reg is not None:
+        if model.get("weight_l2") is not None:
+            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
+        model["weight_l2"] = reg
+    return _settings(**model)
+
+
 def _options(values):
     """The check keywords as the library's options (None: its default)."""
     options = {key: values.get(key) for key in _OPTIONS}
@@ -214,16 +233,7 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
 
     Returns a :class:`Report`; bad input raises :class:`GradcheckError`.
     """
-    unknown = set(options) - set(_OPTIONS)
-    if unknown:
-        raise GradcheckError(
-            f"unknown keyword {', '.join(sorted(unknown))}; the model takes "
-            f"{', '.join(_MODEL)}, reg, masks, y; the check {', '.join(_OPTIONS)}, "
-            "partial, progress")
-    if reg is not None:
-        if weight_l2 is not None:
-            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
-        weight_l2 = reg
+    _known(options)
     if y is not None:
         if Y is not None:
             raise GradcheckError("give the labels once, as Y or as y")
@@ -250,9 +260,9 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
             "(or {'W1': …} as cs231n)")
     grad_names = _layer_names(list(grads))
     gradients = {grad_names[n]: _as_array(n, v) for n, v in dict(grads).items()}
-    settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
-                         weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
-                         bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+    settings = _model(reg, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
+                      weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
+                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
     data, text = _check_arrays(arrays, gradients, settings, _options(options),
                                partial, _progress(progress))
     return Report(json.loads(data), text)
@@ -265,16 +275,10 @@ def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=No
     a second file ``grads`` (cs231n's two-file form, keyed like the parameters); the model
     keywords override the file's own settings (its ``gradcheck`` array). The keywords are
     :func:`check`'s."""
-    unknown = set(options) - set(_OPTIONS)
-    if unknown:
-        raise GradcheckError(f"unknown keyword {', '.join(sorted(unknown))}")
-    if reg is not None:
-        if weight_l2 is not None:
-            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
-        weight_l2 = reg
-    settings = _settings(hidden=hidden, loss=loss, reduction=reduction, l2=l2,
-                         weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
-                         bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+    _known(options)
+    settings = _model(reg, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
+                      weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
+                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
     data, text = _check_npz(str(path), None if grads is None else str(grads), settings,
                             _options(options), partial, _progress(progress))
     return Report(json.loads(data), text)

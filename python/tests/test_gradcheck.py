@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import gradcheck
+from helpers import binary
 
 ROOT = Path(__file__).resolve().parents[2]
 EXERCISE = ROOT / "assets" / "exercise_buggy_backprop.npz"
@@ -194,13 +195,6 @@ def test_the_gil_is_released_during_a_check():
     worker.join()
     assert done and done[0].verdict == "fail"  # zero gradients
     assert ticks > 1000
-
-
-def binary():
-    path = Path(os.environ.get("GRADCHECK_BIN", ROOT / "target" / "release" / "gradcheck"))
-    if not path.exists():
-        pytest.fail(f"{path} not built: run cargo build --release (or set GRADCHECK_BIN)")
-    return path
 
 
 def cli_json(path, *args):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradcheck
+from helpers import exercise
 
 
 # --- NNFS, as the book writes it (float32-friendly numpy, rows, layer objects) ---------
@@ -186,13 +187,9 @@ def test_masks_saved_divided_by_keep_prob_are_read_and_said_so():
 
 
 def test_one_mask_for_two_hidden_layers_says_two_are_needed():
-    d = dict(np.load(os.path.join(os.path.dirname(__file__), "..", "..", "assets",
-                                  "exercise_buggy_backprop.npz")))
-    params = {k: d[k] for k in d if k[0] in "Wb"}
-    grads = {k: d[k] for k in d if k.startswith("d")}
+    params, grads, X, Y = exercise(fixed=False)
     with pytest.raises(gradcheck.GradcheckError, match="one mask per hidden layer, 2"):
-        gradcheck.check(params, grads, d["X"], d["Y"], keep_prob=0.8,
-                        masks=[np.ones((5, 3))])
+        gradcheck.check(params, grads, X, Y, keep_prob=0.8, masks=[np.ones((5, 3))])
 
 
 def test_a_list_of_arrays_is_refused_with_the_fix():
@@ -202,15 +199,6 @@ def test_a_list_of_arrays_is_refused_with_the_fix():
 
 
 # --- the command line's options, progress and the report's objects --------------------
-
-def exercise():
-    d = dict(np.load(os.path.join(os.path.dirname(__file__), "..", "..", "assets",
-                                  "exercise_buggy_backprop.npz")))
-    params = {k: d[k] for k in d if k[0] in "Wb"}
-    grads = {k: d[k] for k in d if k.startswith("d")}
-    grads = dict(grads, dW2=grads["dW2"] / 2, db1=grads["db1"] / 4)
-    return params, grads, d["X"], d["Y"]
-
 
 def test_every_option_of_the_command_line():
     params, grads, X, Y = exercise()

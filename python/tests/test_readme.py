@@ -2,27 +2,17 @@
 fresh directory; then every `gradcheck` command of its sh blocks there, on the files the
 Python blocks saved. A README example that fails is a bug."""
 
-import os
 import re
 import shlex
 import subprocess
-from pathlib import Path
 
-import pytest
+from helpers import ROOT, binary
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
 def blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
-
-
-def binary():
-    path = Path(os.environ.get("GRADCHECK_BIN", ROOT / "target" / "release" / "gradcheck"))
-    if not path.exists():
-        pytest.fail(f"{path} not built: run cargo build --release (or set GRADCHECK_BIN)")
-    return path
 
 
 def test_the_readme_has_examples_to_run():

@@ -1,25 +1,15 @@
 """The mistakes people make saving their arrays, each answered with what was found and the
 likely fix, by the command line and by the module alike."""
 
-import os
 import pickle
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gradcheck
 
-ROOT = Path(__file__).resolve().parents[2]
-EXERCISE = ROOT / "assets" / "exercise_buggy_backprop.npz"
-
-
-def binary():
-    path = Path(os.environ.get("GRADCHECK_BIN", ROOT / "target" / "release" / "gradcheck"))
-    if not path.exists():
-        pytest.fail(f"{path} not built: run cargo build --release (or set GRADCHECK_BIN)")
-    return path
+from helpers import binary, exercise
 
 
 def cli(path, *args):
@@ -29,11 +19,7 @@ def cli(path, *args):
 
 
 def course():
-    d = dict(np.load(EXERCISE))
-    params = {k: d[k] for k in d if k[0] in "Wb"}
-    grads = {k: d[k] for k in d if k.startswith("d")}
-    grads = dict(grads, dW2=grads["dW2"] / 2, db1=grads["db1"] / 4)
-    return params, grads, d["X"], d["Y"]
+    return exercise()
 
 
 def test_pickled_dicts_in_an_npz_are_named_with_the_fix(tmp_path):

@@ -73,9 +73,17 @@ pub fn write_svg(rows: &[BenchRow], path: &Path, notes: &PlotNotes) -> Result<()
     let mut series: BTreeMap<String, Vec<(f64, f64, bool)>> = BTreeMap::new();
     for r in rows {
         series
-            .entry(case_label(&r.device, r.method.as_str(), r.precision.as_str()))
+            .entry(case_label(
+                &r.device,
+                r.method.as_str(),
+                r.precision.as_str(),
+            ))
             .or_default()
-            .push((r.params as f64, r.wall_seconds.max(1e-6), r.verdict == "pass"));
+            .push((
+                r.params as f64,
+                r.wall_seconds.max(1e-6),
+                r.verdict == "pass",
+            ));
     }
     let bounds = |values: Vec<f64>, below: f64| {
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);

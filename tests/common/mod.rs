@@ -551,3 +551,42 @@ pub fn course_arrays(p: &Problem, grad: Option<&[f64]>) -> Vec<(String, ndarray:
     }
     out
 }
+
+/// Writes `p` with gradient `grad` (the course's arrays) as `dir/name` and runs `gradcheck
+/// check` on it with `flags`: the exit code and the output, stdout then stderr.
+#[allow(dead_code)]
+pub fn check_arrays(
+    dir: &tempfile::TempDir,
+    name: &str,
+    (p, grad): (&Problem, &[f64]),
+    flags: &[&str],
+) -> (Option<i32>, String) {
+    let path = write_npz(dir, name, &course_arrays(p, Some(grad)), false);
+    let out = gradcheck()
+        .arg("check")
+        .arg(&path)
+        .args(flags)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `p` without its penalties: the data term alone.
+#[allow(dead_code)]
+pub fn without_penalties(p: &Problem) -> Problem {
+    Problem::with_model(
+        p.net().clone(),
+        gradcheck::model::Model {
+            penalty: Default::default(),
+            ..p.model().clone()
+        },
+        p.x().clone(),
+        p.y().clone(),
+    )
+    .unwrap()
+}
