@@ -45,31 +45,6 @@ fn scaled(p: &Problem, grad: &[f64], tensor: &str, factor: f64) -> Vec<f64> {
     g
 }
 
-/// `p` with every bias set by `bias` and the first `blank` examples' inputs 0.
-fn rebiased(p: &Problem, blank: usize, bias: impl Fn(usize) -> f64) -> Problem {
-    let layers: Vec<Layer> = p
-        .net()
-        .layers()
-        .iter()
-        .enumerate()
-        .map(|(l, layer)| Layer {
-            w: layer.w.clone(),
-            b: layer.b.mapv(|_| bias(l)),
-        })
-        .collect();
-    let mut x = p.x().clone();
-    for e in 0..blank {
-        x.column_mut(e).fill(0.0);
-    }
-    Problem::with_model(
-        Mlp::new(layers).unwrap(),
-        p.model().clone(),
-        x,
-        p.y().clone(),
-    )
-    .unwrap()
-}
-
 const CPU_METHODS: [[&str; 4]; 2] = [
     ["--device", "cpu", "--method", "delta"],
     ["--device", "cpu", "--method", "full"],
@@ -91,7 +66,7 @@ fn item_1_and_10_a_kink_admits_the_conventions_and_no_bug() {
         base.y().mapv(|_| 0.0),
     )
     .unwrap();
-    let p = rebiased(&base, 1, |_| 0.0);
+    let p = common::rebiased(&base, 1, |_| 0.0);
     let m = p.examples() as f64;
     for flags in CPU_METHODS {
         for at_zero in [0.0, 0.5, 1.0] {
@@ -121,13 +96,13 @@ fn item_1_and_10_a_kink_admits_the_conventions_and_no_bug() {
 fn item_2_a_unit_just_above_its_kink_is_not_on_it() {
     let dir = TempDir::new().unwrap();
     let base = network_of("", &[3, 4, 1], 5, 8);
-    let mut p = rebiased(&base, 1, |_| 0.0);
+    let mut p = common::rebiased(&base, 1, |_| 0.0);
     let mut layers = p.net().layers().to_vec();
     layers[0].b[1] = 1e-10;
     p = Problem::new(Mlp::new(layers).unwrap(), p.x().clone(), p.y().clone()).unwrap();
     let correct = user_backprop(&p, Style::default());
     // The wrong mask: unit 1 off at the blank example (as `A > 1e-9` would have it).
-    let masked = rebiased(&p, 1, |_| 0.0);
+    let masked = common::rebiased(&p, 1, |_| 0.0);
     let wrong = user_backprop(&masked, Style::default());
     for flags in CPU_METHODS {
         assert_eq!(
@@ -158,7 +133,7 @@ fn item_3_kinks_of_every_model_are_decided() {
             ["--loss", "mse", "--hidden", "leaky_relu"],
         ),
     ] {
-        let p = rebiased(&network_of(settings, &[2, 8, 8, 3], 12, 9), 2, |_| 0.0);
+        let p = common::rebiased(&network_of(settings, &[2, 8, 8, 3], 12, 9), 2, |_| 0.0);
         let model: Vec<&str> = flags.iter().copied().filter(|f| !f.is_empty()).collect();
         for method in CPU_METHODS {
             let args: Vec<&str> = method.iter().chain(&model).copied().collect();
@@ -172,7 +147,7 @@ fn item_3_kinks_of_every_model_are_decided() {
             }
         }
     }
-    let p = rebiased(
+    let p = common::rebiased(
         &network_of("hidden=leaky_relu:1.0 loss=softmax", &[2, 6, 3], 9, 5),
         3,
         |_| 0.0,
@@ -206,7 +181,7 @@ fn item_4_saturated_units_are_never_a_false_alarm() {
         ("hidden=sigmoid", ["--hidden", "sigmoid", "--loss", "bce"]),
     ] {
         let base = network_of(settings, &[4, 6, 3], 10, 4);
-        let p = rebiased(&base, 0, |l| if l == 0 { 15.0 } else { 0.1 });
+        let p = common::rebiased(&base, 0, |l| if l == 0 { 15.0 } else { 0.1 });
         for method in CPU_METHODS {
             let args: Vec<&str> = method.iter().chain(&flags).copied().collect();
             for naive in [false, true] {

@@ -590,3 +590,29 @@ pub fn without_penalties(p: &Problem) -> Problem {
     )
     .unwrap()
 }
+
+#[allow(dead_code)]
+/// `p` with every bias set by `bias` and the first `blank` examples' inputs 0.
+pub fn rebiased(p: &Problem, blank: usize, bias: impl Fn(usize) -> f64) -> Problem {
+    let layers: Vec<gradcheck::model::Layer> = p
+        .net()
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| gradcheck::model::Layer {
+            w: layer.w.clone(),
+            b: layer.b.mapv(|_| bias(l)),
+        })
+        .collect();
+    let mut x = p.x().clone();
+    for e in 0..blank {
+        x.column_mut(e).fill(0.0);
+    }
+    Problem::with_model(
+        gradcheck::model::Mlp::new(layers).unwrap(),
+        p.model().clone(),
+        x,
+        p.y().clone(),
+    )
+    .unwrap()
+}
