@@ -29,7 +29,8 @@ fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
     let row_at = row * m;
     let gain_base = info.z_offset * outs;
     for (var o = 0u; o < outs; o++) {
-        let d = s * gain[gain_base + (row_at + e) * outs + o];
+        let g = gain[gain_base + (row_at + e) * outs + o];
+        let d = s * g;
         let at = o * m + e;
         let zz = logits[at];
         let sg = logits[block + at];
@@ -41,6 +42,7 @@ fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
             linear + rest_up,
             rest_down - linear,
             Real(2.0) * abs(linear) + abs(rest_up) + abs(rest_down),
+            g != Real(0.0),
         );
     }
 }

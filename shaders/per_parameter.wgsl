@@ -31,12 +31,13 @@ struct Sums {
 
 // Adds a term to both running sums (`down` to the minus step's); `size` is what their own
 // roundings are relative to. A rounding may also flush a result below the smallest normal
-// to 0: TINY_OVER_U (that number over u) per nonzero term and its additions covers it (an
-// exactly zero term, a dead unit's, has no error).
-fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real) {
+// to 0: TINY_OVER_U (that number over u) per `live` term (one whose factors are nonzero,
+// so that its exact value is too, whatever was computed) and its additions covers it; a
+// term with a zero factor, a dead unit's, is exactly 0.
+fn add_terms(sums: ptr<function, Sums>, up: Real, down: Real, size: Real, live: bool) {
     (*sums).plus += up;
     (*sums).minus += down;
-    let floor = select(Real(0.0), TINY_OVER_U, size != Real(0.0));
+    let floor = select(Real(0.0), TINY_OVER_U, live);
     (*sums).sizes += size + floor;
     (*sums).partials += abs((*sums).plus) + abs((*sums).minus) + Real(2.0) * floor;
 }

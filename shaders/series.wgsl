@@ -22,8 +22,15 @@ fn add_example(at: vec4<u32>, e: u32, s: Real, sums: ptr<function, Sums>) {
     var power = Real(1.0);
     for (var k = 0u; k < ORDER; k++) {
         power *= s;
-        let term = coeff[at_e * ORDER + k] * power;
+        let c = coeff[at_e * ORDER + k];
+        let term = c * power;
         // Odd powers (k even) change sign with the step.
-        add_terms(sums, term, select(term, -term, (k & 1u) == 0u), Real(2.0) * abs(term));
+        add_terms(
+            sums,
+            term,
+            select(term, -term, (k & 1u) == 0u),
+            Real(2.0) * abs(term),
+            c != Real(0.0),
+        );
     }
 }

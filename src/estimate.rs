@@ -38,10 +38,11 @@ pub struct Sums {
 impl Sums {
     /// Adds a term to both sums (`down` to the minus step's); `size` is what their own
     /// roundings are relative to. A result below the smallest normal may be flushed to 0:
-    /// that number over u per nonzero term and its additions covers it.
-    pub fn add(&mut self, up: f64, down: f64, size: f64) {
+    /// that number over u per `live` term (its factors nonzero, so its exact value too)
+    /// and its additions covers it.
+    pub fn add(&mut self, up: f64, down: f64, size: f64, live: bool) {
         const TINY_OVER_U: f64 = f64::MIN_POSITIVE / F64_UNIT_ROUNDOFF;
-        let floor = if size != 0.0 { TINY_OVER_U } else { 0.0 };
+        let floor = if live { TINY_OVER_U } else { 0.0 };
         self.plus += up;
         self.minus += down;
         self.sizes += size + floor;

@@ -500,3 +500,48 @@ fn equal_terms_absorbed_by_an_f32_sum_are_never_a_false_alarm() {
         }
     }
 }
+
+/// A second sweep's finding: on an f32 device a gradient below f32's smallest normal
+/// (a class whose probability is ~1e-40) is flushed to 0 by every product that makes it;
+/// the device's estimate 0 then carried no bound and failed the correct gradient. Terms
+/// whose factors are nonzero carry a floor now, so the host decides them.
+#[test]
+fn gradients_below_f32s_normal_range_are_never_a_false_alarm_on_an_f32_device() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let p = network_of("loss=softmax", &[3, 4, 3], 4, 9);
+    let layers: Vec<Layer> = p
+        .net()
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| {
+            let mut b = layer.b.clone();
+            if l == 1 {
+                b[2] = -95.0;
+            }
+            Layer {
+                w: layer.w.clone(),
+                b,
+            }
+        })
+        .collect();
+    // No example of class 2: its gradient is then its tiny probabilities alone.
+    let mut y = p.y().clone();
+    for mut column in y.columns_mut() {
+        if column[2] == 1.0 {
+            column[2] = 0.0;
+            column[0] = 1.0;
+        }
+    }
+    let p = Problem::with_model(Mlp::new(layers).unwrap(), p.model().clone(), p.x().clone(), y)
+        .unwrap();
+    let grad = user_backprop(&p, Style::default());
+    let b2 = p.net().layout().tensor_named("b2").unwrap().offset + 2;
+    assert!(grad[b2].abs() < f64::from(f32::MIN_POSITIVE) && grad[b2] != 0.0);
+    let args = ["--loss", "softmax", "--device", "gpu", "--precision", "f32"];
+    let (ended, text) = check(&dir, "tiny", (&p, &grad), &args);
+    assert_ne!(ended, Ended::Fail, "{text}");
+}

@@ -46,7 +46,7 @@ fn delta_cost(
             let (z, sigma, y) = (sens.z_out[[o, e]], sens.sigma[[o, e]], problem.y()[[o, e]]);
             let (up, up_size) = cost_term_change(z, sigma, y, d);
             let (down, down_size) = cost_term_change(z, sigma, y, -d);
-            sums.add(up, down, up_size + down_size);
+            sums.add(up, down, up_size + down_size, g != 0.0);
         }
     }
     sums.finish(1.0 / problem.examples() as f64)

@@ -114,6 +114,7 @@ fn add_example(sums: &mut Sums, g: ArrayView1<f64>, s: f64) {
             term,
             if k % 2 == 0 { -term } else { term },
             2.0 * term.abs(),
+            c != 0.0,
         );
     }
 }
