@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             arrays: Vec::new(),
             stored: Precision::F32,
             float32_values: false,
+            float32_forward: false,
             source: "a float32 backprop".into(),
         })
     };

@@ -264,14 +264,23 @@ pub struct ModelFacts {
     pub keep_prob: Option<f64>,
     /// The squared-error convention and the number of outputs, for a squared loss.
     pub squared: Option<(crate::model::Loss, usize)>,
-    /// The penalties' factors on `Σw²` and `Σb²`.
-    pub weight_l2: f64,
-    pub bias_l2: f64,
+    /// Per layer (0-based), the penalties' factors on `Σw²` and `Σb²`.
+    pub l2: Vec<(f64, f64)>,
     /// Whether the losses are averaged over the examples.
     pub mean: bool,
     /// Per hidden layer (0-based), its kinked units that are off (z ≤ 0) in some
     /// example: where a wrong ReLU mask shows.
-    pub off_units: Vec<std::collections::BTreeSet<usize>>,
+    pub off_units: Vec<OffUnits>,
+}
+
+/// A hidden layer's units that are off (z ≤ 0) in some example, and what else acts there.
+#[derive(Clone, Debug, Default)]
+pub struct OffUnits {
+    pub units: std::collections::BTreeSet<usize>,
+    /// Its activation's slope below 0, when not 0 (a leaky ReLU).
+    pub leak: Option<f64>,
+    /// Whether a dropout mask also acts on the layer.
+    pub dropout: bool,
 }
 
 /// Judges every coordinate, tensor and the whole gradient.
@@ -425,6 +434,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
 ) -> Comparison {
     let mut worst = Worst::new(top);
     let mut tensors = Vec::new();
+    let mut mask_fallbacks = Vec::new();
     let mut total = Norms::default();
     let (mut failed_coordinates, mut checked_coordinates) = (0, 0);
     let (mut unresolved_coordinates, mut kink_coordinates) = (0, 0);
@@ -527,8 +537,12 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             }
         });
         let diagnosis = (verdict == Verdict::Fail)
-            .then(|| pattern.diagnose(&name, spec, advice))
+            .then(|| pattern.diagnose(&name, spec, advice, true))
             .flatten();
+        // A mask's error flows down: it is named only if no layer above fails too.
+        let unmasked = (verdict == Verdict::Fail && pattern.mask(spec, advice).is_some())
+            .then(|| pattern.diagnose(&name, spec, advice, false));
+        mask_fallbacks.push((spec.layer, unmasked));
         tensors.push(TensorCheck {
             name: spec.name.clone(),
             shape: spec.user_shape(),
@@ -549,6 +563,18 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
         checked_coordinates += checked;
         kink_coordinates += kinks;
         total.merge(&norms);
+    }
+
+    let top_failing = tensors
+        .iter()
+        .zip(&mask_fallbacks)
+        .filter(|(t, _)| t.verdict == Verdict::Fail)
+        .map(|(_, (layer, _))| *layer)
+        .max();
+    for (tensor, (layer, unmasked)) in tensors.iter_mut().zip(mask_fallbacks) {
+        if let Some(unmasked) = unmasked.filter(|_| top_failing > Some(layer)) {
+            tensor.diagnosis = unmasked;
+        }
     }
 
     let global = if checked_coordinates == 0 {
@@ -731,27 +757,37 @@ impl Pattern {
             return None;
         }
         let facts = &advice.model;
+        let (weight_l2, bias_l2) = facts.l2.get(spec.layer - 1).copied().unwrap_or_default();
         let (have, kind) = match spec.kind {
-            crate::model::TensorKind::Weight => (facts.weight_l2, "weight"),
-            crate::model::TensorKind::Bias => (facts.bias_l2, "bias"),
+            crate::model::TensorKind::Weight => (weight_l2, "weight"),
+            crate::model::TensorKind::Bias => (bias_l2, "bias"),
         };
         let fits = have + c / 2.0;
+        let weight = spec.kind == crate::model::TensorKind::Weight;
+        // The course's λ, with its λ/(2m) on ΣW², where the losses are averaged.
+        let lambda = |coefficient: f64| {
+            (weight && facts.mean && coefficient > 0.0)
+                .then_some(2.0 * coefficient * advice.examples as f64)
+        };
         let model = if have == 0.0 {
             "the model has none".to_string()
         } else {
-            format!("the model's is {have:.6}")
+            match lambda(have) {
+                Some(l) => format!("the model's is {have:.6} (the course's l2 = λ = {l:.6})"),
+                None => format!("the model's is {have:.6}"),
+            }
         };
-        let course = if spec.kind == crate::model::TensorKind::Weight && facts.mean && fits > 0.0 {
-            format!(
-                ", the course's l2 = λ = {:.6} (λ/(2m))",
-                2.0 * fits * advice.examples as f64
-            )
-        } else {
-            String::new()
+        let course = match lambda(fits) {
+            Some(l) => format!(", the course's l2 = λ = {l:.6} (λ/(2m))"),
+            None => String::new(),
         };
         Some(
-            if fits.abs() < 1e-12 * have.abs().max(1e-300) || fits == 0.0 {
-                format!("grad − gradapprox = {c:.4} × {}: the L2 term's gradient is missing from the backprop", spec.name)
+            // Rounding leaves a missing term's fit near, not at, zero.
+            if have != 0.0 && fits.abs() < 1e-3 * have.abs() {
+                format!(
+                    "grad − gradapprox = {c:.4} × {}: the L2 term's gradient is missing from the backprop — {model}",
+                    spec.name
+                )
             } else {
                 format!(
                 "grad − gradapprox = {c:.4} × {} (proportional to the parameter): an L2 term counted differently; the gradient fits {kind}_l2 = {fits:.6} on Σ{}²{course} — {model}",
@@ -762,13 +798,14 @@ impl Pattern {
     }
 
     /// Where the failing rows (a layer's units) are all units that are off in some example,
-    /// a ReLU mask that lets them through: the units named.
+    /// the derivative there wrong (a ReLU mask that lets them through): the units named.
+    /// Left to the caller to drop where a layer above fails too (its error flows down).
     fn mask(&self, spec: &TensorSpec, advice: &Advice) -> Option<String> {
         let off = advice.model.off_units.get(spec.layer - 1)?;
-        if self.failing_rows.is_empty() || off.is_empty() {
+        if self.failing < 2 || self.failing_rows.is_empty() || off.units.is_empty() {
             return None;
         }
-        if !self.failing_rows.keys().all(|r| off.contains(r)) {
+        if !self.failing_rows.keys().all(|r| off.units.contains(r)) {
             return None;
         }
         let shown: Vec<String> = self
@@ -778,8 +815,22 @@ impl Pattern {
             .map(usize::to_string)
             .collect();
         let more = self.failing_rows.len().saturating_sub(8);
+        let (units, are) = if self.failing_rows.len() == 1 {
+            ("unit", "is")
+        } else {
+            ("units", "are")
+        };
+        let cause = match off.leak {
+            Some(slope) => format!("the slope below 0 wrong (leaky_relu's is {slope})"),
+            None => "a ReLU mask that lets them through (A ≥ 0, or no mask)".to_string(),
+        };
+        let dropout = if off.dropout {
+            ", or the dropout mask not applied there"
+        } else {
+            ""
+        };
         Some(format!(
-            "errors only where layer {}'s units {}{} are off (z ≤ 0) in some examples: a ReLU mask that lets them through (A ≥ 0, or no mask)?",
+            "errors only where layer {}'s {units} {}{} {are} off (z ≤ 0) in some examples: {cause}{dropout}?",
             spec.layer,
             shown.join(", "),
             if more > 0 { format!(" and {more} more") } else { String::new() }
@@ -793,8 +844,9 @@ impl Pattern {
         name: &impl Fn(usize) -> String,
         spec: &TensorSpec,
         advice: &Advice,
+        masks: bool,
     ) -> Option<String> {
-        self.pattern(name, spec, advice).or_else(|| {
+        self.pattern(name, spec, advice, masks).or_else(|| {
             (self.failing > 0).then(|| {
                 format!(
                     "{} of its {} entries are off, by no common factor: see the worst coordinates",
@@ -810,6 +862,7 @@ impl Pattern {
         name: &impl Fn(usize) -> String,
         spec: &TensorSpec,
         advice: &Advice,
+        masks: bool,
     ) -> Option<String> {
         let norm = self.gg.sqrt();
         if self.gg == 0.0 && self.aa > 0.0 {
@@ -845,15 +898,15 @@ impl Pattern {
                 return Some("transposed: grad = gradapproxᵀ".into());
             }
         }
-        if let Some(text) = self.mask(spec, advice) {
-            return Some(text);
-        }
         let first = self.first_failing?;
         if self.failing == 1 && spec.len() > 1 {
             return Some(format!(
                 "a single entry: only {} is wrong",
                 name(self.offset + first)
             ));
+        }
+        if let Some(text) = masks.then(|| self.mask(spec, advice)).flatten() {
+            return Some(text);
         }
         let list = |set: &std::collections::BTreeMap<usize, usize>| {
             let shown: Vec<String> = set.keys().take(5).map(usize::to_string).collect();
@@ -934,6 +987,16 @@ fn name_factor(r: f64, advice: &Advice) -> Option<String> {
         if near(1.0 / p) {
             return Some(format!(
                 "a constant factor {r:.4} = 1/keep_prob: the 1/keep_prob applied twice?"
+            ));
+        }
+        if near(p * p) {
+            return Some(format!(
+                "a constant factor {r:.4} = keep_prob²: the 1/keep_prob missing in two layers' backprop?"
+            ));
+        }
+        if near(1.0 / (p * p)) {
+            return Some(format!(
+                "a constant factor {r:.4} = 1/keep_prob²: the 1/keep_prob applied twice in two layers?"
             ));
         }
     }

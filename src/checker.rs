@@ -279,6 +279,9 @@ pub struct GivenGradients {
     /// Whether float64 arrays hold only values a float32 holds exactly (gradients
     /// computed in float32 and saved as float64): judged as float32 gradients.
     pub float32_values: bool,
+    /// Whether the forward pass that made them ran in float32 (X and every parameter
+    /// stored as float32): judged as float32 gradients whatever their arrays' dtype.
+    pub float32_forward: bool,
     /// How the report names them ("gradients from net.npz").
     pub source: String,
 }
@@ -314,6 +317,7 @@ impl Gradients {
             arrays: Vec::new(),
             stored: Precision::F64,
             float32_values: false,
+            float32_forward: false,
             source: source.into(),
         })
     }
@@ -407,8 +411,13 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
                     .loss
                     .squared_factor(1)
                     .map(|_| (model.loss, eval.problem.net().output_width())),
-                weight_l2: model.penalty.factors(crate::model::TensorKind::Weight, scale).0,
-                bias_l2: model.penalty.factors(crate::model::TensorKind::Bias, scale).0,
+                l2: (0..eval.problem.net().layers().len())
+                    .map(|l| {
+                        use crate::model::TensorKind::{Bias, Weight};
+                        let penalty = &model.penalty;
+                        (penalty.factors(l, Weight, scale).0, penalty.factors(l, Bias, scale).0)
+                    })
+                    .collect(),
                 mean: model.reduction == crate::model::Reduction::Mean,
                 off_units: {
                     let acts = cpu::forward::forward(
@@ -424,13 +433,20 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
                             if act.kink().is_none() {
                                 return Default::default();
                             }
-                            acts.z[l]
-                                .rows()
-                                .into_iter()
-                                .enumerate()
-                                .filter(|(_, z)| z.iter().any(|&v| v <= 0.0))
-                                .map(|(k, _)| k)
-                                .collect()
+                            crate::check::OffUnits {
+                                units: acts.z[l]
+                                    .rows()
+                                    .into_iter()
+                                    .enumerate()
+                                    .filter(|(_, z)| z.iter().any(|&v| v <= 0.0))
+                                    .map(|(k, _)| k)
+                                    .collect(),
+                                leak: match act {
+                                    crate::model::Activation::LeakyRelu(slope) => Some(*slope),
+                                    _ => None,
+                                },
+                                dropout: model.dropout.is_some(),
+                            }
                         })
                         .collect()
                 },
@@ -448,8 +464,9 @@ fn advice(eval: &Evaluation, grad_precision: Precision, examples: usize) -> Advi
 }
 
 /// The precision the gradients are judged at, and why when it is not their arrays':
-/// f32 when stored as float32, declared computed in f32, or when every value of their
-/// float64 arrays is a float32 (unless declared f64).
+/// f32 when stored as float32, declared computed in f32, when every value of their
+/// float64 arrays is a float32, or when the forward pass ran in float32 (unless
+/// declared f64).
 fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> (Precision, Option<String>) {
     let declared = opts.grad_precision;
     match gradients {
@@ -459,6 +476,13 @@ fn judged_precision(gradients: &Gradients, opts: &CheckOptions) -> (Precision, O
             Precision::F32,
             Some(
                 "every value of the float64 gradient arrays is a float32: they were computed in float32 (declare f64 gradients to judge them as such)"
+                    .into(),
+            ),
+        ),
+        Gradients::Given(g) if g.float32_forward && declared != Some(Precision::F64) => (
+            Precision::F32,
+            Some(
+                "X and every parameter are float32, so the forward pass that made the gradients ran in float32 whatever their arrays' dtype (declare f64 gradients to judge them as such)"
                     .into(),
             ),
         ),

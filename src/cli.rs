@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use gradcheck::check::Verdict;
-use gradcheck::checker::{judge, Engine, Gradients};
+use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz_with, write_npz, NpzGradients};
-use gradcheck::model::{Activation, DataLayout, Loss, ModelOptions, Reduction};
+use gradcheck::model::{Activation, DataLayout, Loss, ModelOptions, Rates, Reduction};
 use gradcheck::options::{
     CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
 };
@@ -199,26 +199,33 @@ pub struct ModelArgs {
     pub reduction: Option<Reduction>,
     /// L2 strength λ as the course writes it: adds λ/(2m)·Σ‖W‖² (λ/2·Σ‖W‖² with sum
     /// reduction). For a plain coefficient on Σ‖W‖² use --weight-l2.
-    #[arg(long, value_name = "λ", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        visible_alias = "lambd",
+        value_name = "λ",
+        allow_hyphen_values = true
+    )]
     pub l2: Option<f64>,
-    /// Adds weight_l2·Σ‖W‖² over every layer (NNFS's weight_regularizer_l2; cs231n's
-    /// reg·ΣW² is --weight-l2 reg, its 0.5·reg·ΣW² is --weight-l2 reg/2).
+    /// Adds weight_l2·Σ‖W‖² over every layer, or per layer with one value each
+    /// (5e-4,0: NNFS's weight_regularizer_l2 on its first layer only); cs231n's reg·ΣW² is
+    /// --weight-l2 reg, its 0.5·reg·ΣW² is --weight-l2 reg/2.
     #[arg(
         long,
         visible_alias = "reg",
-        value_name = "C",
-        allow_hyphen_values = true
+        value_name = "C[,C…]",
+        allow_hyphen_values = true,
+        value_parser = Rates::parse
     )]
-    pub weight_l2: Option<f64>,
-    /// Adds weight_l1·Σ|W| (NNFS's weight_regularizer_l1).
-    #[arg(long, value_name = "C", allow_hyphen_values = true)]
-    pub weight_l1: Option<f64>,
-    /// Adds bias_l2·Σ‖b‖² (NNFS's bias_regularizer_l2).
-    #[arg(long, value_name = "C", allow_hyphen_values = true)]
-    pub bias_l2: Option<f64>,
-    /// Adds bias_l1·Σ|b| (NNFS's bias_regularizer_l1).
-    #[arg(long, value_name = "C", allow_hyphen_values = true)]
-    pub bias_l1: Option<f64>,
+    pub weight_l2: Option<Rates>,
+    /// Adds weight_l1·Σ|W| (NNFS's weight_regularizer_l1), for every layer or per layer.
+    #[arg(long, value_name = "C[,C…]", allow_hyphen_values = true, value_parser = Rates::parse)]
+    pub weight_l1: Option<Rates>,
+    /// Adds bias_l2·Σ‖b‖² (NNFS's bias_regularizer_l2), for every layer or per layer.
+    #[arg(long, value_name = "C[,C…]", allow_hyphen_values = true, value_parser = Rates::parse)]
+    pub bias_l2: Option<Rates>,
+    /// Adds bias_l1·Σ|b| (NNFS's bias_regularizer_l1), for every layer or per layer.
+    #[arg(long, value_name = "C[,C…]", allow_hyphen_values = true, value_parser = Rates::parse)]
+    pub bias_l1: Option<Rates>,
     /// Inverted dropout with the saved masks D1 … D(L−1), 0/1 or already divided by
     /// keep_prob: A ← A·D/keep_prob (generated networks draw masks with it).
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
@@ -246,10 +253,10 @@ impl ModelArgs {
             loss: self.loss,
             reduction: self.reduction,
             l2: self.l2,
-            weight_l2: self.weight_l2,
-            weight_l1: self.weight_l1,
-            bias_l2: self.bias_l2,
-            bias_l1: self.bias_l1,
+            weight_l2: self.weight_l2.clone(),
+            weight_l1: self.weight_l1.clone(),
+            bias_l2: self.bias_l2.clone(),
+            bias_l1: self.bias_l1.clone(),
             keep_prob: self.keep_prob,
             layout: self.layout,
         }
@@ -474,6 +481,7 @@ fn problem(
                     gradients: input.gradients,
                     unused: input.unused,
                     names: input.names,
+                    float32_forward: input.float32_forward,
                 }),
             )
         }
@@ -517,7 +525,11 @@ fn gradients(
                     args.file.as_deref().unwrap_or(Path::new("FILE")).display()
                 );
             }
-            let read = gradcheck::io::read_gradients(path, problem.net())?;
+            let mut read = gradcheck::io::read_gradients(path, problem.net())?;
+            read.gradients = read.gradients.map(|g| GivenGradients {
+                float32_forward: in_file.float32_forward,
+                ..g
+            });
             if !in_file.unused.is_empty() {
                 notices.push(format!(
                     "not used from the network's file: {}",
@@ -538,9 +550,7 @@ fn gradients(
         }
         return Ok(Gradients::Backprop(args.bug.clone()));
     };
-    if !found.unused.is_empty() {
-        notices.push(format!("not used: {}", found.unused.join(", ")));
-    }
+    notices.extend(gradcheck::io::unused_notice(&found.unused));
     if args.builtin_backprop {
         if let Some(ignored) = found.gradients {
             let arrays: Vec<&str> = ignored.arrays.iter().map(|(_, a)| a.as_str()).collect();
@@ -553,8 +563,9 @@ fn gradients(
     }
     let Some(mut given) = found.gradients else {
         bail!(
-            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), give them with --grads FILE, or pass --builtin-backprop to check the tool's own backprop",
-            found.names.join(", ")
+            "no gradients found: the arrays are {}{}; name them dW1, db1, … (or W1_grad / grad_W1), give them with --grads FILE, or pass --builtin-backprop to check the tool's own backprop",
+            found.names.join(", "),
+            gradcheck::io::flat_gradient_hint(&found.names)
         );
     };
     let layout = problem.net().layout();

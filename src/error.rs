@@ -13,6 +13,9 @@ pub enum Error {
         present: String,
         hint: String,
     },
+    /// Dropout asked for without every hidden layer's mask.
+    #[error("missing dropout masks: {0}")]
+    MissingMasks(String),
     /// Layer arrays are numbered 1..=L without gaps.
     #[error("layer numbering has a gap: {present} is present but {missing} are missing")]
     LayerGap { present: String, missing: String },

@@ -536,8 +536,13 @@ fn gradients_below_f32s_normal_range_are_never_a_false_alarm_on_an_f32_device() 
             column[0] = 1.0;
         }
     }
-    let p = Problem::with_model(Mlp::new(layers).unwrap(), p.model().clone(), p.x().clone(), y)
-        .unwrap();
+    let p = Problem::with_model(
+        Mlp::new(layers).unwrap(),
+        p.model().clone(),
+        p.x().clone(),
+        y,
+    )
+    .unwrap();
     let grad = user_backprop(&p, Style::default());
     let b2 = p.net().layout().tensor_named("b2").unwrap().offset + 2;
     assert!(grad[b2].abs() < f64::from(f32::MIN_POSITIVE) && grad[b2] != 0.0);

@@ -48,6 +48,7 @@ fn given(problem: &Problem, values: Vec<f64>) -> Gradients {
         arrays: Vec::new(),
         stored: Precision::F32,
         float32_values: false,
+        float32_forward: false,
         source: "a float32 backprop".into(),
     })
 }

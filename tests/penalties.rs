@@ -34,8 +34,8 @@ fn with_penalty(p: &Problem, grad: &[f64], factor: f64, sign0: impl Fn(usize) ->
     grad.iter()
         .enumerate()
         .map(|(i, &g)| {
-            let kind = layout.tensor_of(i).kind;
-            let (square, absolute) = model.penalty.factors(kind, scale);
+            let spec = layout.tensor_of(i);
+            let (square, absolute) = model.penalty.factors(spec.layer - 1, spec.kind, scale);
             let sign = if theta[i] == 0.0 {
                 sign0(i)
             } else {
@@ -56,6 +56,11 @@ fn every_penalty_passes_its_gradient_and_fails_a_forgotten_or_rescaled_one() {
         ("weight_l1=0.01", vec!["--weight-l1", "0.01"]),
         ("bias_l2=0.2", vec!["--bias-l2", "0.2"]),
         ("bias_l1=0.01", vec!["--bias-l1", "0.01"]),
+        // Per layer, as NNFS sets them on each Layer_Dense.
+        (
+            "weight_l2=0.05,0,0.02 bias_l1=0,0.01,0",
+            vec!["--weight-l2", "0.05,0,0.02", "--bias-l1", "0,0.01,0"],
+        ),
         (
             "weight_l2=0.01 weight_l1=0.002 bias_l2=0.03 bias_l1=0.004",
             vec![
@@ -85,6 +90,59 @@ fn every_penalty_passes_its_gradient_and_fails_a_forgotten_or_rescaled_one() {
             }
         }
     }
+}
+
+#[test]
+fn a_penalty_on_one_layer_is_not_one_on_every_layer() {
+    // NNFS's chapter 14: dense1 regularised, dense2 not.
+    let dir = TempDir::new().unwrap();
+    let one = network_of(
+        "loss=softmax weight_l2=5e-4,0 bias_l2=5e-4,0",
+        &[2, 16, 3],
+        30,
+        4,
+    );
+    let every = network_of(
+        "loss=softmax weight_l2=5e-4 bias_l2=5e-4",
+        &[2, 16, 3],
+        30,
+        4,
+    );
+    let flags = [
+        "--loss",
+        "softmax",
+        "--weight-l2",
+        "5e-4,0",
+        "--bias-l2",
+        "5e-4,0",
+    ];
+    let data = data_gradient(&one);
+    let (code, text) = check(
+        &dir,
+        (&one, &with_penalty(&one, &data, 1.0, |_| 0.0)),
+        &flags,
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("weight L2 0.0005,0 (per layer)"), "{text}");
+    // The regulariser's gradient added to both layers fails the unregularised one.
+    let (code, text) = check(
+        &dir,
+        (&one, &with_penalty(&every, &data, 1.0, |_| 0.0)),
+        &flags,
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("failing: W2, b2"), "{text}");
+    // One coefficient per layer or one for all: three for two layers is refused.
+    let (code, text) = check(
+        &dir,
+        (&one, &data),
+        &["--loss", "softmax", "--weight-l2", "1,2,3"],
+    );
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("3 coefficients for a network of 2 layers"),
+        "{text}"
+    );
 }
 
 /// `p` with its first entries of every weight and bias tensor set to 0: where L1 has a

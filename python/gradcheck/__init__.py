@@ -107,11 +107,29 @@ def from_layers(layers):
     return params, (grads if len(grads) == 2 * k else None)
 
 
+# NNFS's Layer_Dense regularisers, as the penalties name them.
+_REGULARISERS = {"weight_l2": "weight_regularizer_l2", "weight_l1": "weight_regularizer_l1",
+                 "bias_l2": "bias_regularizer_l2", "bias_l1": "bias_regularizer_l1"}
+
+
+def _regularisers(layers):
+    """The penalties NNFS's layer objects carry (``weight_regularizer_l2`` …), one
+    coefficient per dense layer; those no layer sets are left out."""
+    dense = [layer for layer in layers
+             if hasattr(layer, "weights") and hasattr(layer, "biases")]
+    found = {}
+    for key, attribute in _REGULARISERS.items():
+        values = [float(getattr(layer, attribute, 0) or 0) for layer in dense]
+        if any(values):
+            found[key] = values
+    return found
+
+
 def _parameters(parameters, grads):
-    """The parameters as a dict of arrays and the gradients (from the layers when they
-    are layer objects and no grads are given), from what notebooks hold: the course's
-    ``parameters`` dict, cs231n's ``model.params`` (or the model itself), NNFS's layer
-    objects."""
+    """The parameters as a dict of arrays, the gradients (from the layers when they are
+    layer objects and no grads are given) and the penalties layer objects carry, from
+    what notebooks hold: the course's ``parameters`` dict, cs231n's ``model.params`` (or
+    the model itself), NNFS's layer objects."""
     if hasattr(parameters, "params") and isinstance(parameters.params, dict):
         parameters = parameters.params
     if isinstance(parameters, (list, tuple)):
@@ -119,13 +137,18 @@ def _parameters(parameters, grads):
             raise GradcheckError(
                 f"parameters is a list of {len(parameters)} arrays: pass a dict "
                 "{'W1': …, 'b1': …, …} (or layer objects with .weights and .biases)")
+        if len(parameters) == 2 and all(hasattr(p, "items") for p in parameters):
+            raise GradcheckError(
+                "parameters is a pair of dicts: pass the parameters and the gradients "
+                "as two arguments, check(parameters, grads, X, Y)")
         params, from_objects = from_layers(parameters)
-        return params, grads if grads is not None else from_objects
+        return params, grads if grads is not None else from_objects, \
+            _regularisers(parameters)
     if not hasattr(parameters, "items"):
         raise GradcheckError(
             f"parameters is a {type(parameters).__name__}: pass a dict "
             "{'W1': …, 'b1': …, …}, a model with .params, or layer objects")
-    return dict(parameters), grads
+    return dict(parameters), grads, {}
 
 
 def _settings(**model):
@@ -136,6 +159,8 @@ def _settings(**model):
             continue
         if key == "hidden" and not isinstance(value, str):
             value = ",".join(value)
+        if key in _REGULARISERS and isinstance(value, (list, tuple, np.ndarray)):
+            value = ",".join(repr(float(v)) for v in value)
         if key == "layout" and value == "auto":
             continue
         words.append(f"{key}={value}")
@@ -148,16 +173,18 @@ def _known(options):
     if unknown:
         raise GradcheckError(
             f"unknown keyword {', '.join(sorted(unknown))}; the model takes "
-            f"{', '.join(_MODEL)}, reg, masks, y; the check {', '.join(_OPTIONS)}, "
+            f"{', '.join(_MODEL)}, reg, lambd, masks, y; the check {', '.join(_OPTIONS)}, "
             "partial, progress")
 
 
-def _model(reg, **model):
-    """The settings line of the model keywords, `reg` being cs231n's name of weight_l2."""
-    if reg is not None:
-        if model.get("weight_l2") is not None:
-            raise GradcheckError("reg and weight_l2 name the same coefficient: give one")
-        model["weight_l2"] = reg
+def _model(reg, lambd=None, **model):
+    """The settings line of the model keywords, `reg` being cs231n's name of weight_l2 and
+    `lambd` the course's of l2."""
+    for alias, value, key in (("reg", reg, "weight_l2"), ("lambd", lambd, "l2")):
+        if value is not None:
+            if model.get(key) is not None:
+                raise GradcheckError(f"{alias} and {key} name the same coefficient: give one")
+            model[key] = value
     return _settings(**model)
 
 
@@ -206,7 +233,7 @@ def _progress(progress):
 
 def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss="bce",
           reduction="mean", l2=None, weight_l2=None, weight_l1=None, bias_l2=None,
-          bias_l1=None, reg=None, keep_prob=None, masks=None, layout="auto",
+          bias_l1=None, reg=None, lambd=None, keep_prob=None, masks=None, layout="auto",
           partial=False, progress=None, **options):
     """Checks ``grads`` (``dW1, db1, …`` as the course names them, or ``W1, b1, …`` as
     cs231n does) against finite differences of the network ``parameters`` (``W1, b1, …``,
@@ -217,9 +244,11 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
     ``"sigmoid"``, ``"identity"``, or a list, one per hidden layer), ``loss`` (``"bce"``,
     ``"softmax"``, ``"mse"`` ½‖ŷ − y‖², ``"mse_mean"`` mean((ŷ − y)²) as PyTorch and NNFS,
     ``"sse"`` ‖ŷ − y‖²), ``reduction`` (``"mean"``, ``"sum"``), the penalties — ``l2``
-    (the course's λ: λ/(2m)·Σ‖W‖²), ``weight_l2`` (``reg``: a plain coefficient on Σ‖W‖²,
-    cs231n's ``reg·ΣW²``; its ``0.5·reg·ΣW²`` is ``weight_l2=reg/2``), ``weight_l1``,
-    ``bias_l2``, ``bias_l1`` (NNFS's regularisers) — ``keep_prob`` with ``masks``
+    (``lambd``: the course's λ, λ/(2m)·Σ‖W‖²), ``weight_l2`` (``reg``: a plain coefficient
+    on Σ‖W‖², cs231n's ``reg·ΣW²``; its ``0.5·reg·ΣW²`` is ``weight_l2=reg/2``),
+    ``weight_l1``, ``bias_l2``, ``bias_l1`` (NNFS's regularisers; read from NNFS layer
+    objects when not given) — each a number for every layer or a list, one per layer —
+    ``keep_prob`` with ``masks``
     (``[D1, D2, …]`` or ``{"D1": …}``: the masks your forward pass drew, 0/1 or already
     divided by keep_prob), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``).
 
@@ -240,7 +269,15 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
         Y = y
     if X is None or Y is None:
         raise GradcheckError("X and the labels (Y or y) are needed")
-    parameters, grads = _parameters(parameters, grads)
+    parameters, grads, carried = _parameters(parameters, grads)
+    # The layers' own regularisers, unless a keyword names that penalty.
+    given = dict(weight_l2=weight_l2 if reg is None else reg, weight_l1=weight_l1,
+                 bias_l2=bias_l2, bias_l1=bias_l1)
+    carried = {k: v for k, v in carried.items() if given[k] is None}
+    weight_l2 = carried.get("weight_l2", weight_l2)
+    weight_l1 = carried.get("weight_l1", weight_l1)
+    bias_l2 = carried.get("bias_l2", bias_l2)
+    bias_l1 = carried.get("bias_l1", bias_l1)
     if grads is None:
         raise GradcheckError("no gradients: give grads (or layers whose backward has run)")
     renamed = _layer_names(list(parameters))
@@ -260,7 +297,7 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
             "(or {'W1': …} as cs231n)")
     grad_names = _layer_names(list(grads))
     gradients = {grad_names[n]: _as_array(n, v) for n, v in dict(grads).items()}
-    settings = _model(reg, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
+    settings = _model(reg, lambd, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                       weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
                       bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
     data, text = _check_arrays(arrays, gradients, settings, _options(options),
@@ -270,13 +307,14 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
 
 def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=None,
               weight_l2=None, weight_l1=None, bias_l2=None, bias_l1=None, reg=None,
-              keep_prob=None, layout=None, partial=False, progress=None, **options):
+              lambd=None, keep_prob=None, layout=None, partial=False, progress=None,
+              **options):
     """Checks the gradients an npz file holds, as ``gradcheck check FILE`` does, or those of
     a second file ``grads`` (cs231n's two-file form, keyed like the parameters); the model
     keywords override the file's own settings (its ``gradcheck`` array). The keywords are
     :func:`check`'s."""
     _known(options)
-    settings = _model(reg, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
+    settings = _model(reg, lambd, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                       weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
                       bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
     data, text = _check_npz(str(path), None if grads is None else str(grads), settings,

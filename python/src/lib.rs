@@ -184,11 +184,9 @@ fn run(
     let mut report = result.map_err(error)?;
     report.header.hint_gpu("device=\"gpu\"");
     report.warnings.extend(input.notes.iter().cloned());
-    if !input.unused.is_empty() {
-        report
-            .warnings
-            .push(format!("not used: {}", input.unused.join(", ")));
-    }
+    report
+        .warnings
+        .extend(gradcheck::io::unused_notice(&input.unused));
     if let Some(callback) = &progress {
         let (_, total) = monitor.progress();
         callback.call1(py, (total, total))?;
@@ -229,7 +227,7 @@ fn given(
             unknown.join(", ")
         )));
     }
-    Ok((Gradients::Given(given), intermediate))
+    Ok((Gradients::Given(input.adopt(given)), intermediate))
 }
 
 /// Every tensor has its gradient, unless `partial` (then the report says which were not
@@ -294,14 +292,15 @@ fn check_npz(
             )));
         }
         let read = read_gradients(grads, input.problem.net()).map_err(error)?;
-        input.gradients = read.gradients;
+        input.gradients = read.gradients.map(|g| input.adopt(g));
         input.unused.extend(read.unused);
         input.names = read.names;
     }
     let Some(given) = input.gradients.clone() else {
         return Err(bad(format!(
-            "no gradients found: the arrays are {}; name them dW1, db1, … (or W1_grad / grad_W1), or give them in a second file with grads=",
-            input.names.join(", ")
+            "no gradients found: the arrays are {}{}; name them dW1, db1, … (or W1_grad / grad_W1), or give them in a second file with grads=",
+            input.names.join(", "),
+            gradcheck::io::flat_gradient_hint(&input.names)
         )));
     };
     require_all(&input, &given, partial)?;

@@ -132,3 +132,68 @@ def test_swapped_entries_are_seen_along_every_direction_draw():
         report = gradcheck.check(params, grads, X, Y, directions=6,
                                  sample_seed=seed)
         assert report.verdict == "fail", f"seed {seed}: {report}"
+
+
+def test_a_float32_sum_that_absorbs_thousands_of_terms_is_never_a_false_alarm():
+    """One misclassified example leads db2's float32 sum; the other 5999 terms are each
+    below half its ulp and all dropped: the gradient is 2.5e-4 off, by its own arithmetic."""
+    rng = np.random.default_rng(0)
+    m = 6000
+    X = rng.standard_normal((m, 2)).astype(np.float32)
+    W1 = rng.standard_normal((2, 3)).astype(np.float32)
+    b1 = (0.1 * rng.standard_normal(3)).astype(np.float32)
+    W2 = (0.01 * rng.standard_normal((3, 3))).astype(np.float32)
+    b2 = np.array([17, 0, 0], np.float32)
+    y = np.zeros(m, np.int64)
+    y[0] = 1
+    h = np.maximum(0, X @ W1 + b1)
+    s = h @ W2 + b2
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ds = p.copy()
+    ds[np.arange(m), y] -= 1
+    ds /= m
+    g = {"W2": h.T @ ds, "b2": ds.sum(0)}
+    dh = ds @ W2.T
+    dh[h <= 0] = 0
+    g.update(W1=X.T @ dh, b1=dh.sum(0))
+    report = gradcheck.check(dict(W1=W1, b1=b1, W2=W2, b2=b2), g, X, y=y, loss="softmax",
+                             device="cpu")
+    assert report.verdict != "fail", str(report)
+
+
+def test_a_float32_forward_with_float64_gradients_is_judged_as_float32():
+    """NNFS's layers without nnfs.init(): float32 data and weights, a float64 dropout mask
+    (np.random.binomial) that turns the backward's arrays float64. The gradients carry the
+    float32 forward's rounding whatever their dtype."""
+    rng = np.random.default_rng(3)
+    m, keep = 300, 0.9
+    X = rng.standard_normal((m, 2)).astype(np.float32)
+    y = rng.integers(0, 3, m)
+    W1 = (0.5 * rng.standard_normal((2, 64))).astype(np.float32)
+    b1 = np.zeros((1, 64), np.float32)
+    W2 = (0.5 * rng.standard_normal((64, 3))).astype(np.float32)
+    b2 = np.zeros((1, 3), np.float32)
+    mask = rng.binomial(1, keep, (m, 64)) / keep          # float64
+    a1 = np.maximum(0, X @ W1 + b1)                      # float32
+    d1 = a1 * mask                                       # float64 from here on
+    s = d1 @ W2 + b2                                     # float64
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ds = p.copy()
+    ds[np.arange(m), y] -= 1
+    ds = ds / m
+    g = {"dW2": d1.T @ ds, "db2": ds.sum(0, keepdims=True)}
+    dd1 = (ds @ W2.T) * mask
+    dd1[a1 <= 0] = 0
+    g.update(dW1=X.T @ dd1, db1=dd1.sum(0, keepdims=True))
+    assert g["dW1"].dtype == np.float64
+    params = dict(W1=W1, b1=b1, W2=W2, b2=b2)
+    report = gradcheck.check(params, g, X, y=y, loss="softmax", keep_prob=keep, masks=[mask],
+                             device="cpu")
+    assert report.verdict != "fail", str(report)
+    assert "judged as f32" in str(report) and "forward pass" in str(report), str(report)
+    # A real bug is still a FAIL.
+    bad = dict(g, dW2=g["dW2"] * 2)
+    assert gradcheck.check(params, bad, X, y=y, loss="softmax", keep_prob=keep, masks=[mask],
+                           device="cpu").verdict == "fail"

@@ -89,9 +89,48 @@ def test_nnfs_regularisers_by_their_own_names():
     keywords = dict(weight_l1=5e-4, weight_l2=5e-4, bias_l1=2e-4, bias_l2=3e-4)
     report = gradcheck.check(layers, X=X, y=y, loss="softmax", **keywords)
     assert report.passed, str(report)
-    # Without the regularisers named, the check sees their gradient as an error.
+    # Layer objects carry their regularisers: read from them when not named.
     report = gradcheck.check(layers, X=X, y=y, loss="softmax")
+    assert report.passed, str(report)
+    # Dicts carry none: unnamed, the regularisers' gradient is an error.
+    params, grads = gradcheck.from_layers(layers)
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax")
     assert report.verdict == "fail"
+
+
+def test_nnfs_chapter_14_regularises_its_first_layer_only():
+    """dense1 = Layer_Dense(2, 64, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4),
+    dense2 = Layer_Dense(64, 3): one coefficient per layer."""
+    rng = np.random.default_rng(14)
+    X = rng.standard_normal((60, 2))
+    y = rng.integers(0, 3, 60)
+    dense1 = Layer_Dense(2, 16, rng, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4)
+    dense2 = Layer_Dense(16, 3, rng)
+    dense1.forward(X)
+    relu = np.maximum(0, dense1.output)
+    dense2.forward(relu)
+    exp = np.exp(dense2.output - dense2.output.max(axis=1, keepdims=True))
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    dinputs = probs.copy()
+    dinputs[range(len(y)), y] -= 1
+    dinputs /= len(y)
+    dense2.backward(dinputs)
+    drelu = dense2.dinputs.copy()
+    drelu[dense1.output <= 0] = 0
+    dense1.backward(drelu)
+    report = gradcheck.check([dense1, dense2], X=X, y=y, loss="softmax")
+    assert report.passed, str(report)
+    assert "weight L2 0.0005,0 (per layer)" in str(report)
+    # The same by keywords, one value per layer.
+    params, grads = gradcheck.from_layers([dense1, dense2])
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", weight_l2=[5e-4, 0],
+                             bias_l2=[5e-4, 0])
+    assert report.passed, str(report)
+    # The coefficient on every layer: layer 2's gradient lacks it, and fails.
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", weight_l2=5e-4,
+                             bias_l2=5e-4)
+    assert {t.name for t in report.tensors if t.verdict == "fail"} == {"W2", "b2"}, \
+        str(report)
 
 
 def test_nnfs_style_names_in_dicts():
@@ -188,7 +227,7 @@ def test_masks_saved_divided_by_keep_prob_are_read_and_said_so():
 
 def test_one_mask_for_two_hidden_layers_says_two_are_needed():
     params, grads, X, Y = exercise(fixed=False)
-    with pytest.raises(gradcheck.GradcheckError, match="one mask per hidden layer, 2"):
+    with pytest.raises(gradcheck.GradcheckError, match="one mask per hidden layer, D1 … D2"):
         gradcheck.check(params, grads, X, Y, keep_prob=0.8, masks=[np.ones((5, 3))])
 
 

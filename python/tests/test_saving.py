@@ -94,3 +94,33 @@ def test_layer_named_arrays_in_a_file_get_the_naming_rule(tmp_path):
     np.savez(path, X=X, Y=Y, dense1_weights=params["W1"], dense1_biases=params["b1"])
     code, text = cli(path)
     assert code == 2 and "name the layers' arrays W1, b1" in text, text
+
+
+def test_more_saving_mistakes_are_answered_with_the_fix(tmp_path):
+    params, grads, X, Y = course()
+    cases = [
+        # X saved with examples in rows for a columns network
+        (dict(X=X.T, Y=Y, **params, **grads), [], "X transposed?"),
+        # layers numbered from 0
+        ({"X": X, "Y": Y, **{k[0] + str(int(k[1:]) - 1): v for k, v in params.items()},
+          **{"d" + k[0] + str(int(k[1:]) - 1): grads["d" + k] for k in params}},
+         [], "numbered from 1"),
+        # dropout asked for without the masks
+        (dict(X=X, Y=Y, **params, **grads), ["--keep-prob", "0.8"],
+         "missing dropout masks: D1 is not in the input"),
+        # the course's flat vectors instead of the dicts
+        (dict(X=X, Y=Y, **params, grad=np.ones((47, 1))), [], "save the grads dict itself"),
+        (dict(X=X, Y=Y, parameters_values=np.ones((47, 1)), grad=np.ones((47, 1))), [],
+         "dictionary_to_vector"),
+    ]
+    for k, (arrays, flags, message) in enumerate(cases):
+        path = tmp_path / f"case{k}.npz"
+        np.savez(path, **arrays)
+        code, text = cli(path, *flags)
+        assert code == 2 and message in text, (message, text)
+        assert "\n" not in text.strip(), text
+    # masks under another spelling are named as masks
+    path = tmp_path / "lower.npz"
+    np.savez(path, X=X, Y=Y, **params, **grads, d1=np.ones((5, X.shape[1])))
+    code, text = cli(path)
+    assert "d1 looks like a dropout mask: name it D1" in text, text

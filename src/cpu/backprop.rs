@@ -49,10 +49,10 @@ fn backprop(problem: &Problem, at_kink: Option<&[f64]>) -> Vec<f64> {
             if !model.penalty.is_none() {
                 let layer = &net.layers()[l];
                 dw.zip_mut_with(&layer.w, |g, &w| {
-                    *g += model.penalty_slope(TensorKind::Weight, m, w)
+                    *g += model.penalty_slope(l, TensorKind::Weight, m, w)
                 });
                 db.zip_mut_with(&layer.b, |g, &b| {
-                    *g += model.penalty_slope(TensorKind::Bias, m, b)
+                    *g += model.penalty_slope(l, TensorKind::Bias, m, b)
                 });
             }
             dw.into_iter().chain(db).collect::<Vec<_>>()

@@ -36,6 +36,18 @@ pub struct NpzInput {
     pub names: Vec<String>,
     /// How arrays were read where there was a choice (masks saved divided by keep_prob).
     pub notes: Vec<String>,
+    /// Whether X and every parameter were stored as float32: the forward pass that made
+    /// the gradients ran in float32 whatever their arrays' dtype.
+    pub float32_forward: bool,
+}
+
+impl NpzInput {
+    /// Gradients read for this input (here or from a second source), told how its forward
+    /// pass ran.
+    pub fn adopt(&self, mut gradients: GivenGradients) -> GivenGradients {
+        gradients.float32_forward = self.float32_forward;
+        gradients
+    }
 }
 
 /// The names a gradient of tensor `W1` may have, in the order they are looked for: the
@@ -151,6 +163,22 @@ fn read_npz_from<R: Read + Seek>(
         .map_err(|e| with_present(e, &names, &objects))
 }
 
+/// The names the course gives its flattened vectors (`dictionary_to_vector`,
+/// `gradients_to_vector`).
+pub fn is_flat_vector(name: &str) -> bool {
+    ["parameters_values", "grad", "gradapprox", "theta", "values"].contains(&name)
+}
+
+/// What an input without gradients holds instead, when it is the course's flat gradient
+/// vector (empty otherwise): the fix, for the "no gradients found" errors.
+pub fn flat_gradient_hint(names: &[String]) -> String {
+    names
+        .iter()
+        .find(|n| is_flat_vector(n) && n.as_str() != "parameters_values")
+        .map(|n| format!(" ({n} looks like the course's gradients_to_vector vector, which carries no shapes: save the grads dict itself, **grads)"))
+        .unwrap_or_default()
+}
+
 /// A missing network or data array, with what the input holds instead and the likely fix:
 /// pickled dicts saved as objects (`params=params`), or layers named otherwise.
 fn with_present(e: Error, names: &BTreeSet<String>, objects: &[String]) -> Error {
@@ -176,6 +204,8 @@ fn with_present(e: Error, names: &BTreeSet<String>, objects: &[String]) -> Error
         )
     } else if names.iter().any(|n| n.contains("weights")) {
         "; name the layers' arrays W1, b1, W2, … (and their gradients dW1, db1, …)".to_string()
+    } else if names.iter().any(|n| is_flat_vector(n)) {
+        "; the course's dictionary_to_vector vectors carry no shapes: save the dicts themselves, np.savez(f, X=X, Y=Y, **parameters, **grads)".to_string()
     } else {
         String::new()
     };
@@ -260,6 +290,7 @@ fn read_input(
         source,
         names,
         label,
+        float32: BTreeSet::new(),
     };
 
     refuse_foreign_layers(names)?;
@@ -300,9 +331,8 @@ fn read_input(
                 .map(|l| {
                     let name = format!("D{l}");
                     if !names.contains(&name) {
-                        return Err(Error::MissingArray(format!(
-                            "{name}: dropout needs one mask per hidden layer, {} for this network's {} (D1 … D{})",
-                            depth - 1,
+                        return Err(Error::MissingMasks(format!(
+                            "{name} is not in the input; dropout needs one mask per hidden layer, D1 … D{} for this network's {}",
                             depth - 1,
                             depth - 1
                         )));
@@ -340,11 +370,18 @@ fn read_input(
         used.insert(SETTINGS_ARRAY.into());
     }
     used.extend((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]));
-    let gradients = arrays.gradients(problem.net(), false)?;
+    let float32_forward = std::iter::once(x_name.to_string())
+        .chain((1..=depth).flat_map(|l| [format!("W{l}"), format!("b{l}")]))
+        .all(|name| arrays.float32.contains(&name));
+    let gradients = arrays.gradients(problem.net(), false)?.map(|mut g| {
+        g.float32_forward = float32_forward;
+        g
+    });
     if let Some(g) = &gradients {
         used.extend(g.arrays.iter().map(|(_, a)| a.clone()));
     }
     Ok(NpzInput {
+        float32_forward,
         problem,
         gradients,
         unused: names
@@ -415,6 +452,7 @@ fn gradients_of(
         source,
         names,
         label,
+        float32: BTreeSet::new(),
     };
     refuse_foreign_layers(names)?;
     let gradients = arrays.gradients(net, true)?;
@@ -430,6 +468,7 @@ fn gradients_of(
             .collect(),
         names: names.iter().cloned().collect(),
         gradients,
+        float32_forward: false,
     })
 }
 
@@ -440,6 +479,8 @@ pub struct NpzGradients {
     pub gradients: Option<GivenGradients>,
     pub unused: Vec<String>,
     pub names: Vec<String>,
+    /// As [`NpzInput::float32_forward`], for a file that holds the network too.
+    pub float32_forward: bool,
 }
 
 /// Writes a problem (and optionally gradients) as [`read_npz`] reads it: in the
@@ -549,8 +590,38 @@ fn decide_layout(
     match (chains(DataLayout::Columns), chains(DataLayout::Rows)) {
         (true, false) => Ok(DataLayout::Columns),
         (false, true) => Ok(DataLayout::Rows),
-        // Neither chains: the course's layout, whose checks name the exact mismatch.
-        (false, false) => Ok(DataLayout::Columns),
+        // Neither chains: a transposed X where the weights chain alone, or the course's
+        // layout, whose checks name the exact mismatch.
+        (false, false) => {
+            let weights_chain = |layout: DataLayout| {
+                weights.windows(2).all(|pair| match layout {
+                    DataLayout::Columns => pair[1].ncols() == pair[0].nrows(),
+                    DataLayout::Rows => pair[1].nrows() == pair[0].ncols(),
+                })
+            };
+            let w1 = &weights[0];
+            for (layout, inputs, wanted) in [
+                (
+                    DataLayout::Columns,
+                    w1.ncols(),
+                    "n0 × m, examples in columns",
+                ),
+                (DataLayout::Rows, w1.nrows(), "m × n0, examples in rows"),
+            ] {
+                let transposed_fits = match layout {
+                    DataLayout::Columns => x.ncols() == inputs,
+                    DataLayout::Rows => x.nrows() == inputs,
+                };
+                if weights_chain(layout) && transposed_fits {
+                    return Err(Error::Shape(format!(
+                        "X has shape ({}, {}) but W1 takes {inputs} inputs ({wanted}): X transposed?",
+                        x.nrows(),
+                        x.ncols()
+                    )));
+                }
+            }
+            Ok(DataLayout::Columns)
+        }
         (true, true) => {
             // A 2-D bias says which: (n, 1) columns, (1, n) rows.
             for l in 1..=weights.len() {
@@ -620,6 +691,42 @@ pub fn is_intermediate_gradient(name: &str) -> bool {
         .any(|p| numbered(p))
 }
 
+/// What a report says of the arrays a check left out, `None` when there are none; names
+/// that look like dropout masks under another spelling (`d1`, `mask1`, `dropout_mask_1`)
+/// are named with the fix, since a mask left out changes every gradient.
+pub fn unused_notice(unused: &[String]) -> Option<String> {
+    if unused.is_empty() {
+        return None;
+    }
+    let masks: Vec<(&str, String)> = unused
+        .iter()
+        .filter_map(|name| {
+            let lower = name.to_ascii_lowercase();
+            let digits = lower.trim_start_matches(|c: char| !c.is_ascii_digit());
+            let stem = lower[..lower.len() - digits.len()].trim_end_matches('_');
+            let numbered = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            (numbered && ["d", "mask", "dropout_mask", "dropout", "drop"].contains(&stem))
+                .then(|| (name.as_str(), format!("D{digits}")))
+        })
+        .collect();
+    let mut text = format!("not used: {}", unused.join(", "));
+    if !masks.is_empty() {
+        let (found, wanted): (Vec<&str>, Vec<String>) = masks.into_iter().unzip();
+        text.push_str(&format!(
+            " ({} {}: name {} {} and give the keep probability they were drawn with)",
+            found.join(", "),
+            if found.len() == 1 {
+                "looks like a dropout mask"
+            } else {
+                "look like dropout masks"
+            },
+            if found.len() == 1 { "it" } else { "them" },
+            wanted.join(", ")
+        ));
+    }
+    Some(text)
+}
+
 /// Refuses arrays that belong to a layer this model does not have — a normalisation
 /// layer's scale and shift (`gamma1`, `beta1`), its running statistics, or their
 /// gradients — rather than checking the network without them, which would fail every
@@ -673,6 +780,11 @@ fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
     };
     let (ws, bs) = (numbered("W"), numbered("b"));
     let depth = ws.iter().chain(bs.iter()).copied().max().unwrap_or(0);
+    if ws.contains(&0) || bs.contains(&0) {
+        return Err(Error::Network(
+            "W0 or b0 found: layers are numbered from 1 (W1, b1 … WL, bL, as the course numbers them); rename W0 → W1, W1 → W2, …".into(),
+        ));
+    }
     if depth == 0 {
         return Err(Error::MissingArray("W1".into()));
     }
@@ -700,6 +812,8 @@ struct Arrays<'a> {
     names: &'a BTreeSet<String>,
     /// How gradients found here are described ("gradients from net.npz").
     label: &'a str,
+    /// The arrays read that were stored as float32.
+    float32: BTreeSet<String>,
 }
 
 impl<R: Read + Seek> ArraySource for NpzSource<'_, R> {
@@ -763,6 +877,9 @@ impl Arrays<'_> {
         }
         let (array, precision) = self.source.read(name)?;
         ensure_finite(name, array.view())?;
+        if precision == Precision::F32 {
+            self.float32.insert(name.to_string());
+        }
         Ok((array, precision))
     }
 
@@ -962,6 +1079,7 @@ impl Arrays<'_> {
             arrays,
             stored,
             float32_values,
+            float32_forward: false,
             source: format!("gradients from {}", self.label),
         }))
     }

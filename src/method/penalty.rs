@@ -18,9 +18,9 @@ pub fn add(problem: &Problem, indices: &[usize], steps: &[f64], estimates: &mut 
     };
     let layout = problem.net().layout();
     for (k, (&i, &h)) in indices.iter().zip(steps).enumerate() {
-        let kind = layout.tensor_of(i).kind;
+        let (layer, kind) = layer_and_kind(layout.tensor_of(i));
         let theta = share.theta[i];
-        let (square, absolute) = share.factors(kind);
+        let (square, absolute) = share.factors(layer, kind);
         let cost = |v: f64| square * v * v + absolute * v.abs();
         let change = |v: f64| cost(v) - cost(theta);
         share.add(
@@ -28,7 +28,7 @@ pub fn add(problem: &Problem, indices: &[usize], steps: &[f64], estimates: &mut 
             k,
             problem
                 .model()
-                .penalty_slope(kind, problem.examples(), theta),
+                .penalty_slope(layer, kind, problem.examples(), theta),
             (change(theta + h), change(theta - h)),
         );
         if theta == 0.0 && absolute != 0.0 {
@@ -47,14 +47,15 @@ pub fn add_along(problem: &Problem, dirs: &[Direction], estimates: &mut Estimate
     let layout = problem.net().layout();
     let m = problem.examples();
     for (k, d) in dirs.iter().enumerate() {
-        let kind = layout.tensors()[d.tensor].kind;
+        let (layer, kind) = layer_and_kind(&layout.tensors()[d.tensor]);
+        // Only the direction's own tensor's entries count in its projection.
         let slopes: Vec<f64> = share
             .theta
             .iter()
-            .map(|&t| problem.model().penalty_slope(kind, m, t))
+            .map(|&t| problem.model().penalty_slope(layer, kind, m, t))
             .collect();
         share.add(estimates, k, d.project(layout, &slopes), (0.0, 0.0));
-        let (_, absolute) = share.factors(kind);
+        let (_, absolute) = share.factors(layer, kind);
         if absolute != 0.0 {
             let zeros: Vec<f64> = share
                 .theta
@@ -73,6 +74,11 @@ pub fn add_along(problem: &Problem, dirs: &[Direction], estimates: &mut Estimate
             }
         }
     }
+}
+
+/// A tensor's layer (0-based, as the penalties count them) and kind.
+fn layer_and_kind(spec: &crate::model::TensorSpec) -> (usize, TensorKind) {
+    (spec.layer - 1, spec.kind)
 }
 
 /// Makes estimate `k` a kink at `site` whose conventions move it by `c·size` (c ∈ 0, 1,
@@ -130,12 +136,12 @@ impl<'a> Share<'a> {
         })
     }
 
-    /// The factors on `θ²` and `|θ|` of a tensor of `kind`.
-    fn factors(&self, kind: TensorKind) -> (f64, f64) {
+    /// The factors on `θ²` and `|θ|` of layer `layer`'s tensor of `kind`.
+    fn factors(&self, layer: usize, kind: TensorKind) -> (f64, f64) {
         let model = self.problem.model();
         model
             .penalty
-            .factors(kind, model.scale(self.problem.examples()))
+            .factors(layer, kind, model.scale(self.problem.examples()))
     }
 
     /// Adds to estimate `k` the derivative `slope` and the costs' changes `(plus, minus)`.

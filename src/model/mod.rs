@@ -8,7 +8,7 @@ pub mod spec;
 pub use layout::{ParamLayout, TensorKind, TensorSpec};
 pub use spec::{
     sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Penalty,
-    Reduction,
+    Rates, Reduction,
 };
 
 use ndarray::{Array1, Array2};

@@ -345,39 +345,117 @@ pub struct Dropout {
     pub masks: Vec<Array2<f64>>,
 }
 
+/// A penalty's coefficient: one for every layer, or one per layer (NNFS sets its
+/// regularisers on each `Layer_Dense`: `weight_l2=5e-4,0` regularises layer 1 alone).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Rates(Vec<f64>);
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates::all(0.0)
+    }
+}
+
+impl Rates {
+    /// One coefficient for every layer.
+    pub fn all(value: f64) -> Self {
+        Rates(vec![value])
+    }
+
+    /// One coefficient per layer, in order (a single one applies to every layer).
+    pub fn per_layer(values: Vec<f64>) -> Self {
+        Rates(values)
+    }
+
+    /// The coefficient of layer `layer` (0-based).
+    pub fn at(&self, layer: usize) -> f64 {
+        match self.0.as_slice() {
+            [one] => *one,
+            many => many.get(layer).copied().unwrap_or(0.0),
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|&v| v == 0.0)
+    }
+
+    /// `0.0005` or `0.0005,0` as the settings line and flags read it.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        text.split(',')
+            .map(|v| parse_number(v).map_err(|_| format!("'{}' is not a number", v.trim())))
+            .collect::<std::result::Result<Vec<f64>, String>>()
+            .map(Rates)
+    }
+
+    /// Checked against a network of `layers` layers: finite, ≥ 0, one or one per layer.
+    fn checked(self, name: &str, layers: usize) -> Result<Self> {
+        if let Some(v) = self.0.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(Error::Option(format!(
+                "the penalty {name} must be a finite number ≥ 0, got {v}"
+            )));
+        }
+        if self.0.len() != 1 && self.0.len() != layers {
+            return Err(Error::Option(format!(
+                "{name}={self} gives {} coefficients for a network of {layers} layers: give one for every layer or one per layer",
+                self.0.len()
+            )));
+        }
+        Ok(self)
+    }
+}
+
+impl std::fmt::Display for Rates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values: Vec<String> = self.0.iter().map(f64::to_string).collect();
+        f.write_str(&values.join(","))
+    }
+}
+
 /// Penalties on the parameters themselves, added to the cost: the course's L2,
 /// `λ/(2m)·Σ‖W‖²` (`l2` = λ, with the reduction's 1/m), and plain coefficients on plain
-/// sums, `weight_l2·Σw² + weight_l1·Σ|w| + bias_l2·Σb² + bias_l1·Σ|b|` over every layer
-/// (NNFS's four regularisers; cs231n's `reg·ΣW²` is `weight_l2 = reg`, its
-/// `0.5·reg·ΣW²` is `weight_l2 = reg/2`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+/// sums, `weight_l2·Σw² + weight_l1·Σ|w| + bias_l2·Σb² + bias_l1·Σ|b|`, each for every
+/// layer or per layer (NNFS's four regularisers; cs231n's `reg·ΣW²` is `weight_l2 = reg`,
+/// its `0.5·reg·ΣW²` is `weight_l2 = reg/2`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Penalty {
     pub l2: f64,
-    pub weight_l2: f64,
-    pub weight_l1: f64,
-    pub bias_l2: f64,
-    pub bias_l1: f64,
+    pub weight_l2: Rates,
+    pub weight_l1: Rates,
+    pub bias_l2: Rates,
+    pub bias_l1: Rates,
 }
 
 impl Penalty {
     /// Whether it adds nothing.
     pub fn is_none(&self) -> bool {
-        *self == Penalty::default()
+        self.l2 == 0.0
+            && [
+                &self.weight_l2,
+                &self.weight_l1,
+                &self.bias_l2,
+                &self.bias_l1,
+            ]
+            .iter()
+            .all(|r| r.is_zero())
     }
 
-    /// The factors on `Σθ²` and on `Σ|θ|` of a tensor of `kind`, in a cost whose
-    /// reduction scales the summed losses by `scale`.
-    pub fn factors(&self, kind: TensorKind, scale: f64) -> (f64, f64) {
+    /// The factors on `Σθ²` and on `Σ|θ|` of layer `layer`'s (0-based) tensor of `kind`,
+    /// in a cost whose reduction scales the summed losses by `scale`.
+    pub fn factors(&self, layer: usize, kind: TensorKind, scale: f64) -> (f64, f64) {
         match kind {
-            TensorKind::Weight => (0.5 * self.l2 * scale + self.weight_l2, self.weight_l1),
-            TensorKind::Bias => (self.bias_l2, self.bias_l1),
+            TensorKind::Weight => (
+                0.5 * self.l2 * scale + self.weight_l2.at(layer),
+                self.weight_l1.at(layer),
+            ),
+            TensorKind::Bias => (self.bias_l2.at(layer), self.bias_l1.at(layer)),
         }
     }
 
-    /// Its derivative in one parameter `theta` of a tensor of `kind` (with `np.sign`'s
-    /// `sign(0) = 0`).
-    pub fn slope(&self, kind: TensorKind, scale: f64, theta: f64) -> f64 {
-        let (square, absolute) = self.factors(kind, scale);
+    /// Its derivative in one parameter `theta` of layer `layer`'s tensor of `kind` (with
+    /// `np.sign`'s `sign(0) = 0`).
+    pub fn slope(&self, layer: usize, kind: TensorKind, scale: f64, theta: f64) -> f64 {
+        let (square, absolute) = self.factors(layer, kind, scale);
         let sign = if theta == 0.0 { 0.0 } else { theta.signum() };
         2.0 * square * theta + absolute * sign
     }
@@ -387,8 +465,8 @@ impl Penalty {
         if self.is_none() {
             return 0.0;
         }
-        let term = |kind, values: &mut dyn Iterator<Item = f64>| {
-            let (square, absolute) = self.factors(kind, scale);
+        let term = |layer, kind, values: &mut dyn Iterator<Item = f64>| {
+            let (square, absolute) = self.factors(layer, kind, scale);
             let (mut squares, mut absolutes) = (0.0, 0.0);
             for v in values {
                 squares += v * v;
@@ -398,26 +476,33 @@ impl Penalty {
         };
         net.layers()
             .iter()
-            .map(|l| {
-                term(TensorKind::Weight, &mut l.w.iter().copied())
-                    + term(TensorKind::Bias, &mut l.b.iter().copied())
+            .enumerate()
+            .map(|(k, l)| {
+                term(k, TensorKind::Weight, &mut l.w.iter().copied())
+                    + term(k, TensorKind::Bias, &mut l.b.iter().copied())
             })
             .sum()
     }
 
     /// `, L2 λ=0.7, weight L1 0.001` for the report (empty without penalties).
     fn describe(&self) -> String {
-        [
-            ("L2 λ=", self.l2),
-            ("weight L2 ", self.weight_l2),
-            ("weight L1 ", self.weight_l1),
-            ("bias L2 ", self.bias_l2),
-            ("bias L1 ", self.bias_l1),
+        let l2 = (self.l2 != 0.0).then(|| format!(", L2 λ={}", self.l2));
+        let rates = [
+            ("weight L2 ", &self.weight_l2),
+            ("weight L1 ", &self.weight_l1),
+            ("bias L2 ", &self.bias_l2),
+            ("bias L1 ", &self.bias_l1),
         ]
-        .iter()
-        .filter(|(_, v)| *v != 0.0)
-        .map(|(name, v)| format!(", {name}{v}"))
-        .collect()
+        .into_iter()
+        .filter(|(_, r)| !r.is_zero())
+        .map(|(name, r)| {
+            if r.0.len() == 1 {
+                format!(", {name}{r}")
+            } else {
+                format!(", {name}{r} (per layer)")
+            }
+        });
+        l2.into_iter().chain(rates).collect()
     }
 }
 
@@ -467,9 +552,16 @@ impl Model {
         self.penalty.cost(net, self.scale(examples))
     }
 
-    /// The penalties' derivative in parameter `theta` of a tensor of `kind`.
-    pub fn penalty_slope(&self, kind: TensorKind, examples: usize, theta: f64) -> f64 {
-        self.penalty.slope(kind, self.scale(examples), theta)
+    /// The penalties' derivative in parameter `theta` of layer `layer`'s (0-based) tensor
+    /// of `kind`.
+    pub fn penalty_slope(
+        &self,
+        layer: usize,
+        kind: TensorKind,
+        examples: usize,
+        theta: f64,
+    ) -> f64 {
+        self.penalty.slope(layer, kind, self.scale(examples), theta)
     }
 
     /// The dropout factor on hidden layer `l`'s unit `row` for example `e` (1 without dropout).
@@ -483,15 +575,16 @@ impl Model {
     /// masks aside), with its arrays laid out as `layout`: what a file that describes itself
     /// carries. Defaults other than the loss are left unset.
     pub fn options(&self, layout: DataLayout) -> ModelOptions {
+        let given = |r: &Rates| (!r.is_zero()).then(|| r.clone());
         ModelOptions {
             hidden: (!self.hidden.is_empty()).then(|| self.hidden.clone()),
             loss: Some(self.loss),
             reduction: (self.reduction != Reduction::Mean).then_some(self.reduction),
             l2: (self.penalty.l2 != 0.0).then_some(self.penalty.l2),
-            weight_l2: (self.penalty.weight_l2 != 0.0).then_some(self.penalty.weight_l2),
-            weight_l1: (self.penalty.weight_l1 != 0.0).then_some(self.penalty.weight_l1),
-            bias_l2: (self.penalty.bias_l2 != 0.0).then_some(self.penalty.bias_l2),
-            bias_l1: (self.penalty.bias_l1 != 0.0).then_some(self.penalty.bias_l1),
+            weight_l2: given(&self.penalty.weight_l2),
+            weight_l1: given(&self.penalty.weight_l1),
+            bias_l2: given(&self.penalty.bias_l2),
+            bias_l1: given(&self.penalty.bias_l1),
             keep_prob: self.dropout.as_ref().map(|d| d.keep_prob),
             layout: Some(layout),
         }
@@ -535,10 +628,10 @@ pub struct ModelOptions {
     /// The course's λ: `λ/(2m)·Σ‖W‖²`.
     pub l2: Option<f64>,
     /// Coefficients on plain sums (see [`Penalty`]).
-    pub weight_l2: Option<f64>,
-    pub weight_l1: Option<f64>,
-    pub bias_l2: Option<f64>,
-    pub bias_l1: Option<f64>,
+    pub weight_l2: Option<Rates>,
+    pub weight_l1: Option<Rates>,
+    pub bias_l2: Option<Rates>,
+    pub bias_l1: Option<Rates>,
     pub keep_prob: Option<f64>,
     /// `None`: decided by the shapes.
     pub layout: Option<DataLayout>,
@@ -552,10 +645,10 @@ impl ModelOptions {
             loss: self.loss.or(under.loss),
             reduction: self.reduction.or(under.reduction),
             l2: self.l2.or(under.l2),
-            weight_l2: self.weight_l2.or(under.weight_l2),
-            weight_l1: self.weight_l1.or(under.weight_l1),
-            bias_l2: self.bias_l2.or(under.bias_l2),
-            bias_l1: self.bias_l1.or(under.bias_l1),
+            weight_l2: self.weight_l2.clone().or_else(|| under.weight_l2.clone()),
+            weight_l1: self.weight_l1.clone().or_else(|| under.weight_l1.clone()),
+            bias_l2: self.bias_l2.clone().or_else(|| under.bias_l2.clone()),
+            bias_l1: self.bias_l1.clone().or_else(|| under.bias_l1.clone()),
             keep_prob: self.keep_prob.or(under.keep_prob),
             layout: self.layout.or(under.layout),
         }
@@ -608,16 +701,16 @@ impl ModelOptions {
                     opts.l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
                 }
                 "weight_l2" | "weight_regularizer_l2" | "reg" => {
-                    opts.weight_l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                    opts.weight_l2 = Some(Rates::parse(value).map_err(|e| bad(&e))?)
                 }
                 "weight_l1" | "weight_regularizer_l1" => {
-                    opts.weight_l1 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                    opts.weight_l1 = Some(Rates::parse(value).map_err(|e| bad(&e))?)
                 }
                 "bias_l2" | "bias_regularizer_l2" => {
-                    opts.bias_l2 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                    opts.bias_l2 = Some(Rates::parse(value).map_err(|e| bad(&e))?)
                 }
                 "bias_l1" | "bias_regularizer_l1" => {
-                    opts.bias_l1 = Some(parse_number(value).map_err(|_| bad("not a number"))?)
+                    opts.bias_l1 = Some(Rates::parse(value).map_err(|e| bad(&e))?)
                 }
                 "keep_prob" => {
                     opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?)
@@ -646,12 +739,14 @@ impl ModelOptions {
         if let Some(r) = self.reduction {
             words.push(format!("reduction={}", r.as_str()));
         }
+        if let Some(v) = self.l2 {
+            words.push(format!("l2={v}"));
+        }
         for (key, value) in [
-            ("l2", self.l2),
-            ("weight_l2", self.weight_l2),
-            ("weight_l1", self.weight_l1),
-            ("bias_l2", self.bias_l2),
-            ("bias_l1", self.bias_l1),
+            ("weight_l2", &self.weight_l2),
+            ("weight_l1", &self.weight_l1),
+            ("bias_l2", &self.bias_l2),
+            ("bias_l1", &self.bias_l1),
         ] {
             if let Some(v) = value {
                 words.push(format!("{key}={v}"));
@@ -681,7 +776,7 @@ impl ModelOptions {
                 )))
             }
         };
-        let penalty = self.penalty()?;
+        let penalty = self.penalty(layers)?;
         let dropout = match (self.keep_prob, masks) {
             (None, None) => None,
             (Some(p), _) if !(p > 0.0 && p <= 1.0) => {
@@ -718,30 +813,30 @@ impl ModelOptions {
         })
     }
 
-    /// The penalties asked for, each a finite number ≥ 0; the course's `l2` and
-    /// `weight_l2` are two conventions for one term, so not both.
-    fn penalty(&self) -> Result<Penalty> {
-        let checked = |name: &str, value: Option<f64>| -> Result<f64> {
-            let v = value.unwrap_or(0.0);
-            if v.is_finite() && v >= 0.0 {
-                Ok(v)
-            } else {
-                Err(Error::Option(format!(
-                    "the penalty {name} must be a finite number ≥ 0, got {v}"
-                )))
-            }
-        };
-        if let (Some(l2), Some(w)) = (self.l2, self.weight_l2) {
+    /// The penalties asked for on a network of `layers` layers, each coefficient a finite
+    /// number ≥ 0, one for every layer or one per layer; the course's `l2` and `weight_l2`
+    /// are two conventions for one term, so not both.
+    fn penalty(&self, layers: usize) -> Result<Penalty> {
+        let l2 = self.l2.unwrap_or(0.0);
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err(Error::Option(format!(
+                "the penalty l2 must be a finite number ≥ 0, got {l2}"
+            )));
+        }
+        if let (Some(l2), Some(w)) = (self.l2, &self.weight_l2) {
             return Err(Error::Option(format!(
                 "l2={l2} and weight_l2={w} are two conventions for the same term (λ/(2m)·Σ‖W‖² and a plain coefficient on Σ‖W‖²): give one"
             )));
         }
+        let rates = |name: &str, value: &Option<Rates>| {
+            value.clone().unwrap_or_default().checked(name, layers)
+        };
         Ok(Penalty {
-            l2: checked("l2", self.l2)?,
-            weight_l2: checked("weight_l2", self.weight_l2)?,
-            weight_l1: checked("weight_l1", self.weight_l1)?,
-            bias_l2: checked("bias_l2", self.bias_l2)?,
-            bias_l1: checked("bias_l1", self.bias_l1)?,
+            l2,
+            weight_l2: rates("weight_l2", &self.weight_l2)?,
+            weight_l1: rates("weight_l1", &self.weight_l1)?,
+            bias_l2: rates("bias_l2", &self.bias_l2)?,
+            bias_l1: rates("bias_l1", &self.bias_l1)?,
         })
     }
 }

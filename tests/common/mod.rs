@@ -316,8 +316,8 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
     }
     let scale = model.scale(problem.examples()) as f32;
     let m = problem.examples();
-    let penalty = |kind, values: &Array2<f32>| {
-        values.mapv(|v| model.penalty_slope(kind, m, f64::from(v)) as f32)
+    let penalty = |layer, kind, values: &Array2<f32>| {
+        values.mapv(|v| model.penalty_slope(layer, kind, m, f64::from(v)) as f32)
     };
     let twice = model
         .loss
@@ -330,8 +330,8 @@ pub fn float32_backprop(problem: &Problem) -> Vec<f32> {
         let mut db = dz.sum_axis(Axis(1));
         if !model.penalty.is_none() {
             use gradcheck::model::TensorKind;
-            dw = dw + penalty(TensorKind::Weight, &layers[l].0);
-            db = db + penalty(TensorKind::Bias, &layers[l].1).column(0);
+            dw = dw + penalty(l, TensorKind::Weight, &layers[l].0);
+            db = db + penalty(l, TensorKind::Bias, &layers[l].1).column(0);
         }
         if l > 0 {
             dz = layers[l].0.t().dot(&dz) * &slopes[l - 1];
@@ -506,11 +506,11 @@ pub fn user_backprop(problem: &Problem, style: Style) -> Vec<f64> {
         let dw = dz.dot(&a[l].t())
             + layer
                 .w
-                .mapv(|w| model.penalty_slope(TensorKind::Weight, m, w));
+                .mapv(|w| model.penalty_slope(l, TensorKind::Weight, m, w));
         let db = dz.sum_axis(Axis(1))
             + layer
                 .b
-                .mapv(|b| model.penalty_slope(TensorKind::Bias, m, b));
+                .mapv(|b| model.penalty_slope(l, TensorKind::Bias, m, b));
         if l > 0 {
             dz = net.layers()[l].w.t().dot(&dz) * &slopes[l - 1];
         }
