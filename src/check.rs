@@ -62,7 +62,7 @@ impl Resolution {
 pub struct TensorCheck {
     pub name: String,
     /// As the user's arrays have it (a rows-layout weight is `n_in × n_out`).
-    pub shape: [usize; 2],
+    pub shape: Vec<usize>,
     /// `‖grad − approx‖ / (‖grad‖ + ‖approx‖)` over this tensor alone.
     pub difference: f64,
     /// cs231n's `rel_error`: `max |g − a| / max(1e-8, |g| + |a|)` over the coordinates.
@@ -757,7 +757,8 @@ impl Pattern {
             return None;
         }
         let facts = &advice.model;
-        let (weight_l2, bias_l2) = facts.l2.get(spec.layer - 1).copied().unwrap_or_default();
+        // A layer's inputs have no penalties: no L2 term to name.
+        let (weight_l2, bias_l2) = facts.l2.get(spec.layer - 1).copied()?;
         let (have, kind) = match spec.kind {
             crate::model::TensorKind::Weight => (weight_l2, "weight"),
             crate::model::TensorKind::Bias => (bias_l2, "bias"),

@@ -530,6 +530,7 @@ fn build_header(
         adapter,
         placement: placement.reason.clone(),
         gpu_declined: placement.gpu_declined,
+        layer: None,
     }
 }
 

@@ -42,6 +42,10 @@ pub enum Command {
     /// Check the gradients of a network read from FILE (npz) or generated with --layers.
     #[command(after_help = EXIT_CODES)]
     Check(CheckArgs),
+    /// Check one layer's backward (every input's gradient, dx included) from FILE (npz),
+    /// as cs231n's notebooks do with eval_numerical_gradient_array.
+    #[command(after_help = EXIT_CODES)]
+    Layer(crate::layer_cmd::LayerArgs),
     /// Write a network (the exercise's, or one generated with --layers), its data and its
     /// backprop gradients to an npz file.
     Export(ExportArgs),
@@ -397,6 +401,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         None => run_exercise(),
         Some(Command::Check(args)) => run_check(&args),
+        Some(Command::Layer(args)) => crate::layer_cmd::run_layer(&args),
         Some(Command::Export(args)) => run_export(&args),
         Some(Command::Devices) => run_devices(),
         Some(Command::Bench(args)) => crate::bench_cmd::run_bench(&args),
@@ -404,7 +409,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// 0 pass, 1 fail, 3 inconclusive (2 is an error, 130 an interruption: see main.rs).
-fn exit_code(verdict: Verdict) -> ExitCode {
+pub(crate) fn exit_code(verdict: Verdict) -> ExitCode {
     match verdict {
         Verdict::Pass => ExitCode::SUCCESS,
         Verdict::Fail => ExitCode::from(1),
@@ -630,7 +635,7 @@ fn print_notices(notices: &[String]) {
 }
 
 /// Prints the table, and writes the JSON whole or not at all.
-fn emit(report: &Report, json: Option<&str>) -> Result<()> {
+pub(crate) fn emit(report: &Report, json: Option<&str>) -> Result<()> {
     match json {
         Some("-") => {
             eprintln!(

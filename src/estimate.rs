@@ -91,6 +91,8 @@ pub const TERM_ROUNDINGS: f64 = 8.0;
 pub enum Site {
     Hidden(usize),
     L1(crate::model::TensorKind),
+    /// A layer-level check's op (its ReLU inputs or hinge margins at 0).
+    Op(&'static str),
 }
 
 impl std::fmt::Display for Site {
@@ -99,6 +101,7 @@ impl std::fmt::Display for Site {
             Site::Hidden(l) => write!(f, "layer {l}"),
             Site::L1(crate::model::TensorKind::Weight) => f.write_str("the weights' L1"),
             Site::L1(crate::model::TensorKind::Bias) => f.write_str("the biases' L1"),
+            Site::Op(op) => f.write_str(op),
         }
     }
 }

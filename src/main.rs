@@ -3,6 +3,7 @@
 
 mod bench_cmd;
 mod cli;
+mod layer_cmd;
 mod watch;
 
 use std::process::ExitCode;

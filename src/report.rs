@@ -78,6 +78,33 @@ pub struct Header {
     /// Whether `auto` left a GPU for the CPU (see [`Header::hint_gpu`]).
     #[serde(skip)]
     pub gpu_declined: bool,
+    /// A layer-level check's op and arrays (absent from a network's check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<LayerSubject>,
+}
+
+/// What a layer-level check differentiates: `L = Σ op(inputs)·dout`, or a loss itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerSubject {
+    /// The op and its hyperparameters: `batchnorm eps=0.00001`.
+    pub op: String,
+    /// Every input, with its shape.
+    pub inputs: Vec<(String, Vec<usize>)>,
+    /// The output's shape (empty for a loss).
+    pub output: Vec<usize>,
+    /// Whether an upstream gradient `dout` weights the output (a loss has none).
+    pub dout: bool,
+    /// `L` at the inputs.
+    pub value: f64,
+}
+
+/// `4×5`, or `scalar` for a 0-d shape.
+fn shape_text(shape: &[usize]) -> String {
+    if shape.is_empty() {
+        return "scalar".into();
+    }
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    dims.join("×")
 }
 
 impl Header {
@@ -100,23 +127,52 @@ impl Header {
         };
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.title);
-        let _ = writeln!(
-            out,
-            "network {} · m = {} · {} parameters · J = {:.12}",
-            widths.join("-"),
-            self.examples,
-            self.params,
-            self.cost
-        );
-        let _ = writeln!(out, "model {} · layout {}", self.model, self.layout);
-        let _ = writeln!(
-            out,
-            "{device} · {} · method {} · eps {:e} · threshold {:e}",
-            self.precision.as_str(),
-            self.method.as_str(),
-            self.eps,
-            self.threshold
-        );
+        if let Some(layer) = &self.layer {
+            let inputs: Vec<String> = layer
+                .inputs
+                .iter()
+                .map(|(name, shape)| format!("{name} {}", shape_text(shape)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "layer {} · {} → {} · {} coordinates · L = {} = {:.12}",
+                layer.op,
+                inputs.join(", "),
+                shape_text(&layer.output),
+                self.params,
+                if layer.dout {
+                    "Σ out·dout"
+                } else {
+                    "the loss"
+                },
+                layer.value
+            );
+            let _ = writeln!(
+                out,
+                "{device} · {} · central differences per coordinate · eps {:e} · threshold {:e}",
+                self.precision.as_str(),
+                self.eps,
+                self.threshold
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "network {} · m = {} · {} parameters · J = {:.12}",
+                widths.join("-"),
+                self.examples,
+                self.params,
+                self.cost
+            );
+            let _ = writeln!(out, "model {} · layout {}", self.model, self.layout);
+            let _ = writeln!(
+                out,
+                "{device} · {} · method {} · eps {:e} · threshold {:e}",
+                self.precision.as_str(),
+                self.method.as_str(),
+                self.eps,
+                self.threshold
+            );
+        }
         let _ = writeln!(out, "placement: {}", self.placement);
         let _ = writeln!(
             out,
@@ -229,7 +285,8 @@ impl Report {
             "tensor", "shape", "difference", "rel_error", "ratio", "checked", "failing"
         );
         for t in &self.tensors {
-            let shape = format!("{}×{}", t.shape[0], t.shape[1]);
+            let dims: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+            let shape = dims.join("×");
             let mut verdict = paint(t.verdict, t.verdict.as_str());
             if t.decided_at_kinks {
                 verdict.push_str(&format!(

@@ -30,9 +30,11 @@ import numpy as np  # noqa: E402
 from ._native import GradcheckError  # noqa: E402
 from ._native import check_arrays as _check_arrays  # noqa: E402
 from ._native import check_npz as _check_npz  # noqa: E402
+from ._native import check_layer as _check_layer  # noqa: E402
+from ._native import layer_gradients as _layer_gradients  # noqa: E402
 
-__all__ = ["check", "check_npz", "from_layers", "Report", "Tensor", "Coordinate",
-           "GradcheckError"]
+__all__ = ["check", "check_npz", "check_layer", "from_layers", "Report", "Tensor",
+           "Coordinate", "GradcheckError"]
 
 # The model keywords, as the settings line names them.
 _MODEL = ("hidden", "loss", "reduction", "l2", "weight_l2", "weight_l1", "bias_l2",
@@ -319,6 +321,57 @@ def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=No
                       bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
     data, text = _check_npz(str(path), None if grads is None else str(grads), settings,
                             _options(options), partial, _progress(progress))
+    return Report(json.loads(data), text)
+
+
+def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=None,
+                grad_precision=None, partial=False, bn_param=None, ln_param=None,
+                dropout_param=None, **hparams):
+    """Checks one layer's backward the way cs231n's notebooks do
+    (``eval_numerical_gradient_array(f, x, dout)``: the gradient of ``sum(f(x) * dout)``),
+    for every input, ``dx`` included.
+
+    ``op``: ``"affine"``, ``"relu"``, ``"leaky_relu"`` (``alpha``), ``"sigmoid"``,
+    ``"tanh"``, ``"softmax_loss"`` and ``"svm_loss"`` (``x`` (N, C), integer ``y``; no
+    ``dout``: the output is the loss), ``"dropout"`` (``p`` the keep probability, the saved
+    ``mask``), ``"batchnorm"``, ``"layernorm"`` (``eps``; train mode). ``inputs``: a dict
+    under the course's argument names (``x``, ``w``, ``b``, ``gamma``, ``beta``, ``mask``,
+    ``y``); ``grads``: a dict (``dx``, ``dw``, …) or the tuple the backward returns
+    (``dx, dw, db``); ``dout``: the upstream gradient. The op's hyperparameters as keywords
+    or as cs231n's ``bn_param``, ``ln_param``, ``dropout_param`` dicts; ``step`` is the
+    finite difference's (1e-5). Returns a :class:`Report`.
+    """
+    for name, param in (("bn_param", bn_param), ("ln_param", ln_param),
+                        ("dropout_param", dropout_param)):
+        if param is None:
+            continue
+        if param.get("mode", "train") != "train":
+            raise GradcheckError(f"{name}['mode'] is {param['mode']!r}: the check "
+                                 "differentiates the train-mode forward")
+        for key, value in param.items():
+            if key not in ("mode", "seed", "running_mean", "running_var", "momentum"):
+                hparams.setdefault(key, value)
+    if not hasattr(inputs, "items"):
+        raise GradcheckError(f"inputs is a {type(inputs).__name__}: pass a dict "
+                             "{'x': …, 'w': …} under the op's argument names")
+    differentiable = _layer_gradients(op)
+    if isinstance(grads, (tuple, list)):
+        if len(grads) != len(differentiable):
+            raise GradcheckError(
+                f"{len(grads)} gradients for {op}, whose backward returns "
+                f"{len(differentiable)}: " + ", ".join("d" + n for n in differentiable))
+        grads = {"d" + n: g for n, g in zip(differentiable, grads)}
+    elif isinstance(grads, np.ndarray) and len(differentiable) == 1:
+        grads = {"d" + differentiable[0]: grads}
+    elif not hasattr(grads, "items"):
+        raise GradcheckError(f"grads is a {type(grads).__name__}: pass a dict "
+                             "{'dx': …} or the tuple the backward returns")
+    settings = " ".join([f"op={op}"] + [f"{k}={v!r}" for k, v in hparams.items()])
+    data, text = _check_layer(
+        settings, {k: _as_array(k, v) for k, v in inputs.items()},
+        {k: _as_array(k, v) for k, v in grads.items()},
+        None if dout is None else _as_array("dout", dout), step, threshold, top,
+        grad_precision, partial)
     return Report(json.loads(data), text)
 
 

@@ -308,10 +308,83 @@ fn check_npz(
     run(py, &title, input, Gradients::Given(given), opts, progress)
 }
 
+/// Checks one op's backward (`gradcheck layer`): `inputs` under the op's argument names,
+/// `grads` as `d` + input name, `dout` the upstream gradient (none for a loss),
+/// `settings` the op and its hyperparameters (`op=batchnorm eps=1e-5`).
+#[pyfunction]
+#[pyo3(signature = (settings, inputs, grads, dout, eps=None, threshold=None, top=None, grad_precision=None, partial=false))]
+#[allow(clippy::too_many_arguments)]
+fn check_layer(
+    py: Python<'_>,
+    settings: &str,
+    inputs: &Bound<'_, PyDict>,
+    grads: &Bound<'_, PyDict>,
+    dout: Option<&Bound<'_, PyAny>>,
+    eps: Option<f64>,
+    threshold: Option<f64>,
+    top: Option<usize>,
+    grad_precision: Option<String>,
+    partial: bool,
+) -> PyResult<(String, String)> {
+    use gradcheck::layer::{check_layer, layer_input, LayerOptions, LayerSettings};
+    let settings = LayerSettings::parse_line(settings).map_err(error)?;
+    let mut named = arrays(inputs)?.into_named().map_err(error)?;
+    for (key, value) in arrays(grads)?.into_named().map_err(error)? {
+        let key = if key.starts_with('d') {
+            key
+        } else {
+            format!("d{key}")
+        };
+        named.insert(key, value);
+    }
+    if let Some(dout) = dout {
+        let one = PyDict::new(py);
+        one.set_item("dout", dout)?;
+        named.extend(arrays(&one)?.into_named().map_err(error)?);
+    }
+    let input = layer_input(named, &settings, "gradients from the grads dict").map_err(error)?;
+    let defaults = LayerOptions::default();
+    let opts = LayerOptions {
+        eps: eps.unwrap_or(defaults.eps),
+        threshold,
+        top: top.unwrap_or(defaults.top),
+        grad_precision: choice::<Precision>("grad_precision", grad_precision)?,
+        partial,
+    };
+    let report = py
+        .detach(|| check_layer("gradcheck layer (python)", &input, &opts))
+        .map_err(error)?;
+    let text = format!(
+        "{}{}",
+        report.header.render(),
+        report.render_findings(false)
+    );
+    Ok((report.to_json(), text))
+}
+
+/// The inputs of op `name` that have gradients, in its argument order (the order of the
+/// tuple its backward returns).
+#[pyfunction]
+fn layer_gradients(name: &str) -> PyResult<Vec<String>> {
+    let op = gradcheck::ops::op(name, &Default::default()).or_else(|_| {
+        // An op whose hyperparameter is required still names its inputs.
+        gradcheck::ops::op(name, &[("p".to_string(), 1.0)].into_iter().collect())
+    });
+    let op = op.map_err(error)?;
+    Ok(op
+        .inputs()
+        .iter()
+        .filter(|i| i.role == gradcheck::ops::Role::Differentiable)
+        .map(|i| i.name.to_string())
+        .collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GradcheckError", m.py().get_type::<GradcheckError>())?;
     m.add_function(wrap_pyfunction!(check_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(check_npz, m)?)?;
+    m.add_function(wrap_pyfunction!(check_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_gradients, m)?)?;
     Ok(())
 }

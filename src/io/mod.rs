@@ -137,6 +137,56 @@ pub fn read_npz_bytes(bytes: &[u8], label: &str) -> Result<NpzInput> {
     read_npz_from(Cursor::new(bytes), label, &ModelOptions::default())
 }
 
+/// Every numeric array of the npz file at `path`, as f64 with the precision it was stored
+/// in, and the text of its settings array (`gradcheck`) if it has one: for inputs that are
+/// no network (a layer's).
+pub fn read_all_arrays(path: &Path) -> Result<(NamedArrays, Option<String>)> {
+    let label = path.display().to_string();
+    let mut reader = open_npz(path)?;
+    let settings =
+        guard::string_array(&mut reader, SETTINGS_ARRAY).map_err(|reason| Error::Npz {
+            path: label.clone(),
+            reason,
+        })?;
+    reader.rewind().map_err(|e| Error::Npz {
+        path: label.clone(),
+        reason: format!("cannot re-read: {e}"),
+    })?;
+    let (mut npz, names, objects) = open_archive(reader, &label)?;
+    if let Some(first) = objects.first() {
+        return Err(Error::Npz {
+            path: label,
+            reason: format!(
+                "{first} holds a pickled Python object (a dict?), which is never read: save its arrays by name, np.savez(f, **arrays)"
+            ),
+        });
+    }
+    let mut source = NpzSource {
+        npz: &mut npz,
+        label: &label,
+    };
+    let mut arrays = NamedArrays::new();
+    for name in names.iter().filter(|n| n.as_str() != SETTINGS_ARRAY) {
+        let (array, precision) = source.read(name)?;
+        ensure_finite(name, array.view())?;
+        arrays.insert(name.clone(), (array, precision));
+    }
+    Ok((arrays, settings))
+}
+
+/// Arrays by name, as f64, each with the precision it was stored in.
+pub type NamedArrays = std::collections::BTreeMap<String, (ArrayD<f64>, Precision)>;
+
+impl MemoryArrays {
+    /// The arrays by name, each checked finite.
+    pub fn into_named(self) -> Result<NamedArrays> {
+        for (name, (array, _)) in &self.arrays {
+            ensure_finite(name, array.view())?;
+        }
+        Ok(self.arrays)
+    }
+}
+
 fn read_npz_from<R: Read + Seek>(
     mut reader: R,
     label: &str,
@@ -1024,7 +1074,7 @@ impl Arrays<'_> {
             let shape = array.shape().to_vec();
             let user = spec.user_shape();
             let fits = match (spec.kind, shape.as_slice()) {
-                (TensorKind::Weight, [r, c]) => [*r, *c] == user,
+                (TensorKind::Weight, [r, c]) => user == [*r, *c],
                 (TensorKind::Bias, [n] | [n, 1] | [1, n]) => *n == spec.shape[0],
                 _ => false,
             };

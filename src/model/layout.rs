@@ -25,6 +25,9 @@ pub struct TensorSpec {
     /// How the user's arrays are laid out: with examples in rows a weight is stored
     /// transposed (`n_in × n_out`) and named by the user's indices.
     pub data_layout: DataLayout,
+    /// The user's N-d shape, for a tensor that is no network's weight or bias (a layer's
+    /// input): stored row-major as is, `shape` its first axis by the rest.
+    pub dims: Option<Vec<usize>>,
 }
 
 impl TensorSpec {
@@ -46,6 +49,16 @@ impl TensorSpec {
     /// `W2[1,3]` or `b1[4]` for the entry at `local` (0-based within the tensor, in the
     /// internal `n_out × n_in` order), in the user's own indices.
     pub fn coordinate_name(&self, local: usize) -> String {
+        if let Some(dims) = &self.dims {
+            let mut rest = local;
+            let mut at = vec![0; dims.len()];
+            for (k, &n) in dims.iter().enumerate().rev() {
+                at[k] = rest % n.max(1);
+                rest /= n.max(1);
+            }
+            let at: Vec<String> = at.iter().map(usize::to_string).collect();
+            return format!("{}[{}]", self.name, at.join(","));
+        }
         match self.kind {
             TensorKind::Weight => {
                 let (row, col) = (local / self.shape[1], local % self.shape[1]);
@@ -60,11 +73,29 @@ impl TensorSpec {
     }
 
     /// The shape as the user's arrays have it (a rows-layout weight is `n_in × n_out`).
-    pub fn user_shape(&self) -> [usize; 2] {
+    pub fn user_shape(&self) -> Vec<usize> {
+        if let Some(dims) = &self.dims {
+            return dims.clone();
+        }
         match (self.kind, self.data_layout) {
-            (TensorKind::Weight, DataLayout::Rows) => [self.shape[1], self.shape[0]],
-            (TensorKind::Bias, DataLayout::Rows) => [1, self.shape[0]],
-            _ => self.shape,
+            (TensorKind::Weight, DataLayout::Rows) => vec![self.shape[1], self.shape[0]],
+            (TensorKind::Bias, DataLayout::Rows) => vec![1, self.shape[0]],
+            _ => self.shape.to_vec(),
+        }
+    }
+
+    /// A tensor of N-d shape `dims` called `name` at `offset` (a layer's input).
+    pub fn with_dims(name: &str, dims: &[usize], offset: usize) -> Self {
+        let len: usize = dims.iter().product();
+        let rows = dims.first().copied().unwrap_or(1);
+        TensorSpec {
+            name: name.to_string(),
+            layer: 1,
+            kind: TensorKind::Weight,
+            shape: [rows, len.checked_div(rows).unwrap_or(0)],
+            offset,
+            data_layout: DataLayout::Columns,
+            dims: Some(dims.to_vec()),
         }
     }
 }
@@ -100,6 +131,7 @@ impl ParamLayout {
                     shape,
                     offset,
                     data_layout,
+                    dims: None,
                 };
                 offset += spec.len();
                 tensors.push(spec);
@@ -109,6 +141,12 @@ impl ParamLayout {
             tensors,
             total: offset,
         }
+    }
+
+    /// The layout of `tensors`, placed one after another from offset 0 (a layer's inputs).
+    pub fn of_tensors(tensors: Vec<TensorSpec>) -> Self {
+        let total = tensors.iter().map(TensorSpec::len).sum();
+        Self { tensors, total }
     }
 
     /// The tensors in flat order.
@@ -190,5 +228,18 @@ mod tests {
         assert_eq!(layout.coordinate_name(6), "W1[2,1]");
         assert_eq!(layout.tensors()[0].user_shape(), [4, 5]);
         assert_eq!(layout.tensors()[1].user_shape(), [1, 5]);
+    }
+
+    #[test]
+    fn n_dimensional_tensors_are_named_by_every_index() {
+        let spec = TensorSpec::with_dims("dx", &[2, 3, 4], 0);
+        assert_eq!(spec.shape, [2, 12]);
+        assert_eq!(spec.coordinate_name(0), "dx[0,0,0]");
+        assert_eq!(spec.coordinate_name(23), "dx[1,2,3]");
+        assert_eq!(spec.coordinate_name(13), "dx[1,0,1]");
+        assert_eq!(
+            TensorSpec::with_dims("db", &[5], 0).coordinate_name(4),
+            "db[4]"
+        );
     }
 }

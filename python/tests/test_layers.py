@@ -1,0 +1,143 @@
+"""The layer-level check as cs231n's notebooks use it: each layer's backward written as
+students write it (cs231n_layers.py), the bugs they make failing on exactly their
+gradient, the notebooks' shapes and expected errors, float32, and the forms people pass
+(the tuple a backward returns, cs231n's param dicts)."""
+
+import numpy as np
+import pytest
+
+import gradcheck
+from cs231n_layers import (affine_backward, batchnorm_backward, batchnorm_backward_alt,
+                           batchnorm_forward, dropout_backward, layernorm_backward,
+                           layernorm_forward, relu_backward, softmax_loss, svm_loss)
+
+rng = np.random.default_rng(231)
+
+
+def failing(report):
+    return {t.name for t in report.tensors if t.verdict == "fail"}
+
+
+def test_affine_as_the_notebook_draws_it_and_its_bugs():
+    x = rng.standard_normal((10, 2, 3))
+    w = rng.standard_normal((6, 5))
+    b = rng.standard_normal(5)
+    dout = rng.standard_normal((10, 5))
+    inputs = dict(x=x, w=w, b=b)
+    report = gradcheck.check_layer("affine", inputs, affine_backward(dout, (x, w, b)), dout)
+    assert report.passed, str(report)
+    # linear in every input: the estimate is exact up to rounding
+    assert max(t.difference for t in report.tensors) < 1e-9
+    report = gradcheck.check_layer("affine", inputs,
+                                   affine_backward(dout, (x, w, b), "db_not_summed"), dout)
+    assert failing(report) == {"db"}, str(report)
+    with pytest.raises(gradcheck.GradcheckError, match="dx has shape"):
+        gradcheck.check_layer("affine", inputs,
+                              affine_backward(dout, (x, w, b), "dx_not_reshaped"), dout)
+
+
+def test_batchnorm_reproduces_the_notebooks_errors_and_catches_its_bugs():
+    N, D = 4, 5
+    x = 5 * rng.standard_normal((N, D)) + 12
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+    _, cache = batchnorm_forward(x, gamma, beta)
+    inputs = dict(x=x, gamma=gamma, beta=beta)
+    bn_param = {"mode": "train", "eps": 1e-5}
+    for backward in (batchnorm_backward, batchnorm_backward_alt):
+        report = gradcheck.check_layer("batchnorm", inputs, backward(dout, cache), dout,
+                                       bn_param=bn_param)
+        assert report.passed, str(report)
+        errors = {t["name"]: t["rel_error"] for t in report.to_dict()["tensors"]}
+        assert errors["dx"] < 1e-7 and errors["dgamma"] < 1e-9, errors
+    for bug, tensor in [("no_mean_terms", "dx"), ("dgamma_from_x", "dgamma")]:
+        report = gradcheck.check_layer("batchnorm", inputs,
+                                       batchnorm_backward(dout, cache, bug), dout,
+                                       bn_param=bn_param)
+        assert failing(report) == {tensor}, (bug, str(report))
+    # dout = ones: the true dx is 0 — undecided or passed, never a false alarm
+    ones = np.ones((N, D))
+    report = gradcheck.check_layer("batchnorm", inputs, batchnorm_backward(ones, cache), ones)
+    assert report.verdict != "fail", str(report)
+
+
+def test_layernorm_over_the_wrong_axis_fails_dx():
+    N, D = 4, 5
+    x = 5 * rng.standard_normal((N, D)) + 12
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+    _, cache = layernorm_forward(x, gamma, beta)
+    inputs = dict(x=x, gamma=gamma, beta=beta)
+    report = gradcheck.check_layer("layernorm", inputs, layernorm_backward(dout, cache), dout,
+                                   ln_param={"eps": 1e-5})
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("layernorm", inputs,
+                                   layernorm_backward(dout, cache, "wrong_axis"), dout)
+    assert failing(report) == {"dx"}, str(report)
+
+
+def test_losses_and_their_bugs():
+    x = rng.standard_normal((50, 10))
+    y = rng.integers(0, 10, 50)
+    report = gradcheck.check_layer("softmax_loss", dict(x=x, y=y), softmax_loss(x, y)[1])
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("softmax_loss", dict(x=x, y=y),
+                                   softmax_loss(x, y, "not_divided")[1])
+    assert failing(report) == {"dx"} and "= m: missing 1/m?" in report.tensors[0].diagnosis
+    report = gradcheck.check_layer("svm_loss", dict(x=x, y=y), svm_loss(x, y)[1])
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("svm_loss", dict(x=x, y=y),
+                                   svm_loss(x, y, "counts_correct")[1])
+    assert failing(report) == {"dx"}, str(report)
+    with pytest.raises(gradcheck.GradcheckError, match="takes no dout"):
+        gradcheck.check_layer("svm_loss", dict(x=x, y=y), svm_loss(x, y)[1], np.ones(1))
+
+
+def test_dropout_and_relu_as_cs231n_writes_them():
+    x = rng.standard_normal((10, 10)) + 10
+    p = 0.6
+    mask = (rng.random((10, 10)) < p) / p        # cs231n keeps it divided by p
+    dout = rng.standard_normal((10, 10))
+    report = gradcheck.check_layer("dropout", dict(x=x, mask=mask),
+                                   dropout_backward(dout, mask, p), dout,
+                                   dropout_param={"mode": "train", "p": p, "seed": 123})
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("dropout", dict(x=x, mask=mask),
+                                   dropout_backward(dout, mask, p, "no_p"), dout, p=p)
+    assert failing(report) == {"dx"} and "keep_prob" not in str(report.tensors[0].diagnosis)
+    x = rng.standard_normal((10, 10))
+    x[0, :3] = 0.0                                 # inputs exactly at the kink
+    for bug in (None, "ge"):                       # x > 0 and x >= 0 are both correct
+        report = gradcheck.check_layer("relu", dict(x=x), relu_backward(dout, x, bug), dout)
+        assert report.passed, (bug, str(report))
+
+
+def test_float32_layers_are_judged_as_float32():
+    N, D = 16, 8
+    x = (5 * rng.standard_normal((N, D)) + 12).astype(np.float32)
+    gamma = rng.standard_normal(D).astype(np.float32)
+    beta = rng.standard_normal(D).astype(np.float32)
+    dout = rng.standard_normal((N, D)).astype(np.float32)
+    _, cache = batchnorm_forward(x, gamma, beta)
+    grads = batchnorm_backward(dout, cache)
+    assert grads[0].dtype == np.float32
+    report = gradcheck.check_layer("batchnorm", dict(x=x, gamma=gamma, beta=beta), grads, dout)
+    assert report.verdict != "fail", str(report)
+    assert report.to_dict()["grad_precision"] == "f32"
+    bad = (grads[0], 1.01 * grads[1], grads[2])
+    report = gradcheck.check_layer("batchnorm", dict(x=x, gamma=gamma, beta=beta), bad, dout)
+    assert failing(report) == {"dgamma"}, str(report)
+
+
+def test_what_people_pass_wrongly_is_named():
+    x = rng.standard_normal((4, 5))
+    with pytest.raises(gradcheck.GradcheckError, match="whose backward returns 3"):
+        gradcheck.check_layer("batchnorm", dict(x=x, gamma=np.ones(5), beta=np.zeros(5)),
+                              (x, x), x)
+    with pytest.raises(gradcheck.GradcheckError, match="dout"):
+        gradcheck.check_layer("relu", dict(x=x), x)
+    with pytest.raises(gradcheck.GradcheckError, match="unknown op 'conv'"):
+        gradcheck.check_layer("conv", dict(x=x), x, x)
+    with pytest.raises(gradcheck.GradcheckError, match="train-mode"):
+        gradcheck.check_layer("batchnorm", dict(x=x, gamma=np.ones(5), beta=np.zeros(5)),
+                              (x, np.ones(5), np.ones(5)), x, bn_param={"mode": "test"})

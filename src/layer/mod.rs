@@ -1,0 +1,340 @@
+//! The layer-level check: one op's backward, for every input, judged the way a whole
+//! network's gradients are (the same verdicts, bounds, diagnoses and report). It
+//! differentiates `L = Σ op(inputs)·dout` (a loss: the loss itself), as cs231n's
+//! `eval_numerical_gradient_array(f, x, dout)` does, with each coordinate's central
+//! difference taken over the outputs it reaches (`ops`).
+
+mod read;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ndarray::ArrayD;
+
+pub use read::{layer_input, read_layer_npz, LayerSettings};
+
+use crate::check::{compare_trial, Advice, Trial};
+use crate::error::{Error, Result};
+use crate::estimate::{Estimates, Kink, Site};
+use crate::model::{ParamLayout, TensorSpec};
+use crate::ops::{Arrays, LayerOp, Role};
+use crate::options::{Method, Precision, F32_GRADIENT_THRESHOLD};
+use crate::report::{Header, LayerSubject, Report, Scope, Timing};
+
+/// A layer's check as read: the op, its inputs, the upstream gradient and the gradients
+/// on trial, each keyed as the course names them (`x`, `dout`, `dx`).
+pub struct LayerInput {
+    pub op: Box<dyn LayerOp>,
+    pub arrays: Arrays,
+    /// `None` for a loss (its output is the scalar loss).
+    pub dout: Option<ArrayD<f64>>,
+    /// `d` + input name → the user's gradient.
+    pub grads: BTreeMap<String, ArrayD<f64>>,
+    /// The names of the arrays that were stored as float32.
+    pub float32: Vec<String>,
+    /// How the report names the gradients' source ("gradients from bn.npz").
+    pub source: String,
+    /// Arrays of the input that the check does not use.
+    pub unused: Vec<String>,
+}
+
+/// The step cs231n's `eval_numerical_gradient_array` takes: an op's truncation at it is
+/// far below float64's rounding over a smaller one.
+pub const DEFAULT_STEP: f64 = 1e-5;
+
+/// How a layer is checked.
+#[derive(Clone, Debug)]
+pub struct LayerOptions {
+    /// The finite difference's step.
+    pub eps: f64,
+    /// `None`: 2e-7 for float64 gradients, 1e-5 for float32 ones.
+    pub threshold: Option<f64>,
+    pub top: usize,
+    /// The precision the gradients were computed in, when coarser than their arrays'.
+    pub grad_precision: Option<Precision>,
+    /// Check only the inputs whose gradients are given.
+    pub partial: bool,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        Self {
+            eps: DEFAULT_STEP,
+            threshold: None,
+            top: 5,
+            grad_precision: None,
+            partial: false,
+        }
+    }
+}
+
+impl LayerOptions {
+    fn validate(&self) -> Result<()> {
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::Option(format!(
+                "the step must be a finite number > 0, got {}",
+                self.eps
+            )));
+        }
+        if let Some(t) = self.threshold.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(Error::Option(format!(
+                "the threshold must be a finite number > 0, got {t}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An input on trial: its position among the op's inputs, its name, its gradient.
+type OnTrial<'a> = (usize, &'static str, &'a ArrayD<f64>);
+
+/// The differentiable inputs on trial, with their gradients: `(input position, name,
+/// gradient)`; a missing gradient is an error unless `partial`, and a misshapen one always.
+fn on_trial(input: &LayerInput, partial: bool) -> Result<(Vec<OnTrial<'_>>, Vec<String>)> {
+    let mut trial = Vec::new();
+    let mut missing = Vec::new();
+    for (k, spec) in input.op.inputs().iter().enumerate() {
+        if spec.role != Role::Differentiable {
+            continue;
+        }
+        let name = format!("d{}", spec.name);
+        match input.grads.get(&name) {
+            Some(g) => {
+                let want = input.arrays[spec.name].shape();
+                if g.shape() != want {
+                    return Err(Error::Shape(format!(
+                        "{name} has shape {:?} but {} has {want:?}: a gradient is shaped like its input",
+                        g.shape(),
+                        spec.name
+                    )));
+                }
+                if let Some((at, v)) = g.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(Error::NonFinite {
+                        array: name,
+                        at: format!("flat index {at}"),
+                        value: *v,
+                    });
+                }
+                trial.push((k, spec.name, g));
+            }
+            None => missing.push(name),
+        }
+    }
+    if trial.is_empty() || (!missing.is_empty() && !partial) {
+        return Err(Error::MissingArray(format!(
+            "{} (the gradients of {} are needed: every input's, dx included)",
+            missing.join(", "),
+            input.op.describe()
+        )));
+    }
+    Ok((trial, missing))
+}
+
+/// Checks the layer's gradients; `title` heads the report.
+pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Result<Report> {
+    opts.validate()?;
+    let start = Instant::now();
+    let op = input.op.as_ref();
+    let output = op.output_shape(&input.arrays)?;
+    let dout = match (&input.dout, op.takes_dout()) {
+        (Some(d), true) => {
+            if d.shape() != output.as_slice() {
+                return Err(Error::Shape(format!(
+                    "dout has shape {:?} but {}'s output has {output:?}: dout is shaped like the output",
+                    d.shape(),
+                    op.describe()
+                )));
+            }
+            d.clone()
+        }
+        (None, true) => {
+            return Err(Error::MissingArray(format!(
+                "dout (the upstream gradient, shaped like {}'s output {output:?}; give np.ones for the plain sum)",
+                op.describe()
+            )))
+        }
+        (_, false) => ArrayD::from_elem(ndarray::IxDyn(&[]), 1.0),
+    };
+    let (trial, missing) = on_trial(input, opts.partial)?;
+
+    let grad_precision = match opts.grad_precision {
+        Some(p) => p,
+        None if !input.float32.is_empty() => Precision::F32,
+        None => Precision::F64,
+    };
+    let threshold = opts.threshold.unwrap_or(match grad_precision {
+        Precision::F64 => 2e-7,
+        Precision::F32 => F32_GRADIENT_THRESHOLD,
+    });
+    let u_grad = grad_precision.unit_roundoff();
+
+    let mut specs = Vec::new();
+    let (mut grad, mut theta, mut roundoff) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut approx, mut noise, mut truncation) = (Vec::new(), Vec::new(), Vec::new());
+    let mut kinks = BTreeMap::new();
+    let site = op.kink_site();
+    for &(k, name, g) in &trial {
+        let x = &input.arrays[name];
+        specs.push(TensorSpec::with_dims(
+            &format!("d{name}"),
+            x.shape(),
+            grad.len(),
+        ));
+        for probe in op.probes(&input.arrays, &dout, k, opts.eps) {
+            if let (Some(derivatives), Some(names)) = (probe.kink, site) {
+                kinks.insert(
+                    approx.len(),
+                    Kink {
+                        layers: vec![(Site::Op(op_name(op)), names)],
+                        derivatives: derivatives
+                            .iter()
+                            .enumerate()
+                            .map(|(c, &d)| (vec![c as u8], d))
+                            .collect(),
+                        noise: probe.noise,
+                        partial: false,
+                    },
+                );
+            }
+            approx.push(probe.estimate);
+            noise.push(probe.noise);
+            truncation.push(probe.truncation);
+            roundoff.push(u_grad * probe.grad_scale);
+        }
+        grad.extend(g.iter().copied());
+        theta.extend(x.iter().copied());
+    }
+    let estimates = Estimates {
+        j_plus: Vec::new(),
+        j_minus: Vec::new(),
+        gradapprox: approx,
+        noise,
+        truncation,
+        kinks,
+        exact: Default::default(),
+        checked: Vec::new(),
+    };
+    let layout = ParamLayout::of_tensors(specs);
+    let advice = advice(input, grad_precision);
+    let comparison = compare_trial(
+        &layout,
+        Trial {
+            grad: &grad,
+            roundoff: Some(&roundoff),
+            given: None,
+            theta: Some(&theta),
+        },
+        &estimates,
+        threshold,
+        opts.top,
+        &advice,
+    );
+    let value = {
+        let out = op.forward(&input.arrays);
+        out.iter()
+            .zip(dout.iter().cycle())
+            .map(|(o, d)| o * d)
+            .sum()
+    };
+    let header = Header {
+        title: title.to_string(),
+        gradients: input.source.clone(),
+        gradient_arrays: trial
+            .iter()
+            .map(|(_, name, _)| (name.to_string(), format!("d{name}")))
+            .collect(),
+        not_given: missing,
+        grad_precision,
+        grad_precision_reason: (opts.grad_precision.is_none() && !input.float32.is_empty()).then(
+            || {
+                format!(
+                    "{} stored as float32: the backward ran in float32",
+                    input.float32.join(", ")
+                )
+            },
+        ),
+        threshold,
+        params: layout.len(),
+        widths: Vec::new(),
+        examples: advice.examples,
+        model: op.describe(),
+        layout: "rows".into(),
+        cost: value,
+        eps: opts.eps,
+        precision: Precision::F64,
+        method: Method::Full,
+        device: "cpu".into(),
+        adapter: None,
+        placement: "the CPU (a layer's check runs on the host, in f64)".into(),
+        gpu_declined: false,
+        layer: Some(LayerSubject {
+            op: op.describe(),
+            inputs: op
+                .inputs()
+                .iter()
+                .map(|i| (i.name.to_string(), input.arrays[i.name].shape().to_vec()))
+                .collect(),
+            output,
+            dout: op.takes_dout(),
+            value,
+        }),
+    };
+    let mut warnings = Vec::new();
+    warnings.extend(crate::io::unused_notice(&input.unused));
+    Ok(Report {
+        header,
+        verdict: comparison.verdict,
+        reason: comparison.reason,
+        difference: comparison.difference,
+        resolution: comparison.resolution,
+        failed_coordinates: comparison.failed_coordinates,
+        unresolved_coordinates: comparison.unresolved_coordinates,
+        kink_coordinates: comparison.kink_coordinates,
+        conventions: comparison.conventions.clone(),
+        diagnosis: comparison.diagnosis.clone(),
+        scope: Scope {
+            mode: "every coordinate",
+            evaluated: layout.len(),
+            judged: comparison.checked_coordinates,
+            total: layout.len(),
+            seed: None,
+        },
+        tensors: comparison.tensors,
+        worst: comparison.worst,
+        warnings,
+        timing: Timing {
+            seconds: start.elapsed().as_secs_f64(),
+            gpu_seconds: None,
+        },
+    })
+}
+
+/// The op's bare name (`leaky_relu`), where its kinks sit.
+fn op_name(op: &dyn LayerOp) -> &'static str {
+    match op.describe().split(' ').next().unwrap_or_default() {
+        "relu" => "relu",
+        "leaky_relu" => "leaky_relu",
+        "svm_loss" => "svm_loss",
+        _ => "op",
+    }
+}
+
+/// What would decide an undecided item of a layer's check.
+fn advice(input: &LayerInput, grad_precision: Precision) -> Advice {
+    let rows = input
+        .arrays
+        .get("x")
+        .and_then(|x| x.shape().first().copied())
+        .unwrap_or(1);
+    Advice {
+        examples: rows,
+        roundoff: "the change is below what float64 resolves at this step; try a larger --eps (the op's truncation bound says how large is safe)".into(),
+        truncation: "the step's truncation error limits the resolution; use a smaller step".into(),
+        gradients: match grad_precision {
+            Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute them in float64".into(),
+            Precision::F64 => "a correct backward in float64 can be off by this much here (cancelling sums, saturated units): smaller errors cannot be told from rounding; raise the threshold to decide".into(),
+        },
+        overflow: " even in f64: rescale the inputs".into(),
+        model: Default::default(),
+    }
+}

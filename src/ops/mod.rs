@@ -1,0 +1,203 @@
+//! The layers students write by hand and check one at a time (cs231n's `layers.py`): each
+//! op in its own file with its f64 forward, its reference backward, and its *probe* — the
+//! central difference of `L = Σ f(inputs)·dout` in one input coordinate, evaluated over
+//! the outputs that coordinate reaches, with bounds on its round-off and truncation and
+//! on the round-off a correct backward of its own carries.
+//!
+//! A probe recomputes only the coordinate's footprint (a row for affine's `x`, a column
+//! for batchnorm's `x`, one element for an activation) and differences the footprint's
+//! outputs directly, so its round-off is relative to the change, not to `L`.
+
+pub mod affine;
+pub mod batchnorm;
+pub mod dropout;
+pub mod layernorm;
+mod norm;
+pub mod relu;
+pub mod sigmoid;
+pub mod softmax_loss;
+pub mod svm_loss;
+pub mod tanh;
+
+use std::collections::BTreeMap;
+
+use ndarray::ArrayD;
+
+use crate::error::{Error, Result};
+
+/// float64's unit round-off.
+pub(crate) const U: f64 = f64::EPSILON / 2.0;
+
+/// An op's named arrays (its inputs, in the course's argument names).
+pub type Arrays = BTreeMap<String, ArrayD<f64>>;
+
+/// What an input of an op is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Real-valued, with a gradient `d` + its name.
+    Differentiable,
+    /// Integer class labels: no gradient.
+    Labels,
+    /// A saved 0/1 mask: no gradient.
+    Mask,
+}
+
+/// One input of an op.
+#[derive(Clone, Copy, Debug)]
+pub struct Input {
+    pub name: &'static str,
+    pub role: Role,
+}
+
+const fn input(name: &'static str, role: Role) -> Input {
+    Input { name, role }
+}
+
+/// One coordinate's central difference and what bounds its distance from the derivative.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Probe {
+    /// `(L(θ + s₊) − L(θ − s₋)) / (s₊ + s₋)`, over the steps actually taken.
+    pub estimate: f64,
+    /// A bound on the estimate's round-off.
+    pub noise: f64,
+    /// A bound on its truncation (0 where `L` is linear over the step).
+    pub truncation: f64,
+    /// At a kink (a ReLU input or an SVM margin exactly at 0): the derivative under each
+    /// convention a backward may use there (below, half-way, above), which stands in for
+    /// the finite difference.
+    pub kink: Option<[f64; 3]>,
+    /// A correct backward's own round-off, in units of its arithmetic's unit round-off.
+    pub grad_scale: f64,
+}
+
+/// An op of the layer-level check.
+pub trait LayerOp: Send + Sync {
+    /// Its name and hyperparameters as the report gives them (`batchnorm eps=1e-5`).
+    fn describe(&self) -> String;
+    /// Its inputs, in the course's argument order.
+    fn inputs(&self) -> &'static [Input];
+    /// Whether it takes an upstream gradient `dout` (a loss's output is the scalar loss).
+    fn takes_dout(&self) -> bool {
+        true
+    }
+    /// The output's shape, after checking the inputs' shapes against each other.
+    fn output_shape(&self, arrays: &Arrays) -> Result<Vec<usize>>;
+    /// The forward pass (a loss: a 0-d array).
+    fn forward(&self, arrays: &Arrays) -> ArrayD<f64>;
+    /// The reference backward: the gradient of `Σ f·dout` in each differentiable input,
+    /// in [`LayerOp::inputs`] order.
+    fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>>;
+    /// The probes of every coordinate of input `input` (its position in `inputs()`) with
+    /// step `h`, in the array's (row-major) order.
+    fn probes(&self, arrays: &Arrays, dout: &ArrayD<f64>, input: usize, h: f64) -> Vec<Probe>;
+    /// The site its kinks are judged at (one convention for the whole op) and the names of
+    /// the conventions: `None` for an op without kinks.
+    fn kink_site(&self) -> Option<[&'static str; 3]> {
+        None
+    }
+}
+
+/// The ops by name, with their hyperparameters (`key → value`); an unknown op or
+/// hyperparameter is an error naming the known ones.
+pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp>> {
+    let known: &[&str] = match name {
+        "affine" | "relu" | "sigmoid" | "tanh" | "softmax_loss" | "svm_loss" => &[],
+        "leaky_relu" => &["alpha"],
+        "dropout" => &["p"],
+        "batchnorm" | "layernorm" => &["eps"],
+        _ => {
+            return Err(Error::Option(format!(
+                "unknown op '{name}': use affine, relu, leaky_relu, sigmoid, tanh, softmax_loss, svm_loss, dropout, batchnorm or layernorm"
+            )))
+        }
+    };
+    if let Some(key) = hparams.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::Option(format!(
+            "{name} has no hyperparameter '{key}'{}",
+            if known.is_empty() {
+                String::new()
+            } else {
+                format!(" (it takes {})", known.join(", "))
+            }
+        )));
+    }
+    let get = |key: &str| hparams.get(key).copied();
+    Ok(match name {
+        "affine" => Box::new(affine::Affine),
+        "relu" => Box::new(relu::Relu::new(0.0)?),
+        "leaky_relu" => Box::new(relu::Relu::new(get("alpha").unwrap_or(0.01))?),
+        "sigmoid" => Box::new(sigmoid::Sigmoid),
+        "tanh" => Box::new(tanh::Tanh),
+        "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss),
+        "svm_loss" => Box::new(svm_loss::SvmLoss),
+        "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
+            Error::Option(
+                "dropout needs its keep probability p (cs231n's dropout_param['p'])".into(),
+            )
+        })?)?),
+        "batchnorm" => Box::new(batchnorm::Batchnorm::new(get("eps").unwrap_or(1e-5))?),
+        _ => Box::new(layernorm::Layernorm::new(get("eps").unwrap_or(1e-5))?),
+    })
+}
+
+/// A hyperparameter as a person writes it: `1e-5`, `0.6`.
+pub(crate) fn number(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// The array `name`, which [`LayerOp::output_shape`] has checked is there.
+pub(crate) fn array<'a>(arrays: &'a Arrays, name: &str) -> &'a ArrayD<f64> {
+    arrays.get(name).expect("checked by output_shape")
+}
+
+/// Array `name`'s shape, or an error saying it is missing.
+pub(crate) fn shape_of(arrays: &Arrays, op: &str, name: &str) -> Result<Vec<usize>> {
+    arrays
+        .get(name)
+        .map(|a| a.shape().to_vec())
+        .ok_or_else(|| Error::MissingArray(format!("{name} (an input of {op})")))
+}
+
+/// A shape mismatch between two inputs, in one line.
+pub(crate) fn mismatch(what: String) -> Error {
+    Error::Shape(what)
+}
+
+/// `x ± h` as computed, and the steps actually taken (`s₊ = (x + h) − x`).
+pub(crate) fn steps(x: f64, h: f64) -> (f64, f64, f64, f64) {
+    let (plus, minus) = (x + h, x - h);
+    (plus, minus, plus - x, x - minus)
+}
+
+/// `γ_n = n·u/(1 − n·u)`: the relative bound on a sum or product of `n` roundings.
+pub(crate) fn gamma(n: usize) -> f64 {
+    let nu = n as f64 * U;
+    nu / (1.0 - nu)
+}
+
+/// Integer labels `y` (N,) for `n` rows of `classes` classes, checked.
+pub(crate) fn labels(y: &ArrayD<f64>, n: usize, classes: usize) -> Result<Vec<usize>> {
+    if y.shape() != [n] {
+        return Err(mismatch(format!(
+            "y has shape {:?} but x has {n} rows: give one class index per row, shape ({n},)",
+            y.shape()
+        )));
+    }
+    y.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.fract() == 0.0 && v >= 0.0 && (v as usize) < classes {
+                Ok(v as usize)
+            } else {
+                Err(Error::Labels(format!(
+                    "y[{i}] is {v}: class indices are integers in 0 … {}",
+                    classes - 1
+                )))
+            }
+        })
+        .collect()
+}
