@@ -32,8 +32,9 @@ from ._native import check_arrays as _check_arrays  # noqa: E402
 from ._native import check_npz as _check_npz  # noqa: E402
 from ._native import check_layer as _check_layer  # noqa: E402
 from ._native import layer_gradients as _layer_gradients  # noqa: E402
+from ._native import judge_function as _judge_function  # noqa: E402
 
-__all__ = ["check", "check_npz", "check_layer", "from_layers", "Report", "Tensor",
+__all__ = ["check", "check_npz", "check_layer", "check_function", "from_layers", "Report", "Tensor",
            "Coordinate", "GradcheckError"]
 
 # The model keywords, as the settings line names them.
@@ -372,6 +373,101 @@ def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=
         {k: _as_array(k, v) for k, v in grads.items()},
         None if dout is None else _as_array("dout", dout), step, threshold, top,
         grad_precision, partial)
+    return Report(json.loads(data), text)
+
+
+_U = np.finfo(np.float64).eps / 2
+
+
+def check_function(f, inputs, grads, dout=None, *, step=1e-5, threshold=None, top=None,
+                   grad_precision=None):
+    """Checks the gradients of any function, for what no op describes: ``f(**inputs)``
+    returns a scalar, or an array contracted with ``dout`` (the gradient of
+    ``sum(f(**inputs) * dout)``, cs231n's ``eval_numerical_gradient_array``). ``grads``:
+    ``{"dx": …}`` (or keyed like the inputs), one per input to check. f is evaluated in
+    float64 at θ ± h and θ ± 2h per coordinate; the truncation is bounded by Richardson's
+    ``|D(2h) − D(h)|/3`` (twice over), the round-off by f's own evaluation noise (its
+    fourth difference), and a coordinate where the one-sided differences disagree by a
+    constant jump is a kink, judged against its left and right derivatives. float32
+    gradients or inputs are judged as float32. Returns a :class:`Report`.
+    """
+    if not hasattr(inputs, "items"):
+        raise GradcheckError(f"inputs is a {type(inputs).__name__}: pass a dict of the "
+                             "keyword arguments f takes")
+    if not hasattr(grads, "items"):
+        raise GradcheckError(f"grads is a {type(grads).__name__}: pass a dict "
+                             "{'dx': …} keyed d + the input's name")
+    float32 = [k for k, v in list(inputs.items()) + list(grads.items())
+               if np.asarray(v).dtype == np.float32]
+    base = {k: (np.array(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f" else v)
+            for k, v in inputs.items()}
+    checked = {}
+    for key, g in grads.items():
+        name = key if key in base else key[1:] if key.startswith("d") and key[1:] in base \
+            else None
+        if name is None:
+            raise GradcheckError(f"grads has {key!r}, which is no input of f: the inputs are "
+                                 + ", ".join(inputs))
+        if not (isinstance(base[name], np.ndarray) and base[name].dtype == np.float64):
+            raise GradcheckError(f"{name} is not a float array: it has no gradient")
+        checked[name] = _as_array(key, g)
+    out = np.asarray(f(**base), dtype=np.float64)
+    if dout is None and out.size != 1:
+        raise GradcheckError(f"f returns an array of shape {out.shape}: give dout, the "
+                             "upstream gradient it is contracted with")
+    weights = np.ones_like(out) if dout is None else np.asarray(dout, dtype=np.float64)
+    if weights.shape != out.shape:
+        raise GradcheckError(f"dout has shape {weights.shape} but f returns {out.shape}: "
+                             "dout is shaped like f's output")
+
+    def value(arrays):
+        terms = np.asarray(f(**arrays), dtype=np.float64) * weights
+        return float(terms.sum()), float(np.abs(terms).sum())
+
+    l0, size0 = value(base)
+    probed = []
+    for name, grad in checked.items():
+        flat = base[name].reshape(-1)
+        n = flat.size
+        est, noise, trunc, kinks = (np.empty(n), np.empty(n), np.empty(n),
+                                    np.full((n, 3), np.nan))
+        for i in range(n):
+            orig = flat[i]
+            ls, steps = {}, {}
+            for k in (-2, -1, 1, 2):
+                flat[i] = orig + k * step
+                steps[k] = flat[i] - orig
+                ls[k], _ = value(base)
+            flat[i] = orig
+            d1 = (ls[1] - ls[-1]) / (steps[1] - steps[-1])
+            d2 = (ls[2] - ls[-2]) / (steps[2] - steps[-2])
+            fourth = ls[-2] - 4 * ls[-1] + 6 * l0 - 4 * ls[1] + ls[2]
+            sigma = max(8 * _U * (abs(l0) + size0), abs(fourth) / np.sqrt(70))
+            h = steps[1]
+            jump1 = (ls[1] - 2 * l0 + ls[-1]) / h
+            jump2 = (ls[2] - 2 * l0 + ls[-2]) / (2 * h)
+            # each side's second difference: noise and curvature, never a kink at θ
+            sides = max(abs(l0 - 2 * ls[-1] + ls[-2]), abs(ls[2] - 2 * ls[1] + l0))
+            side_sigma = max(8 * _U * (abs(l0) + size0), sides / np.sqrt(6))
+            jump_noise = 8 * side_sigma / h
+            est[i] = d1
+            noise[i] = 6 * sigma / (steps[1] - steps[-1])
+            trunc[i] = 2 * abs(d2 - d1) / 3
+            if abs(jump1) > 10 * jump_noise and abs(jump2 - jump1) <= 0.1 * abs(jump1):
+                left, right = (l0 - ls[-1]) / -steps[-1], (ls[1] - l0) / h
+                kinks[i] = (left, 0.5 * (left + right), right)
+                noise[i] = 4 * side_sigma / h
+            elif abs(jump2 - 2 * jump1) > 20 * (8 * sigma / h):
+                # a kink inside the step, not at θ: the difference estimates no derivative
+                trunc[i] = max(trunc[i], abs(jump1) * h + abs(jump2) * 2 * h)
+        probed.append((name, np.array(inputs[name], dtype=np.float64),
+                       np.asarray(grad, dtype=np.float64), est.tolist(),
+                       noise.tolist(), trunc.tolist(), [tuple(r) for r in kinks],
+                       (16 * np.abs(grad).reshape(-1)).tolist()))
+    data, text = _judge_function("gradcheck function (python)", probed,
+                                 list(out.shape) if dout is not None else [],
+                                 dout is not None, l0, float32, step, threshold, top,
+                                 grad_precision)
     return Report(json.loads(data), text)
 
 

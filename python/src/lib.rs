@@ -362,6 +362,99 @@ fn check_layer(
     Ok((report.to_json(), text))
 }
 
+/// Judges finite differences a Python function's check computed (`check_function`): per
+/// input, `(name, theta, grad, estimate, noise, truncation, kinks, grad_scale)` — `kinks`
+/// (n, 3) the one-sided and mid derivatives where a coordinate sits on a kink (NaN rows
+/// elsewhere) — as a layer's probes are judged.
+#[pyfunction]
+#[pyo3(signature = (title, probed, output, takes_dout, value, float32, step, threshold=None, top=None, grad_precision=None))]
+#[allow(clippy::too_many_arguments)]
+fn judge_function(
+    title: &str,
+    probed: Vec<(
+        String,
+        PyReadonlyArrayDyn<'_, f64>,
+        PyReadonlyArrayDyn<'_, f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<[f64; 3]>,
+        Vec<f64>,
+    )>,
+    output: Vec<usize>,
+    takes_dout: bool,
+    value: f64,
+    float32: Vec<String>,
+    step: f64,
+    threshold: Option<f64>,
+    top: Option<usize>,
+    grad_precision: Option<String>,
+) -> PyResult<(String, String)> {
+    use gradcheck::layer::{judge_probes, LayerOptions, Probed, Subject};
+    use gradcheck::ops::Probe;
+    let mut inputs = Vec::new();
+    let mut all = Vec::new();
+    for (name, theta, grad, estimate, noise, truncation, kinks, grad_scale) in probed {
+        let theta = theta.as_array().as_standard_layout().into_owned();
+        let grad = grad.as_array().as_standard_layout().into_owned();
+        if grad.shape() != theta.shape() {
+            return Err(bad(format!(
+                "d{name} has shape {:?} but {name} has {:?}: a gradient is shaped like its input",
+                grad.shape(),
+                theta.shape()
+            )));
+        }
+        let probes = (0..theta.len())
+            .map(|i| Probe {
+                estimate: estimate[i],
+                noise: noise[i],
+                truncation: truncation[i],
+                kink: kinks[i][0].is_finite().then_some(kinks[i]),
+                grad_scale: grad_scale[i],
+            })
+            .collect();
+        inputs.push((name.clone(), theta.shape().to_vec()));
+        all.push(Probed {
+            input: name,
+            theta,
+            grad,
+            probes,
+        });
+    }
+    let defaults = LayerOptions::default();
+    let opts = LayerOptions {
+        eps: step,
+        threshold,
+        top: top.unwrap_or(defaults.top),
+        grad_precision: choice::<Precision>("grad_precision", grad_precision)?,
+        partial: false,
+    };
+    let subject = Subject {
+        title: title.to_string(),
+        source: "gradients from the grads dict".into(),
+        layer: gradcheck::report::LayerSubject {
+            op: "function f".into(),
+            inputs,
+            output,
+            dout: takes_dout,
+            value,
+        },
+        kink_site: Some(("f", ["left derivative", "mid-way", "right derivative"])),
+        missing: Vec::new(),
+        float32,
+        unused: Vec::new(),
+        placement: "the host (f evaluated in Python, in float64)".into(),
+        start: std::time::Instant::now(),
+    };
+    let report = judge_probes(subject, all, &opts);
+    let text = format!(
+        "{}{}",
+        report.header.render(),
+        report.render_findings(false)
+    );
+    Ok((report.to_json(), text))
+}
+
 /// The inputs of op `name` that have gradients, in its argument order (the order of the
 /// tuple its backward returns).
 #[pyfunction]
@@ -386,5 +479,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_npz, m)?)?;
     m.add_function(wrap_pyfunction!(check_layer, m)?)?;
     m.add_function(wrap_pyfunction!(layer_gradients, m)?)?;
+    m.add_function(wrap_pyfunction!(judge_function, m)?)?;
     Ok(())
 }

@@ -141,3 +141,46 @@ def test_what_people_pass_wrongly_is_named():
     with pytest.raises(gradcheck.GradcheckError, match="train-mode"):
         gradcheck.check_layer("batchnorm", dict(x=x, gamma=np.ones(5), beta=np.zeros(5)),
                               (x, np.ones(5), np.ones(5)), x, bn_param={"mode": "test"})
+
+
+def test_any_function_is_checked_with_honest_verdicts():
+    x = rng.standard_normal((4, 3))
+    w = rng.standard_normal((3, 2))
+    dout = rng.standard_normal((4, 2))
+
+    def f(x, w):
+        return np.tanh(x @ w)
+
+    dz = dout * (1 - f(x, w) ** 2)
+    right = {"dx": dz @ w.T, "dw": x.T @ dz}
+    report = gradcheck.check_function(f, dict(x=x, w=w), right, dout)
+    assert report.passed, str(report)
+    report = gradcheck.check_function(f, dict(x=x, w=w), dict(right, dw=1.001 * right["dw"]),
+                                      dout)
+    assert failing(report) == {"dw"}, str(report)
+    # an array output needs its dout
+    with pytest.raises(gradcheck.GradcheckError, match="give dout"):
+        gradcheck.check_function(f, dict(x=x, w=w), right)
+    # float32 gradients are judged as float32
+    report = gradcheck.check_function(f, dict(x=x, w=w),
+                                      {k: v.astype(np.float32) for k, v in right.items()}, dout)
+    assert report.verdict == "pass" and report.to_dict()["grad_precision"] == "f32"
+
+
+def test_a_functions_kinks_are_judged_by_its_one_sided_derivatives():
+    x = np.array([0.0, 1.0, -2.0, 0.0])
+
+    def f(x):
+        return np.abs(x).sum()
+
+    report = gradcheck.check_function(f, dict(x=x), {"dx": np.sign(x)})
+    assert report.passed and report.to_dict()["kink_coordinates"] == 2, str(report)
+    wrong = np.sign(x)
+    wrong[0] = 0.3                      # no side's derivative, nor their mean
+    report = gradcheck.check_function(f, dict(x=x), {"dx": wrong})
+    assert failing(report) == {"dx"}, str(report)
+    # a kink inside the step but not at θ: undecided or passed, never a false alarm
+    x = np.array([3e-6, 0.5])
+    report = gradcheck.check_function(lambda x: np.maximum(x, 0).sum(), dict(x=x),
+                                      {"dx": (x > 0) * 1.0})
+    assert report.verdict != "fail", str(report)

@@ -156,10 +156,80 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
         (_, false) => ArrayD::from_elem(ndarray::IxDyn(&[]), 1.0),
     };
     let (trial, missing) = on_trial(input, opts.partial)?;
+    let site = op.kink_site().map(|names| (op_name(op), names));
+    let probed = trial
+        .iter()
+        .map(|&(k, name, g)| Probed {
+            input: name.to_string(),
+            theta: input.arrays[name].clone(),
+            grad: g.clone(),
+            probes: op.probes(&input.arrays, &dout, k, opts.eps),
+        })
+        .collect();
+    let value = {
+        let out = op.forward(&input.arrays);
+        out.iter()
+            .zip(dout.iter().cycle())
+            .map(|(o, d)| o * d)
+            .sum()
+    };
+    let subject = Subject {
+        title: title.to_string(),
+        source: input.source.clone(),
+        layer: LayerSubject {
+            op: op.describe(),
+            inputs: op
+                .inputs()
+                .iter()
+                .map(|i| (i.name.to_string(), input.arrays[i.name].shape().to_vec()))
+                .collect(),
+            output,
+            dout: op.takes_dout(),
+            value,
+        },
+        kink_site: site,
+        missing,
+        float32: input.float32.clone(),
+        unused: input.unused.clone(),
+        placement: "the CPU (a layer's check runs on the host, in f64)".into(),
+        start,
+    };
+    Ok(judge_probes(subject, probed, opts))
+}
 
+/// One input's probes and its gradient on trial: what a layer's verdicts are made of.
+pub struct Probed {
+    /// The input's name (`x`); its gradient is `d` + it.
+    pub input: String,
+    pub theta: ArrayD<f64>,
+    pub grad: ArrayD<f64>,
+    /// One per coordinate, in the array's order.
+    pub probes: Vec<crate::ops::Probe>,
+}
+
+/// What a layer-level check differentiated, for its report.
+pub struct Subject {
+    pub title: String,
+    /// "gradients from bn.npz".
+    pub source: String,
+    pub layer: LayerSubject,
+    /// Where its kinks sit and the names of their conventions.
+    pub kink_site: Option<(&'static str, [&'static str; 3])>,
+    /// Gradients not given (a partial check).
+    pub missing: Vec<String>,
+    /// Arrays stored as float32 (the gradients are then judged as float32).
+    pub float32: Vec<String>,
+    pub unused: Vec<String>,
+    /// Where the differences were evaluated.
+    pub placement: String,
+    pub start: Instant,
+}
+
+/// Judges the probed inputs' gradients as a network's are judged, into a report.
+pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) -> Report {
     let grad_precision = match opts.grad_precision {
         Some(p) => p,
-        None if !input.float32.is_empty() => Precision::F32,
+        None if !subject.float32.is_empty() => Precision::F32,
         None => Precision::F64,
     };
     let threshold = opts.threshold.unwrap_or(match grad_precision {
@@ -167,25 +237,22 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
         Precision::F32 => F32_GRADIENT_THRESHOLD,
     });
     let u_grad = grad_precision.unit_roundoff();
-
     let mut specs = Vec::new();
     let (mut grad, mut theta, mut roundoff) = (Vec::new(), Vec::new(), Vec::new());
     let (mut approx, mut noise, mut truncation) = (Vec::new(), Vec::new(), Vec::new());
     let mut kinks = BTreeMap::new();
-    let site = op.kink_site();
-    for &(k, name, g) in &trial {
-        let x = &input.arrays[name];
+    for p in &probed {
         specs.push(TensorSpec::with_dims(
-            &format!("d{name}"),
-            x.shape(),
+            &format!("d{}", p.input),
+            p.theta.shape(),
             grad.len(),
         ));
-        for probe in op.probes(&input.arrays, &dout, k, opts.eps) {
-            if let (Some(derivatives), Some(names)) = (probe.kink, site) {
+        for probe in &p.probes {
+            if let (Some(derivatives), Some((site, names))) = (probe.kink, subject.kink_site) {
                 kinks.insert(
                     approx.len(),
                     Kink {
-                        layers: vec![(Site::Op(op_name(op)), names)],
+                        layers: vec![(Site::Op(site), names)],
                         derivatives: derivatives
                             .iter()
                             .enumerate()
@@ -201,8 +268,8 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
             truncation.push(probe.truncation);
             roundoff.push(u_grad * probe.grad_scale);
         }
-        grad.extend(g.iter().copied());
-        theta.extend(x.iter().copied());
+        grad.extend(p.grad.iter().copied());
+        theta.extend(p.theta.iter().copied());
     }
     let estimates = Estimates {
         j_plus: Vec::new(),
@@ -215,7 +282,11 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
         checked: Vec::new(),
     };
     let layout = ParamLayout::of_tensors(specs);
-    let advice = advice(input, grad_precision);
+    let rows = probed
+        .first()
+        .and_then(|p| p.theta.shape().first().copied())
+        .unwrap_or(1);
+    let advice = advice(rows, grad_precision);
     let comparison = compare_trial(
         &layout,
         Trial {
@@ -229,59 +300,44 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
         opts.top,
         &advice,
     );
-    let value = {
-        let out = op.forward(&input.arrays);
-        out.iter()
-            .zip(dout.iter().cycle())
-            .map(|(o, d)| o * d)
-            .sum()
-    };
     let header = Header {
-        title: title.to_string(),
-        gradients: input.source.clone(),
-        gradient_arrays: trial
+        title: subject.title,
+        gradients: subject.source,
+        gradient_arrays: probed
             .iter()
-            .map(|(_, name, _)| (name.to_string(), format!("d{name}")))
+            .map(|p| (p.input.clone(), format!("d{}", p.input)))
             .collect(),
-        not_given: missing,
+        not_given: subject.missing,
         grad_precision,
-        grad_precision_reason: (opts.grad_precision.is_none() && !input.float32.is_empty()).then(
+        grad_precision_reason: (opts.grad_precision.is_none() && !subject.float32.is_empty()).then(
             || {
                 format!(
                     "{} stored as float32: the backward ran in float32",
-                    input.float32.join(", ")
+                    subject.float32.join(", ")
                 )
             },
         ),
         threshold,
         params: layout.len(),
         widths: Vec::new(),
-        examples: advice.examples,
-        model: op.describe(),
+        examples: rows,
+        model: subject.layer.op.clone(),
         layout: "rows".into(),
-        cost: value,
+        cost: subject.layer.value,
         eps: opts.eps,
         precision: Precision::F64,
         method: Method::Full,
         device: "cpu".into(),
         adapter: None,
-        placement: "the CPU (a layer's check runs on the host, in f64)".into(),
+        placement: subject.placement,
         gpu_declined: false,
-        layer: Some(LayerSubject {
-            op: op.describe(),
-            inputs: op
-                .inputs()
-                .iter()
-                .map(|i| (i.name.to_string(), input.arrays[i.name].shape().to_vec()))
-                .collect(),
-            output,
-            dout: op.takes_dout(),
-            value,
-        }),
+        layer: Some(subject.layer),
     };
+    let start = subject.start;
+    let unused = subject.unused;
     let mut warnings = Vec::new();
-    warnings.extend(crate::io::unused_notice(&input.unused));
-    Ok(Report {
+    warnings.extend(crate::io::unused_notice(&unused));
+    Report {
         header,
         verdict: comparison.verdict,
         reason: comparison.reason,
@@ -306,7 +362,7 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
             seconds: start.elapsed().as_secs_f64(),
             gpu_seconds: None,
         },
-    })
+    }
 }
 
 /// The op's bare name (`leaky_relu`), where its kinks sit.
@@ -319,16 +375,11 @@ fn op_name(op: &dyn LayerOp) -> &'static str {
     }
 }
 
-/// What would decide an undecided item of a layer's check.
-fn advice(input: &LayerInput, grad_precision: Precision) -> Advice {
-    let rows = input
-        .arrays
-        .get("x")
-        .and_then(|x| x.shape().first().copied())
-        .unwrap_or(1);
+/// What would decide an undecided item of a layer's check of `rows` rows.
+fn advice(rows: usize, grad_precision: Precision) -> Advice {
     Advice {
         examples: rows,
-        roundoff: "the change is below what float64 resolves at this step; try a larger --eps (the op's truncation bound says how large is safe)".into(),
+        roundoff: "the change is below what float64 resolves at this step; try a larger step".into(),
         truncation: "the step's truncation error limits the resolution; use a smaller step".into(),
         gradients: match grad_precision {
             Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute them in float64".into(),

@@ -115,9 +115,11 @@ pub fn layer_input(
             used.push("dout".into());
             Some(d.as_standard_layout().into_owned())
         }
-        Some(_) => return Err(Error::Option(format!(
+        Some(_) => {
+            return Err(Error::Option(format!(
             "{name} is a loss: its output is the loss itself, so it takes no dout; leave dout out"
-        ))),
+        )))
+        }
         None => None,
     };
     let mut grads = BTreeMap::new();
