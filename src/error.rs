@@ -13,6 +13,12 @@ pub enum Error {
         present: String,
         hint: String,
     },
+    /// A layer's input, upstream gradient or gradient absent: what, and what to give.
+    #[error("missing {0}")]
+    Missing(String),
+    /// A saved dropout mask whose values are no mask's.
+    #[error("the dropout mask: {0}")]
+    Mask(String),
     /// Dropout asked for without every hidden layer's mask.
     #[error("missing dropout masks: {0}")]
     MissingMasks(String),

@@ -29,9 +29,10 @@ pub struct LayerArgs {
     /// The precision the gradients were computed in, when coarser than their arrays'.
     #[arg(help_heading = "Input", long, value_enum)]
     pub grad_precision: Option<Precision>,
-    /// Finite-difference step.
-    #[arg(help_heading = "Method", long, default_value_t = gradcheck::layer::DEFAULT_STEP, allow_hyphen_values = true)]
-    pub eps: f64,
+    /// Finite-difference step [default: 1e-5, 1e-4 and 1e-3, each coordinate's tightest
+    /// bound kept]. (An op's own epsilon is a hyperparameter: --set eps=1e-5.)
+    #[arg(help_heading = "Method", long, allow_hyphen_values = true)]
+    pub step: Option<f64>,
     /// Largest relative difference that passes [default: 2e-7; 1e-5 for float32 gradients].
     #[arg(help_heading = "Method", long, allow_hyphen_values = true)]
     pub threshold: Option<f64>,
@@ -51,7 +52,7 @@ pub fn run_layer(args: &LayerArgs) -> Result<ExitCode> {
     overrides.op = args.op.clone().or(overrides.op);
     let input = read_layer_npz(&args.file, &overrides)?;
     let opts = LayerOptions {
-        eps: args.eps,
+        step: args.step,
         threshold: args.threshold,
         top: args.top,
         grad_precision: args.grad_precision,

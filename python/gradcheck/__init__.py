@@ -339,8 +339,9 @@ def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=
     under the course's argument names (``x``, ``w``, ``b``, ``gamma``, ``beta``, ``mask``,
     ``y``); ``grads``: a dict (``dx``, ``dw``, …) or the tuple the backward returns
     (``dx, dw, db``); ``dout``: the upstream gradient. The op's hyperparameters as keywords
-    or as cs231n's ``bn_param``, ``ln_param``, ``dropout_param`` dicts; ``step`` is the
-    finite difference's (1e-5). Returns a :class:`Report`.
+    or as cs231n's ``bn_param``, ``ln_param``, ``dropout_param`` dicts (``eps`` is batch
+    norm's epsilon); ``step`` is the finite difference's (default: 1e-5, 1e-4 and 1e-3, the
+    tightest bound per coordinate kept). Returns a :class:`Report`.
     """
     for name, param in (("bn_param", bn_param), ("ln_param", ln_param),
                         ("dropout_param", dropout_param)):
@@ -356,6 +357,9 @@ def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=
         raise GradcheckError(f"inputs is a {type(inputs).__name__}: pass a dict "
                              "{'x': …, 'w': …} under the op's argument names")
     differentiable = _layer_gradients(op)
+    if isinstance(grads, tuple) and len(grads) == len(differentiable) + 1 \
+            and np.ndim(grads[0]) == 0:
+        grads = grads[1:]                  # a loss's (loss, dx), as cs231n's return it
     if isinstance(grads, (tuple, list)):
         if len(grads) != len(differentiable):
             raise GradcheckError(

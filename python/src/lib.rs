@@ -312,7 +312,7 @@ fn check_npz(
 /// `grads` as `d` + input name, `dout` the upstream gradient (none for a loss),
 /// `settings` the op and its hyperparameters (`op=batchnorm eps=1e-5`).
 #[pyfunction]
-#[pyo3(signature = (settings, inputs, grads, dout, eps=None, threshold=None, top=None, grad_precision=None, partial=false))]
+#[pyo3(signature = (settings, inputs, grads, dout, step=None, threshold=None, top=None, grad_precision=None, partial=false))]
 #[allow(clippy::too_many_arguments)]
 fn check_layer(
     py: Python<'_>,
@@ -320,7 +320,7 @@ fn check_layer(
     inputs: &Bound<'_, PyDict>,
     grads: &Bound<'_, PyDict>,
     dout: Option<&Bound<'_, PyAny>>,
-    eps: Option<f64>,
+    step: Option<f64>,
     threshold: Option<f64>,
     top: Option<usize>,
     grad_precision: Option<String>,
@@ -330,10 +330,11 @@ fn check_layer(
     let settings = LayerSettings::parse_line(settings).map_err(error)?;
     let mut named = arrays(inputs)?.into_named().map_err(error)?;
     for (key, value) in arrays(grads)?.into_named().map_err(error)? {
-        let key = if key.starts_with('d') {
-            key
-        } else {
+        // Keyed like the inputs (cs231n's grads dicts) or d + the input's name.
+        let key = if named.contains_key(&key) {
             format!("d{key}")
+        } else {
+            key
         };
         named.insert(key, value);
     }
@@ -345,7 +346,7 @@ fn check_layer(
     let input = layer_input(named, &settings, "gradients from the grads dict").map_err(error)?;
     let defaults = LayerOptions::default();
     let opts = LayerOptions {
-        eps: eps.unwrap_or(defaults.eps),
+        step,
         threshold,
         top: top.unwrap_or(defaults.top),
         grad_precision: choice::<Precision>("grad_precision", grad_precision)?,
@@ -362,6 +363,19 @@ fn check_layer(
     Ok((report.to_json(), text))
 }
 
+/// One input of a checked function: `(name, theta, grad, estimate, noise, truncation,
+/// kinks, grad_scale)`.
+type FunctionProbes<'py> = (
+    String,
+    PyReadonlyArrayDyn<'py, f64>,
+    PyReadonlyArrayDyn<'py, f64>,
+    Vec<f64>,
+    Vec<f64>,
+    Vec<f64>,
+    Vec<[f64; 3]>,
+    Vec<f64>,
+);
+
 /// Judges finite differences a Python function's check computed (`check_function`): per
 /// input, `(name, theta, grad, estimate, noise, truncation, kinks, grad_scale)` — `kinks`
 /// (n, 3) the one-sided and mid derivatives where a coordinate sits on a kink (NaN rows
@@ -371,16 +385,7 @@ fn check_layer(
 #[allow(clippy::too_many_arguments)]
 fn judge_function(
     title: &str,
-    probed: Vec<(
-        String,
-        PyReadonlyArrayDyn<'_, f64>,
-        PyReadonlyArrayDyn<'_, f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<f64>,
-        Vec<[f64; 3]>,
-        Vec<f64>,
-    )>,
+    probed: Vec<FunctionProbes<'_>>,
     output: Vec<usize>,
     takes_dout: bool,
     value: f64,
@@ -423,7 +428,7 @@ fn judge_function(
     }
     let defaults = LayerOptions::default();
     let opts = LayerOptions {
-        eps: step,
+        step: Some(step),
         threshold,
         top: top.unwrap_or(defaults.top),
         grad_precision: choice::<Precision>("grad_precision", grad_precision)?,

@@ -184,3 +184,41 @@ def test_a_functions_kinks_are_judged_by_its_one_sided_derivatives():
     report = gradcheck.check_function(lambda x: np.maximum(x, 0).sum(), dict(x=x),
                                       {"dx": (x > 0) * 1.0})
     assert report.verdict != "fail", str(report)
+
+
+def test_what_the_first_trial_found():
+    # a sigmoid written as 0.5·(1 + tanh(x/2)): correct, imprecise when saturated
+    x = np.array([[-30.0, -20.0, 0.5, 20.0, 30.0]])
+    dout = rng.standard_normal(x.shape)
+    s = 0.5 * (1 + np.tanh(x / 2))
+    report = gradcheck.check_layer("sigmoid", dict(x=x), dout * s * (1 - s), dout)
+    assert report.verdict != "fail", str(report)
+    # a float32 mask divided by p
+    p = 0.6
+    mask = ((rng.random((6, 6)) < p) / p).astype(np.float32)
+    xd = rng.standard_normal((6, 6))
+    dout = rng.standard_normal((6, 6))
+    report = gradcheck.check_layer("dropout", dict(x=xd, mask=mask), dout * mask, dout, p=p)
+    assert report.passed, str(report)
+    # batch norm at a realistic N: the larger steps decide it
+    N, D = 200, 30
+    x = 5 * rng.standard_normal((N, D)) + 12
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+    _, cache = batchnorm_forward(x, gamma, beta)
+    report = gradcheck.check_layer("batchnorm", dict(x=x, gamma=gamma, beta=beta),
+                                   batchnorm_backward(dout, cache), dout, eps=1e-5)
+    assert report.passed, str(report)
+    bad = batchnorm_backward(dout, cache)
+    bad = (bad[0] * 1.0001, bad[1], bad[2])
+    report = gradcheck.check_layer("batchnorm", dict(x=x, gamma=gamma, beta=beta), bad, dout)
+    assert failing(report) == {"dx"}, str(report)
+    # cs231n's (loss, dx), an extra key, the step keyword
+    xs = rng.standard_normal((20, 5))
+    y = rng.integers(0, 5, 20)
+    assert gradcheck.check_layer("softmax_loss", dict(x=xs, y=y), softmax_loss(xs, y)).passed
+    report = gradcheck.check_layer("softmax_loss", dict(x=xs, y=y),
+                                   {"dx": softmax_loss(xs, y)[1], "loss": np.ones(1)}, step=1e-6)
+    assert report.passed and any("not used: loss" in w for w in report.warnings), str(report)
+    with pytest.raises(gradcheck.GradcheckError, match="the input also holds dX"):
+        gradcheck.check_layer("relu", dict(x=xs), {"dX": xs}, xs)

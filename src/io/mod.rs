@@ -791,7 +791,7 @@ fn refuse_foreign_layers(names: &BTreeSet<String>) -> Result<()> {
         return Ok(());
     }
     Err(Error::ForeignLayer(format!(
-        "{}: a normalisation layer's parameters (batch or layer normalisation), which the dense model (W, b per layer) does not have; checked without them, a correct backprop would fail",
+        "{}: a normalisation layer's parameters (batch or layer normalisation), which whole-network checks (W, b per layer) do not model yet; checked without them, a correct backprop would fail — check each layer's backward instead (the layer check, op=batchnorm or op=layernorm)",
         foreign.join(", ")
     )))
 }

@@ -80,7 +80,7 @@ pub fn layer_input(
 ) -> Result<LayerInput> {
     let name = settings.op.as_deref().ok_or_else(|| {
         Error::Option(
-            "no op named: say which layer these arrays are (op=batchnorm in the settings, like affine, relu, softmax_loss, dropout, batchnorm, layernorm)".into(),
+            "no op named: say which layer these arrays are (op=batchnorm in the file's gradcheck settings, or the op argument: affine, relu, leaky_relu, sigmoid, tanh, softmax_loss, svm_loss, dropout, batchnorm, layernorm)".into(),
         )
     })?;
     let op = ops::op(name, &settings.hparams)?;
@@ -90,8 +90,8 @@ pub fn layer_input(
     let mut forward_f32 = true;
     for spec in op.inputs() {
         let (array, precision) = arrays.get(spec.name).cloned().ok_or_else(|| {
-            Error::MissingArray(format!(
-                "{} ({name} takes {}; the input holds {})",
+            Error::Missing(format!(
+                "input {}: {name} takes {}; the input holds {}",
                 spec.name,
                 op.inputs()
                     .iter()

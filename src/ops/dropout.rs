@@ -12,6 +12,9 @@ pub struct Dropout {
     p: f64,
 }
 
+/// How far from `1/p` a float32 mask's `1/p` may round.
+const F32_ROUNDING: f64 = 1.2e-7;
+
 const INPUTS: [Input; 2] = [
     super::input("x", Role::Differentiable),
     super::input("mask", Role::Mask),
@@ -27,25 +30,24 @@ impl Dropout {
         Ok(Self { p })
     }
 
-    /// Each element's factor `mask/p`, from a mask saved either way.
+    /// Each element's factor `mask/p`, from a mask saved either way (divided by p in
+    /// float64 or in float32: the factor is then the one the forward multiplied by).
     fn keep(&self, mask: &ArrayD<f64>) -> Result<ArrayD<f64>> {
         let scaled = 1.0 / self.p;
+        let divided = |m: f64| (m - scaled).abs() <= F32_ROUNDING * scaled;
         if mask.iter().all(|&m| m == 0.0 || m == 1.0) {
             return Ok(mask.mapv(|m| m / self.p));
         }
-        if mask
-            .iter()
-            .all(|&m| m == 0.0 || (m - scaled).abs() <= 4.0 * U * scaled)
-        {
+        if mask.iter().all(|&m| m == 0.0 || divided(m)) {
             return Ok(mask.clone());
         }
         let odd = mask
             .iter()
-            .find(|&&m| !(m == 0.0 || m == 1.0 || (m - scaled).abs() <= 4.0 * U * scaled))
+            .find(|&&m| !(m == 0.0 || m == 1.0 || divided(m)))
             .copied()
             .unwrap_or_default();
-        Err(Error::Labels(format!(
-            "the dropout mask holds {odd}: a mask holds 0 and 1, or 0 and 1/p = {scaled} (divided by the keep probability p = {})",
+        Err(Error::Mask(format!(
+            "it holds {odd}: a mask holds 0 and 1, or 0 and 1/p = {scaled} (divided by the keep probability p = {})",
             self.p
         )))
     }

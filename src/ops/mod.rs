@@ -159,7 +159,7 @@ pub(crate) fn shape_of(arrays: &Arrays, op: &str, name: &str) -> Result<Vec<usiz
     arrays
         .get(name)
         .map(|a| a.shape().to_vec())
-        .ok_or_else(|| Error::MissingArray(format!("{name} (an input of {op})")))
+        .ok_or_else(|| Error::Missing(format!("input {name} of {op}")))
 }
 
 /// A shape mismatch between two inputs, in one line.
