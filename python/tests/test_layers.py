@@ -222,3 +222,16 @@ def test_what_the_first_trial_found():
     assert report.passed and any("not used: loss" in w for w in report.warnings), str(report)
     with pytest.raises(gradcheck.GradcheckError, match="the input also holds dX"):
         gradcheck.check_layer("relu", dict(x=xs), {"dX": xs}, xs)
+
+
+def test_gradients_returned_in_another_order_are_named_swapped():
+    N, D = 6, 4
+    x = rng.standard_normal((N, D))
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    dout = rng.standard_normal((N, D))
+    _, cache = batchnorm_forward(x, gamma, beta)
+    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+    report = gradcheck.check_layer("batchnorm", dict(x=x, gamma=gamma, beta=beta),
+                                   (dx, dbeta, dgamma), dout)
+    d = {t.name: t.diagnosis for t in report.tensors if t.verdict == "fail"}
+    assert set(d) == {"dgamma", "dbeta"} and "swapped with dbeta" in d["dgamma"], str(report)

@@ -319,7 +319,7 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         .and_then(|p| p.theta.shape().first().copied())
         .unwrap_or(1);
     let advice = advice(rows, grad_precision);
-    let comparison = compare_trial(
+    let mut comparison = compare_trial(
         &layout,
         Trial {
             grad: &grad,
@@ -331,6 +331,12 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         threshold,
         opts.top,
         &advice,
+    );
+    name_swaps(
+        &layout,
+        &grad,
+        &estimates.gradapprox,
+        &mut comparison.tensors,
     );
     let header = Header {
         title: subject.title,
@@ -394,6 +400,43 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
             seconds: start.elapsed().as_secs_f64(),
             gpu_seconds: None,
         },
+    }
+}
+
+/// Two failing gradients of one shape, each the other's estimate: the backward's outputs
+/// returned (or unpacked) in another order. Named on both.
+fn name_swaps(
+    layout: &ParamLayout,
+    grad: &[f64],
+    approx: &[f64],
+    tensors: &mut [crate::check::TensorCheck],
+) {
+    let specs = layout.tensors();
+    let fits = |a: &TensorSpec, b: &TensorSpec| {
+        let (mut diff, mut norm) = (0.0, 0.0);
+        for (g, e) in grad[a.range()].iter().zip(&approx[b.range()]) {
+            diff += (g - e) * (g - e);
+            norm += e * e;
+        }
+        norm > 0.0 && diff <= 1e-6 * norm
+    };
+    for i in 0..specs.len() {
+        for j in i + 1..specs.len() {
+            let failing = |k: usize| tensors[k].verdict == crate::check::Verdict::Fail;
+            if specs[i].dims == specs[j].dims
+                && failing(i)
+                && failing(j)
+                && fits(&specs[i], &specs[j])
+                && fits(&specs[j], &specs[i])
+            {
+                for (k, other) in [(i, j), (j, i)] {
+                    tensors[k].diagnosis = Some(format!(
+                        "swapped with {}: each is the other's estimate (the backward's outputs in another order?)",
+                        specs[other].name
+                    ));
+                }
+            }
+        }
     }
 }
 
