@@ -79,6 +79,57 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
             ("mask", mask),
         ]),
     ));
+    out.push((
+        "conv",
+        [("stride".to_string(), 2.0), ("pad".to_string(), 1.0)].into(),
+        arrays(vec![
+            ("x", random(rng, &[2, 3, 5, 5], 1.0, 0.0)),
+            ("w", random(rng, &[4, 3, 3, 3], 1.0, 0.0)),
+            ("b", random(rng, &[4], 1.0, 0.0)),
+        ]),
+    ));
+    let pool = |ph: f64, stride: f64| -> BTreeMap<String, f64> {
+        [
+            ("pool_height".to_string(), ph),
+            ("pool_width".to_string(), ph),
+            ("stride".to_string(), stride),
+        ]
+        .into()
+    };
+    out.push((
+        "max_pool",
+        pool(2.0, 2.0),
+        arrays(vec![("x", random(rng, &[3, 2, 8, 8], 1.0, 0.0))]),
+    ));
+    // overlapping windows: every input in several
+    out.push((
+        "avg_pool",
+        pool(3.0, 1.0),
+        arrays(vec![("x", random(rng, &[2, 2, 5, 5], 1.0, 0.0))]),
+    ));
+    out.push((
+        "max_pool",
+        pool(3.0, 1.0),
+        arrays(vec![("x", random(rng, &[2, 2, 5, 5], 1.0, 0.0))]),
+    ));
+    out.push((
+        "spatial_batchnorm",
+        [("eps".to_string(), 1e-5)].into(),
+        arrays(vec![
+            ("x", random(rng, &[2, 3, 4, 5], 4.0, 10.0)),
+            ("gamma", random(rng, &[3], 1.0, 0.0)),
+            ("beta", random(rng, &[3], 1.0, 0.0)),
+        ]),
+    ));
+    out.push((
+        "spatial_groupnorm",
+        [("G".to_string(), 2.0), ("eps".to_string(), 1e-5)].into(),
+        arrays(vec![
+            ("x", random(rng, &[2, 6, 3, 3], 4.0, 10.0)),
+            ("gamma", random(rng, &[1, 6, 1, 1], 1.0, 0.0)),
+            ("beta", random(rng, &[1, 6, 1, 1], 1.0, 0.0)),
+        ]),
+    ));
     for op in ["batchnorm", "layernorm"] {
         out.push((
             op,
@@ -324,7 +375,7 @@ fn bad_layer_input_is_a_one_line_error() {
         "{e}"
     );
     for (name, hp, want) in [
-        ("conv", vec![], "unknown op 'conv'"),
+        ("rnn", vec![], "unknown op 'rnn'"),
         ("dropout", vec![], "needs its keep probability p"),
         ("relu", vec![("p", 0.5)], "relu has no hyperparameter 'p'"),
         ("dropout", vec![("p", 1.5)], "must lie in (0, 1]"),
@@ -406,4 +457,61 @@ fn the_binary_checks_a_layer_from_an_npz_file() {
         err.contains("no op named") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+#[test]
+fn max_pool_ties_admit_each_routing_and_never_fail_an_even_split() {
+    // Two 2×2 windows, the first with its maximum tied twice.
+    let x = ArrayD::from_shape_vec(
+        IxDyn(&[1, 1, 2, 4]),
+        vec![3.0, 1.0, 0.5, 2.0, 3.0, -1.0, 0.25, -3.0],
+    )
+    .unwrap();
+    let hp: BTreeMap<String, f64> = [
+        ("pool_height".to_string(), 2.0),
+        ("pool_width".to_string(), 2.0),
+        ("stride".to_string(), 2.0),
+    ]
+    .into();
+    let op = ops::op("max_pool", &hp).unwrap();
+    let arrays: Arrays = [("x".to_string(), x)].into();
+    let dout = ArrayD::from_shape_vec(IxDyn(&[1, 1, 1, 2]), vec![1.5, -2.0]).unwrap();
+    let routed = |at: &[(usize, f64)]| {
+        let mut g = ArrayD::zeros(IxDyn(&[1, 1, 2, 4]));
+        for &(i, v) in at {
+            g.as_slice_mut().unwrap()[i] += v;
+        }
+        g
+    };
+    let second = (3, -2.0); // the second window's maximum, 2.0 at flat index 3
+    for (name, grads, want) in [
+        ("first", routed(&[(0, 1.5), second]), Verdict::Pass),
+        ("last", routed(&[(4, 1.5), second]), Verdict::Pass),
+        (
+            "every",
+            routed(&[(0, 1.5), (4, 1.5), second]),
+            Verdict::Pass,
+        ),
+        (
+            "split",
+            routed(&[(0, 0.75), (4, 0.75), second]),
+            Verdict::Inconclusive,
+        ),
+        // the second window has no tie: routing to every element is a bug
+        (
+            "spread",
+            routed(&[(0, 1.5), (2, -0.5), (3, -0.5), (6, -0.5), (7, -0.5)]),
+            Verdict::Fail,
+        ),
+    ] {
+        let report = check(
+            op.as_ref(),
+            "max_pool",
+            &hp,
+            (&arrays, Some(&dout)),
+            vec![grads],
+            false,
+        );
+        assert_eq!(report.verdict, want, "{name}: {}", report.render(false));
+    }
 }

@@ -415,6 +415,7 @@ fn judge_function(
                 noise: noise[i],
                 truncation: truncation[i],
                 kink: kinks[i][0].is_finite().then_some(kinks[i]),
+                partial: false,
                 grad_scale: grad_scale[i],
             })
             .collect();
@@ -464,16 +465,10 @@ fn judge_function(
 /// tuple its backward returns).
 #[pyfunction]
 fn layer_gradients(name: &str) -> PyResult<Vec<String>> {
-    let op = gradcheck::ops::op(name, &Default::default()).or_else(|_| {
-        // An op whose hyperparameter is required still names its inputs.
-        gradcheck::ops::op(name, &[("p".to_string(), 1.0)].into_iter().collect())
-    });
-    let op = op.map_err(error)?;
-    Ok(op
-        .inputs()
-        .iter()
-        .filter(|i| i.role == gradcheck::ops::Role::Differentiable)
-        .map(|i| i.name.to_string())
+    Ok(gradcheck::ops::gradient_inputs(name)
+        .map_err(error)?
+        .into_iter()
+        .map(String::from)
         .collect())
 }
 

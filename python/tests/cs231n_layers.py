@@ -114,3 +114,67 @@ def layernorm_backward(dout, cache, bug=None):
         return dx, dgamma, dbeta
     dxT, _, _ = batchnorm_backward(dxhat.T, bn_cache)
     return dxT.T, dgamma, dbeta
+
+
+def conv_backward_naive(dout, x, w, b, stride, pad, bug=None):
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dxp, dw = np.zeros_like(xp), np.zeros_like(w)
+    db = dout.sum(axis=(0, 2, 3))
+    Ho, Wo = dout.shape[2], dout.shape[3]
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    s = 1 if bug == "ignores_stride" else stride
+                    window = xp[n, :, i * s:i * s + HH, j * s:j * s + WW]
+                    dw[f] += window * dout[n, f, i, j]
+                    dxp[n, :, i * s:i * s + HH, j * s:j * s + WW] += w[f] * dout[n, f, i, j]
+    dx = dxp[:, :, pad:pad + H, pad:pad + W]
+    return dx, dw, db
+
+
+def max_pool_backward_naive(dout, x, ph, pw, stride, bug=None):
+    dx = np.zeros_like(x)
+    N, C, Ho, Wo = dout.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    s = 1 if bug == "ignores_stride" else stride
+                    window = x[n, c, i * s:i * s + ph, j * s:j * s + pw]
+                    mask = window == window.max()
+                    if bug == "no_accumulate":
+                        dx[n, c, i * s:i * s + ph, j * s:j * s + pw] = mask * dout[n, c, i, j]
+                    else:
+                        dx[n, c, i * s:i * s + ph, j * s:j * s + pw] += mask * dout[n, c, i, j]
+    return dx
+
+
+def spatial_batchnorm_backward(dout, x, gamma, beta, eps=1e-5):
+    """cs231n's way: reshape to (N·H·W, C) and reuse the vanilla batch norm."""
+    N, C, H, W = x.shape
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
+    _, cache = batchnorm_forward(flat, gamma, beta, eps)
+    dx, dgamma, dbeta = batchnorm_backward_alt(dout.transpose(0, 2, 3, 1).reshape(-1, C), cache)
+    return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), dgamma, dbeta
+
+
+def spatial_groupnorm_backward(dout, x, gamma, beta, G, eps=1e-5, bug=None):
+    N, C, H, W = x.shape
+    xg = x.reshape(N, G, -1)
+    mu = xg.mean(axis=2, keepdims=True)
+    var = xg.var(axis=2, keepdims=True)
+    std = np.sqrt(var + eps)
+    xhat = ((xg - mu) / std).reshape(N, C, H, W)
+    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3), keepdims=True)
+    dxhat = (dout * gamma).reshape(N, G, -1)
+    xh = xhat.reshape(N, G, -1)
+    K = xh.shape[2]
+    dx = (K * dxhat - dxhat.sum(axis=2, keepdims=True)
+          - xh * (dxhat * xh).sum(axis=2, keepdims=True)) / (K * std)
+    if bug == "one_group":
+        dx = dxhat / std
+    return dx.reshape(N, C, H, W), dgamma, dbeta

@@ -136,8 +136,8 @@ def test_what_people_pass_wrongly_is_named():
                               (x, x), x)
     with pytest.raises(gradcheck.GradcheckError, match="dout"):
         gradcheck.check_layer("relu", dict(x=x), x)
-    with pytest.raises(gradcheck.GradcheckError, match="unknown op 'conv'"):
-        gradcheck.check_layer("conv", dict(x=x), x, x)
+    with pytest.raises(gradcheck.GradcheckError, match="unknown op 'rnn'"):
+        gradcheck.check_layer("rnn", dict(x=x), x, x)
     with pytest.raises(gradcheck.GradcheckError, match="train-mode"):
         gradcheck.check_layer("batchnorm", dict(x=x, gamma=np.ones(5), beta=np.zeros(5)),
                               (x, np.ones(5), np.ones(5)), x, bn_param={"mode": "test"})
@@ -235,3 +235,69 @@ def test_gradients_returned_in_another_order_are_named_swapped():
                                    (dx, dbeta, dgamma), dout)
     d = {t.name: t.diagnosis for t in report.tensors if t.verdict == "fail"}
     assert set(d) == {"dgamma", "dbeta"} and "swapped with dbeta" in d["dgamma"], str(report)
+
+
+def test_conv_and_max_pool_as_students_write_them():
+    from cs231n_layers import conv_backward_naive, max_pool_backward_naive
+    x = rng.standard_normal((2, 3, 5, 5))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    conv_param = {"stride": 2, "pad": 1}
+    dout = rng.standard_normal((2, 4, 3, 3))
+    inputs = dict(x=x, w=w, b=b)
+    report = gradcheck.check_layer("conv", inputs,
+                                   conv_backward_naive(dout, x, w, b, 2, 1), dout, **conv_param)
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("conv", inputs,
+                                   conv_backward_naive(dout, x, w, b, 2, 1, "ignores_stride"),
+                                   dout, **conv_param)
+    assert failing(report) >= {"dx", "dw"}, str(report)
+    # max pool with overlapping windows (3×3, stride 1): a backward that does not
+    # accumulate over the windows fails, one that ignores the stride of 2 fails
+    x = rng.standard_normal((2, 2, 5, 5))
+    pool = dict(pool_height=3, pool_width=3, stride=1)
+    dout = rng.standard_normal((2, 2, 3, 3))
+    report = gradcheck.check_layer("max_pool", dict(x=x), max_pool_backward_naive(dout, x, 3, 3, 1),
+                                   dout, **pool)
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("max_pool", dict(x=x),
+                                   max_pool_backward_naive(dout, x, 3, 3, 1, "no_accumulate"),
+                                   dout, **pool)
+    assert failing(report) == {"dx"}, str(report)
+    x = rng.standard_normal((2, 2, 6, 6))
+    dout = rng.standard_normal((2, 2, 3, 3))
+    pool = dict(pool_height=2, pool_width=2, stride=2)
+    report = gradcheck.check_layer("max_pool", dict(x=x),
+                                   max_pool_backward_naive(dout, x, 2, 2, 2, "ignores_stride"),
+                                   dout, **pool)
+    assert failing(report) == {"dx"}, str(report)
+    # ReLU outputs pooled: windows of zeros tie — the mask form routes to every maximum
+    x = np.maximum(0, rng.standard_normal((1, 1, 4, 4)) - 1.5)
+    dout = rng.standard_normal((1, 1, 2, 2))
+    report = gradcheck.check_layer("max_pool", dict(x=x), max_pool_backward_naive(dout, x, 2, 2, 2),
+                                   dout, **pool)
+    assert report.verdict != "fail", str(report)
+
+
+def test_spatial_norms_as_cs231n_writes_them():
+    from cs231n_layers import spatial_batchnorm_backward, spatial_groupnorm_backward
+    x = 4 * rng.standard_normal((2, 3, 4, 5)) + 10
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    dout = rng.standard_normal(x.shape)
+    report = gradcheck.check_layer("spatial_batchnorm", dict(x=x, gamma=gamma, beta=beta),
+                                   spatial_batchnorm_backward(dout, x, gamma, beta), dout,
+                                   bn_param={"mode": "train", "eps": 1e-5})
+    assert report.passed, str(report)
+    x = 4 * rng.standard_normal((2, 6, 3, 3)) + 10
+    gamma = rng.standard_normal((1, 6, 1, 1))
+    beta = rng.standard_normal((1, 6, 1, 1))
+    dout = rng.standard_normal(x.shape)
+    inputs = dict(x=x, gamma=gamma, beta=beta)
+    report = gradcheck.check_layer("spatial_groupnorm", inputs,
+                                   spatial_groupnorm_backward(dout, x, gamma, beta, 2), dout,
+                                   G=2, eps=1e-5)
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("spatial_groupnorm", inputs,
+                                   spatial_groupnorm_backward(dout, x, gamma, beta, 2,
+                                                              bug="one_group"), dout, G=2)
+    assert failing(report) == {"dx"}, str(report)

@@ -291,7 +291,7 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
                             .map(|(c, &d)| (vec![c as u8], d))
                             .collect(),
                         noise: probe.noise,
-                        partial: false,
+                        partial: probe.partial,
                     },
                 );
             }
@@ -446,6 +446,7 @@ fn op_name(op: &dyn LayerOp) -> &'static str {
         "relu" => "relu",
         "leaky_relu" => "leaky_relu",
         "svm_loss" => "svm_loss",
+        "max_pool" => "max_pool",
         _ => "op",
     }
 }

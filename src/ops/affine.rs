@@ -144,6 +144,7 @@ impl LayerOp for Affine {
                 noise: (noise + gamma(terms + 1) * size) / step + 2.0 * U * estimate.abs(),
                 truncation: 0.0,
                 kink: None,
+                partial: false,
                 grad_scale: (terms + 2) as f64 * grad_size,
             }
         };

@@ -106,6 +106,7 @@ impl LayerOp for Dropout {
                         + 2.0 * U * estimate.abs(),
                     truncation: 0.0,
                     kink: None,
+                    partial: false,
                     grad_scale: 2.0 * (g[i] * keep[i]).abs(),
                 }
             })

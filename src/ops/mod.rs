@@ -9,13 +9,19 @@
 //! outputs directly, so its round-off is relative to the change, not to `L`.
 
 pub mod affine;
+pub mod avg_pool;
 pub mod batchnorm;
+pub mod conv;
 pub mod dropout;
 pub mod layernorm;
+pub mod max_pool;
 mod norm;
+pub mod pool;
 pub mod relu;
 pub mod sigmoid;
 pub mod softmax_loss;
+pub mod spatial_batchnorm;
+pub mod spatial_groupnorm;
 pub mod svm_loss;
 pub mod tanh;
 
@@ -66,6 +72,9 @@ pub struct Probe {
     /// convention a backward may use there (below, half-way, above), which stands in for
     /// the finite difference.
     pub kink: Option<[f64; 3]>,
+    /// Whether conventions other than those three exist there: a gradient matching none
+    /// is then undecided, not failed (a max-pool tie split evenly).
+    pub partial: bool,
     /// A correct backward's own round-off, in units of its arithmetic's unit round-off.
     pub grad_scale: f64,
 }
@@ -97,20 +106,63 @@ pub trait LayerOp: Send + Sync {
     }
 }
 
-/// The ops by name, with their hyperparameters (`key → value`); an unknown op or
-/// hyperparameter is an error naming the known ones.
-pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp>> {
-    let known: &[&str] = match name {
+/// The hyperparameters op `name` takes.
+fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
+    Ok(match name {
         "affine" | "relu" | "sigmoid" | "tanh" | "softmax_loss" | "svm_loss" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
-        "batchnorm" | "layernorm" => &["eps"],
+        "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
+        "spatial_groupnorm" => &["G", "eps"],
+        "conv" => &["stride", "pad"],
+        "max_pool" | "avg_pool" => &["pool_height", "pool_width", "stride"],
         _ => {
             return Err(Error::Option(format!(
-                "unknown op '{name}': use affine, relu, leaky_relu, sigmoid, tanh, softmax_loss, svm_loss, dropout, batchnorm or layernorm"
+                "unknown op '{name}': use {}",
+                OPS.join(", ")
             )))
         }
-    };
+    })
+}
+
+/// The inputs of op `name` that have gradients, in its argument order (whatever its
+/// hyperparameters: the order of the tuple its backward returns).
+pub fn gradient_inputs(name: &str) -> Result<Vec<&'static str>> {
+    let placeholder = hyperparameters(name)?
+        .iter()
+        .map(|k| (k.to_string(), 1.0))
+        .collect();
+    Ok(op(name, &placeholder)?
+        .inputs()
+        .iter()
+        .filter(|i| i.role == Role::Differentiable)
+        .map(|i| i.name)
+        .collect())
+}
+
+/// Every op's name.
+pub const OPS: [&str; 15] = [
+    "affine",
+    "relu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "softmax_loss",
+    "svm_loss",
+    "dropout",
+    "batchnorm",
+    "layernorm",
+    "conv",
+    "max_pool",
+    "avg_pool",
+    "spatial_batchnorm",
+    "spatial_groupnorm",
+];
+
+/// The ops by name, with their hyperparameters (`key → value`); an unknown op or
+/// hyperparameter is an error naming the known ones.
+pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp>> {
+    let known = hyperparameters(name)?;
     if let Some(key) = hparams.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(Error::Option(format!(
             "{name} has no hyperparameter '{key}'{}",
@@ -136,6 +188,26 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
             )
         })?)?),
         "batchnorm" => Box::new(batchnorm::Batchnorm::new(get("eps").unwrap_or(1e-5))?),
+        "spatial_batchnorm" => Box::new(spatial_batchnorm::SpatialBatchnorm::new(
+            get("eps").unwrap_or(1e-5),
+        )?),
+        "spatial_groupnorm" => Box::new(spatial_groupnorm::SpatialGroupnorm::new(
+            get("G"),
+            get("eps").unwrap_or(1e-5),
+        )?),
+        "conv" => Box::new(conv::Conv::new(
+            get("stride").unwrap_or(1.0),
+            get("pad").unwrap_or(0.0),
+        )?),
+        "max_pool" | "avg_pool" => {
+            let window =
+                pool::Window::new(name, get("pool_height"), get("pool_width"), get("stride"))?;
+            if name == "max_pool" {
+                Box::new(max_pool::MaxPool::new(window))
+            } else {
+                Box::new(avg_pool::AvgPool::new(window))
+            }
+        }
         _ => Box::new(layernorm::Layernorm::new(get("eps").unwrap_or(1e-5))?),
     })
 }

@@ -84,6 +84,7 @@ pub fn probe_value(v: &[f64], i: usize, weights: &[f64], eps: f64, h: f64) -> Pr
         noise: (noise + gamma(v.len() + 1) * size) / step + 2.0 * U * estimate.abs(),
         truncation: truncation(&base, i, weights, eps, (h, sp, sm)),
         kink: None,
+        partial: false,
         grad_scale: value_grad_scale(&base, i, weights),
     }
 }
@@ -158,6 +159,7 @@ pub fn probe_gain(g: f64, members: &[(f64, f64, f64)], h: f64) -> Probe {
         noise: (noise + gamma(members.len() + 1) * size) / step + 2.0 * U * estimate.abs(),
         truncation: 0.0,
         kink: None,
+        partial: false,
         grad_scale: grad / U,
     }
 }
@@ -182,6 +184,117 @@ pub fn probe_shift(b: f64, members: &[(f64, f64)], h: f64) -> Probe {
         noise: (noise + gamma(members.len() + 1) * size) / step + 2.0 * U * estimate.abs(),
         truncation: 0.0,
         kink: None,
+        partial: false,
         grad_scale: (members.len() + 2) as f64 * grad,
+    }
+}
+
+/// A normalisation over arbitrary groups of a flat array (the spatial norms' channels or
+/// (example, channel-group) blocks), each element with its gain and shift by index.
+pub struct Grouped<'a> {
+    pub x: &'a [f64],
+    /// The flat indices of each group.
+    pub groups: Vec<Vec<usize>>,
+    /// Each element's gain (and shift) index.
+    pub gain_of: Vec<usize>,
+    pub gains: &'a [f64],
+    pub shifts: &'a [f64],
+    pub eps: f64,
+}
+
+impl Grouped<'_> {
+    /// Each group normalised, and each element's group and place in it.
+    fn normalised(&self) -> (Vec<Normalised>, Vec<(usize, usize)>) {
+        let mut place = vec![(0, 0); self.x.len()];
+        let norms = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, members)| {
+                for (k, &i) in members.iter().enumerate() {
+                    place[i] = (g, k);
+                }
+                let v: Vec<f64> = members.iter().map(|&i| self.x[i]).collect();
+                normalise(&v, self.eps)
+            })
+            .collect();
+        (norms, place)
+    }
+
+    /// The forward pass, flat.
+    pub fn forward(&self) -> Vec<f64> {
+        let (norms, place) = self.normalised();
+        (0..self.x.len())
+            .map(|i| {
+                let (g, k) = place[i];
+                self.gains[self.gain_of[i]] * norms[g].xhat[k] + self.shifts[self.gain_of[i]]
+            })
+            .collect()
+    }
+
+    /// The reference backward: `(dx, dgain, dshift)`, flat.
+    pub fn backward(&self, up: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (norms, _) = self.normalised();
+        let mut dx = vec![0.0; self.x.len()];
+        let (mut dgain, mut dshift) = (vec![0.0; self.gains.len()], vec![0.0; self.gains.len()]);
+        for (members, norm) in self.groups.iter().zip(&norms) {
+            let kk = members.len() as f64;
+            let dxhat: Vec<f64> = members
+                .iter()
+                .map(|&i| up[i] * self.gains[self.gain_of[i]])
+                .collect();
+            let sum: f64 = dxhat.iter().sum();
+            let sum_x: f64 = dxhat.iter().zip(&norm.xhat).map(|(a, b)| a * b).sum();
+            for (k, &i) in members.iter().enumerate() {
+                dx[i] = (kk * dxhat[k] - sum - norm.xhat[k] * sum_x) / (kk * norm.s);
+                dgain[self.gain_of[i]] += up[i] * norm.xhat[k];
+                dshift[self.gain_of[i]] += up[i];
+            }
+        }
+        (dx, dgain, dshift)
+    }
+
+    /// The probes of `x` (0), the gains (1) or the shifts (2), flat.
+    pub fn probes(&self, up: &[f64], input: usize, h: f64) -> Vec<Probe> {
+        use rayon::prelude::*;
+        let (norms, place) = self.normalised();
+        match input {
+            0 => (0..self.x.len())
+                .into_par_iter()
+                .map(|i| {
+                    let (g, k) = place[i];
+                    let members = &self.groups[g];
+                    let v: Vec<f64> = members.iter().map(|&j| self.x[j]).collect();
+                    let weights: Vec<f64> = members
+                        .iter()
+                        .map(|&j| up[j] * self.gains[self.gain_of[j]])
+                        .collect();
+                    probe_value(&v, k, &weights, self.eps, h)
+                })
+                .collect(),
+            _ => (0..self.gains.len())
+                .into_par_iter()
+                .map(|c| {
+                    let elements = (0..self.x.len()).filter(|&i| self.gain_of[i] == c);
+                    if input == 1 {
+                        let members: Vec<(f64, f64, f64)> = elements
+                            .map(|i| {
+                                let (g, k) = place[i];
+                                (norms[g].xhat[k], norms[g].err[k], up[i])
+                            })
+                            .collect();
+                        probe_gain(self.gains[c], &members, h)
+                    } else {
+                        let members: Vec<(f64, f64)> = elements
+                            .map(|i| {
+                                let (g, k) = place[i];
+                                (self.gains[c] * norms[g].xhat[k] + self.shifts[c], up[i])
+                            })
+                            .collect();
+                        probe_shift(self.shifts[c], &members, h)
+                    }
+                })
+                .collect(),
+        }
     }
 }

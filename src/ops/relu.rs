@@ -90,6 +90,7 @@ impl LayerOp for Relu {
                         noise: 0.0,
                         truncation: 0.0,
                         kink: Some(slopes.map(|s| up * s)),
+                        partial: false,
                         grad_scale: up.abs(),
                     };
                 }
@@ -105,6 +106,7 @@ impl LayerOp for Relu {
                         + 2.0 * U * estimate.abs(),
                     truncation: 0.0,
                     kink: None,
+                    partial: false,
                     grad_scale: up.abs() * (1.0 + self.alpha.abs()),
                 }
             })

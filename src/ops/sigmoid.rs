@@ -69,6 +69,7 @@ impl LayerOp for Sigmoid {
                     truncation: up.abs()
                         * (h * h / 6.0 * slope((x.abs() - h).max(0.0)) + 0.05 * (sp - sm).abs()),
                     kink: None,
+                    partial: false,
                     // s·(1 − s) from a rounded s: one ulp of s is u·s of 1 − s; and s
                     // itself may carry an absolute u (0.5·(1 + tanh(x/2)) does).
                     grad_scale: up.abs() * (8.0 * s + 4.0 * s * (1.0 - s) + 4.0),

@@ -121,6 +121,7 @@ impl LayerOp for SoftmaxLoss {
                     // Unequal steps leave a second-order term, |f''| ≤ 1/4.
                     truncation: (h * h / 6.0 * curvature + 0.125 * (sp - sm).abs()) / n as f64,
                     kink: None,
+                    partial: false,
                     // p − [k = y] from the user's rounded p.
                     grad_scale: ((c as f64 + 6.0 + (xs[at] - max).abs()) * p
                         + if label { 2.0 } else { 0.0 })

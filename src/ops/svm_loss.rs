@@ -124,6 +124,7 @@ impl LayerOp for SvmLoss {
                         noise: 0.0,
                         truncation: 0.0,
                         kink: Some(kink),
+                        partial: false,
                         grad_scale: kink[2].abs().max(kink[0].abs()),
                     };
                 }
@@ -153,6 +154,7 @@ impl LayerOp for SvmLoss {
                     noise: (noise + U * change.abs()) / step * scale + 2.0 * U * estimate.abs(),
                     truncation: 0.0,
                     kink: None,
+                    partial: false,
                     grad_scale: 2.0 * estimate.abs(),
                 }
             })

@@ -71,6 +71,7 @@ impl LayerOp for Tanh {
                         * (h * h / 6.0 * 4.0 * sech2((x.abs() - h).max(0.0))
                             + 0.4 * (sp - sm).abs()),
                     kink: None,
+                    partial: false,
                     // 1 − t² from a rounded t: one ulp of t is 2u·t² of it.
                     grad_scale: up.abs() * (4.0 * t * t + 2.0),
                 }

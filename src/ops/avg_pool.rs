@@ -1,0 +1,113 @@
+//! Average pooling (cs231n's `pool_param`, overlapping windows allowed): each output the
+//! mean of its window. Linear: no truncation; an input in several windows moves each.
+
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+use super::pool::Window;
+use super::{array, gamma, steps, Arrays, Input, LayerOp, Probe, Role, U};
+use crate::error::Result;
+
+pub struct AvgPool {
+    window: Window,
+}
+
+const INPUTS: [Input; 1] = [super::input("x", Role::Differentiable)];
+
+impl AvgPool {
+    pub fn new(window: Window) -> Self {
+        Self { window }
+    }
+
+    fn out(&self, x: &[f64], shape: &[usize]) -> Vec<f64> {
+        let d = self.window.dims(shape);
+        let area = (self.window.ph * self.window.pw) as f64;
+        (0..d.n * d.c * d.oh * d.ow)
+            .map(|k| {
+                let (nc, pq) = (k / (d.oh * d.ow), k % (d.oh * d.ow));
+                let members = self
+                    .window
+                    .members(d, (nc / d.c, nc % d.c, pq / d.ow, pq % d.ow));
+                members.iter().map(|&i| x[i]).sum::<f64>() / area
+            })
+            .collect()
+    }
+}
+
+impl LayerOp for AvgPool {
+    fn describe(&self) -> String {
+        self.window.describe("avg_pool")
+    }
+
+    fn inputs(&self) -> &'static [Input] {
+        &INPUTS
+    }
+
+    fn output_shape(&self, arrays: &Arrays) -> Result<Vec<usize>> {
+        self.window.output_shape("avg_pool", arrays)
+    }
+
+    fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
+        let x = array(arrays, "x");
+        let d = self.window.dims(x.shape());
+        let out = self.out(x.as_slice().expect("standard layout"), x.shape());
+        ArrayD::from_shape_vec(IxDyn(&[d.n, d.c, d.oh, d.ow]), out).expect("shape")
+    }
+
+    fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>> {
+        let x = array(arrays, "x");
+        let d = self.window.dims(x.shape());
+        let g = dout.as_slice().expect("standard layout");
+        let area = (self.window.ph * self.window.pw) as f64;
+        let mut dx = vec![0.0; x.len()];
+        for (k, up) in g.iter().enumerate() {
+            let (nc, pq) = (k / (d.oh * d.ow), k % (d.oh * d.ow));
+            for i in self
+                .window
+                .members(d, (nc / d.c, nc % d.c, pq / d.ow, pq % d.ow))
+            {
+                dx[i] += up / area;
+            }
+        }
+        vec![ArrayD::from_shape_vec(IxDyn(x.shape()), dx).expect("shape")]
+    }
+
+    fn probes(&self, arrays: &Arrays, dout: &ArrayD<f64>, _input: usize, h: f64) -> Vec<Probe> {
+        let x = array(arrays, "x");
+        let d = self.window.dims(x.shape());
+        let xs = x.as_slice().expect("standard layout");
+        let out = self.out(xs, x.shape());
+        let g = dout.as_slice().expect("standard layout");
+        let area = (self.window.ph * self.window.pw) as f64;
+        (0..xs.len())
+            .into_par_iter()
+            .map(|k| {
+                let (nc, ij) = (k / (d.h * d.w), k % (d.h * d.w));
+                let (_, _, sp, sm) = steps(xs[k], h);
+                let (mut diff, mut noise, mut size, mut grad_size, mut terms) =
+                    (0.0, 0.0, 0.0, 0.0, 0);
+                for (p, q) in self.window.holding(d, ij / d.w, ij % d.w) {
+                    let at = (nc * d.oh + p) * d.ow + q;
+                    let (o, up) = (out[at], g[at]);
+                    let (plus, minus) = (o + sp / area, o - sm / area);
+                    let change = plus - minus;
+                    diff += up * change;
+                    noise += up.abs() * U * (plus.abs() + minus.abs() + change.abs());
+                    size += (up * change).abs();
+                    grad_size += (up / area).abs();
+                    terms += 1;
+                }
+                let step = sp + sm;
+                let estimate = diff / step;
+                Probe {
+                    estimate,
+                    noise: (noise + gamma(terms + 1) * size) / step + 2.0 * U * estimate.abs(),
+                    truncation: 0.0,
+                    kink: None,
+                    partial: false,
+                    grad_scale: (terms + 3) as f64 * grad_size,
+                }
+            })
+            .collect()
+    }
+}
