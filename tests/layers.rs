@@ -130,6 +130,28 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
             ("beta", random(rng, &[1, 6, 1, 1], 1.0, 0.0)),
         ]),
     ));
+    out.push((
+        "temporal_affine",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[3, 4, 5], 1.0, 0.0)),
+            ("w", random(rng, &[5, 6], 1.0, 0.0)),
+            ("b", random(rng, &[6], 1.0, 0.0)),
+        ]),
+    ));
+    // words repeat: their gradients accumulate
+    let words = ArrayD::from_shape_vec(
+        IxDyn(&[3, 4]),
+        (0..12)
+            .map(|_| f64::from(rng.random_range(0..5u8)))
+            .collect(),
+    )
+    .unwrap();
+    out.push((
+        "word_embedding",
+        none(),
+        arrays(vec![("x", words), ("W", random(rng, &[5, 3], 1.0, 0.0))]),
+    ));
     for op in ["batchnorm", "layernorm"] {
         out.push((
             op,

@@ -301,3 +301,25 @@ def test_spatial_norms_as_cs231n_writes_them():
                                    spatial_groupnorm_backward(dout, x, gamma, beta, 2,
                                                               bug="one_group"), dout, G=2)
     assert failing(report) == {"dx"}, str(report)
+
+
+def test_word_embedding_accumulates_repeated_words_and_temporal_affine():
+    V, D = 5, 3
+    x = np.array([[0, 3, 1, 3], [2, 0, 0, 4]])      # words repeat
+    W = rng.standard_normal((V, D))
+    dout = rng.standard_normal((2, 4, D))
+    dW = np.zeros_like(W)
+    np.add.at(dW, x, dout)                            # cs231n's
+    report = gradcheck.check_layer("word_embedding", dict(x=x, W=W), (dW,), dout)
+    assert report.passed, str(report)
+    wrong = np.zeros_like(W)
+    wrong[x] += dout                                  # repeated words overwrite, not add
+    report = gradcheck.check_layer("word_embedding", dict(x=x, W=W), {"dW": wrong}, dout)
+    assert failing(report) == {"dW"}, str(report)
+    xs = rng.standard_normal((2, 4, 5))
+    w = rng.standard_normal((5, 3))
+    b = rng.standard_normal(3)
+    dout = rng.standard_normal((2, 4, 3))
+    grads = ((dout @ w.T), np.einsum("ntd,ntm->dm", xs, dout), dout.sum(axis=(0, 1)))
+    report = gradcheck.check_layer("temporal_affine", dict(x=xs, w=w, b=b), grads, dout)
+    assert report.passed, str(report)

@@ -1,5 +1,6 @@
 //! `out = x·w + b` with `x` (N, d1…dk) read as (N, D), `w` (D, M), `b` (M,): cs231n's
-//! `affine_forward`. Linear in each input: its central differences have no truncation,
+//! `affine_forward`; and its `temporal_affine_forward`, x (N, T, D) → out (N, T, M), every
+//! time step a row. Linear in each input: its central differences have no truncation,
 //! and any mismatch beyond rounding is a bug.
 
 use ndarray::{ArrayD, IxDyn};
@@ -8,7 +9,10 @@ use rayon::prelude::*;
 use super::{array, gamma, mismatch, shape_of, steps, Arrays, Input, LayerOp, Probe, Role, U};
 use crate::error::Result;
 
-pub struct Affine;
+pub struct Affine {
+    /// x (N, T, D), each of its N·T rows an example (cs231n's temporal affine).
+    pub temporal: bool,
+}
 
 const INPUTS: [Input; 3] = [
     super::input("x", Role::Differentiable),
@@ -27,9 +31,13 @@ struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    fn of(arrays: &'a Arrays) -> Self {
+    fn of(arrays: &'a Arrays, temporal: bool) -> Self {
         let (x, w, b) = (array(arrays, "x"), array(arrays, "w"), array(arrays, "b"));
-        let n = x.shape()[0];
+        let n = if temporal {
+            x.shape()[0] * x.shape()[1]
+        } else {
+            x.shape()[0]
+        };
         let (d, m) = (w.shape()[0], w.shape()[1]);
         Parts {
             x: x.as_slice().expect("standard layout"),
@@ -58,7 +66,12 @@ impl<'a> Parts<'a> {
 
 impl LayerOp for Affine {
     fn describe(&self) -> String {
-        "affine".into()
+        if self.temporal {
+            "temporal_affine"
+        } else {
+            "affine"
+        }
+        .into()
     }
 
     fn inputs(&self) -> &'static [Input] {
@@ -66,15 +79,25 @@ impl LayerOp for Affine {
     }
 
     fn output_shape(&self, arrays: &Arrays) -> Result<Vec<usize>> {
-        let x = shape_of(arrays, "affine", "x")?;
-        let w = shape_of(arrays, "affine", "w")?;
-        let b = shape_of(arrays, "affine", "b")?;
+        let name = self.describe();
+        let x = shape_of(arrays, &name, "x")?;
+        let w = shape_of(arrays, &name, "w")?;
+        let b = shape_of(arrays, &name, "b")?;
+        if self.temporal && x.len() != 3 {
+            return Err(mismatch(format!(
+                "x has shape {x:?}: temporal_affine takes x (N, T, D)"
+            )));
+        }
         if x.is_empty() {
             return Err(mismatch(
                 "x is a scalar: affine takes x (N, d1, …, dk)".into(),
             ));
         }
-        let d: usize = x[1..].iter().product();
+        let d: usize = if self.temporal {
+            x[2]
+        } else {
+            x[1..].iter().product()
+        };
         if w.len() != 2 || w[0] != d {
             return Err(mismatch(format!(
                 "w has shape {w:?} but x {x:?} has D = {d} features per row: w is (D, M)"
@@ -86,16 +109,21 @@ impl LayerOp for Affine {
                 w[1]
             )));
         }
-        Ok(vec![x[0], w[1]])
+        Ok(if self.temporal {
+            vec![x[0], x[1], w[1]]
+        } else {
+            vec![x[0], w[1]]
+        })
     }
 
     fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
-        let p = Parts::of(arrays);
-        ArrayD::from_shape_vec(IxDyn(&[p.n, p.m]), p.out()).expect("shape")
+        let p = Parts::of(arrays, self.temporal);
+        let shape = self.output_shape(arrays).expect("checked");
+        ArrayD::from_shape_vec(IxDyn(&shape), p.out()).expect("shape")
     }
 
     fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>> {
-        let p = Parts::of(arrays);
+        let p = Parts::of(arrays, self.temporal);
         let g = dout.as_slice().expect("standard layout");
         let mut dx = vec![0.0; p.n * p.d];
         let mut dw = vec![0.0; p.d * p.m];
@@ -120,7 +148,7 @@ impl LayerOp for Affine {
     }
 
     fn probes(&self, arrays: &Arrays, dout: &ArrayD<f64>, input: usize, h: f64) -> Vec<Probe> {
-        let p = Parts::of(arrays);
+        let p = Parts::of(arrays, self.temporal);
         let out = p.out();
         let g = dout.as_slice().expect("standard layout");
         // Coordinate `c` moves outputs `(row, col)` by `slope·s`: the difference of each

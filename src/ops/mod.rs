@@ -24,6 +24,7 @@ pub mod spatial_batchnorm;
 pub mod spatial_groupnorm;
 pub mod svm_loss;
 pub mod tanh;
+pub mod word_embedding;
 
 use std::collections::BTreeMap;
 
@@ -109,7 +110,8 @@ pub trait LayerOp: Send + Sync {
 /// The hyperparameters op `name` takes.
 fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
     Ok(match name {
-        "affine" | "relu" | "sigmoid" | "tanh" | "softmax_loss" | "svm_loss" => &[],
+        "affine" | "relu" | "sigmoid" | "tanh" | "softmax_loss" | "svm_loss"
+        | "temporal_affine" | "word_embedding" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -141,7 +143,7 @@ pub fn gradient_inputs(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 15] = [
+pub const OPS: [&str; 17] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -157,6 +159,8 @@ pub const OPS: [&str; 15] = [
     "avg_pool",
     "spatial_batchnorm",
     "spatial_groupnorm",
+    "temporal_affine",
+    "word_embedding",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -175,7 +179,9 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
     }
     let get = |key: &str| hparams.get(key).copied();
     Ok(match name {
-        "affine" => Box::new(affine::Affine),
+        "affine" => Box::new(affine::Affine { temporal: false }),
+        "temporal_affine" => Box::new(affine::Affine { temporal: true }),
+        "word_embedding" => Box::new(word_embedding::WordEmbedding),
         "relu" => Box::new(relu::Relu::new(0.0)?),
         "leaky_relu" => Box::new(relu::Relu::new(get("alpha").unwrap_or(0.01))?),
         "sigmoid" => Box::new(sigmoid::Sigmoid),
