@@ -152,6 +152,27 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
         none(),
         arrays(vec![("x", words), ("W", random(rng, &[5, 3], 1.0, 0.0))]),
     ));
+    let steps = ArrayD::from_shape_vec(
+        IxDyn(&[3, 4]),
+        (0..12)
+            .map(|_| f64::from(rng.random_range(0..5u8)))
+            .collect(),
+    )
+    .unwrap();
+    let mask = ArrayD::from_shape_vec(
+        IxDyn(&[3, 4]),
+        (0..12).map(|k| f64::from(u8::from(k % 5 != 3))).collect(),
+    )
+    .unwrap();
+    out.push((
+        "temporal_softmax_loss",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[3, 4, 5], 1.0, 0.0)),
+            ("y", steps),
+            ("mask", mask),
+        ]),
+    ));
     for op in ["batchnorm", "layernorm"] {
         out.push((
             op,

@@ -323,3 +323,23 @@ def test_word_embedding_accumulates_repeated_words_and_temporal_affine():
     grads = ((dout @ w.T), np.einsum("ntd,ntm->dm", xs, dout), dout.sum(axis=(0, 1)))
     report = gradcheck.check_layer("temporal_affine", dict(x=xs, w=w, b=b), grads, dout)
     assert report.passed, str(report)
+
+
+def test_temporal_softmax_loss_with_its_mask():
+    N, T, V = 3, 4, 5
+    x = rng.standard_normal((N, T, V))
+    y = rng.integers(0, V, (N, T))
+    mask = rng.random((N, T)) > 0.3                   # booleans, as cs231n's captioning
+    flat_x, flat_y, flat_m = x.reshape(N * T, V), y.reshape(N * T), mask.reshape(N * T)
+    probs = np.exp(flat_x - flat_x.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss = -np.sum(flat_m * np.log(probs[np.arange(N * T), flat_y])) / N
+    dx = probs.copy()
+    dx[np.arange(N * T), flat_y] -= 1
+    dx = (dx / N * flat_m[:, None]).reshape(N, T, V)
+    inputs = dict(x=x, y=y, mask=mask)
+    report = gradcheck.check_layer("temporal_softmax_loss", inputs, (loss, dx))
+    assert report.passed, str(report)
+    unmasked = ((probs - np.eye(V)[flat_y]) / N).reshape(N, T, V)
+    report = gradcheck.check_layer("temporal_softmax_loss", inputs, {"dx": unmasked})
+    assert failing(report) == {"dx"}, str(report)

@@ -110,8 +110,15 @@ pub trait LayerOp: Send + Sync {
 /// The hyperparameters op `name` takes.
 fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
     Ok(match name {
-        "affine" | "relu" | "sigmoid" | "tanh" | "softmax_loss" | "svm_loss"
-        | "temporal_affine" | "word_embedding" => &[],
+        "affine"
+        | "relu"
+        | "sigmoid"
+        | "tanh"
+        | "softmax_loss"
+        | "svm_loss"
+        | "temporal_affine"
+        | "word_embedding"
+        | "temporal_softmax_loss" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -143,7 +150,7 @@ pub fn gradient_inputs(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 17] = [
+pub const OPS: [&str; 18] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -161,6 +168,7 @@ pub const OPS: [&str; 17] = [
     "spatial_groupnorm",
     "temporal_affine",
     "word_embedding",
+    "temporal_softmax_loss",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -186,7 +194,8 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "leaky_relu" => Box::new(relu::Relu::new(get("alpha").unwrap_or(0.01))?),
         "sigmoid" => Box::new(sigmoid::Sigmoid),
         "tanh" => Box::new(tanh::Tanh),
-        "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss),
+        "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: false }),
+        "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
             Error::Option(

@@ -1,5 +1,7 @@
 //! `L = (1/N)·Σ_n [logsumexp(x_n) − x_(n, y_n)]`, cs231n's `softmax_loss` (x (N, C),
-//! integer y (N,)). A coordinate moves one row; the row's change is
+//! integer y (N,)); and its `temporal_softmax_loss` (x (N, T, V), y (N, T), a 0/1 `mask`
+//! (N, T): every time step a row, weighted by its mask, summed over time, averaged over
+//! N). A coordinate moves one row; the row's change is
 //! `log1p(p_c·expm1(s)) − [c = y]·s`, free of cancellation, and
 //! `|lse'''| ≤ p(1 − p)` bounds the truncation.
 
@@ -9,12 +11,81 @@ use rayon::prelude::*;
 use super::{array, labels, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role, U};
 use crate::error::Result;
 
-pub struct SoftmaxLoss;
+pub struct SoftmaxLoss {
+    pub temporal: bool,
+}
 
 const INPUTS: [Input; 2] = [
     super::input("x", Role::Differentiable),
     super::input("y", Role::Labels),
 ];
+
+const TEMPORAL_INPUTS: [Input; 3] = [
+    super::input("x", Role::Differentiable),
+    super::input("y", Role::Labels),
+    super::input("mask", Role::Mask),
+];
+
+/// The rows, their classes, each row's label and weight (its mask over N).
+struct Rows {
+    rows: usize,
+    classes: usize,
+    labels: Vec<usize>,
+    weights: Vec<f64>,
+}
+
+impl SoftmaxLoss {
+    fn rows(&self, arrays: &Arrays) -> Result<Rows> {
+        let name = self.describe();
+        let x = shape_of(arrays, &name, "x")?;
+        let want = if self.temporal { 3 } else { 2 };
+        if x.len() != want || x[want - 1] == 0 {
+            return Err(mismatch(format!(
+                "x has shape {x:?}: {name} takes scores x {}",
+                if self.temporal { "(N, T, V)" } else { "(N, C)" }
+            )));
+        }
+        let (rows, classes) = (x[..want - 1].iter().product(), x[want - 1]);
+        let y = array(arrays, "y");
+        if y.shape() != &x[..want - 1] {
+            return Err(mismatch(format!(
+                "y has shape {:?} but x has {:?} rows: one class index per row",
+                y.shape(),
+                &x[..want - 1]
+            )));
+        }
+        let flat = y
+            .clone()
+            .into_shape_with_order(IxDyn(&[rows]))
+            .expect("size");
+        let labels = labels(&flat, rows, classes)?;
+        let n = x[0] as f64;
+        let weights = if self.temporal {
+            let mask = array(arrays, "mask");
+            if mask.shape() != y.shape() {
+                return Err(mismatch(format!(
+                    "mask has shape {:?} but y has {:?}",
+                    mask.shape(),
+                    y.shape()
+                )));
+            }
+            if let Some(m) = mask.iter().find(|&&m| m != 0.0 && m != 1.0) {
+                return Err(crate::error::Error::Mask(format!(
+                    "temporal_softmax_loss's mask holds {m}: it holds 0 and 1 (or booleans)"
+                )));
+            }
+            mask.iter().map(|m| m / n).collect()
+        } else {
+            vec![1.0 / n; rows]
+        };
+        Ok(Rows {
+            rows,
+            classes,
+            labels,
+            weights,
+        })
+    }
+}
 
 /// Per row: its largest entry and its probabilities.
 fn rows(x: &[f64], c: usize) -> Vec<(f64, Vec<f64>)> {
@@ -30,11 +101,20 @@ fn rows(x: &[f64], c: usize) -> Vec<(f64, Vec<f64>)> {
 
 impl LayerOp for SoftmaxLoss {
     fn describe(&self) -> String {
-        "softmax_loss".into()
+        if self.temporal {
+            "temporal_softmax_loss"
+        } else {
+            "softmax_loss"
+        }
+        .into()
     }
 
     fn inputs(&self) -> &'static [Input] {
-        &INPUTS
+        if self.temporal {
+            &TEMPORAL_INPUTS
+        } else {
+            &INPUTS
+        }
     }
 
     fn takes_dout(&self) -> bool {
@@ -42,59 +122,52 @@ impl LayerOp for SoftmaxLoss {
     }
 
     fn output_shape(&self, arrays: &Arrays) -> Result<Vec<usize>> {
-        let x = shape_of(arrays, "softmax_loss", "x")?;
-        if x.len() != 2 || x[1] == 0 {
-            return Err(mismatch(format!(
-                "x has shape {x:?}: softmax_loss takes scores x (N, C)"
-            )));
+        for input in self.inputs() {
+            shape_of(arrays, &self.describe(), input.name)?;
         }
-        shape_of(arrays, "softmax_loss", "y")?;
-        labels(array(arrays, "y"), x[0], x[1])?;
+        self.rows(arrays)?;
         Ok(Vec::new())
     }
 
     fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
-        let x = array(arrays, "x");
-        let (n, c) = (x.shape()[0], x.shape()[1]);
-        let y = labels(array(arrays, "y"), n, c).expect("checked");
-        let xs = x.as_slice().expect("standard layout");
-        let loss: f64 = rows(xs, c)
+        let r = self.rows(arrays).expect("checked");
+        let xs = array(arrays, "x").as_slice().expect("standard layout");
+        let loss: f64 = rows(xs, r.classes)
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| -p[y[i]].ln())
+            .map(|(i, (_, p))| -r.weights[i] * p[r.labels[i]].ln())
             .sum();
-        ArrayD::from_elem(IxDyn(&[]), loss / n as f64)
+        ArrayD::from_elem(IxDyn(&[]), loss)
     }
 
     fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>> {
         let x = array(arrays, "x");
-        let (n, c) = (x.shape()[0], x.shape()[1]);
-        let y = labels(array(arrays, "y"), n, c).expect("checked");
+        let r = self.rows(arrays).expect("checked");
         let up = dout.iter().next().copied().unwrap_or(1.0);
-        let mut dx = Vec::with_capacity(n * c);
-        for (i, (_, p)) in rows(x.as_slice().expect("standard layout"), c)
+        let mut dx = Vec::with_capacity(r.rows * r.classes);
+        for (i, (_, p)) in rows(x.as_slice().expect("standard layout"), r.classes)
             .iter()
             .enumerate()
         {
             for (k, &pk) in p.iter().enumerate() {
-                dx.push(up * (pk - f64::from(u8::from(k == y[i]))) / n as f64);
+                dx.push(up * r.weights[i] * (pk - f64::from(u8::from(k == r.labels[i]))));
             }
         }
-        vec![ArrayD::from_shape_vec(IxDyn(&[n, c]), dx).expect("shape")]
+        vec![ArrayD::from_shape_vec(IxDyn(x.shape()), dx).expect("shape")]
     }
 
     fn probes(&self, arrays: &Arrays, _dout: &ArrayD<f64>, _input: usize, h: f64) -> Vec<Probe> {
-        let x = array(arrays, "x");
-        let (n, c) = (x.shape()[0], x.shape()[1]);
-        let y = labels(array(arrays, "y"), n, c).expect("checked");
-        let xs = x.as_slice().expect("standard layout");
+        let r = self.rows(arrays).expect("checked");
+        let c = r.classes;
+        let xs = array(arrays, "x").as_slice().expect("standard layout");
         let stats = rows(xs, c);
-        (0..n * c)
+        (0..r.rows * c)
             .into_par_iter()
             .map(|at| {
                 let (i, k) = (at / c, at % c);
+                let weight = r.weights[i];
                 let (max, p) = (&stats[i].0, &stats[i].1[k]);
-                let label = k == y[i];
+                let label = k == r.labels[i];
                 let (_, _, sp, sm) = super::steps(xs[at], h);
                 // The row's loss moves by log1p(p·expm1(±s)) ∓ [k = y]·s.
                 let up = (p * sp.exp_m1()).ln_1p();
@@ -106,26 +179,26 @@ impl LayerOp for SoftmaxLoss {
                 };
                 let step = sp + sm;
                 let change = plus - minus;
-                let estimate = change / step / n as f64;
+                let estimate = change / step * weight;
                 // p's rounding: the shift by the max, exp, a sum of C, the division.
                 let p_rounding = (c as f64 + 3.0 + (xs[at] - max).abs()) * U;
                 let noise = ((p_rounding + 4.0 * U) * (up.abs() + down.abs())
                     + U * (plus.abs() + minus.abs() + change.abs()))
                     / step
-                    / n as f64
+                    * weight
                     + 2.0 * U * estimate.abs();
                 let curvature = (p * (1.0 - p) * (4.0 * h).exp() * 1.01).min(0.25);
                 Probe {
                     estimate,
                     noise,
                     // Unequal steps leave a second-order term, |f''| ≤ 1/4.
-                    truncation: (h * h / 6.0 * curvature + 0.125 * (sp - sm).abs()) / n as f64,
+                    truncation: (h * h / 6.0 * curvature + 0.125 * (sp - sm).abs()) * weight,
                     kink: None,
                     partial: false,
                     // p − [k = y] from the user's rounded p.
                     grad_scale: ((c as f64 + 6.0 + (xs[at] - max).abs()) * p
                         + if label { 2.0 } else { 0.0 })
-                        / n as f64,
+                        * weight,
                 }
             })
             .collect()
