@@ -173,6 +173,17 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
             ("mask", mask),
         ]),
     ));
+    out.push((
+        "rnn_step",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[3, 10], 1.0, 0.0)),
+            ("prev_h", random(rng, &[3, 4], 1.0, 0.0)),
+            ("Wx", random(rng, &[10, 4], 0.3, 0.0)),
+            ("Wh", random(rng, &[4, 4], 0.3, 0.0)),
+            ("b", random(rng, &[4], 0.3, 0.0)),
+        ]),
+    ));
     for op in ["batchnorm", "layernorm"] {
         out.push((
             op,

@@ -343,3 +343,25 @@ def test_temporal_softmax_loss_with_its_mask():
     unmasked = ((probs - np.eye(V)[flat_y]) / N).reshape(N, T, V)
     report = gradcheck.check_layer("temporal_softmax_loss", inputs, {"dx": unmasked})
     assert failing(report) == {"dx"}, str(report)
+
+
+def test_rnn_step_as_cs231n_writes_it():
+    N, D, H = 3, 10, 4
+    x, prev_h = rng.standard_normal((N, D)), rng.standard_normal((N, H))
+    Wx, Wh, b = 0.3 * rng.standard_normal((D, H)), 0.3 * rng.standard_normal((H, H)), \
+        0.3 * rng.standard_normal(H)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    dnext_h = rng.standard_normal((N, H))
+
+    def backward(bug=None):
+        da = dnext_h * ((1 - next_h) if bug == "tanh_prime" else (1 - next_h ** 2))
+        return da @ Wx.T, da @ Wh.T, x.T @ da, (x[:, :H].T if bug == "dWh_from_x" else
+                                                 prev_h.T) @ da, da.sum(axis=0)
+
+    inputs = dict(x=x, prev_h=prev_h, Wx=Wx, Wh=Wh, b=b)
+    report = gradcheck.check_layer("rnn_step", inputs, backward(), dnext_h)
+    assert report.passed, str(report)
+    assert failing(gradcheck.check_layer("rnn_step", inputs, backward("tanh_prime"),
+                                         dnext_h)) == {"dx", "dprev_h", "dWx", "dWh", "db"}
+    assert failing(gradcheck.check_layer("rnn_step", inputs, backward("dWh_from_x"),
+                                         dnext_h)) == {"dWh"}

@@ -18,6 +18,7 @@ pub mod max_pool;
 mod norm;
 pub mod pool;
 pub mod relu;
+pub mod rnn_step;
 pub mod sigmoid;
 pub mod softmax_loss;
 pub mod spatial_batchnorm;
@@ -118,7 +119,8 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "svm_loss"
         | "temporal_affine"
         | "word_embedding"
-        | "temporal_softmax_loss" => &[],
+        | "temporal_softmax_loss"
+        | "rnn_step" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -150,7 +152,7 @@ pub fn gradient_inputs(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 18] = [
+pub const OPS: [&str; 19] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -169,6 +171,7 @@ pub const OPS: [&str; 18] = [
     "temporal_affine",
     "word_embedding",
     "temporal_softmax_loss",
+    "rnn_step",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -195,6 +198,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "sigmoid" => Box::new(sigmoid::Sigmoid),
         "tanh" => Box::new(tanh::Tanh),
         "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: false }),
+        "rnn_step" => Box::new(rnn_step::RnnStep),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
