@@ -16,11 +16,14 @@ pub struct LayerArgs {
     /// optionally a string array gradcheck="op=batchnorm eps=1e-5".
     pub file: PathBuf,
     /// The op: affine, relu, leaky_relu, sigmoid, tanh, softmax_loss, svm_loss, dropout,
-    /// batchnorm, layernorm [default: the file's op=].
+    /// batchnorm, layernorm, conv, max_pool, avg_pool, spatial_batchnorm,
+    /// spatial_groupnorm, temporal_affine, word_embedding, temporal_softmax_loss, rnn_step
+    /// [default: the file's op=].
     #[arg(help_heading = "Op", long)]
     pub op: Option<String>,
-    /// A hyperparameter of the op, KEY=VALUE: eps (batchnorm, layernorm), p (dropout's keep
-    /// probability), alpha (leaky_relu); repeat for several. Overrides the file's.
+    /// A hyperparameter of the op, KEY=VALUE: eps (the norms), p (dropout's keep
+    /// probability), alpha (leaky_relu), stride and pad (conv), pool_height, pool_width and
+    /// stride (the pools), G (spatial_groupnorm); repeat for several. Overrides the file's.
     #[arg(help_heading = "Op", long = "set", value_name = "KEY=VALUE", action = clap::ArgAction::Append)]
     pub set: Vec<String>,
     /// Check only the inputs whose gradients are given (else a missing one is an error).

@@ -79,9 +79,10 @@ pub fn layer_input(
     source: &str,
 ) -> Result<LayerInput> {
     let name = settings.op.as_deref().ok_or_else(|| {
-        Error::Option(
-            "no op named: say which layer these arrays are (op=batchnorm in the file's gradcheck settings, or the op argument: affine, relu, leaky_relu, sigmoid, tanh, softmax_loss, svm_loss, dropout, batchnorm, layernorm)".into(),
-        )
+        Error::Option(format!(
+            "no op named: say which layer these arrays are (op=batchnorm in the settings saved with them, or given with the check): one of {}",
+            ops::OPS.join(", ")
+        ))
     })?;
     let op = ops::op(name, &settings.hparams)?;
     let mut inputs = ops::Arrays::new();
