@@ -668,24 +668,9 @@ pub fn judge(
             layout.len()
         ));
     }
-    Ok(Report {
-        header,
-        verdict: comparison.verdict,
-        reason: comparison.reason,
-        difference: comparison.difference,
-        resolution: comparison.resolution,
-        failed_coordinates: comparison.failed_coordinates,
-        unresolved_coordinates: comparison.unresolved_coordinates,
-        kink_coordinates: comparison.kink_coordinates,
-        conventions: comparison.conventions.clone(),
-        diagnosis: comparison.diagnosis.clone(),
-        scope,
-        tensors: comparison.tensors,
-        worst: comparison.worst,
-        warnings,
-        timing: Timing {
-            seconds: eval.seconds + start.elapsed().as_secs_f64(),
-            gpu_seconds: eval.gpu_seconds,
-        },
-    })
+    let timing = Timing {
+        seconds: eval.seconds + start.elapsed().as_secs_f64(),
+        gpu_seconds: eval.gpu_seconds,
+    };
+    Ok(Report::of(header, comparison, scope, warnings, timing))
 }

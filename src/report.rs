@@ -234,6 +234,33 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a comparison, under `header`.
+    pub fn of(
+        header: Header,
+        comparison: crate::check::Comparison,
+        scope: Scope,
+        warnings: Vec<String>,
+        timing: Timing,
+    ) -> Self {
+        Report {
+            header,
+            verdict: comparison.verdict,
+            reason: comparison.reason,
+            difference: comparison.difference,
+            resolution: comparison.resolution,
+            failed_coordinates: comparison.failed_coordinates,
+            unresolved_coordinates: comparison.unresolved_coordinates,
+            kink_coordinates: comparison.kink_coordinates,
+            conventions: comparison.conventions,
+            diagnosis: comparison.diagnosis,
+            scope,
+            tensors: comparison.tensors,
+            worst: comparison.worst,
+            warnings,
+            timing,
+        }
+    }
+
     /// Names of the tensors that fail, in layout order.
     pub fn failing_tensors(&self) -> Vec<&str> {
         crate::check::failing_tensors(&self.tensors)

@@ -371,36 +371,21 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         gpu_declined: false,
         layer: Some(subject.layer),
     };
-    let start = subject.start;
-    let unused = subject.unused;
-    let mut warnings = Vec::new();
-    warnings.extend(crate::io::unused_notice(&unused));
-    Report {
-        header,
-        verdict: comparison.verdict,
-        reason: comparison.reason,
-        difference: comparison.difference,
-        resolution: comparison.resolution,
-        failed_coordinates: comparison.failed_coordinates,
-        unresolved_coordinates: comparison.unresolved_coordinates,
-        kink_coordinates: comparison.kink_coordinates,
-        conventions: comparison.conventions.clone(),
-        diagnosis: comparison.diagnosis.clone(),
-        scope: Scope {
-            mode: "every coordinate",
-            evaluated: layout.len(),
-            judged: comparison.checked_coordinates,
-            total: layout.len(),
-            seed: None,
-        },
-        tensors: comparison.tensors,
-        worst: comparison.worst,
-        warnings,
-        timing: Timing {
-            seconds: start.elapsed().as_secs_f64(),
-            gpu_seconds: None,
-        },
-    }
+    let scope = Scope {
+        mode: "every coordinate",
+        evaluated: layout.len(),
+        judged: comparison.checked_coordinates,
+        total: layout.len(),
+        seed: None,
+    };
+    let timing = Timing {
+        seconds: subject.start.elapsed().as_secs_f64(),
+        gpu_seconds: None,
+    };
+    let warnings = crate::io::unused_notice(&subject.unused)
+        .into_iter()
+        .collect();
+    Report::of(header, comparison, scope, warnings, timing)
 }
 
 /// Two failing gradients of one shape, each the other's estimate: the backward's outputs

@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::{array, gamma, mismatch, shape_of, steps, Arrays, Input, LayerOp, Probe, Role, U};
+use super::{array, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role};
 use crate::error::Result;
 
 pub struct Affine {
@@ -151,30 +151,14 @@ impl LayerOp for Affine {
         let p = Parts::of(arrays, self.temporal);
         let out = p.out();
         let g = dout.as_slice().expect("standard layout");
-        // Coordinate `c` moves outputs `(row, col)` by `slope·s`: the difference of each
-        // moved output is taken directly (its own base rounding cancels).
-        let probe = |theta: f64, moved: &mut dyn Iterator<Item = (usize, f64)>, terms: usize| {
-            let (_, _, sp, sm) = steps(theta, h);
-            let (mut diff, mut noise, mut size, mut grad_size) = (0.0, 0.0, 0.0, 0.0);
-            for (at, slope) in moved {
-                let (o, up) = (out[at], g[at]);
-                let (plus, minus) = (o + slope * sp, o - slope * sm);
-                let change = plus - minus;
-                diff += up * change;
-                noise += up.abs() * U * (plus.abs() + minus.abs() + change.abs());
-                size += (up * change).abs();
-                grad_size += (up * slope).abs();
-            }
-            let step = sp + sm;
-            let estimate = diff / step;
-            Probe {
-                estimate,
-                noise: (noise + gamma(terms + 1) * size) / step + 2.0 * U * estimate.abs(),
-                truncation: 0.0,
-                kink: None,
-                partial: false,
-                grad_scale: (terms + 2) as f64 * grad_size,
-            }
+        // Coordinate `c` moves outputs `(row, col)` by `slope·s`.
+        let probe = |theta: f64, moved: &mut dyn Iterator<Item = (usize, f64)>| {
+            super::linear_probe(
+                theta,
+                h,
+                moved.map(|(at, slope)| (out[at], g[at], slope)),
+                2,
+            )
         };
         match input {
             0 => (0..p.n * p.d)
@@ -182,7 +166,7 @@ impl LayerOp for Affine {
                 .map(|c| {
                     let (i, k) = (c / p.d, c % p.d);
                     let mut moved = (0..p.m).map(|j| (i * p.m + j, p.w[k * p.m + j]));
-                    probe(p.x[c], &mut moved, p.m)
+                    probe(p.x[c], &mut moved)
                 })
                 .collect(),
             1 => (0..p.d * p.m)
@@ -190,14 +174,14 @@ impl LayerOp for Affine {
                 .map(|c| {
                     let (k, j) = (c / p.m, c % p.m);
                     let mut moved = (0..p.n).map(|i| (i * p.m + j, p.x[i * p.d + k]));
-                    probe(p.w[c], &mut moved, p.n)
+                    probe(p.w[c], &mut moved)
                 })
                 .collect(),
             _ => (0..p.m)
                 .into_par_iter()
                 .map(|j| {
                     let mut moved = (0..p.n).map(|i| (i * p.m + j, 1.0));
-                    probe(p.b[j], &mut moved, p.n)
+                    probe(p.b[j], &mut moved)
                 })
                 .collect(),
         }

@@ -5,7 +5,7 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::pool::Window;
-use super::{array, gamma, steps, Arrays, Input, LayerOp, Probe, Role, U};
+use super::{array, Arrays, Input, LayerOp, Probe, Role};
 use crate::error::Result;
 
 pub struct AvgPool {
@@ -83,30 +83,13 @@ impl LayerOp for AvgPool {
             .into_par_iter()
             .map(|k| {
                 let (nc, ij) = (k / (d.h * d.w), k % (d.h * d.w));
-                let (_, _, sp, sm) = steps(xs[k], h);
-                let (mut diff, mut noise, mut size, mut grad_size, mut terms) =
-                    (0.0, 0.0, 0.0, 0.0, 0);
-                for (p, q) in self.window.holding(d, ij / d.w, ij % d.w) {
-                    let at = (nc * d.oh + p) * d.ow + q;
-                    let (o, up) = (out[at], g[at]);
-                    let (plus, minus) = (o + sp / area, o - sm / area);
-                    let change = plus - minus;
-                    diff += up * change;
-                    noise += up.abs() * U * (plus.abs() + minus.abs() + change.abs());
-                    size += (up * change).abs();
-                    grad_size += (up / area).abs();
-                    terms += 1;
-                }
-                let step = sp + sm;
-                let estimate = diff / step;
-                Probe {
-                    estimate,
-                    noise: (noise + gamma(terms + 1) * size) / step + 2.0 * U * estimate.abs(),
-                    truncation: 0.0,
-                    kink: None,
-                    partial: false,
-                    grad_scale: (terms + 3) as f64 * grad_size,
-                }
+                let moved = self
+                    .window
+                    .holding(d, ij / d.w, ij % d.w)
+                    .into_iter()
+                    .map(|(p, q)| (nc * d.oh + p) * d.ow + q)
+                    .map(|at| (out[at], g[at], 1.0 / area));
+                super::linear_probe(xs[k], h, moved, 3)
             })
             .collect()
     }

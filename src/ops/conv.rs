@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::{array, gamma, mismatch, shape_of, steps, Arrays, Input, LayerOp, Probe, Role, U};
+use super::{array, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role};
 use crate::error::{Error, Result};
 
 pub struct Conv {
@@ -205,29 +205,9 @@ impl LayerOp for Conv {
         let b = array(arrays, "b").as_slice().expect("standard layout");
         let g = dout.as_slice().expect("standard layout");
         let at = |n: usize, f: usize, p: usize, q: usize| ((n * d.f + f) * d.oh + p) * d.ow + q;
-        // As affine's: each moved output's difference taken directly.
         let probe = |theta: f64, moved: &[(usize, f64)]| {
-            let (_, _, sp, sm) = steps(theta, h);
-            let (mut diff, mut noise, mut size, mut grad_size) = (0.0, 0.0, 0.0, 0.0);
-            for &(k, slope) in moved {
-                let (o, up) = (out[k], g[k]);
-                let (plus, minus) = (o + slope * sp, o - slope * sm);
-                let change = plus - minus;
-                diff += up * change;
-                noise += up.abs() * U * (plus.abs() + minus.abs() + change.abs());
-                size += (up * change).abs();
-                grad_size += (up * slope).abs();
-            }
-            let step = sp + sm;
-            let estimate = diff / step;
-            Probe {
-                estimate,
-                noise: (noise + gamma(moved.len() + 1) * size) / step + 2.0 * U * estimate.abs(),
-                truncation: 0.0,
-                kink: None,
-                partial: false,
-                grad_scale: (moved.len() + 2) as f64 * grad_size,
-            }
+            let moved = moved.iter().map(|&(k, slope)| (out[k], g[k], slope));
+            super::linear_probe(theta, h, moved, 2)
         };
         match input {
             0 => (0..x.len())

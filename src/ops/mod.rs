@@ -264,6 +264,40 @@ pub(crate) fn steps(x: f64, h: f64) -> (f64, f64, f64, f64) {
     (plus, minus, plus - x, x - minus)
 }
 
+/// The probe of a coordinate that moves outputs linearly (affine, conv, the average
+/// pool): each moved output `(out, upstream, slope)` moves by `slope·s`, and its difference
+/// is taken directly, so its own base rounding cancels. A correct backward sums the moved
+/// terms with `extra` roundings besides.
+pub(crate) fn linear_probe(
+    theta: f64,
+    h: f64,
+    moved: impl Iterator<Item = (f64, f64, f64)>,
+    extra: usize,
+) -> Probe {
+    let (_, _, sp, sm) = steps(theta, h);
+    let (mut diff, mut noise, mut size, mut grad_size) = (0.0, 0.0, 0.0, 0.0);
+    let mut terms = 0;
+    for (o, up, slope) in moved {
+        let (plus, minus) = (o + slope * sp, o - slope * sm);
+        let change = plus - minus;
+        diff += up * change;
+        noise += up.abs() * U * (plus.abs() + minus.abs() + change.abs());
+        size += (up * change).abs();
+        grad_size += (up * slope).abs();
+        terms += 1;
+    }
+    let step = sp + sm;
+    let estimate = diff / step;
+    Probe {
+        estimate,
+        noise: (noise + gamma(terms + 1) * size) / step + 2.0 * U * estimate.abs(),
+        truncation: 0.0,
+        kink: None,
+        partial: false,
+        grad_scale: (terms + extra) as f64 * grad_size,
+    }
+}
+
 /// `γ_n = n·u/(1 − n·u)`: the relative bound on a sum or product of `n` roundings.
 pub(crate) fn gamma(n: usize) -> f64 {
     let nu = n as f64 * U;

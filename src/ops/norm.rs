@@ -254,6 +254,28 @@ impl Grouped<'_> {
         (dx, dgain, dshift)
     }
 
+    /// The forward pass, shaped like x.
+    pub fn forward_shaped(&self, shape: &[usize]) -> ndarray::ArrayD<f64> {
+        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), self.forward()).expect("shape")
+    }
+
+    /// The reference backward: dx shaped like x (`shape`), dgain and dshift shaped
+    /// `gain_shape`.
+    pub fn backward_shaped(
+        &self,
+        up: &ndarray::ArrayD<f64>,
+        shape: &[usize],
+        gain_shape: &[usize],
+    ) -> Vec<ndarray::ArrayD<f64>> {
+        use ndarray::{ArrayD, IxDyn};
+        let (dx, dg, db) = self.backward(up.as_slice().expect("standard layout"));
+        vec![
+            ArrayD::from_shape_vec(IxDyn(shape), dx).expect("shape"),
+            ArrayD::from_shape_vec(IxDyn(gain_shape), dg).expect("shape"),
+            ArrayD::from_shape_vec(IxDyn(gain_shape), db).expect("shape"),
+        ]
+    }
+
     /// The probes of `x` (0), the gains (1) or the shifts (2), flat.
     pub fn probes(&self, up: &[f64], input: usize, h: f64) -> Vec<Probe> {
         use rayon::prelude::*;

@@ -1,7 +1,7 @@
 //! Spatial batch normalisation (cs231n's `spatial_batchnorm_forward`, train mode): x (N,
 //! C, H, W) normalised per channel over (N, H, W); `gamma`, `beta` (C,); `eps`.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use super::norm::Grouped;
 use super::{array, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role};
@@ -77,21 +77,14 @@ impl LayerOp for SpatialBatchnorm {
     }
 
     fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
-        let shape = array(arrays, "x").shape().to_vec();
-        ArrayD::from_shape_vec(IxDyn(&shape), self.grouped(arrays).forward()).expect("shape")
+        self.grouped(arrays)
+            .forward_shaped(array(arrays, "x").shape())
     }
 
     fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>> {
-        let shape = array(arrays, "x").shape().to_vec();
-        let (dx, dg, db) = self
-            .grouped(arrays)
-            .backward(dout.as_slice().expect("standard layout"));
+        let shape = array(arrays, "x").shape();
         let c = shape[1];
-        vec![
-            ArrayD::from_shape_vec(IxDyn(&shape), dx).expect("shape"),
-            ArrayD::from_shape_vec(IxDyn(&[c]), dg).expect("shape"),
-            ArrayD::from_shape_vec(IxDyn(&[c]), db).expect("shape"),
-        ]
+        self.grouped(arrays).backward_shaped(dout, shape, &[c])
     }
 
     fn probes(&self, arrays: &Arrays, dout: &ArrayD<f64>, input: usize, h: f64) -> Vec<Probe> {

@@ -2,7 +2,7 @@
 //! normalised per example over each of `G` groups of C/G channels and the spatial axes;
 //! `gamma`, `beta` (1, C, 1, 1); `eps`.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use super::norm::Grouped;
 use super::{array, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role};
@@ -104,21 +104,15 @@ impl LayerOp for SpatialGroupnorm {
     }
 
     fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
-        let shape = array(arrays, "x").shape().to_vec();
-        ArrayD::from_shape_vec(IxDyn(&shape), self.grouped(arrays).forward()).expect("shape")
+        self.grouped(arrays)
+            .forward_shaped(array(arrays, "x").shape())
     }
 
     fn backward(&self, arrays: &Arrays, dout: &ArrayD<f64>) -> Vec<ArrayD<f64>> {
-        let shape = array(arrays, "x").shape().to_vec();
-        let (dx, dg, db) = self
-            .grouped(arrays)
-            .backward(dout.as_slice().expect("standard layout"));
+        let shape = array(arrays, "x").shape();
         let c = shape[1];
-        vec![
-            ArrayD::from_shape_vec(IxDyn(&shape), dx).expect("shape"),
-            ArrayD::from_shape_vec(IxDyn(&[1, c, 1, 1]), dg).expect("shape"),
-            ArrayD::from_shape_vec(IxDyn(&[1, c, 1, 1]), db).expect("shape"),
-        ]
+        self.grouped(arrays)
+            .backward_shaped(dout, shape, &[1, c, 1, 1])
     }
 
     fn probes(&self, arrays: &Arrays, dout: &ArrayD<f64>, input: usize, h: f64) -> Vec<Probe> {
