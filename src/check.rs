@@ -182,9 +182,30 @@ pub struct Comparison {
     pub reason: Option<String>,
     /// What the failing tensors have in common, when they share a cause (one factor).
     pub diagnosis: Option<String>,
+    /// The verdict of the global norms alone.
+    #[serde(skip)]
+    pub global: Verdict,
 }
 
 impl Comparison {
+    /// The verdict and its reason again, after tensors' verdicts were settled otherwise
+    /// (a tensor the cost provably does not depend on).
+    pub fn recombine(&mut self) {
+        let verdict = Verdict::combine(self.tensors.iter().map(|t| t.verdict).chain([self.global]));
+        if self.global != Verdict::Inconclusive {
+            self.reason = (verdict == Verdict::Inconclusive).then(|| {
+                let undecided: Vec<&str> = self
+                    .tensors
+                    .iter()
+                    .filter(|t| t.verdict == Verdict::Inconclusive)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                format!("undecided: {}", undecided.join(", "))
+            });
+        }
+        self.verdict = verdict;
+    }
+
     /// Names of the tensors that fail, in layout order.
     pub fn failing_tensors(&self) -> Vec<&str> {
         failing_tensors(&self.tensors)
@@ -620,6 +641,7 @@ pub fn compare_groups<'a, 'k, I: Iterator<Item = Judged<'k>>>(
             .flatten(),
         reason,
         diagnosis,
+        global,
     }
 }
 

@@ -12,7 +12,9 @@ use gradcheck::check::Verdict;
 use gradcheck::checker::{judge, Engine, GivenGradients, Gradients};
 use gradcheck::generate::{exercise, BugSpec, NetworkSpec};
 use gradcheck::io::{read_npz_with, write_npz, NpzGradients};
-use gradcheck::model::{Activation, DataLayout, Loss, ModelOptions, Rates, Reduction};
+use gradcheck::model::{
+    Activation, DataLayout, Loss, ModelOptions, Normalization, Rates, Reduction,
+};
 use gradcheck::options::{
     CheckOptions, DeviceChoice, LimitsChoice, Method, Precision, PrecisionChoice,
 };
@@ -238,6 +240,10 @@ pub struct ModelArgs {
     /// W n_in×n_out) [default: decided by the shapes].
     #[arg(long, value_enum)]
     pub layout: Option<DataLayout>,
+    /// A normalisation layer after each hidden affine layer, with parameters gamma1,
+    /// beta1, … (cs231n's FullyConnectedNet(normalization=…)): batchnorm or layernorm.
+    #[arg(long, value_enum)]
+    pub normalization: Option<Normalization>,
 }
 
 /// One value of `--hidden` (a list in one flag, as `--layers` is).
@@ -263,6 +269,7 @@ impl ModelArgs {
             bias_l1: self.bias_l1.clone(),
             keep_prob: self.keep_prob,
             layout: self.layout,
+            normalization: self.normalization,
         }
     }
 }
@@ -596,6 +603,12 @@ fn gradients(
 fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     let opts = args.options.to_options()?;
     opts.validate()?;
+    if let Some(path) = &args.file {
+        let settings = gradcheck::io::read_settings(path, &args.model.to_options())?;
+        if settings.normalization.is_some() {
+            return run_network_check(args, path, &settings, &opts);
+        }
+    }
     let mut notices = Vec::new();
     let (title, problem, found) = problem(args, &opts, &mut notices)?;
     let gradients = gradients(args, &problem, found, &mut notices)?;
@@ -621,6 +634,39 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     }
     let mut report = judge(&title, &eval?, &gradients, &opts)?;
     report.header.hint_gpu(GPU_FLAG);
+    emit(&report, args.json.as_deref())?;
+    Ok(exit_code(report.verdict))
+}
+
+/// A network with normalisation layers (a network of ops), checked on the host.
+fn run_network_check(
+    args: &CheckArgs,
+    path: &Path,
+    settings: &ModelOptions,
+    opts: &CheckOptions,
+) -> Result<ExitCode> {
+    if args.bug.is_some() || args.builtin_backprop {
+        bail!("--bug and --builtin-backprop go with dense networks (W, b per layer); a network with normalisation layers is checked with its own gradients");
+    }
+    if args.network.spec()?.is_some() {
+        bail!("give either FILE or --layers, not both");
+    }
+    let network_opts = gradcheck::graph::NetworkOptions::of_check(opts, args.partial)?;
+    let (arrays, _) = gradcheck::io::read_all_arrays(path)?;
+    let grads = match &args.grads {
+        Some(g) => Some(gradcheck::io::read_all_arrays(g)?.0),
+        None => None,
+    };
+    let label = args.grads.as_deref().unwrap_or(path).display().to_string();
+    let input = gradcheck::graph::read_fc_net(&arrays, grads.as_ref(), settings, &label)?;
+    let title = format!("gradcheck {}", path.display());
+    let report = gradcheck::graph::check_network(&title, &input, &network_opts)?;
+    let to_stderr = args.json.as_deref() == Some("-");
+    if to_stderr {
+        eprint!("{}", report.header.render());
+    } else {
+        print!("{}", report.header.render());
+    }
     emit(&report, args.json.as_deref())?;
     Ok(exit_code(report.verdict))
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod estimate;
 pub mod generate;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod layer;
 pub mod memory;

@@ -39,7 +39,7 @@ __all__ = ["check", "check_npz", "check_layer", "check_function", "from_layers",
 
 # The model keywords, as the settings line names them.
 _MODEL = ("hidden", "loss", "reduction", "l2", "weight_l2", "weight_l1", "bias_l2",
-          "bias_l1", "keep_prob", "layout")
+          "bias_l1", "keep_prob", "layout", "normalization")
 # The check keywords, as the library's options name them.
 _OPTIONS = ("eps", "threshold", "method", "device", "precision", "grad_precision",
             "sample", "sample_seed", "directions", "top", "max_memory", "adapter",
@@ -234,10 +234,10 @@ def _progress(progress):
     raise GradcheckError("progress: give True, False or a function of (done, total)")
 
 
-def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss="bce",
+def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss=None,
           reduction="mean", l2=None, weight_l2=None, weight_l1=None, bias_l2=None,
           bias_l1=None, reg=None, lambd=None, keep_prob=None, masks=None, layout="auto",
-          partial=False, progress=None, **options):
+          normalization=None, partial=False, progress=None, **options):
     """Checks ``grads`` (``dW1, db1, …`` as the course names them, or ``W1, b1, …`` as
     cs231n does) against finite differences of the network ``parameters`` (``W1, b1, …``,
     a model with ``.params``, or NNFS layer objects, whose ``.dweights`` are the
@@ -245,7 +245,7 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
 
     The model: ``hidden`` (``"relu"``, ``"leaky_relu"``, ``"leaky_relu:0.2"``, ``"tanh"``,
     ``"sigmoid"``, ``"identity"``, or a list, one per hidden layer), ``loss`` (``"bce"``,
-    ``"softmax"``, ``"mse"`` ½‖ŷ − y‖², ``"mse_mean"`` mean((ŷ − y)²) as PyTorch and NNFS,
+    the default, ``"softmax"``, ``"mse"`` ½‖ŷ − y‖², ``"mse_mean"`` mean((ŷ − y)²) as PyTorch and NNFS,
     ``"sse"`` ‖ŷ − y‖²), ``reduction`` (``"mean"``, ``"sum"``), the penalties — ``l2``
     (``lambd``: the course's λ, λ/(2m)·Σ‖W‖²), ``weight_l2`` (``reg``: a plain coefficient
     on Σ‖W‖², cs231n's ``reg·ΣW²``; its ``0.5·reg·ΣW²`` is ``weight_l2=reg/2``),
@@ -253,7 +253,10 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
     objects when not given) — each a number for every layer or a list, one per layer —
     ``keep_prob`` with ``masks``
     (``[D1, D2, …]`` or ``{"D1": …}``: the masks your forward pass drew, 0/1 or already
-    divided by keep_prob), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``).
+    divided by keep_prob), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``),
+    ``normalization`` (``"batchnorm"``, ``"layernorm"``: cs231n's ``FullyConnectedNet``,
+    affine → norm → ReLU [→ dropout] per hidden layer, its ``gamma1``, ``beta1``, …
+    checked with the rest; examples in rows, softmax).
 
     The check, as the command line's flags: ``eps``, ``threshold``, ``method``
     (``"delta"``, ``"full"``), ``device`` (``"auto"``, ``"gpu"``, ``"cpu"``),
@@ -302,7 +305,8 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
     gradients = {grad_names[n]: _as_array(n, v) for n, v in dict(grads).items()}
     settings = _model(reg, lambd, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                       weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
-                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout,
+                      normalization=normalization)
     data, text = _check_arrays(arrays, gradients, settings, _options(options),
                                partial, _progress(progress))
     return Report(json.loads(data), text)
@@ -310,8 +314,8 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
 
 def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=None,
               weight_l2=None, weight_l1=None, bias_l2=None, bias_l1=None, reg=None,
-              lambd=None, keep_prob=None, layout=None, partial=False, progress=None,
-              **options):
+              lambd=None, keep_prob=None, layout=None, normalization=None, partial=False,
+              progress=None, **options):
     """Checks the gradients an npz file holds, as ``gradcheck check FILE`` does, or those of
     a second file ``grads`` (cs231n's two-file form, keyed like the parameters); the model
     keywords override the file's own settings (its ``gradcheck`` array). The keywords are
@@ -319,7 +323,8 @@ def check_npz(path, *, grads=None, hidden=None, loss=None, reduction=None, l2=No
     _known(options)
     settings = _model(reg, lambd, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                       weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
-                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout)
+                      bias_l1=bias_l1, keep_prob=keep_prob, layout=layout,
+                      normalization=normalization)
     data, text = _check_npz(str(path), None if grads is None else str(grads), settings,
                             _options(options), partial, _progress(progress))
     return Report(json.loads(data), text)

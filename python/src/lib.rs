@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gradcheck::checker::{run_check, GivenGradients, Gradients};
+use gradcheck::graph::{check_network, read_fc_net, NetworkOptions};
+use gradcheck::io::NamedArrays;
 use gradcheck::io::{
     read_arrays, read_gradient_arrays, read_gradients, read_npz_with, MemoryArrays, NpzInput,
 };
@@ -260,6 +262,17 @@ fn check_arrays(
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
+    if model.normalization.is_some() {
+        let named = arrays(arrays_dict)?.into_named().map_err(error)?;
+        let grads = arrays(grads)?.into_named().map_err(error)?;
+        return network(
+            py,
+            "gradcheck (python)",
+            (&named, Some(&grads), "the grads dict"),
+            &model,
+            (&opts, partial),
+        );
+    }
     let mut input = read_arrays(arrays(arrays_dict)?, "the arrays", &model).map_err(error)?;
     let (gradients, intermediate) = given(&input, grads, partial)?;
     input.unused.extend(intermediate);
@@ -282,6 +295,22 @@ fn check_npz(
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
+    let merged = gradcheck::io::read_settings(&path, &model).map_err(error)?;
+    if merged.normalization.is_some() {
+        let (named, _) = gradcheck::io::read_all_arrays(&path).map_err(error)?;
+        let second = match &grads {
+            Some(g) => Some(gradcheck::io::read_all_arrays(g).map_err(error)?.0),
+            None => None,
+        };
+        let label = grads.as_deref().unwrap_or(&path).display().to_string();
+        return network(
+            py,
+            &format!("gradcheck {}", path.display()),
+            (&named, second.as_ref(), &label),
+            &merged,
+            (&opts, partial),
+        );
+    }
     let mut input = read_npz_with(&path, &model).map_err(error)?;
     if let Some(grads) = &grads {
         if input.gradients.is_some() {
@@ -306,6 +335,28 @@ fn check_npz(
     require_all(&input, &given, partial)?;
     let title = format!("gradcheck {}", path.display());
     run(py, &title, input, Gradients::Given(given), opts, progress)
+}
+
+/// A network with normalisation layers (a network of ops), checked on the host: the
+/// report as JSON and as the table.
+fn network(
+    py: Python<'_>,
+    title: &str,
+    (named, grads, label): (&NamedArrays, Option<&NamedArrays>, &str),
+    model: &ModelOptions,
+    (opts, partial): (&CheckOptions, bool),
+) -> PyResult<(String, String)> {
+    let network_opts = NetworkOptions::of_check(opts, partial).map_err(error)?;
+    let input = read_fc_net(named, grads, model, label).map_err(error)?;
+    let report = py
+        .detach(|| check_network(title, &input, &network_opts))
+        .map_err(error)?;
+    let text = format!(
+        "{}{}",
+        report.header.render(),
+        report.render_findings(false)
+    );
+    Ok((report.to_json(), text))
 }
 
 /// Checks one op's backward (`gradcheck layer`): `inputs` under the op's argument names,
@@ -395,7 +446,7 @@ fn judge_function(
     top: Option<usize>,
     grad_precision: Option<String>,
 ) -> PyResult<(String, String)> {
-    use gradcheck::layer::{judge_probes, LayerOptions, Probed, Subject};
+    use gradcheck::layer::{judge_probes, Differentiated, LayerOptions, Probed, Subject};
     use gradcheck::ops::Probe;
     let mut inputs = Vec::new();
     let mut all = Vec::new();
@@ -421,10 +472,13 @@ fn judge_function(
             .collect();
         inputs.push((name.clone(), theta.shape().to_vec()));
         all.push(Probed {
-            input: name,
+            tensor: format!("d{name}"),
+            array: format!("d{name}"),
+            name,
             theta,
             grad,
             probes,
+            invariant: None,
         });
     }
     let defaults = LayerOptions::default();
@@ -438,13 +492,13 @@ fn judge_function(
     let subject = Subject {
         title: title.to_string(),
         source: "gradients from the grads dict".into(),
-        layer: gradcheck::report::LayerSubject {
+        what: Differentiated::Layer(gradcheck::report::LayerSubject {
             op: "function f".into(),
             inputs,
             output,
             dout: takes_dout,
             value,
-        },
+        }),
         kink_site: Some(("f", ["left derivative", "mid-way", "right derivative"])),
         missing: Vec::new(),
         float32,

@@ -174,6 +174,20 @@ pub fn read_all_arrays(path: &Path) -> Result<(NamedArrays, Option<String>)> {
     Ok((arrays, settings))
 }
 
+/// The model settings of the npz file at `path` (its `gradcheck` array, read alone), with
+/// `overrides` over them: what decides how the rest of it is read.
+pub fn read_settings(path: &Path, overrides: &ModelOptions) -> Result<ModelOptions> {
+    let mut reader = open_npz(path)?;
+    let own = guard::string_array(&mut reader, SETTINGS_ARRAY).map_err(|reason| Error::Npz {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok(match own {
+        Some(line) => overrides.over(&ModelOptions::parse_line(&line)?),
+        None => overrides.clone(),
+    })
+}
+
 /// Arrays by name, as f64, each with the precision it was stored in.
 pub type NamedArrays = std::collections::BTreeMap<String, (ArrayD<f64>, Precision)>;
 
@@ -446,7 +460,7 @@ fn read_input(
 
 /// The name of the data array `upper` (`X`, `Y`) in `names`: as given, or in lower case
 /// as cs231n names its labels (`y`); both at once is ambiguous.
-fn data_name(names: &BTreeSet<String>, upper: &'static str) -> Result<&'static str> {
+pub(crate) fn data_name(names: &BTreeSet<String>, upper: &'static str) -> Result<&'static str> {
     let lower: &'static str = match upper {
         "X" => "x",
         _ => "y",
@@ -791,7 +805,7 @@ fn refuse_foreign_layers(names: &BTreeSet<String>) -> Result<()> {
         return Ok(());
     }
     Err(Error::ForeignLayer(format!(
-        "{}: a normalisation layer's parameters (batch or layer normalisation), which whole-network checks (W, b per layer) do not model yet; checked without them, a correct backprop would fail — check each layer's backward instead (the layer check, op=batchnorm or op=layernorm)",
+        "{}: a normalisation layer's parameters; say which normalisation the network has with the setting normalization=batchnorm or normalization=layernorm (cs231n's FullyConnectedNet), or check each layer's backward alone (the layer check, op=batchnorm)",
         foreign.join(", ")
     )))
 }
@@ -819,7 +833,7 @@ fn one_line(message: &str) -> String {
 }
 
 /// Number of layers, from the `W<n>` / `b<n>` names, refusing gaps.
-fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
+pub(crate) fn layer_count(names: &BTreeSet<String>) -> Result<usize> {
     let numbered = |prefix: &str| -> BTreeSet<usize> {
         names
             .iter()

@@ -168,10 +168,13 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
     let probed = trial
         .iter()
         .map(|&(k, name, g)| Probed {
-            input: name.to_string(),
+            name: name.to_string(),
+            tensor: format!("d{name}"),
+            array: format!("d{name}"),
             theta: input.arrays[name].clone(),
             grad: g.clone(),
             probes: tightest(op, &input.arrays, &dout, k, opts.step),
+            invariant: None,
         })
         .collect();
     let value = {
@@ -184,7 +187,7 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
     let subject = Subject {
         title: title.to_string(),
         source: input.source.clone(),
-        layer: LayerSubject {
+        what: Differentiated::Layer(LayerSubject {
             op: op.describe(),
             inputs: op
                 .inputs()
@@ -194,7 +197,7 @@ pub fn check_layer(title: &str, input: &LayerInput, opts: &LayerOptions) -> Resu
             output,
             dout: op.takes_dout(),
             value,
-        },
+        }),
         kink_site: site,
         missing,
         float32: input.float32.clone(),
@@ -229,22 +232,42 @@ fn tightest(
     best
 }
 
-/// One input's probes and its gradient on trial: what a layer's verdicts are made of.
+/// One tensor's probes and its gradient on trial: what the verdicts are made of.
 pub struct Probed {
-    /// The input's name (`x`); its gradient is `d` + it.
-    pub input: String,
+    /// What it is the gradient of (`x`, `W1`).
+    pub name: String,
+    /// How its coordinates are named (`dx` for a layer's input, `W1` for a network's).
+    pub tensor: String,
+    /// The array its gradient was read from.
+    pub array: String,
     pub theta: ArrayD<f64>,
     pub grad: ArrayD<f64>,
     /// One per coordinate, in the array's order.
     pub probes: Vec<crate::ops::Probe>,
+    /// Why the cost cannot depend on it, when it cannot: its derivative is exactly 0 and
+    /// its gradient is judged only against a correct backward's rounding of 0.
+    pub invariant: Option<String>,
 }
 
-/// What a layer-level check differentiated, for its report.
+/// What was differentiated: one op (the layer-level check) or a network of ops.
+pub enum Differentiated {
+    Layer(LayerSubject),
+    Network {
+        /// What it computes.
+        model: String,
+        /// Layer widths, input first.
+        widths: Vec<usize>,
+        examples: usize,
+        cost: f64,
+    },
+}
+
+/// What a check by probes differentiated, for its report.
 pub struct Subject {
     pub title: String,
     /// "gradients from bn.npz".
     pub source: String,
-    pub layer: LayerSubject,
+    pub what: Differentiated,
     /// Where its kinks sit and the names of their conventions.
     pub kink_site: Option<(&'static str, [&'static str; 3])>,
     /// Gradients not given (a partial check).
@@ -257,7 +280,7 @@ pub struct Subject {
     pub start: Instant,
 }
 
-/// Judges the probed inputs' gradients as a network's are judged, into a report.
+/// Judges the probed tensors' gradients as a network's are judged, into a report.
 pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) -> Report {
     let grad_precision = match opts.grad_precision {
         Some(p) => p,
@@ -275,7 +298,7 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
     let mut kinks = BTreeMap::new();
     for p in &probed {
         specs.push(TensorSpec::with_dims(
-            &format!("d{}", p.input),
+            &p.tensor,
             p.theta.shape(),
             grad.len(),
         ));
@@ -314,10 +337,24 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         checked: Vec::new(),
     };
     let layout = ParamLayout::of_tensors(specs);
-    let rows = probed
-        .first()
-        .and_then(|p| p.theta.shape().first().copied())
-        .unwrap_or(1);
+    let (model, widths, rows, cost, layer) = match subject.what {
+        Differentiated::Layer(layer) => (
+            layer.op.clone(),
+            Vec::new(),
+            probed
+                .first()
+                .and_then(|p| p.theta.shape().first().copied())
+                .unwrap_or(1),
+            layer.value,
+            Some(layer),
+        ),
+        Differentiated::Network {
+            model,
+            widths,
+            examples,
+            cost,
+        } => (model, widths, examples, cost, None),
+    };
     let advice = advice(rows, grad_precision);
     let mut comparison = compare_trial(
         &layout,
@@ -338,12 +375,13 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         &estimates.gradapprox,
         &mut comparison.tensors,
     );
+    let mut notes = settle_invariant(&layout, &probed, (&grad, &roundoff), &mut comparison);
     let header = Header {
         title: subject.title,
         gradients: subject.source,
         gradient_arrays: probed
             .iter()
-            .map(|p| (p.input.clone(), format!("d{}", p.input)))
+            .map(|p| (p.name.clone(), p.array.clone()))
             .collect(),
         not_given: subject.missing,
         grad_precision,
@@ -357,11 +395,11 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         ),
         threshold,
         params: layout.len(),
-        widths: Vec::new(),
+        widths,
         examples: rows,
-        model: subject.layer.op.clone(),
+        model,
         layout: "rows".into(),
-        cost: subject.layer.value,
+        cost,
         eps: opts.step.unwrap_or(STEPS[0]),
         precision: Precision::F64,
         method: Method::Full,
@@ -369,7 +407,7 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         adapter: None,
         placement: subject.placement,
         gpu_declined: false,
-        layer: Some(subject.layer),
+        layer,
     };
     let scope = Scope {
         mode: "every coordinate",
@@ -382,10 +420,60 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         seconds: subject.start.elapsed().as_secs_f64(),
         gpu_seconds: None,
     };
-    let warnings = crate::io::unused_notice(&subject.unused)
-        .into_iter()
-        .collect();
-    Report::of(header, comparison, scope, warnings, timing)
+    notes.extend(crate::io::unused_notice(&subject.unused));
+    Report::of(header, comparison, scope, notes, timing)
+}
+
+/// Judges the tensors the cost provably does not depend on: their derivative is exactly
+/// 0, so a gradient within a correct backward's rounding of 0 passes and one beyond fails
+/// (relative to 0, no relative test could pass). Returns the notes saying so.
+fn settle_invariant(
+    layout: &ParamLayout,
+    probed: &[Probed],
+    (grad, roundoff): (&[f64], &[f64]),
+    comparison: &mut crate::check::Comparison,
+) -> Vec<String> {
+    use crate::check::Verdict;
+    let mut notes = Vec::new();
+    let mut passed = Vec::new();
+    for (k, p) in probed.iter().enumerate() {
+        let Some(why) = &p.invariant else { continue };
+        let range = layout.tensors()[k].range();
+        let (mut worst, mut beyond, mut bound) = (0.0f64, 0usize, 0.0f64);
+        for i in range.clone() {
+            worst = worst.max(grad[i].abs());
+            bound = bound.max(roundoff[i]);
+            beyond += usize::from(grad[i].abs() > roundoff[i]);
+        }
+        let tensor = &mut comparison.tensors[k];
+        tensor.reason = None;
+        tensor.failed_coordinates = beyond;
+        if beyond == 0 {
+            tensor.verdict = Verdict::Pass;
+            notes.push(format!(
+                "{}: {why}, so its gradient is 0; the given one is, to within a correct backward's rounding (|{}| ≤ {worst:.1e})",
+                p.name, p.array
+            ));
+            passed.push(range);
+        } else {
+            tensor.verdict = Verdict::Fail;
+            tensor.diagnosis = Some(format!(
+                "{why}, so its gradient is 0, but {beyond} of its entries are not (up to {worst:.3e}; a correct backward's rounding reaches {bound:.1e})"
+            ));
+        }
+    }
+    if !notes.is_empty() || comparison.tensors.iter().any(|t| t.diagnosis.is_some()) {
+        comparison
+            .worst
+            .retain(|c| !passed.iter().any(|r| r.contains(&c.index)));
+        comparison.failed_coordinates = comparison
+            .tensors
+            .iter()
+            .map(|t| t.failed_coordinates)
+            .sum();
+        comparison.recombine();
+    }
+    notes
 }
 
 /// Two failing gradients of one shape, each the other's estimate: the backward's outputs

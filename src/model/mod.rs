@@ -7,8 +7,8 @@ pub mod spec;
 
 pub use layout::{ParamLayout, TensorKind, TensorSpec};
 pub use spec::{
-    sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions, Penalty,
-    Rates, Reduction,
+    sigmoid_derivative_sups, Activation, DataLayout, Dropout, Loss, Model, ModelOptions,
+    Normalization, Penalty, Rates, Reduction,
 };
 
 use ndarray::{Array1, Array2};

@@ -316,6 +316,26 @@ impl Reduction {
     }
 }
 
+/// The normalisation layer after each hidden affine layer (cs231n's `FullyConnectedNet(
+/// normalization=…)`): affine → norm → activation [→ dropout] per hidden layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalization {
+    /// Batch normalisation in train mode (the batch's statistics).
+    Batchnorm,
+    /// Layer normalisation (each example's statistics).
+    Layernorm,
+}
+
+impl Normalization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Normalization::Batchnorm => "batchnorm",
+            Normalization::Layernorm => "layernorm",
+        }
+    }
+}
+
 /// How arrays are laid out: the course's examples in columns, or examples in rows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -587,6 +607,7 @@ impl Model {
             bias_l1: given(&self.penalty.bias_l1),
             keep_prob: self.dropout.as_ref().map(|d| d.keep_prob),
             layout: Some(layout),
+            normalization: None,
         }
     }
 
@@ -635,6 +656,9 @@ pub struct ModelOptions {
     pub keep_prob: Option<f64>,
     /// `None`: decided by the shapes.
     pub layout: Option<DataLayout>,
+    /// A normalisation layer after each hidden affine layer, with parameters `gamma<l>`,
+    /// `beta<l>`.
+    pub normalization: Option<Normalization>,
 }
 
 impl ModelOptions {
@@ -651,6 +675,7 @@ impl ModelOptions {
             bias_l1: self.bias_l1.clone().or_else(|| under.bias_l1.clone()),
             keep_prob: self.keep_prob.or(under.keep_prob),
             layout: self.layout.or(under.layout),
+            normalization: self.normalization.or(under.normalization),
         }
     }
 
@@ -715,9 +740,18 @@ impl ModelOptions {
                 "keep_prob" => {
                     opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?)
                 }
+                "normalization" => {
+                    opts.normalization = match value.to_ascii_lowercase().as_str() {
+                        "none" => None,
+                        _ => Some(
+                            <Normalization as clap::ValueEnum>::from_str(value, true)
+                                .map_err(|_| bad("use batchnorm, layernorm or none"))?,
+                        ),
+                    }
+                }
                 _ => {
                     return Err(Error::Option(format!(
-                    "unknown setting '{key}': use hidden, loss, reduction, l2, weight_l2, weight_l1, bias_l2, bias_l1, keep_prob or layout"
+                    "unknown setting '{key}': use hidden, loss, reduction, l2, weight_l2, weight_l1, bias_l2, bias_l1, keep_prob, layout or normalization"
                 )))
                 }
             }
@@ -757,6 +791,9 @@ impl ModelOptions {
         }
         if let Some(l) = self.layout {
             words.push(format!("layout={}", l.as_str()));
+        }
+        if let Some(n) = self.normalization {
+            words.push(format!("normalization={}", n.as_str()));
         }
         words.join(" ")
     }

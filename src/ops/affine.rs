@@ -65,6 +65,35 @@ impl<'a> Parts<'a> {
 }
 
 impl LayerOp for Affine {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let p = Parts::of(arrays, self.temporal);
+        let mut out = vec![0.0; p.n * p.m];
+        let mut err = vec![0.0; p.n * p.m];
+        out.par_chunks_mut(p.m)
+            .zip(err.par_chunks_mut(p.m))
+            .enumerate()
+            .for_each(|(i, (row, row_err))| {
+                for j in 0..p.m {
+                    let (mut acc, mut size, mut moved) = (0.0, 0.0, 0.0);
+                    for k in 0..p.d {
+                        let w = p.w[k * p.m + j];
+                        let term = p.x[i * p.d + k] * w;
+                        acc += term;
+                        size += term.abs();
+                        moved += w.abs() * x_err[i * p.d + k];
+                    }
+                    row[j] = acc + p.b[j];
+                    row_err[j] = moved + super::gamma(p.d + 1) * (size + p.b[j].abs());
+                }
+            });
+        let shape = self.output_shape(arrays).ok()?;
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(&shape), out).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(&shape), err).ok()?,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         if self.temporal {
             "temporal_affine"

@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::norm::{normalise, probe_gain, probe_shift, probe_value};
+use super::norm::{carried, normalise, probe_gain, probe_shift, probe_value};
 use super::{array, mismatch, shape_of, Arrays, Input, LayerOp, Probe, Role};
 use crate::error::{Error, Result};
 
@@ -103,6 +103,37 @@ pub(crate) fn check_norm_shapes(op: &str, arrays: &Arrays) -> Result<Vec<usize>>
 }
 
 impl LayerOp for Batchnorm {
+    fn column_shift_invariant(&self) -> bool {
+        true
+    }
+
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let c = Columns::of(arrays, x);
+        let d = c.x.len();
+        let (out, err): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (0..d)
+            .into_par_iter()
+            .map(|j| {
+                let e: Vec<f64> = (0..c.n).map(|i| x_err[i * d + j]).collect();
+                let (norm, out) = c.normalised(j, self.eps);
+                let err = carried(&norm, &e)
+                    .iter()
+                    .zip(&norm.xhat)
+                    .zip(&out)
+                    .map(|((xe, xh), o)| {
+                        c.gamma[j].abs() * xe + super::U * ((c.gamma[j] * xh).abs() + o.abs())
+                    })
+                    .collect();
+                (out, err)
+            })
+            .unzip();
+        Some(super::Bounded {
+            out: from_columns(out, c.n),
+            err: from_columns(err, c.n),
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("batchnorm eps={}", super::number(self.eps))
     }

@@ -59,6 +59,22 @@ impl Dropout {
 }
 
 impl LayerOp for Dropout {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let keep = self.factors(arrays);
+        let out = array(arrays, "x") * &keep;
+        let err = keep
+            .iter()
+            .zip(x_err)
+            .zip(&out)
+            .map(|((k, e), o)| k.abs() * e + 2.0 * U * o.abs())
+            .collect();
+        Some(super::Bounded {
+            err: ArrayD::from_shape_vec(out.raw_dim(), err).ok()?,
+            out,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("dropout p={}", super::number(self.p))
     }

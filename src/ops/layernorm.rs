@@ -6,7 +6,7 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::batchnorm::check_norm_shapes;
-use super::norm::{normalise, probe_gain, probe_shift, probe_value, Normalised};
+use super::norm::{carried, normalise, probe_gain, probe_shift, probe_value, Normalised};
 use super::{array, Arrays, Input, LayerOp, Probe, Role};
 use crate::error::{Error, Result};
 
@@ -43,6 +43,25 @@ impl Layernorm {
 }
 
 impl LayerOp for Layernorm {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let (rows, n, d) = self.rows(arrays);
+        let (gamma, beta) = (array(arrays, "gamma"), array(arrays, "beta"));
+        let (mut out, mut err) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d));
+        for (i, row) in rows.iter().enumerate() {
+            let xe = carried(row, &x_err[i * d..(i + 1) * d]);
+            for (k, xh) in row.xhat.iter().enumerate() {
+                let o = gamma[k] * xh + beta[k];
+                out.push(o);
+                err.push(gamma[k].abs() * xe[k] + super::U * ((gamma[k] * xh).abs() + o.abs()));
+            }
+        }
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(&[n, d]), out).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(&[n, d]), err).ok()?,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("layernorm eps={}", super::number(self.eps))
     }

@@ -81,6 +81,19 @@ pub struct Probe {
     pub grad_scale: f64,
 }
 
+/// An op's forward pass inside a network, with a bound on how far each output can be from
+/// the exact op applied to the exact `x` (known to within its own bound) and the exact
+/// parameters: what the arithmetic of a whole network's finite differences is bounded by.
+#[derive(Clone, Debug)]
+pub struct Bounded {
+    pub out: ArrayD<f64>,
+    /// Per output, the bound on its distance from the exact value.
+    pub err: ArrayD<f64>,
+    /// The arguments whose sign switches a branch (a ReLU's inputs, an SVM's margins),
+    /// with their bounds: where the network's cost has kinks.
+    pub kinks: Option<(Vec<f64>, Vec<f64>)>,
+}
+
 /// An op of the layer-level check.
 pub trait LayerOp: Send + Sync {
     /// Its name and hyperparameters as the report gives them (`batchnorm eps=1e-5`).
@@ -104,6 +117,16 @@ pub trait LayerOp: Send + Sync {
     /// The site its kinks are judged at (one convention for the whole op) and the names of
     /// the conventions: `None` for an op without kinks.
     fn kink_site(&self) -> Option<[&'static str; 3]> {
+        None
+    }
+    /// Whether adding a constant to a column of `x` leaves the output unchanged (a batch
+    /// norm): a per-column shift feeding it (an affine bias) has a zero derivative.
+    fn column_shift_invariant(&self) -> bool {
+        false
+    }
+    /// The forward pass with its rounding bounded (see [`Bounded`]), given a bound on
+    /// each element of `x`: `None` for an op not yet usable inside a network.
+    fn forward_bounded(&self, _arrays: &Arrays, _x_err: &[f64]) -> Option<Bounded> {
         None
     }
 }

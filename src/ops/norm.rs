@@ -60,6 +60,27 @@ pub fn normalise(v: &[f64], eps: f64) -> Normalised {
     }
 }
 
+/// Bounds on each `x̂_k`'s distance from the exact normalisation of the exact group when
+/// each value is known to within `e`: this group's own rounding, plus the values' errors
+/// carried by `∂x̂_k/∂v_i = ([k = i] − 1/K − x̂_k·x̂_i/K)/s`.
+pub fn carried(norm: &Normalised, e: &[f64]) -> Vec<f64> {
+    let k = e.len() as f64;
+    let mean_e = e.iter().sum::<f64>() / k;
+    let mean_xe = norm
+        .xhat
+        .iter()
+        .zip(e)
+        .map(|(x, e)| x.abs() * e)
+        .sum::<f64>()
+        / k;
+    norm.xhat
+        .iter()
+        .zip(e)
+        .zip(&norm.err)
+        .map(|((xh, ek), own)| own + SAFETY * (ek + mean_e + xh.abs() * mean_xe) / norm.s)
+        .collect()
+}
+
 /// The probe of group member `i`'s value: the whole group recomputed at `v_i ± h`;
 /// `w_k·g_k` weights member `k`'s output.
 pub fn probe_value(v: &[f64], i: usize, weights: &[f64], eps: f64, h: f64) -> Probe {

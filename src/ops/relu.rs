@@ -43,6 +43,16 @@ impl Relu {
 }
 
 impl LayerOp for Relu {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let out = x.mapv(|v| self.apply(v));
+        let slope = self.alpha.abs().max(1.0);
+        let mut err = ArrayD::from_shape_vec(x.raw_dim(), x_err.to_vec()).ok()?;
+        err.zip_mut_with(&out, |e, &o| *e = slope * *e + U * o.abs());
+        let kinks = (self.alpha != 1.0).then(|| (x.iter().copied().collect(), x_err.to_vec()));
+        Some(super::Bounded { out, err, kinks })
+    }
+
     fn describe(&self) -> String {
         if self.alpha == 0.0 {
             "relu".into()

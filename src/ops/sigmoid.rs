@@ -22,6 +22,22 @@ fn slope(t: f64) -> f64 {
 }
 
 impl LayerOp for Sigmoid {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let out = x.mapv(sigmoid);
+        let err = x
+            .iter()
+            .zip(x_err)
+            .zip(&out)
+            .map(|((&v, &e), &o)| slope((v.abs() - e).max(0.0)) * e + SIGMOID_ROUNDING * o)
+            .collect();
+        Some(super::Bounded {
+            err: ArrayD::from_shape_vec(x.raw_dim(), err).ok()?,
+            out,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         "sigmoid".into()
     }

@@ -100,6 +100,31 @@ fn rows(x: &[f64], c: usize) -> Vec<(f64, Vec<f64>)> {
 }
 
 impl LayerOp for SoftmaxLoss {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let r = self.rows(arrays).ok()?;
+        let xs = array(arrays, "x").as_slice()?;
+        let c = r.classes;
+        let (mut loss, mut size, mut err) = (0.0, 0.0, 0.0);
+        for (i, (max, p)) in rows(xs, c).iter().enumerate() {
+            let row = &xs[i * c..(i + 1) * c];
+            let e = &x_err[i * c..(i + 1) * c];
+            let term = -r.weights[i] * p[r.labels[i]].ln();
+            loss += term;
+            size += term.abs();
+            // x's errors move −log p_y by at most Σ p_c·e_c + e_y; p_y's rounding (the
+            // shifted exponentials, their sum, the division) moves it by its relative error.
+            let carried: f64 = p.iter().zip(e).map(|(p, e)| p * e).sum::<f64>() + e[r.labels[i]];
+            let spread = row.iter().map(|v| (v - max).abs()).fold(0.0, f64::max);
+            let own = 2.0 * ((c as f64 + 4.0) * U + 2.0 * U * spread) + U * term.abs();
+            err += r.weights[i].abs() * (carried + own);
+        }
+        Some(super::Bounded {
+            out: ArrayD::from_elem(IxDyn(&[]), loss),
+            err: ArrayD::from_elem(IxDyn(&[]), err + super::gamma(r.rows + 2) * size),
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         if self.temporal {
             "temporal_softmax_loss"

@@ -29,6 +29,33 @@ fn margin(xj: f64, xy: f64) -> (f64, f64) {
 }
 
 impl LayerOp for SvmLoss {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let (n, c) = (x.shape()[0], x.shape()[1]);
+        let y = labels(array(arrays, "y"), n, c).ok()?;
+        let xs = x.as_slice()?;
+        let (mut loss, mut err) = (0.0, 0.0);
+        let (mut margins, mut margin_err) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            for j in (0..c).filter(|&j| j != y[i]) {
+                let (m, own) = margin(xs[i * c + j], xs[i * c + y[i]]);
+                let e = own + x_err[i * c + j] + x_err[i * c + y[i]];
+                loss += m.max(0.0);
+                if m + e > 0.0 {
+                    err += e + super::gamma(n * c) * m.abs();
+                }
+                margins.push(m);
+                margin_err.push(e);
+            }
+        }
+        let loss = loss / n as f64;
+        Some(super::Bounded {
+            out: ArrayD::from_elem(IxDyn(&[]), loss),
+            err: ArrayD::from_elem(IxDyn(&[]), err / n as f64 + 2.0 * U * loss.abs()),
+            kinks: Some((margins, margin_err)),
+        })
+    }
+
     fn describe(&self) -> String {
         "svm_loss".into()
     }

@@ -22,6 +22,22 @@ fn sech2(t: f64) -> f64 {
 }
 
 impl LayerOp for Tanh {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let out = x.mapv(f64::tanh);
+        let err = x
+            .iter()
+            .zip(x_err)
+            .zip(&out)
+            .map(|((&v, &e), &o)| sech2((v.abs() - e).max(0.0)) * e + 4.0 * U * o.abs())
+            .collect();
+        Some(super::Bounded {
+            err: ArrayD::from_shape_vec(x.raw_dim(), err).ok()?,
+            out,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         "tanh".into()
     }

@@ -1,0 +1,144 @@
+"""Whole networks with normalisation layers, as cs231n's FullyConnectedNet builds them
+(fc_net.py: affine → batchnorm/layernorm → ReLU [→ dropout] per hidden layer, affine →
+softmax, 0.5·reg·ΣW²), written with the layers students write (cs231n_layers.py): a correct
+backward passes, each planted bug fails on exactly the gradients it reaches."""
+
+import numpy as np
+import pytest
+
+import gradcheck
+from cs231n_layers import (affine_backward, affine_forward, batchnorm_backward,
+                           batchnorm_backward_alt, batchnorm_forward, dropout_backward,
+                           layernorm_backward, layernorm_forward, relu_backward,
+                           softmax_loss)
+
+rng = np.random.default_rng(2310)
+
+
+def failing(report):
+    return {t.name for t in report.tensors if t.verdict == "fail"}
+
+
+def init(dims, norm):
+    params = {}
+    for l in range(1, len(dims)):
+        params[f"W{l}"] = 5e-2 * rng.standard_normal((dims[l - 1], dims[l]))
+        params[f"b{l}"] = np.zeros(dims[l])
+        if norm and l < len(dims) - 1:
+            params[f"gamma{l}"] = 1 + 0.1 * rng.standard_normal(dims[l])
+            params[f"beta{l}"] = 0.1 * rng.standard_normal(dims[l])
+    return params
+
+
+def fc_net_loss(params, X, y, norm, reg=0.0, masks=None, p=None, bug=None, alt=False):
+    """cs231n's FullyConnectedNet.loss, the backward as the assignment has it written."""
+    L = sum(1 for k in params if k.startswith("W"))
+    caches, h = [], X
+    for l in range(1, L):
+        a, ca = affine_forward(h, params[f"W{l}"], params[f"b{l}"])
+        forward = batchnorm_forward if norm == "batchnorm" else layernorm_forward
+        n, cn = forward(a, params[f"gamma{l}"], params[f"beta{l}"])
+        r = np.maximum(0, n)
+        if masks is not None:
+            r = r * masks[l - 1]          # cs231n's mask is (rand < p) / p
+        caches.append((ca, cn, n))
+        h = r
+    scores, cl = affine_forward(h, params[f"W{L}"], params[f"b{L}"])
+    loss, ds = softmax_loss(scores, y)
+    loss += 0.5 * reg * sum(np.sum(params[f"W{l}"] ** 2) for l in range(1, L + 1))
+    grads = {}
+    dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(ds, cl)
+    grads[f"W{L}"] += reg * params[f"W{L}"]
+    for l in range(L - 1, 0, -1):
+        ca, cn, n = caches[l - 1]
+        if masks is not None:
+            dh = dropout_backward(dh, masks[l - 1], p, bug if bug == "no_p" and l == 1 else None)
+        dn = relu_backward(dh, n)
+        if norm == "batchnorm":
+            if alt:
+                da, dg, db = batchnorm_backward_alt(dn, cn)
+            else:
+                da, dg, db = batchnorm_backward(dn, cn, bug if l == 1 else None)
+        else:
+            da, dg, db = layernorm_backward(dn, cn, bug if l == 1 else None)
+        grads[f"gamma{l}"], grads[f"beta{l}"] = dg, db
+        dh, grads[f"W{l}"], grads[f"b{l}"] = affine_backward(da, ca)
+        if not (bug == "no_reg" and l == 2):
+            grads[f"W{l}"] += reg * params[f"W{l}"]
+    return loss, grads
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+def test_the_notebooks_net_passes_and_its_bugs_fail_where_they_reach(norm):
+    N, D, H1, H2, C, reg = 10, 15, 20, 30, 10, 3.14
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    params = init([D, H1, H2, C], norm)
+    _, grads = fc_net_loss(params, X, y, norm, reg)
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", weight_l2=reg / 2,
+                             normalization=norm)
+    assert report.passed, str(report)
+    assert {t.name for t in report.tensors} == set(params)
+
+    _, bad = fc_net_loss(params, X, y, norm, reg, bug="no_reg")
+    report = gradcheck.check(params, bad, X, y=y, loss="softmax", weight_l2=reg / 2,
+                             normalization=norm)
+    assert failing(report) == {"W2"}, str(report)
+
+    bug = "dgamma_from_x" if norm == "batchnorm" else "wrong_axis"
+    _, bad = fc_net_loss(params, X, y, norm, reg, bug=bug)
+    report = gradcheck.check(params, bad, X, y=y, loss="softmax", weight_l2=reg / 2,
+                             normalization=norm)
+    # dgamma from x reaches gamma1 only; the wrong axis reaches dx, so W1 (and b1)
+    expected = {"gamma1"} if norm == "batchnorm" else {"W1", "b1"}
+    assert failing(report) == expected, str(report)
+
+
+def test_batchnorm_net_missing_mean_terms_fails_below_the_layer_and_b1_is_exactly_zero():
+    N, D, H, C = 8, 6, 7, 4
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    params = init([D, H, H, C], "batchnorm")
+    _, grads = fc_net_loss(params, X, y, "batchnorm", alt=True)   # the one-line form
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", normalization="batchnorm")
+    assert report.passed, str(report)
+    # the cost does not depend on a bias a batch norm follows: said, and judged against 0
+    assert any("does not depend on b1" in w for w in report.warnings), report.warnings
+    _, bad = fc_net_loss(params, X, y, "batchnorm", bug="no_mean_terms")
+    report = gradcheck.check(params, bad, X, y=y, loss="softmax", normalization="batchnorm")
+    assert failing(report) == {"W1", "b1"}, str(report)
+    b1 = next(t for t in report.tensors if t.name == "b1")
+    assert "gradient is 0" in b1.diagnosis
+
+
+def test_dropout_masks_as_cs231n_saves_them():
+    N, D, H, C, p = 12, 5, 9, 3, 0.6
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    params = init([D, H, H, C], "batchnorm")
+    masks = [(rng.random((N, H)) < p) / p for _ in range(2)]
+    _, grads = fc_net_loss(params, X, y, "batchnorm", masks=masks, p=p)
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", keep_prob=p,
+                             masks=masks, normalization="batchnorm")
+    assert report.passed, str(report)
+    _, bad = fc_net_loss(params, X, y, "batchnorm", masks=masks, p=p, bug="no_p")
+    report = gradcheck.check(params, bad, X, y=y, loss="softmax", keep_prob=p,
+                             masks=masks, normalization="batchnorm")
+    assert failing(report) >= {"W1", "gamma1", "beta1"}, str(report)
+    assert not failing(report) & {"W2", "W3", "gamma2"}, str(report)
+
+
+def test_normalisation_parameters_without_the_setting_name_it(tmp_path):
+    N, D, H, C = 6, 4, 5, 3
+    X, y = rng.standard_normal((N, D)), rng.integers(0, C, N)
+    params = init([D, H, C], "batchnorm")
+    _, grads = fc_net_loss(params, X, y, "batchnorm")
+    with pytest.raises(gradcheck.GradcheckError, match="normalization=batchnorm"):
+        gradcheck.check(params, grads, X, y=y, loss="softmax")
+    # the npz route, two files as cs231n keeps them, the setting in the file
+    net, g = tmp_path / "net.npz", tmp_path / "grads.npz"
+    np.savez(net, X=X, y=y, **params, gradcheck="loss=softmax normalization=batchnorm")
+    np.savez(g, **grads)
+    report = gradcheck.check_npz(net, grads=g)
+    assert report.passed, str(report)
+    # float32 gradients are refused, not misjudged
+    with pytest.raises(gradcheck.GradcheckError, match="float32"):
+        gradcheck.check(params, {k: v.astype(np.float32) for k, v in grads.items()}, X,
+                        y=y, loss="softmax", normalization="batchnorm")

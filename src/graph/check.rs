@@ -1,0 +1,183 @@
+//! A network of ops checked coordinate by coordinate on the host, judged as every check
+//! is ([`crate::layer::judge_probes`]).
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::{probe::probe, NetworkInput};
+use crate::error::{Error, Result};
+use crate::layer::{judge_probes, Differentiated, LayerOptions, Probed, Subject, STEPS};
+use crate::ops::Probe;
+use crate::options::{CheckOptions, DeviceChoice, PrecisionChoice};
+
+/// How a network of ops is checked: the options of a network's check that apply to it
+/// (the step, the threshold, how many coordinates to name, a partial check); what it
+/// cannot honour yet is an error rather than ignored.
+pub type NetworkOptions = LayerOptions;
+
+impl NetworkOptions {
+    /// The options of a network's check, for a network of ops.
+    pub fn of_check(opts: &CheckOptions, partial: bool) -> Result<Self> {
+        let refuse = |what: &str| {
+            Err(Error::NotAvailable(format!(
+                "{what} is not available for a network with normalisation layers yet: it is checked on the CPU, every coordinate, in float64"
+            )))
+        };
+        if opts.device == DeviceChoice::Gpu {
+            return refuse("the GPU");
+        }
+        if opts.precision == PrecisionChoice::F32 {
+            return refuse("float32 evaluation");
+        }
+        if opts.sample.is_some() {
+            return refuse("checking a sample of coordinates");
+        }
+        if opts.directions.is_some() {
+            return refuse("checking directions");
+        }
+        Ok(LayerOptions {
+            step: opts.eps,
+            threshold: opts.threshold,
+            top: opts.top,
+            grad_precision: opts.grad_precision,
+            partial,
+        })
+    }
+}
+
+/// A correct float64 backward's own round-off, in units of its unit round-off, relative
+/// to the gradient's scale: sums over the examples and the widest layer, a few roundings
+/// per op. An estimate, not a bound; it only matters for float64 gradients whose every
+/// coordinate cancels to nearly nothing.
+fn grad_scale(input: &NetworkInput) -> f64 {
+    let net = &input.network;
+    let widest = net.widths.iter().copied().max().unwrap_or(1);
+    (net.examples + widest + 10 * net.nodes.len()) as f64
+}
+
+/// Checks the network's gradients; `title` heads the report.
+pub fn check_network(
+    title: &str,
+    input: &NetworkInput,
+    opts: &NetworkOptions,
+) -> Result<crate::report::Report> {
+    let start = Instant::now();
+    if matches!(opts.grad_precision, Some(crate::options::Precision::F32)) {
+        return Err(Error::NotAvailable(
+            "judging float32 gradients of a network with normalisation layers is not available yet: their round-off is not bounded; compute the backward in float64".into(),
+        ));
+    }
+    let net = &input.network;
+    let missing: Vec<String> = net
+        .tensors()
+        .iter()
+        .zip(&input.grads)
+        .filter(|(_, g)| g.is_none())
+        .map(|(t, _)| format!("d{}", t.name))
+        .collect();
+    if missing.len() == net.tensors().len() || (!missing.is_empty() && !opts.partial) {
+        return Err(Error::Missing(format!(
+            "gradients {}: every parameter's gradient is needed (keyed like the parameters, as cs231n's grads, or dW1, …), or check only those given with a partial check",
+            missing.join(", ")
+        )));
+    }
+    let base = net.base();
+    if !(base.pass.loss.is_finite()) {
+        return Err(Error::Network(format!(
+            "the loss is {} at the given parameters: nothing can be estimated there",
+            base.pass.loss
+        )));
+    }
+    let scale = grad_scale(input);
+    let probed = net
+        .tensors()
+        .iter()
+        .enumerate()
+        .zip(&input.grads)
+        .filter_map(|((t, tensor), g)| g.as_ref().map(|g| (t, tensor, g)))
+        .map(|(t, tensor, (array, grad))| {
+            if tensor.invariant.is_some() {
+                // The derivative is exactly 0; a correct gradient is its own rounding.
+                let probes = net
+                    .shift_rounding(&base, tensor.node)
+                    .into_iter()
+                    .map(|grad_scale| Probe {
+                        grad_scale,
+                        ..Probe::default()
+                    })
+                    .collect();
+                return Probed {
+                    name: tensor.name.clone(),
+                    tensor: tensor.name.clone(),
+                    array: array.clone(),
+                    theta: tensor.value.clone(),
+                    grad: grad.clone(),
+                    probes,
+                    invariant: tensor.invariant.clone(),
+                };
+            }
+            let mut probes: Vec<Probe> = (0..tensor.value.len())
+                .into_par_iter()
+                .map(|i| tightest(input, &base, (t, i), opts.step))
+                .collect();
+            let rms = (probes.iter().map(|p| p.estimate * p.estimate).sum::<f64>()
+                / probes.len().max(1) as f64)
+                .sqrt();
+            for p in &mut probes {
+                p.grad_scale = scale * p.estimate.abs().max(rms);
+            }
+            Probed {
+                name: tensor.name.clone(),
+                tensor: tensor.name.clone(),
+                array: array.clone(),
+                theta: tensor.value.clone(),
+                grad: grad.clone(),
+                probes,
+                invariant: None,
+            }
+        })
+        .collect();
+    let subject = Subject {
+        title: title.to_string(),
+        source: input.source.clone(),
+        what: Differentiated::Network {
+            model: net.description.clone(),
+            widths: net.widths.clone(),
+            examples: net.examples,
+            cost: base.pass.loss + net.penalty(),
+        },
+        kink_site: None,
+        missing,
+        float32: Vec::new(),
+        unused: input.unused.clone(),
+        placement: "the CPU (a network with normalisation layers is evaluated on the host, in f64, from the perturbed layer on)".into(),
+        start,
+    };
+    Ok(judge_probes(subject, probed, opts))
+}
+
+/// The steps a network's check takes unless one is given: the layer check's, and two
+/// smaller ones for coordinates whose cost curves within 1e-5 (a batch norm over few
+/// examples, its columns' spread near √eps). Each coordinate keeps the estimate whose
+/// bound is tightest.
+pub const NETWORK_STEPS: [f64; 5] = [1e-7, 1e-6, STEPS[0], STEPS[1], STEPS[2]];
+
+/// The probe at `step`, or at each of [`NETWORK_STEPS`] the one whose bound is tightest.
+fn tightest(
+    input: &NetworkInput,
+    base: &super::Base,
+    at: (usize, usize),
+    step: Option<f64>,
+) -> Probe {
+    let net = &input.network;
+    if let Some(h) = step {
+        return probe(net, base, at, h);
+    }
+    let bound = |p: &Probe| p.noise + p.truncation;
+    NETWORK_STEPS
+        .iter()
+        .map(|&h| probe(net, base, at, h))
+        .reduce(|best, p| if bound(&p) < bound(&best) { p } else { best })
+        .expect("steps")
+}
