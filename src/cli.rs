@@ -244,6 +244,12 @@ pub struct ModelArgs {
     /// beta1, … (cs231n's FullyConnectedNet(normalization=…)): batchnorm or layernorm.
     #[arg(long, value_enum)]
     pub normalization: Option<Normalization>,
+    /// A network's layers in order, each op with its hyperparameters, up to the scores
+    /// (the softmax loss follows): conv(stride=1,pad=1),relu,max_pool(pool_height=2,
+    /// pool_width=2,stride=2),affine,relu,affine (cs231n's ThreeLayerConvNet); parameters
+    /// W1, b1 per conv or affine layer in order, gamma<l>, beta<l> for a norm after layer l.
+    #[arg(long, value_name = "OPS")]
+    pub sequence: Option<String>,
 }
 
 /// One value of `--hidden` (a list in one flag, as `--layers` is).
@@ -270,6 +276,7 @@ impl ModelArgs {
             keep_prob: self.keep_prob,
             layout: self.layout,
             normalization: self.normalization,
+            sequence: self.sequence.clone(),
         }
     }
 }
@@ -605,7 +612,7 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     opts.validate()?;
     if let Some(path) = &args.file {
         let settings = gradcheck::io::read_settings(path, &args.model.to_options())?;
-        if settings.normalization.is_some() {
+        if settings.is_network_of_ops() {
             return run_network_check(args, path, &settings, &opts);
         }
     }
@@ -638,7 +645,7 @@ fn run_check(args: &CheckArgs) -> Result<ExitCode> {
     Ok(exit_code(report.verdict))
 }
 
-/// A network with normalisation layers (a network of ops), checked on the host.
+/// A network of ops (a layer sequence, normalisation layers), checked on the host.
 fn run_network_check(
     args: &CheckArgs,
     path: &Path,
@@ -646,7 +653,7 @@ fn run_network_check(
     opts: &CheckOptions,
 ) -> Result<ExitCode> {
     if args.bug.is_some() || args.builtin_backprop {
-        bail!("--bug and --builtin-backprop go with dense networks (W, b per layer); a network with normalisation layers is checked with its own gradients");
+        bail!("--bug and --builtin-backprop go with dense networks (W, b per layer); a network of ops is checked with its own gradients");
     }
     if args.network.spec()?.is_some() {
         bail!("give either FILE or --layers, not both");
@@ -658,7 +665,7 @@ fn run_network_check(
         None => None,
     };
     let label = args.grads.as_deref().unwrap_or(path).display().to_string();
-    let input = gradcheck::graph::read_fc_net(&arrays, grads.as_ref(), settings, &label)?;
+    let input = gradcheck::graph::read_network(&arrays, grads.as_ref(), settings, &label)?;
     let title = format!("gradcheck {}", path.display());
     let report = gradcheck::graph::check_network(&title, &input, &network_opts)?;
     let to_stderr = args.json.as_deref() == Some("-");

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use gradcheck::check::Verdict;
-use gradcheck::graph::{check_network, read_fc_net, NetworkOptions};
+use gradcheck::graph::{check_network, read_network, NetworkOptions};
 use gradcheck::io::NamedArrays;
 use gradcheck::model::ModelOptions;
 use gradcheck::ops::{op, Arrays};
@@ -121,7 +121,7 @@ fn settings(line: &str) -> ModelOptions {
 }
 
 fn check(arrays: &NamedArrays, grads: &NamedArrays, line: &str) -> gradcheck::report::Report {
-    let input = read_fc_net(arrays, Some(grads), &settings(line), "the test").unwrap();
+    let input = read_network(arrays, Some(grads), &settings(line), "the test").unwrap();
     let opts = NetworkOptions::of_check(&CheckOptions::default(), false).unwrap();
     check_network("networks test", &input, &opts).unwrap()
 }
@@ -196,7 +196,7 @@ fn what_cannot_be_judged_is_refused_by_name() {
     let (arrays, grads) = net("batchnorm", &[4, 5, 3], 6, 0.0, 3);
     let line = "normalization=batchnorm";
     let error = |arrays: &NamedArrays, grads: &NamedArrays, line: &str| {
-        read_fc_net(arrays, Some(grads), &settings(line), "t")
+        read_network(arrays, Some(grads), &settings(line), "t")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
@@ -213,7 +213,7 @@ fn what_cannot_be_judged_is_refused_by_name() {
     assert!(error(&missing, &grads, line).contains("gamma1"));
     let mut stray = arrays.clone();
     stray.insert("gamma2".into(), arrays["b2"].clone());
-    assert!(error(&stray, &grads, line).contains("output layer"));
+    assert!(error(&stray, &grads, line).contains("belongs to no normalisation layer"));
     // An unknown key among the gradients.
     let mut extra = grads.clone();
     extra.insert("dW7".into(), grads["W1"].clone());
@@ -258,7 +258,9 @@ fn the_command_line_checks_a_batchnorm_net_from_its_files() {
         ])
         .assert()
         .code(0)
-        .stdout(predicates::str::contains("affine → batchnorm → relu"));
+        .stdout(predicates::str::contains(
+            "affine → batchnorm eps=1e-5 → relu",
+        ));
     // The setting in the file, a bug in gamma2.
     gradcheck::io::add_settings(&net_path, "loss=softmax normalization=batchnorm").unwrap();
     let mut bad = grads.clone();
@@ -274,6 +276,128 @@ fn the_command_line_checks_a_batchnorm_net_from_its_files() {
         .assert()
         .code(2)
         .stderr(predicates::str::contains(
-            "not available for a network with normalisation layers",
+            "not available for a network of ops",
         ));
+}
+
+/// The gradients of a layer sequence's softmax loss by the ops' backwards chained by hand;
+/// parameters named as cs231n names them (W, b per conv or affine layer; gamma, beta for
+/// the norm after it).
+fn chained(
+    specs: &[(&str, &[(&str, f64)])],
+    params: &BTreeMap<String, ArrayD<f64>>,
+    x: &ArrayD<f64>,
+    y: &ArrayD<f64>,
+) -> BTreeMap<String, ArrayD<f64>> {
+    let mut tape = Vec::new();
+    let (mut h, mut layer) = (x.clone(), 0);
+    for (name, hparams) in specs {
+        let hparams = hparams.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let o = op(name, &hparams).unwrap();
+        let mut arrays = Arrays::from([("x".to_string(), h.clone())]);
+        let mut names = Vec::new();
+        if ["affine", "conv"].contains(name) {
+            layer += 1;
+            names = vec![("w", format!("W{layer}")), ("b", format!("b{layer}"))];
+        } else if ["batchnorm", "layernorm"].contains(name) {
+            names = vec![
+                ("gamma", format!("gamma{layer}")),
+                ("beta", format!("beta{layer}")),
+            ];
+        }
+        for (arg, n) in &names {
+            arrays.insert(arg.to_string(), params[n].clone());
+        }
+        h = o.forward(&arrays);
+        tape.push((o, arrays, names));
+    }
+    let loss = op("softmax_loss", &BTreeMap::new()).unwrap();
+    let arrays = Arrays::from([("x".into(), h), ("y".into(), y.clone())]);
+    let mut dout = loss
+        .backward(&arrays, &ArrayD::from_elem(IxDyn(&[]), 1.0))
+        .swap_remove(0);
+    let mut grads = BTreeMap::new();
+    for (o, arrays, names) in tape.iter().rev() {
+        let mut g = o.backward(arrays, &dout);
+        for (k, (_, n)) in names.iter().enumerate() {
+            grads.insert(n.clone(), g[k + 1].clone());
+        }
+        dout = g.swap_remove(0);
+    }
+    grads
+}
+
+#[test]
+fn a_conv_net_from_its_layer_sequence_checks_from_the_command_line() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+    let (n, c, side, f, hidden, classes) = (2, 2, 6, 3, 5, 4);
+    let params = BTreeMap::from([
+        ("W1".to_string(), random(&mut rng, &[f, c, 3, 3], 0.3, 0.0)),
+        ("b1".to_string(), random(&mut rng, &[f], 0.1, 0.0)),
+        (
+            "W2".to_string(),
+            random(&mut rng, &[f * 9, hidden], 0.3, 0.0),
+        ),
+        ("b2".to_string(), random(&mut rng, &[hidden], 0.1, 0.0)),
+        (
+            "W3".to_string(),
+            random(&mut rng, &[hidden, classes], 0.3, 0.0),
+        ),
+        ("b3".to_string(), random(&mut rng, &[classes], 0.1, 0.0)),
+    ]);
+    let x = random(&mut rng, &[n, c, side, side], 1.0, 0.0);
+    let y = ArrayD::from_shape_vec(IxDyn(&[n]), vec![1.0, 3.0]).unwrap();
+    let pool: &[(&str, f64)] = &[("pool_height", 2.0), ("pool_width", 2.0), ("stride", 2.0)];
+    let specs: Vec<(&str, &[(&str, f64)])> = vec![
+        ("conv", &[("stride", 1.0), ("pad", 1.0)]),
+        ("relu", &[]),
+        ("max_pool", pool),
+        ("affine", &[]),
+        ("relu", &[]),
+        ("affine", &[]),
+    ];
+    let grads = chained(&specs, &params, &x, &y);
+    let line = "loss=softmax sequence=conv(stride=1, pad=1),relu,max_pool(pool_height=2,pool_width=2,stride=2),affine,relu,affine";
+    let parsed = settings(line);
+    assert_eq!(
+        gradcheck::graph::parse_sequence(parsed.sequence.as_deref().unwrap())
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(ModelOptions::parse_line(&parsed.to_line()).unwrap(), parsed);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, arrays: Vec<(String, ArrayD<f64>)>| {
+        let path = dir.path().join(name);
+        let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+        for (k, a) in arrays {
+            npz.add_array(k.as_str(), &a).unwrap();
+        }
+        npz.finish().unwrap();
+        path
+    };
+    let mut arrays: Vec<(String, ArrayD<f64>)> = params.clone().into_iter().collect();
+    arrays.push(("X".into(), x));
+    arrays.push(("y".into(), y));
+    let net_path = write("convnet.npz", arrays);
+    gradcheck::io::add_settings(&net_path, line).unwrap();
+    let grads_path = write("grads.npz", grads.clone().into_iter().collect());
+    common::gradcheck()
+        .args(["check", net_path.to_str().unwrap(), "--grads"])
+        .arg(&grads_path)
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains(
+            "conv stride=1 pad=1 → relu → max_pool",
+        ));
+    // A 1% error in one entry of b1: b1 fails, the rest pass.
+    let mut bad = grads;
+    bad.get_mut("b1").unwrap()[[1]] *= 1.01;
+    let bad_path = write("bad.npz", bad.into_iter().collect());
+    common::gradcheck()
+        .args(["check", net_path.to_str().unwrap(), "--grads"])
+        .arg(&bad_path)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("failing: b1"));
 }

@@ -170,6 +170,26 @@ def _settings(**model):
     return " ".join(words)
 
 
+def _sequence(layers):
+    """A list of layer specs (``"relu"`` or ``("conv", {"stride": 1})``) as the settings
+    word's text, ``conv(stride=1),relu``; a string is taken as it is."""
+    if layers is None or isinstance(layers, str):
+        return layers
+    words = []
+    for layer in layers:
+        if isinstance(layer, str):
+            words.append(layer)
+            continue
+        try:
+            op, hparams = layer
+            inner = ",".join(f"{k}={float(v)!r}" for k, v in dict(hparams).items())
+        except (TypeError, ValueError):
+            raise GradcheckError(
+                f"a layer is a name or (name, {{hyperparameters}}), got {layer!r}") from None
+        words.append(f"{op}({inner})" if inner else op)
+    return ",".join(words)
+
+
 def _known(options):
     """Refuses keywords that are neither the model's nor the check's, naming both."""
     unknown = set(options) - set(_OPTIONS)
@@ -234,10 +254,10 @@ def _progress(progress):
     raise GradcheckError("progress: give True, False or a function of (done, total)")
 
 
-def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss=None,
+def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden=None, loss=None,
           reduction="mean", l2=None, weight_l2=None, weight_l1=None, bias_l2=None,
           bias_l1=None, reg=None, lambd=None, keep_prob=None, masks=None, layout="auto",
-          normalization=None, partial=False, progress=None, **options):
+          normalization=None, layers=None, partial=False, progress=None, **options):
     """Checks ``grads`` (``dW1, db1, …`` as the course names them, or ``W1, b1, …`` as
     cs231n does) against finite differences of the network ``parameters`` (``W1, b1, …``,
     a model with ``.params``, or NNFS layer objects, whose ``.dweights`` are the
@@ -256,7 +276,11 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
     divided by keep_prob), ``layout`` (``"columns"``, ``"rows"``, ``"auto"``),
     ``normalization`` (``"batchnorm"``, ``"layernorm"``: cs231n's ``FullyConnectedNet``,
     affine → norm → ReLU [→ dropout] per hidden layer, its ``gamma1``, ``beta1``, …
-    checked with the rest; examples in rows, softmax).
+    checked with the rest; examples in rows, softmax), ``layers`` (a network's layers in
+    order up to the scores, the softmax loss after them: ``[("conv", {"stride": 1, "pad":
+    1}), "relu", ("max_pool", {"pool_height": 2, "pool_width": 2, "stride": 2}),
+    "affine", "relu", "affine"]`` is cs231n's ``ThreeLayerConvNet``; ``W1, b1`` per conv or
+    affine layer in order, ``gamma<l>, beta<l>`` for a norm after layer ``l``).
 
     The check, as the command line's flags: ``eps``, ``threshold``, ``method``
     (``"delta"``, ``"full"``), ``device`` (``"auto"``, ``"gpu"``, ``"cpu"``),
@@ -306,7 +330,7 @@ def check(parameters, grads=None, X=None, Y=None, *, y=None, hidden="relu", loss
     settings = _model(reg, lambd, hidden=hidden, loss=loss, reduction=reduction, l2=l2,
                       weight_l2=weight_l2, weight_l1=weight_l1, bias_l2=bias_l2,
                       bias_l1=bias_l1, keep_prob=keep_prob, layout=layout,
-                      normalization=normalization)
+                      normalization=normalization, sequence=_sequence(layers))
     data, text = _check_arrays(arrays, gradients, settings, _options(options),
                                partial, _progress(progress))
     return Report(json.loads(data), text)

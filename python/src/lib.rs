@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gradcheck::checker::{run_check, GivenGradients, Gradients};
-use gradcheck::graph::{check_network, read_fc_net, NetworkOptions};
+use gradcheck::graph::{check_network, read_network, NetworkOptions};
 use gradcheck::io::NamedArrays;
 use gradcheck::io::{
     read_arrays, read_gradient_arrays, read_gradients, read_npz_with, MemoryArrays, NpzInput,
@@ -262,7 +262,7 @@ fn check_arrays(
 ) -> PyResult<(String, String)> {
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
-    if model.normalization.is_some() {
+    if model.is_network_of_ops() {
         let named = arrays(arrays_dict)?.into_named().map_err(error)?;
         let grads = arrays(grads)?.into_named().map_err(error)?;
         return network(
@@ -296,7 +296,7 @@ fn check_npz(
     let opts = options.check_options()?;
     let model = ModelOptions::parse_line(settings).map_err(error)?;
     let merged = gradcheck::io::read_settings(&path, &model).map_err(error)?;
-    if merged.normalization.is_some() {
+    if merged.is_network_of_ops() {
         let (named, _) = gradcheck::io::read_all_arrays(&path).map_err(error)?;
         let second = match &grads {
             Some(g) => Some(gradcheck::io::read_all_arrays(g).map_err(error)?.0),
@@ -337,7 +337,7 @@ fn check_npz(
     run(py, &title, input, Gradients::Given(given), opts, progress)
 }
 
-/// A network with normalisation layers (a network of ops), checked on the host: the
+/// A network of ops (a layer sequence, normalisation layers), checked on the host: the
 /// report as JSON and as the table.
 fn network(
     py: Python<'_>,
@@ -347,7 +347,7 @@ fn network(
     (opts, partial): (&CheckOptions, bool),
 ) -> PyResult<(String, String)> {
     let network_opts = NetworkOptions::of_check(opts, partial).map_err(error)?;
-    let input = read_fc_net(named, grads, model, label).map_err(error)?;
+    let input = read_network(named, grads, model, label).map_err(error)?;
     let report = py
         .detach(|| check_network(title, &input, &network_opts))
         .map_err(error)?;

@@ -8,9 +8,9 @@ import pytest
 
 import gradcheck
 from cs231n_layers import (affine_backward, affine_forward, batchnorm_backward,
-                           batchnorm_backward_alt, batchnorm_forward, dropout_backward,
-                           layernorm_backward, layernorm_forward, relu_backward,
-                           softmax_loss)
+                           batchnorm_backward_alt, batchnorm_forward, conv_backward_naive,
+                           dropout_backward, layernorm_backward, layernorm_forward,
+                           max_pool_backward_naive, relu_backward, softmax_loss)
 
 rng = np.random.default_rng(2310)
 
@@ -142,3 +142,73 @@ def test_normalisation_parameters_without_the_setting_name_it(tmp_path):
     with pytest.raises(gradcheck.GradcheckError, match="float32"):
         gradcheck.check(params, {k: v.astype(np.float32) for k, v in grads.items()}, X,
                         y=y, loss="softmax", normalization="batchnorm")
+
+
+def conv_forward(x, w, b, stride, pad):
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    Ho, Wo = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
+    out = np.zeros((N, F, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            window = xp[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+            out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out
+
+
+def pool_forward(x, s):
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // s, s, W // s, s).max(axis=(3, 5))
+
+
+def three_layer_convnet_loss(params, X, y, reg, bug=None):
+    """cs231n's ThreeLayerConvNet.loss: conv - relu - 2x2 max pool - affine - relu -
+    affine - softmax, pad (filter_size - 1) // 2, stride 1, 0.5·reg·ΣW²."""
+    W1, b1, W2, b2, W3, b3 = (params[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3"))
+    pad = (W1.shape[2] - 1) // 2
+    c = conv_forward(X, W1, b1, 1, pad)
+    r = np.maximum(0, c)
+    p = pool_forward(r, 2)
+    a, ca = affine_forward(p, W2, b2)
+    h = np.maximum(0, a)
+    scores, cs = affine_forward(h, W3, b3)
+    loss, ds = softmax_loss(scores, y)
+    loss += 0.5 * reg * sum(np.sum(params[k] ** 2) for k in ("W1", "W2", "W3"))
+    g = {}
+    dh, g["W3"], g["b3"] = affine_backward(ds, cs)
+    da = relu_backward(dh, a)
+    dp, g["W2"], g["b2"] = affine_backward(da, ca)
+    dr = max_pool_backward_naive(dp, r, 2, 2, 2, "ignores_stride" if bug == "pool_stride" else None)
+    dc = relu_backward(dr, c)
+    _, g["W1"], g["b1"] = conv_backward_naive(dc, X, W1, b1, 1, pad)
+    if bug == "db_axes":
+        g["b1"] = dc.sum(axis=(0, 2, 3)) * 0 + dc.sum(axis=(0, 1, 2)).mean()
+    for k in ("W1", "W2", "W3"):
+        g[k] = g[k] + reg * params[k]
+    return loss, g
+
+
+CONVNET = [("conv", {"stride": 1, "pad": 1}), "relu",
+           ("max_pool", {"pool_height": 2, "pool_width": 2, "stride": 2}),
+           "affine", "relu", "affine"]
+
+
+def test_three_layer_convnet_at_the_notebooks_size_passes_and_its_bugs_fail():
+    N, C, H, W, F, hidden, classes, reg = 2, 3, 16, 16, 3, 7, 10, 0.01
+    X, y = rng.standard_normal((N, C, H, W)), rng.integers(0, classes, N)
+    params = {"W1": 1e-1 * rng.standard_normal((F, C, 3, 3)), "b1": 0.1 * rng.standard_normal(F),
+              "W2": 1e-1 * rng.standard_normal((F * H * W // 4, hidden)),
+              "b2": 0.1 * rng.standard_normal(hidden),
+              "W3": 1e-1 * rng.standard_normal((hidden, classes)),
+              "b3": 0.1 * rng.standard_normal(classes)}
+    _, grads = three_layer_convnet_loss(params, X, y, reg)
+    report = gradcheck.check(params, grads, X, y=y, loss="softmax", weight_l2=reg / 2,
+                             layers=CONVNET)
+    assert report.verdict != "fail", str(report)
+    assert report.passed, str(report)
+    for bug, blamed in (("pool_stride", {"W1", "b1"}), ("db_axes", {"b1"})):
+        _, bad = three_layer_convnet_loss(params, X, y, reg, bug)
+        report = gradcheck.check(params, bad, X, y=y, loss="softmax", weight_l2=reg / 2,
+                                 layers=CONVNET)
+        assert failing(report) == blamed, (bug, str(report))

@@ -21,7 +21,7 @@ impl NetworkOptions {
     pub fn of_check(opts: &CheckOptions, partial: bool) -> Result<Self> {
         let refuse = |what: &str| {
             Err(Error::NotAvailable(format!(
-                "{what} is not available for a network with normalisation layers yet: it is checked on the CPU, every coordinate, in float64"
+                "{what} is not available for a network of ops (normalisation layers, a layer sequence) yet: it is checked on the CPU, every coordinate, in float64"
             )))
         };
         if opts.device == DeviceChoice::Gpu {
@@ -65,7 +65,7 @@ pub fn check_network(
     let start = Instant::now();
     if matches!(opts.grad_precision, Some(crate::options::Precision::F32)) {
         return Err(Error::NotAvailable(
-            "judging float32 gradients of a network with normalisation layers is not available yet: their round-off is not bounded; compute the backward in float64".into(),
+            "judging float32 gradients of a network of ops is not available yet: their round-off is not bounded; compute the backward in float64".into(),
         ));
     }
     let net = &input.network;
@@ -151,7 +151,7 @@ pub fn check_network(
         missing,
         float32: Vec::new(),
         unused: input.unused.clone(),
-        placement: "the CPU (a network with normalisation layers is evaluated on the host, in f64, from the perturbed layer on)".into(),
+        placement: "the CPU (a network of ops is evaluated on the host, in f64, from the perturbed layer on)".into(),
         start,
     };
     Ok(judge_probes(subject, probed, opts))

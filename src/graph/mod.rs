@@ -9,13 +9,13 @@
 //! the difference share their rounding, which cancels.
 
 mod check;
-mod fc_net;
 mod probe;
+mod read;
 
 use ndarray::ArrayD;
 
 pub use check::{check_network, NetworkOptions};
-pub use fc_net::{read_fc_net, NetworkInput};
+pub use read::{parse_sequence, read_network, NetworkInput, Spec};
 
 use crate::ops::{Arrays, LayerOp};
 
@@ -183,21 +183,30 @@ impl Network {
     }
 
     /// The cost with coordinate `moved` changed, re-run from its node, with a bound on
-    /// the rounding the re-run nodes add; and whether a kink argument of a later node
-    /// changed side (or sat at 0) here or in the base evaluation.
-    fn rerun(&self, base: &Base, moved: Moved) -> (Pass, bool) {
+    /// the rounding the re-run nodes add; and, where a kink argument of a later node
+    /// changed side, the fraction of the step at which the first did (by linear
+    /// interpolation; 0 where the step moves one off 0).
+    fn rerun(&self, base: &Base, moved: Moved) -> (Pass, Option<f64>) {
         let from = self.tensors[moved.0].node;
         let mut x = base.inputs[from].clone();
-        let (mut kinked, mut err) = (false, 0.0);
+        let (mut crossing, mut err): (Option<f64>, f64) = (None, 0.0);
         for k in from..self.nodes.len() {
             let out = self.step(k, x, (k == from).then_some(moved));
             err += weighted(&out.err, &base.adjoints[k]);
             if let (Some((now, now_err)), Some((then, then_err))) = (&out.kinks, &base.kinks[k]) {
-                kinked |= now.iter().zip(now_err).zip(then.iter().zip(then_err)).any(
-                    |((a, ea), (b, eb))| {
-                        (*a > 0.0) != (*b > 0.0) || a.abs() <= *ea || b.abs() <= *eb
-                    },
-                );
+                for ((a, ea), (b, eb)) in now.iter().zip(now_err).zip(then.iter().zip(then_err)) {
+                    let (at_kink, was_at_kink) = (a.abs() <= *ea, b.abs() <= *eb);
+                    let at = match (was_at_kink, at_kink) {
+                        // A tie (or a unit at 0) the step leaves in place: both sides
+                        // move alike, and the derivative along the step is one.
+                        (true, true) => continue,
+                        (true, false) => 0.0,
+                        (false, true) => b.abs() / (b.abs() + a.abs()),
+                        (false, false) if (*a > 0.0) != (*b > 0.0) => b / (b - a),
+                        (false, false) => continue,
+                    };
+                    crossing = Some(crossing.map_or(at, |c: f64| c.min(at)));
+                }
             }
             x = out.out;
         }
@@ -205,7 +214,7 @@ impl Network {
             loss: x.iter().copied().next().unwrap_or(f64::NAN),
             err: SAFETY * err,
         };
-        (pass, kinked)
+        (pass, crossing)
     }
 }
 

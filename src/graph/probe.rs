@@ -19,7 +19,8 @@ struct Sided {
     err: f64,
     sp: f64,
     sm: f64,
-    kinked: bool,
+    /// Where the first kink argument changed side, as a fraction of the step.
+    crossing: Option<f64>,
 }
 
 impl Sided {
@@ -41,8 +42,8 @@ impl Sided {
 fn sided(net: &Network, base: &Base, (t, index): (usize, usize), h: f64) -> Sided {
     let theta = net.tensors[t].value.as_slice().expect("standard layout")[index];
     let (plus, minus) = (theta + h, theta - h);
-    let (up, kinked_up) = net.rerun(base, (t, index, plus));
-    let (down, kinked_down) = net.rerun(base, (t, index, minus));
+    let (up, crossing_up) = net.rerun(base, (t, index, plus));
+    let (down, crossing_down) = net.rerun(base, (t, index, minus));
     // Only this coordinate's term of the penalty changes: its change from the base,
     // taken directly.
     let c = net.tensors[t].penalty;
@@ -56,14 +57,31 @@ fn sided(net: &Network, base: &Base, (t, index): (usize, usize), h: f64) -> Side
         err: up.err + down.err + 3.0 * U * (penalty_up.abs() + penalty_down.abs()),
         sp: plus - theta,
         sm: theta - minus,
-        kinked: kinked_up || kinked_down,
+        crossing: match (crossing_up, crossing_down) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
     }
 }
 
-/// The probe of coordinate `index` of tensor `t` with step `h`.
+/// How many times a step that reaches a kink is shrunk to stop short of it.
+const SHRINKS: usize = 4;
+
+/// The probe of coordinate `index` of tensor `t` with step `h`, shrunk where `2h` would
+/// reach a kink (a ReLU input or a pool's winner changing side) to stop short of it.
 pub(super) fn probe(net: &Network, base: &Base, at: (usize, usize), h: f64) -> Probe {
-    let one = sided(net, base, at, h);
-    let two = sided(net, base, at, 2.0 * h);
+    let mut h = h;
+    let (mut one, mut two) = (sided(net, base, at, h), sided(net, base, at, 2.0 * h));
+    for _ in 0..SHRINKS {
+        match two.crossing.or(one.crossing) {
+            Some(f) if f > 0.0 => {
+                h *= 0.4 * f.min(two.crossing.unwrap_or(1.0));
+                one = sided(net, base, at, h);
+                two = sided(net, base, at, 2.0 * h);
+            }
+            _ => break,
+        }
+    }
     let (d1, d2) = (one.estimate(), two.estimate());
     let mut truncation = SAFETY * ((d2 - d1).abs() + one.noise() + two.noise()) / 3.0;
     let cost = base.pass.loss;
@@ -71,7 +89,7 @@ pub(super) fn probe(net: &Network, base: &Base, at: (usize, usize), h: f64) -> P
         + (2.0 * one.err + 2.0 * base.pass.err) / one.sp.min(one.sm);
     // Unequal steps (θ ± h rounded) leave a second-order term.
     truncation += 0.5 * (one.sp - one.sm).abs() * curvature / one.step() * 2.0;
-    if one.kinked || two.kinked {
+    if one.crossing.is_some() || two.crossing.is_some() {
         let spread = |s: &Sided| {
             ((s.plus - cost) / s.sp - (cost - s.minus) / s.sm).abs()
                 + (s.err + 2.0 * base.pass.err) / s.sp.min(s.sm)

@@ -608,6 +608,7 @@ impl Model {
             keep_prob: self.dropout.as_ref().map(|d| d.keep_prob),
             layout: Some(layout),
             normalization: None,
+            sequence: None,
         }
     }
 
@@ -659,6 +660,9 @@ pub struct ModelOptions {
     /// A normalisation layer after each hidden affine layer, with parameters `gamma<l>`,
     /// `beta<l>`.
     pub normalization: Option<Normalization>,
+    /// A network's layers, in order, as ops with their hyperparameters
+    /// (`conv(stride=1,pad=1),relu,max_pool(pool_height=2,pool_width=2,stride=2),affine`).
+    pub sequence: Option<String>,
 }
 
 impl ModelOptions {
@@ -676,7 +680,14 @@ impl ModelOptions {
             keep_prob: self.keep_prob.or(under.keep_prob),
             layout: self.layout.or(under.layout),
             normalization: self.normalization.or(under.normalization),
+            sequence: self.sequence.clone().or_else(|| under.sequence.clone()),
         }
+    }
+
+    /// Whether the network is one of ops (a layer sequence, or normalisation layers)
+    /// rather than dense layers alone.
+    pub fn is_network_of_ops(&self) -> bool {
+        self.normalization.is_some() || self.sequence.is_some()
     }
 
     /// Whether anything besides the exercise's model is asked for.
@@ -740,6 +751,7 @@ impl ModelOptions {
                 "keep_prob" => {
                     opts.keep_prob = Some(parse_number(value).map_err(|_| bad("not a number"))?)
                 }
+                "sequence" | "layers" => opts.sequence = Some(value.to_string()),
                 "normalization" => {
                     opts.normalization = match value.to_ascii_lowercase().as_str() {
                         "none" => None,
@@ -751,7 +763,7 @@ impl ModelOptions {
                 }
                 _ => {
                     return Err(Error::Option(format!(
-                    "unknown setting '{key}': use hidden, loss, reduction, l2, weight_l2, weight_l1, bias_l2, bias_l1, keep_prob, layout or normalization"
+                    "unknown setting '{key}': use hidden, loss, reduction, l2, weight_l2, weight_l1, bias_l2, bias_l1, keep_prob, layout, normalization or sequence"
                 )))
                 }
             }
@@ -794,6 +806,9 @@ impl ModelOptions {
         }
         if let Some(n) = self.normalization {
             words.push(format!("normalization={}", n.as_str()));
+        }
+        if let Some(s) = &self.sequence {
+            words.push(format!("sequence={s}"));
         }
         words.join(" ")
     }
@@ -853,7 +868,7 @@ impl ModelOptions {
     /// The penalties asked for on a network of `layers` layers, each coefficient a finite
     /// number ≥ 0, one for every layer or one per layer; the course's `l2` and `weight_l2`
     /// are two conventions for one term, so not both.
-    fn penalty(&self, layers: usize) -> Result<Penalty> {
+    pub fn penalty(&self, layers: usize) -> Result<Penalty> {
         let l2 = self.l2.unwrap_or(0.0);
         if !(l2.is_finite() && l2 >= 0.0) {
             return Err(Error::Option(format!(
@@ -882,8 +897,35 @@ impl ModelOptions {
 /// semicolons or commas, where a comma-separated part without `=` continues the item
 /// before it (`hidden=relu,tanh, loss=softmax` is two items).
 fn settings_items(line: &str) -> Vec<String> {
+    // Separators inside parentheses belong to a layer's hyperparameters
+    // (`sequence=conv(stride=1, pad=1),relu`): hidden while splitting, restored after.
+    let mut depth = 0usize;
+    let hidden: String = line
+        .chars()
+        .map(|c| match c {
+            '(' => {
+                depth += 1;
+                c
+            }
+            ')' => {
+                depth = depth.saturating_sub(1);
+                c
+            }
+            ' ' | ';' | '\n' | '\t' | ',' | '=' if depth > 0 => match c {
+                ',' => '\u{1}',
+                '=' => '\u{2}',
+                _ => '\u{3}',
+            },
+            c => c,
+        })
+        .collect();
+    let restore = |s: &str| {
+        s.replace('\u{1}', ",")
+            .replace('\u{2}', "=")
+            .replace('\u{3}', " ")
+    };
     let mut items: Vec<String> = Vec::new();
-    for word in line.split([' ', ';', '\n', '\t']) {
+    for word in hidden.split([' ', ';', '\n', '\t']) {
         for (k, part) in word.split(',').enumerate() {
             let part = part.trim();
             if part.is_empty() {
@@ -900,7 +942,7 @@ fn settings_items(line: &str) -> Vec<String> {
             }
         }
     }
-    items
+    items.iter().map(|i| restore(i)).collect()
 }
 
 /// `tanh` or `relu,tanh,leaky_relu:0.2`.

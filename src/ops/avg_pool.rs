@@ -35,6 +35,28 @@ impl AvgPool {
 }
 
 impl LayerOp for AvgPool {
+    /// A window's mean moves by the mean of its inputs' errors, and rounds within
+    /// `γ(area + 1)` of the mean of their magnitudes.
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let xs = x.as_slice()?;
+        let d = self.window.dims(x.shape());
+        let shape = [d.n, d.c, d.oh, d.ow];
+        let magnitudes: Vec<f64> = xs.iter().map(|v| v.abs()).collect();
+        let rounding = super::gamma(self.window.ph * self.window.pw + 1);
+        let err = self
+            .out(x_err, x.shape())
+            .iter()
+            .zip(self.out(&magnitudes, x.shape()))
+            .map(|(e, m)| e + rounding * m)
+            .collect();
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(&shape), self.out(xs, x.shape())).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(&shape), err).ok()?,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         self.window.describe("avg_pool")
     }

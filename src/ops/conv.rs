@@ -76,38 +76,62 @@ impl Conv {
     }
 
     fn out(&self, arrays: &Arrays, d: Dims) -> Vec<f64> {
+        self.out_bounded(arrays, d, None).0
+    }
+
+    /// The outputs and, given a bound on each element of `x` (`x_err`), a bound on each
+    /// output's distance from the exact convolution (zeros without `x_err`).
+    fn out_bounded(&self, arrays: &Arrays, d: Dims, x_err: Option<&[f64]>) -> (Vec<f64>, Vec<f64>) {
         let x = array(arrays, "x").as_slice().expect("standard layout");
         let w = array(arrays, "w").as_slice().expect("standard layout");
         let b = array(arrays, "b").as_slice().expect("standard layout");
+        let terms = d.c * d.hh * d.ww + 1;
         let mut out = vec![0.0; d.n * d.f * d.oh * d.ow];
-        out.par_chunks_mut(d.oh * d.ow)
+        let mut err = vec![0.0; out.len()];
+        let planes = d.oh * d.ow;
+        out.par_chunks_mut(planes)
+            .zip(err.par_chunks_mut(planes))
             .enumerate()
-            .for_each(|(nf, plane)| {
+            .for_each(|(nf, (plane, plane_err))| {
                 let (n, f) = (nf / d.f, nf % d.f);
                 for p in 0..d.oh {
                     for q in 0..d.ow {
-                        let mut acc = 0.0;
+                        let (mut acc, mut size, mut moved) = (0.0, 0.0, 0.0);
                         for c in 0..d.c {
                             for kh in 0..d.hh {
                                 for kw in 0..d.ww {
-                                    let xv = self.padded(
-                                        x,
-                                        d,
-                                        (n, c, p * self.stride + kh, q * self.stride + kw),
-                                    );
-                                    acc += xv * w[((f * d.c + c) * d.hh + kh) * d.ww + kw];
+                                    let at = (n, c, p * self.stride + kh, q * self.stride + kw);
+                                    let xv = self.padded(x, d, at);
+                                    let wv = w[((f * d.c + c) * d.hh + kh) * d.ww + kw];
+                                    acc += xv * wv;
+                                    if let Some(e) = x_err {
+                                        size += (xv * wv).abs();
+                                        moved += wv.abs() * self.padded(e, d, at);
+                                    }
                                 }
                             }
                         }
                         plane[p * d.ow + q] = acc + b[f];
+                        plane_err[p * d.ow + q] = moved + super::gamma(terms) * (size + b[f].abs());
                     }
                 }
             });
-        out
+        (out, err)
     }
 }
 
 impl LayerOp for Conv {
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let d = self.dims(arrays);
+        let (out, err) = self.out_bounded(arrays, d, Some(x_err));
+        let shape = [d.n, d.f, d.oh, d.ow];
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(&shape), out).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(&shape), err).ok()?,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("conv stride={} pad={}", self.stride, self.pad)
     }

@@ -40,6 +40,45 @@ impl MaxPool {
 }
 
 impl LayerOp for MaxPool {
+    /// A maximum moves by at most its window's largest input error. Its kinks: per window
+    /// member, how far it leads the rest of the window (positive for the winner only), so
+    /// that a step changing a winner changes a sign.
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let x = array(arrays, "x");
+        let xs = x.as_slice()?;
+        let d = self.window.dims(x.shape());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (mut leads, mut lead_err) = (Vec::new(), Vec::new());
+        for k in 0..self.windows(x.shape()) {
+            let members = self.members(x.shape(), k);
+            let top = members
+                .iter()
+                .map(|&i| xs[i])
+                .fold(f64::NEG_INFINITY, f64::max);
+            out.push(top);
+            err.push(members.iter().map(|&i| x_err[i]).fold(0.0, f64::max));
+            for &i in &members {
+                let rest = members
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| xs[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                leads.push(xs[i] - rest);
+                lead_err.push(if rest.is_finite() {
+                    2.0 * x_err[i].max(err[k]) + U * (xs[i].abs() + rest.abs())
+                } else {
+                    0.0
+                });
+            }
+        }
+        let shape = [d.n, d.c, d.oh, d.ow];
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(&shape), out).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(&shape), err).ok()?,
+            kinks: Some((leads, lead_err)),
+        })
+    }
+
     fn describe(&self) -> String {
         self.window.describe("max_pool")
     }
