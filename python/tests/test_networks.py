@@ -212,3 +212,36 @@ def test_three_layer_convnet_at_the_notebooks_size_passes_and_its_bugs_fail():
         report = gradcheck.check(params, bad, X, y=y, loss="softmax", weight_l2=reg / 2,
                                  layers=CONVNET)
         assert failing(report) == blamed, (bug, str(report))
+
+
+def test_a_conv_net_with_spatial_batchnorm_and_its_conv_bias_exactly_zero():
+    from cs231n_layers import spatial_batchnorm_backward
+    N, C, H, W, F, classes = 4, 2, 6, 6, 3, 5
+    X, y = rng.standard_normal((N, C, H, W)), rng.integers(0, classes, N)
+    params = {"W1": 0.3 * rng.standard_normal((F, C, 3, 3)), "b1": 0.1 * rng.standard_normal(F),
+              "gamma1": 1 + 0.1 * rng.standard_normal(F), "beta1": 0.1 * rng.standard_normal(F),
+              "W2": 0.3 * rng.standard_normal((F * 9, classes)),
+              "b2": 0.1 * rng.standard_normal(classes)}
+    c = conv_forward(X, params["W1"], params["b1"], 1, 1)
+    flat = c.transpose(0, 2, 3, 1).reshape(-1, F)
+    out, _ = batchnorm_forward(flat, params["gamma1"], params["beta1"])
+    sbn = out.reshape(N, H, W, F).transpose(0, 3, 1, 2)
+    r = np.maximum(0, sbn)
+    p = pool_forward(r, 2)
+    scores, cs = affine_forward(p, params["W2"], params["b2"])
+    _, ds = softmax_loss(scores, y)
+    g = {}
+    dp, g["W2"], g["b2"] = affine_backward(ds, cs)
+    dr = max_pool_backward_naive(dp, r, 2, 2, 2)
+    dsbn = relu_backward(dr, sbn)
+    dc, g["gamma1"], g["beta1"] = spatial_batchnorm_backward(dsbn, c, params["gamma1"],
+                                                             params["beta1"])
+    _, g["W1"], g["b1"] = conv_backward_naive(dc, X, params["W1"], params["b1"], 1, 1)
+    layers = [("conv", {"stride": 1, "pad": 1}), "spatial_batchnorm", "relu",
+              ("max_pool", {"pool_height": 2, "pool_width": 2, "stride": 2}), "affine"]
+    report = gradcheck.check(params, g, X, y=y, loss="softmax", layers=layers)
+    assert report.passed, str(report)
+    assert any("does not depend on b1" in w for w in report.warnings), report.warnings
+    bad = dict(g, gamma1=g["gamma1"] * 1.001)
+    report = gradcheck.check(params, bad, X, y=y, loss="softmax", layers=layers)
+    assert failing(report) == {"gamma1"}, str(report)

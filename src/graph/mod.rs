@@ -98,20 +98,29 @@ impl Network {
     fn shift_rounding(&self, base: &Base, k: usize) -> Vec<f64> {
         let next = k + 1;
         let x = &base.inputs[next];
-        let (n, d) = (x.shape()[0], x.len() / x.shape()[0].max(1));
+        // Each element's bias: its column (N, D), or its channel (N, C, H, W).
+        let (biases, plane) = match x.shape() {
+            [_, c, h, w] => (*c, h * w),
+            shape => (shape[1], 1),
+        };
         let arrays = self.arrays(next, x.clone(), None);
         let probes =
             self.nodes[next]
                 .op
                 .probes(&arrays, &base.adjoints[next], 0, crate::layer::STEPS[0]);
         let dz = base.adjoints[k].as_slice().expect("standard layout");
-        (0..d)
-            .map(|j| {
-                (0..n)
-                    .map(|i| probes[i * d + j].grad_scale + n as f64 * dz[i * d + j].abs())
-                    .sum()
-            })
-            .collect()
+        let mut rounding = vec![0.0; biases];
+        let mut count = vec![0usize; biases];
+        for (i, p) in probes.iter().enumerate() {
+            let b = (i / plane) % biases;
+            rounding[b] += p.grad_scale;
+            count[b] += 1;
+        }
+        for (i, g) in dz.iter().enumerate() {
+            let b = (i / plane) % biases;
+            rounding[b] += count[b] as f64 * g.abs();
+        }
+        rounding
     }
 
     /// Node `k`'s arrays: `x`, its fixed arrays, its parameters (one possibly moved).

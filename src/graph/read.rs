@@ -219,7 +219,7 @@ pub fn read_network(
                 params.push(("w", format!("W{layer}")));
                 params.push(("b", format!("b{layer}")));
             }
-            "batchnorm" | "layernorm" => {
+            "batchnorm" | "layernorm" | "spatial_batchnorm" | "spatial_groupnorm" => {
                 params.push(("gamma", format!("gamma{layer}")));
                 params.push(("beta", format!("beta{layer}")));
             }
@@ -236,7 +236,7 @@ pub fn read_network(
             "relu" | "leaky_relu" | "tanh" | "sigmoid" | "max_pool" | "avg_pool" => {}
             other => {
                 return Err(Error::Option(format!(
-                    "{other} cannot be a layer of a network yet: use affine, conv, batchnorm, layernorm, relu, leaky_relu, tanh, sigmoid, dropout, max_pool, avg_pool"
+                    "{other} cannot be a layer of a network yet: use affine, conv, batchnorm, layernorm, spatial_batchnorm, spatial_groupnorm, relu, leaky_relu, tanh, sigmoid, dropout, max_pool, avg_pool"
                 )))
             }
         }
@@ -270,10 +270,15 @@ pub fn read_network(
         let node = network.nodes.len();
         h = op.forward(&arrays);
         network.nodes.push(Node { op, fixed });
-        if shift_invariant && spec.op != "conv" && k > 0 && specs[k - 1].op == "affine" {
+        if shift_invariant && k > 0 && ["affine", "conv"].contains(&specs[k - 1].op.as_str()) {
             if let Some(bias) = network.tensors.iter_mut().rev().find(|t| t.argument == "b") {
+                let what = if spec.op == "batchnorm" {
+                    "column"
+                } else {
+                    "channel"
+                };
                 bias.invariant = Some(format!(
-                    "the cost does not depend on {}: {} removes each column's mean, and {} shifts columns",
+                    "the cost does not depend on {}: {} removes each {what}'s mean, and {} shifts {what}s",
                     bias.name, spec.op, bias.name
                 ));
             }

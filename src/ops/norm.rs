@@ -242,6 +242,23 @@ impl Grouped<'_> {
         (norms, place)
     }
 
+    /// The forward pass with each element's bound (see [`super::Bounded`]), flat, given
+    /// a bound on each element of `x`.
+    pub fn forward_bounded(&self, x_err: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let (mut out, mut err) = (vec![0.0; self.x.len()], vec![0.0; self.x.len()]);
+        for members in &self.groups {
+            let v: Vec<f64> = members.iter().map(|&i| self.x[i]).collect();
+            let e: Vec<f64> = members.iter().map(|&i| x_err[i]).collect();
+            let norm = normalise(&v, self.eps);
+            for ((k, &i), xe) in members.iter().enumerate().zip(carried(&norm, &e)) {
+                let (gain, shift) = (self.gains[self.gain_of[i]], self.shifts[self.gain_of[i]]);
+                out[i] = gain * norm.xhat[k] + shift;
+                err[i] = gain.abs() * xe + U * ((gain * norm.xhat[k]).abs() + out[i].abs());
+            }
+        }
+        (out, err)
+    }
+
     /// The forward pass, flat.
     pub fn forward(&self) -> Vec<f64> {
         let (norms, place) = self.normalised();

@@ -49,6 +49,20 @@ impl SpatialBatchnorm {
 }
 
 impl LayerOp for SpatialBatchnorm {
+    fn column_shift_invariant(&self) -> bool {
+        true
+    }
+
+    fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
+        let shape = array(arrays, "x").shape().to_vec();
+        let (out, err) = self.grouped(arrays).forward_bounded(x_err);
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(ndarray::IxDyn(&shape), out).ok()?,
+            err: ArrayD::from_shape_vec(ndarray::IxDyn(&shape), err).ok()?,
+            kinks: None,
+        })
+    }
+
     fn describe(&self) -> String {
         format!("spatial_batchnorm eps={}", super::number(self.eps))
     }
