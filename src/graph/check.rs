@@ -147,7 +147,10 @@ pub fn check_network(
             examples: net.examples,
             cost: base.pass.loss + net.penalty(),
         },
-        kink_site: None,
+        kink_site: Some((
+            "a unit on its kink",
+            ["left derivative", "mid-way", "right derivative"],
+        )),
         missing,
         float32: Vec::new(),
         unused: input.unused.clone(),

@@ -1,10 +1,10 @@
 //! A network coordinate's central difference and the bounds on its distance from the
 //! derivative. Round-off: each evaluation's bound from the ops' own rounding
-//! ([`crate::ops::Bounded`]). Truncation: Richardson's comparison of the steps `h` and
-//! `2h` (their difference is three times the `h`-step's leading error term), doubled; a
-//! kink a step reaches — a ReLU input or an SVM margin changing side — adds the
-//! disagreement of the one-sided differences, which bounds what a kink inside the step
-//! can do to a central one.
+//! ([`crate::ops::Bounded`]). Truncation: Richardson's comparison of the steps `h`, `2h`
+//! and `4h` (successive differences three times the leading error term, and in the ratio
+//! 4 when the steps are small enough for it to lead), doubled; where the ratio is off, the
+//! spread of the three. A kink a step would reach — a ReLU input, a pool's winner or an
+//! SVM margin changing side — shrinks the step to stop short of it.
 
 use super::{Base, Network};
 use crate::ops::{Probe, U};
@@ -67,38 +67,74 @@ fn sided(net: &Network, base: &Base, (t, index): (usize, usize), h: f64) -> Side
 /// How many times a step that reaches a kink is shrunk to stop short of it.
 const SHRINKS: usize = 4;
 
-/// The probe of coordinate `index` of tensor `t` with step `h`, shrunk where `2h` would
-/// reach a kink (a ReLU input or a pool's winner changing side) to stop short of it.
+/// How far from Richardson's 4 the ratio of successive differences may be for the steps to
+/// count as small (their error dominated by its `h²` term).
+const ASYMPTOTIC: (f64, f64) = (2.0, 8.0);
+
+/// The probe of coordinate `index` of tensor `t` with step `h`, shrunk where a step would
+/// reach a kink (a ReLU input or a pool's winner changing side) to stop short of it; a
+/// step that moves a unit off a kink it sits on gives the one-sided derivatives, judged as
+/// a kink's conventions.
 pub(super) fn probe(net: &Network, base: &Base, at: (usize, usize), h: f64) -> Probe {
     let mut h = h;
-    let (mut one, mut two) = (sided(net, base, at, h), sided(net, base, at, 2.0 * h));
+    let evaluate = |h: f64| [1.0, 2.0, 4.0].map(|k| sided(net, base, at, k * h));
+    let mut s = evaluate(h);
     for _ in 0..SHRINKS {
-        match two.crossing.or(one.crossing) {
-            Some(f) if f > 0.0 => {
-                h *= 0.4 * f.min(two.crossing.unwrap_or(1.0));
-                one = sided(net, base, at, h);
-                two = sided(net, base, at, 2.0 * h);
-            }
-            _ => break,
+        // The nearest kink, as a distance along the step.
+        let reach = s
+            .iter()
+            .zip([1.0, 2.0, 4.0])
+            .filter_map(|(e, k)| e.crossing.map(|f| f * k * h))
+            .fold(f64::INFINITY, f64::min);
+        if !(reach > 0.0 && reach.is_finite()) {
+            break;
         }
+        h = 0.2 * reach;
+        s = evaluate(h);
     }
-    let (d1, d2) = (one.estimate(), two.estimate());
-    let mut truncation = SAFETY * ((d2 - d1).abs() + one.noise() + two.noise()) / 3.0;
+    let [one, two, four] = &s;
     let cost = base.pass.loss;
+    let sided_noise =
+        |e: &Sided| (e.err + 2.0 * base.pass.err) / e.sp.min(e.sm) + 2.0 * U * e.estimate().abs();
+    if s.iter().any(|e| e.crossing == Some(0.0)) {
+        // A unit on its kink that the step moves off: no central difference estimates a
+        // derivative there; the one-sided ones are what conventions choose between.
+        let below = (cost - one.minus) / one.sm;
+        let above = (one.plus - cost) / one.sp;
+        let first_order = ((cost - two.minus) / two.sm - below).abs()
+            + ((two.plus - cost) / two.sp - above).abs();
+        return Probe {
+            estimate: 0.5 * (below + above),
+            noise: 2.0 * (sided_noise(one) + first_order),
+            truncation: 0.0,
+            kink: Some([below, 0.5 * (below + above), above]),
+            partial: true,
+            grad_scale: 0.0,
+        };
+    }
+    let (d1, d2, d4) = (one.estimate(), two.estimate(), four.estimate());
+    let (n1, n2, n4) = (one.noise(), two.noise(), four.noise());
+    let (r1, r2) = ((d2 - d1).abs(), (d4 - d2).abs());
+    let within_noise = r1 <= n1 + n2 && r2 <= n2 + n4;
+    let ratio = r2 / r1;
+    let mut truncation = if within_noise || (ASYMPTOTIC.0..=ASYMPTOTIC.1).contains(&ratio) {
+        SAFETY * ((r1 + n1 + n2) / 3.0).max((r2 + n2 + n4) / 12.0)
+    } else {
+        // The steps are not small for this cost: no extrapolation holds, only the spread.
+        r1 + r2 + n1 + n2 + n4
+    };
     let curvature = ((one.plus - cost) / one.sp - (cost - one.minus) / one.sm).abs()
         + (2.0 * one.err + 2.0 * base.pass.err) / one.sp.min(one.sm);
     // Unequal steps (θ ± h rounded) leave a second-order term.
-    truncation += 0.5 * (one.sp - one.sm).abs() * curvature / one.step() * 2.0;
-    if one.crossing.is_some() || two.crossing.is_some() {
-        let spread = |s: &Sided| {
-            ((s.plus - cost) / s.sp - (cost - s.minus) / s.sm).abs()
-                + (s.err + 2.0 * base.pass.err) / s.sp.min(s.sm)
-        };
-        truncation += spread(&one).max(spread(&two));
+    truncation += (one.sp - one.sm).abs() * curvature / one.step();
+    if s.iter().any(|e| e.crossing.is_some()) {
+        let spread =
+            |e: &Sided| ((e.plus - cost) / e.sp - (cost - e.minus) / e.sm).abs() + sided_noise(e);
+        truncation += spread(one).max(spread(two)).max(spread(four));
     }
     Probe {
         estimate: d1,
-        noise: one.noise(),
+        noise: n1,
         truncation,
         kink: None,
         partial: false,

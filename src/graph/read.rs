@@ -158,6 +158,16 @@ pub fn read_network(
             (parse_sequence(text)?, settings.penalty(depth)?)
         }
         (None, Some(norm)) => {
+            let saved: Vec<String> = (1..depth)
+                .map(|l| format!("D{l}"))
+                .filter(|d| names.contains(d))
+                .collect();
+            if settings.keep_prob.is_none() && !saved.is_empty() {
+                return Err(Error::Option(format!(
+                    "{} look like dropout masks, but no keep probability is set: give keep_prob, the one they were drawn with",
+                    saved.join(", ")
+                )));
+            }
             let masks = settings
                 .keep_prob
                 .map(|_| vec![ndarray::Array2::<f64>::zeros((0, 0)); depth - 1]);
@@ -210,7 +220,11 @@ pub fn read_network(
     let mut h = x;
     let mut layer = 0;
     for (k, spec) in specs.iter().enumerate() {
-        let op = ops::op(&spec.op, &spec.hparams)?;
+        let mut hparams = spec.hparams.clone();
+        if let (true, Some(p)) = (spec.op == "dropout", settings.keep_prob) {
+            hparams.entry("p".into()).or_insert(p);
+        }
+        let op = ops::op(&spec.op, &hparams)?;
         let mut fixed = Arrays::new();
         let mut params: Vec<(&'static str, String)> = Vec::new();
         match spec.op.as_str() {
@@ -446,7 +460,7 @@ fn gradients(
         }
         if value.len() != tensor.value.len() {
             return Err(Error::Shape(format!(
-                "{key} has shape {:?} but {} has {:?}: a gradient is shaped like its parameter",
+                "the gradient {key} has shape {:?} but the parameter {} has {:?}: a gradient is shaped like its parameter",
                 value.shape(),
                 tensor.name,
                 tensor.value.shape()

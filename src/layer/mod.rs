@@ -355,7 +355,7 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
             cost,
         } => (model, widths, examples, cost, None),
     };
-    let advice = advice(rows, grad_precision);
+    let advice = advice(rows, grad_precision, layer.is_none());
     let mut comparison = compare_trial(
         &layout,
         Trial {
@@ -375,7 +375,13 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
         &estimates.gradapprox,
         &mut comparison.tensors,
     );
-    let mut notes = settle_invariant(&layout, &probed, (&grad, &roundoff), &mut comparison);
+    let mut notes = settle_invariant(
+        &layout,
+        &probed,
+        (&grad, &roundoff, &estimates.gradapprox),
+        threshold,
+        &mut comparison,
+    );
     let header = Header {
         title: subject.title,
         gradients: subject.source,
@@ -425,54 +431,85 @@ pub fn judge_probes(subject: Subject, probed: Vec<Probed>, opts: &LayerOptions) 
 }
 
 /// Judges the tensors the cost provably does not depend on: their derivative is exactly
-/// 0, so a gradient within a correct backward's rounding of 0 passes and one beyond fails
-/// (relative to 0, no relative test could pass). Returns the notes saying so.
+/// 0, so no relative test could pass them. A gradient within a correct backward's rounding
+/// of 0 passes; one beyond it fails where it is large against the whole check's gradients
+/// (`threshold` of their norms: it would move the check's difference), and is undecided
+/// below that. Returns the notes saying so; their coordinates leave the worst list (a
+/// ratio to a tolerance of 0 says nothing).
 fn settle_invariant(
     layout: &ParamLayout,
     probed: &[Probed],
-    (grad, roundoff): (&[f64], &[f64]),
+    (grad, roundoff, approx): (&[f64], &[f64], &[f64]),
+    threshold: f64,
     comparison: &mut crate::check::Comparison,
 ) -> Vec<String> {
     use crate::check::Verdict;
+    let specs = layout.tensors();
+    let invariant: Vec<bool> = probed.iter().map(|p| p.invariant.is_some()).collect();
+    if !invariant.contains(&true) {
+        return Vec::new();
+    }
+    let norm = |v: &[f64]| {
+        specs
+            .iter()
+            .zip(&invariant)
+            .filter(|(_, inv)| !**inv)
+            .flat_map(|(t, _)| v[t.range()].iter())
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+    };
+    let scale = norm(grad) + norm(approx);
     let mut notes = Vec::new();
-    let mut passed = Vec::new();
     for (k, p) in probed.iter().enumerate() {
         let Some(why) = &p.invariant else { continue };
-        let range = layout.tensors()[k].range();
-        let (mut worst, mut beyond, mut bound) = (0.0f64, 0usize, 0.0f64);
+        let range = specs[k].range();
+        let (mut worst, mut beyond, mut bound, mut size) = (0.0f64, 0usize, 0.0f64, 0.0);
         for i in range.clone() {
             worst = worst.max(grad[i].abs());
             bound = bound.max(roundoff[i]);
             beyond += usize::from(grad[i].abs() > roundoff[i]);
+            size += grad[i] * grad[i];
         }
+        let size = size.sqrt();
+        let entries = range.len();
         let tensor = &mut comparison.tensors[k];
         tensor.reason = None;
-        tensor.failed_coordinates = beyond;
+        tensor.diagnosis = None;
+        tensor.failed_coordinates = 0;
         if beyond == 0 {
             tensor.verdict = Verdict::Pass;
             notes.push(format!(
                 "{}: {why}, so its gradient is 0; the given one is, to within a correct backward's rounding (|{}| ≤ {worst:.1e})",
                 p.name, p.array
             ));
-            passed.push(range);
-        } else {
+        } else if size > threshold * scale {
             tensor.verdict = Verdict::Fail;
+            tensor.failed_coordinates = beyond;
             tensor.diagnosis = Some(format!(
-                "{why}, so its gradient is 0, but {beyond} of its entries are not (up to {worst:.3e}; a correct backward's rounding reaches {bound:.1e})"
+                "{why}, so its gradient is 0, but {beyond} of its {entries} entries {} not (up to {worst:.3e}; a correct backward's rounding reaches {bound:.1e})",
+                if beyond == 1 { "is" } else { "are" }
+            ));
+        } else {
+            tensor.verdict = Verdict::Inconclusive;
+            tensor.reason = Some(format!(
+                "{why}, so its gradient is 0; the given one reaches {worst:.1e}, beyond the rounding this check bounds ({bound:.1e}) but below the threshold of the whole check's gradients ({:.1e})",
+                threshold * scale
             ));
         }
     }
-    if !notes.is_empty() || comparison.tensors.iter().any(|t| t.diagnosis.is_some()) {
-        comparison
-            .worst
-            .retain(|c| !passed.iter().any(|r| r.contains(&c.index)));
-        comparison.failed_coordinates = comparison
-            .tensors
+    comparison.worst.retain(|c| {
+        !specs
             .iter()
-            .map(|t| t.failed_coordinates)
-            .sum();
-        comparison.recombine();
-    }
+            .zip(&invariant)
+            .any(|(t, inv)| *inv && t.range().contains(&c.index))
+    });
+    comparison.failed_coordinates = comparison
+        .tensors
+        .iter()
+        .map(|t| t.failed_coordinates)
+        .sum();
+    comparison.recombine();
     notes
 }
 
@@ -524,12 +561,17 @@ fn op_name(op: &dyn LayerOp) -> &'static str {
     }
 }
 
-/// What would decide an undecided item of a layer's check of `rows` rows.
-fn advice(rows: usize, grad_precision: Precision) -> Advice {
+/// What would decide an undecided item of a check by probes of `rows` rows (a layer's, or
+/// a network's: every step of its ladder was tried).
+fn advice(rows: usize, grad_precision: Precision, network: bool) -> Advice {
     Advice {
         examples: rows,
         roundoff: "the change is below what float64 resolves at any step whose truncation stays small".into(),
-        truncation: "the step's truncation error limits the resolution; use a smaller step".into(),
+        truncation: if network {
+            "the cost curves at the scale of every step tried (a batch norm over few examples, a unit near its kink): more examples, or a larger threshold, decide it".into()
+        } else {
+            "use a smaller step".into()
+        },
         gradients: match grad_precision {
             Precision::F32 => "float32 gradients cannot show errors that small; raise the threshold or compute them in float64".into(),
             Precision::F64 => "a correct backward in float64 can be off by this much here (cancelling sums, saturated units): smaller errors cannot be told from rounding; raise the threshold to decide".into(),
