@@ -184,6 +184,18 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
             ("b", random(rng, &[4], 0.3, 0.0)),
         ]),
     ));
+    out.push((
+        "lstm_step",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[3, 4], 1.0, 0.0)),
+            ("prev_h", random(rng, &[3, 5], 1.0, 0.0)),
+            ("prev_c", random(rng, &[3, 5], 1.0, 0.0)),
+            ("Wx", random(rng, &[4, 20], 0.5, 0.0)),
+            ("Wh", random(rng, &[5, 20], 0.5, 0.0)),
+            ("b", random(rng, &[20], 0.3, 0.0)),
+        ]),
+    ));
     for op in ["batchnorm", "layernorm"] {
         out.push((
             op,

@@ -32,6 +32,7 @@ from ._native import check_arrays as _check_arrays  # noqa: E402
 from ._native import check_npz as _check_npz  # noqa: E402
 from ._native import check_layer as _check_layer  # noqa: E402
 from ._native import layer_gradients as _layer_gradients  # noqa: E402
+from ._native import layer_outputs as _layer_outputs  # noqa: E402
 from ._native import judge_function as _judge_function  # noqa: E402
 
 __all__ = ["check", "check_npz", "check_layer", "check_function", "from_layers", "Report", "Tensor",
@@ -400,6 +401,20 @@ def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=
     elif not hasattr(grads, "items"):
         raise GradcheckError(f"grads is a {type(grads).__name__}: pass a dict "
                              "{'dx': …} or the tuple the backward returns")
+    outputs = _layer_outputs(op)
+    if outputs and dout is not None:
+        # Several outputs (lstm_step's next_h, next_c): one upstream gradient each, as a
+        # tuple in their order or a dict keyed dnext_h, …
+        if isinstance(dout, (tuple, list)):
+            if len(dout) != len(outputs):
+                raise GradcheckError(f"{op} has outputs {', '.join(outputs)}: give "
+                                     f"{len(outputs)} upstream gradients, not {len(dout)}")
+            dout = {"d" + o: d for o, d in zip(outputs, dout)}
+        if not hasattr(dout, "items"):
+            raise GradcheckError(f"{op} has outputs {', '.join(outputs)}: give dout as "
+                                 "(" + ", ".join("d" + o for o in outputs) + ")")
+        grads = dict(grads, **dout)
+        dout = None
     settings = " ".join([f"op={op}"] + [f"{k}={v!r}" for k, v in hparams.items()])
     data, text = _check_layer(
         settings, {k: _as_array(k, v) for k, v in inputs.items()},

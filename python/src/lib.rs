@@ -515,6 +515,17 @@ fn judge_function(
     Ok((report.to_json(), text))
 }
 
+/// The outputs of op `name` where it has several (their upstream gradients are `d` +
+/// each), empty for one.
+#[pyfunction]
+fn layer_outputs(name: &str) -> PyResult<Vec<String>> {
+    Ok(gradcheck::ops::output_names(name)
+        .map_err(error)?
+        .into_iter()
+        .map(String::from)
+        .collect())
+}
+
 /// The inputs of op `name` that have gradients, in its argument order (the order of the
 /// tuple its backward returns).
 #[pyfunction]
@@ -532,6 +543,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(check_npz, m)?)?;
     m.add_function(wrap_pyfunction!(check_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_outputs, m)?)?;
     m.add_function(wrap_pyfunction!(layer_gradients, m)?)?;
     m.add_function(wrap_pyfunction!(judge_function, m)?)?;
     Ok(())

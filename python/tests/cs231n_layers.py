@@ -178,3 +178,29 @@ def spatial_groupnorm_backward(dout, x, gamma, beta, G, eps=1e-5, bug=None):
     if bug == "one_group":
         dx = dxhat / std
     return dx.reshape(N, C, H, W), dgamma, dbeta
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o, g = (_sigmoid(a[:, :H]), _sigmoid(a[:, H:2 * H]), _sigmoid(a[:, 2 * H:3 * H]),
+                  np.tanh(a[:, 3 * H:]))
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache, bug=None):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    if bug == "i_f_swapped":
+        i, f = f, i
+    tc = np.tanh(next_c)
+    do = dnext_h * tc
+    dc = dnext_c + dnext_h * o * (1 - tc ** 2)
+    di, df, dg, dprev_c = dc * g, dc * prev_c, dc * i, dc * f
+    da = np.hstack([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2)])
+    return (da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0))

@@ -365,3 +365,24 @@ def test_rnn_step_as_cs231n_writes_it():
                                          dnext_h)) == {"dx", "dprev_h", "dWx", "dWh", "db"}
     assert failing(gradcheck.check_layer("rnn_step", inputs, backward("dWh_from_x"),
                                          dnext_h)) == {"dWh"}
+
+
+def test_lstm_step_with_its_two_upstream_gradients_and_the_i_f_swap():
+    from cs231n_layers import lstm_step_backward, lstm_step_forward
+    N, D, H = 3, 4, 5
+    x, prev_h, prev_c = (rng.standard_normal(s) for s in ((N, D), (N, H), (N, H)))
+    Wx, Wh, b = rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)), \
+        rng.standard_normal(4 * H)
+    dnext_h, dnext_c = rng.standard_normal((N, H)), rng.standard_normal((N, H))
+    inputs = dict(x=x, prev_h=prev_h, prev_c=prev_c, Wx=Wx, Wh=Wh, b=b)
+    *_, cache = lstm_step_forward(**inputs)
+    grads = lstm_step_backward(dnext_h, dnext_c, cache)
+    report = gradcheck.check_layer("lstm_step", inputs, grads, (dnext_h, dnext_c))
+    assert report.passed, str(report)
+    assert max(t.difference for t in report.tensors) < 1e-8
+    bad = lstm_step_backward(dnext_h, dnext_c, cache, "i_f_swapped")
+    report = gradcheck.check_layer("lstm_step", inputs, bad, {"dnext_h": dnext_h,
+                                                              "dnext_c": dnext_c})
+    assert report.verdict == "fail" and "dprev_c" in failing(report), str(report)
+    with pytest.raises(gradcheck.GradcheckError, match="dnext_c"):
+        gradcheck.check_layer("lstm_step", inputs, grads, {"dnext_h": dnext_h})

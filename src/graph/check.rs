@@ -154,7 +154,17 @@ pub fn check_network(
         missing,
         float32: Vec::new(),
         unused: input.unused.clone(),
-        placement: "the CPU (a network of ops is evaluated on the host, in f64, from the perturbed layer on)".into(),
+        placement: format!(
+            "the CPU (a network of ops is evaluated on the host, in f64, from the perturbed layer on{})",
+            match opts.step {
+                Some(_) => String::new(),
+                None => format!(
+                    "; steps {:e} … {:e}, the tightest bound per coordinate kept",
+                    NETWORK_STEPS[0],
+                    NETWORK_STEPS[NETWORK_STEPS.len() - 1]
+                ),
+            }
+        ),
         start,
     };
     Ok(judge_probes(subject, probed, opts))

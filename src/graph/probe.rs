@@ -9,9 +9,6 @@
 use super::{Base, Network};
 use crate::ops::{Probe, U};
 
-/// The factor over Richardson's estimate of the truncation.
-const SAFETY: f64 = 2.0;
-
 /// One step's evaluations: the cost at `θ + s₊`, `θ − s₋` with the steps actually taken.
 struct Sided {
     plus: f64,
@@ -67,10 +64,6 @@ fn sided(net: &Network, base: &Base, (t, index): (usize, usize), h: f64) -> Side
 /// How many times a step that reaches a kink is shrunk to stop short of it.
 const SHRINKS: usize = 4;
 
-/// How far from Richardson's 4 the ratio of successive differences may be for the steps to
-/// count as small (their error dominated by its `h²` term).
-const ASYMPTOTIC: (f64, f64) = (2.0, 8.0);
-
 /// The probe of coordinate `index` of tensor `t` with step `h`, shrunk where a step would
 /// reach a kink (a ReLU input or a pool's winner changing side) to stop short of it; a
 /// step that moves a unit off a kink it sits on gives the one-sided derivatives, judged as
@@ -112,17 +105,11 @@ pub(super) fn probe(net: &Network, base: &Base, at: (usize, usize), h: f64) -> P
             grad_scale: 0.0,
         };
     }
-    let (d1, d2, d4) = (one.estimate(), two.estimate(), four.estimate());
-    let (n1, n2, n4) = (one.noise(), two.noise(), four.noise());
-    let (r1, r2) = ((d2 - d1).abs(), (d4 - d2).abs());
-    let within_noise = r1 <= n1 + n2 && r2 <= n2 + n4;
-    let ratio = r2 / r1;
-    let mut truncation = if within_noise || (ASYMPTOTIC.0..=ASYMPTOTIC.1).contains(&ratio) {
-        SAFETY * ((r1 + n1 + n2) / 3.0).max((r2 + n2 + n4) / 12.0)
-    } else {
-        // The steps are not small for this cost: no extrapolation holds, only the spread.
-        r1 + r2 + n1 + n2 + n4
-    };
+    let (d1, n1) = (one.estimate(), one.noise());
+    let mut truncation = crate::ops::richardson_truncation(
+        [d1, two.estimate(), four.estimate()],
+        [n1, two.noise(), four.noise()],
+    );
     let curvature = ((one.plus - cost) / one.sp - (cost - one.minus) / one.sm).abs()
         + (2.0 * one.err + 2.0 * base.pass.err) / one.sp.min(one.sm);
     // Unequal steps (θ ± h rounded) leave a second-order term.

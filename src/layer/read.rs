@@ -112,6 +112,18 @@ pub fn layer_input(
         used.push(spec.name.to_string());
     }
     let dout = match arrays.get("dout") {
+        None if !op.outputs().is_empty() => Some(joined_upstream(op.as_ref(), &arrays, &mut used)?),
+        Some(_) if !op.outputs().is_empty() => {
+            return Err(Error::Option(format!(
+                "{name} has outputs {}: give their upstream gradients {} rather than one dout",
+                op.outputs().join(", "),
+                op.outputs()
+                    .iter()
+                    .map(|o| format!("d{o}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
         Some((d, _)) if op.takes_dout() => {
             used.push("dout".into());
             Some(d.as_standard_layout().into_owned())
@@ -168,4 +180,45 @@ pub fn layer_input(
         source: source.to_string(),
         unused,
     })
+}
+
+/// The upstream gradients of an op with several outputs (`dnext_h`, `dnext_c`), each
+/// required and shaped alike, joined along the last axis as the op's output is.
+fn joined_upstream(
+    op: &dyn crate::ops::LayerOp,
+    arrays: &crate::io::NamedArrays,
+    used: &mut Vec<String>,
+) -> Result<ndarray::ArrayD<f64>> {
+    let mut parts = Vec::new();
+    for output in op.outputs() {
+        let key = format!("d{output}");
+        let (d, _) = arrays.get(&key).ok_or_else(|| {
+            Error::Missing(format!(
+                "{key}: {} has outputs {}, and each upstream gradient is needed (np.zeros_like for one that is zero)",
+                op.describe(),
+                op.outputs().join(", ")
+            ))
+        })?;
+        used.push(key);
+        parts.push(d.as_standard_layout().into_owned());
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let axis = ndarray::Axis(parts[0].ndim().saturating_sub(1));
+    ndarray::concatenate(axis, &views)
+        .map(|joined| joined.as_standard_layout().into_owned())
+        .map_err(|_| {
+            Error::Shape(format!(
+                "the upstream gradients {} have shapes {}: each is shaped like its output",
+                op.outputs()
+                    .iter()
+                    .map(|o| format!("d{o}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                parts
+                    .iter()
+                    .map(|p| format!("{:?}", p.shape()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
 }

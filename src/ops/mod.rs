@@ -14,6 +14,7 @@ pub mod batchnorm;
 pub mod conv;
 pub mod dropout;
 pub mod layernorm;
+pub mod lstm_step;
 pub mod max_pool;
 mod norm;
 pub mod pool;
@@ -100,6 +101,12 @@ pub trait LayerOp: Send + Sync {
     fn describe(&self) -> String;
     /// Its inputs, in the course's argument order.
     fn inputs(&self) -> &'static [Input];
+    /// The names of its outputs where it has several (`next_h`, `next_c`): its output is
+    /// then theirs joined along the last axis, and its upstream gradient is `d` + each
+    /// name's, joined alike. Empty for one output (`dout`).
+    fn outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Whether it takes an upstream gradient `dout` (a loss's output is the scalar loss).
     fn takes_dout(&self) -> bool {
         true
@@ -143,7 +150,8 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "temporal_affine"
         | "word_embedding"
         | "temporal_softmax_loss"
-        | "rnn_step" => &[],
+        | "rnn_step"
+        | "lstm_step" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -174,8 +182,17 @@ pub fn gradient_inputs(name: &str) -> Result<Vec<&'static str>> {
         .collect())
 }
 
+/// The outputs of op `name` where it has several (`next_h`, `next_c`), empty for one.
+pub fn output_names(name: &str) -> Result<Vec<&'static str>> {
+    let placeholder = hyperparameters(name)?
+        .iter()
+        .map(|k| (k.to_string(), 1.0))
+        .collect();
+    Ok(op(name, &placeholder)?.outputs().to_vec())
+}
+
 /// Every op's name.
-pub const OPS: [&str; 19] = [
+pub const OPS: [&str; 20] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -195,6 +212,7 @@ pub const OPS: [&str; 19] = [
     "word_embedding",
     "temporal_softmax_loss",
     "rnn_step",
+    "lstm_step",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -222,6 +240,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "tanh" => Box::new(tanh::Tanh),
         "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: false }),
         "rnn_step" => Box::new(rnn_step::RnnStep),
+        "lstm_step" => Box::new(lstm_step::LstmStep),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
@@ -319,6 +338,103 @@ pub(crate) fn linear_probe(
         partial: false,
         grad_scale: (terms + extra) as f64 * grad_size,
     }
+}
+
+/// How far from Richardson's 4 the ratio of successive differences may be for the steps to
+/// count as small (their error dominated by its `h²` term).
+const ASYMPTOTIC: (f64, f64) = (2.0, 8.0);
+
+/// A bound on the truncation of the central difference at `h`, from the estimates at `h`,
+/// `2h`, `4h` and their noise bounds: Richardson's (successive differences are three times
+/// the leading error term, twelve times at `h` for the second pair), doubled, where the
+/// differences grow by about 4 per doubling or are lost in the noise; where they do not,
+/// the steps are not small for this function and only the spread of the three is left.
+pub(crate) fn richardson_truncation(d: [f64; 3], n: [f64; 3]) -> f64 {
+    let (r1, r2) = ((d[1] - d[0]).abs(), (d[2] - d[1]).abs());
+    let within_noise = r1 <= n[0] + n[1] && r2 <= n[1] + n[2];
+    if within_noise || (ASYMPTOTIC.0..=ASYMPTOTIC.1).contains(&(r2 / r1)) {
+        2.0 * ((r1 + n[0] + n[1]) / 3.0).max((r2 + n[1] + n[2]) / 12.0)
+    } else {
+        r1 + r2 + n[0] + n[1] + n[2]
+    }
+}
+
+/// The probes of input `input` by central differences of the whole op at `h`, `2h`, `4h`
+/// (for ops whose structure gives no probe of its own: gated cells), the round-off from
+/// its bounded forward weighted by `|dout|`, the truncation Richardson's
+/// ([`richardson_truncation`]). A correct backward's rounding is taken as a sum over the
+/// op's widest reduction times the gradient's scale: an estimate, not a bound.
+pub(crate) fn richardson_probes(
+    op: &dyn LayerOp,
+    arrays: &Arrays,
+    dout: &ArrayD<f64>,
+    input: usize,
+    h: f64,
+) -> Vec<Probe> {
+    use rayon::prelude::*;
+    let name = op.inputs()[input].name;
+    let up = dout.as_slice().expect("standard layout");
+    let exact = vec![0.0; array(arrays, "x").len()];
+    let value = |a: &Arrays| {
+        let b = op
+            .forward_bounded(a, &exact)
+            .expect("an op probed whole bounds its forward");
+        let (mut sum, mut size, mut err) = (0.0, 0.0, 0.0);
+        for ((o, e), g) in b.out.iter().zip(b.err.iter()).zip(up) {
+            sum += o * g;
+            size += (o * g).abs();
+            err += e * g.abs();
+        }
+        (sum, 2.0 * err + gamma(up.len() + 1) * size)
+    };
+    let theta = array(arrays, name);
+    let widest = arrays
+        .values()
+        .flat_map(|a| a.shape().iter().copied())
+        .max()
+        .unwrap_or(1);
+    let mut probes: Vec<Probe> = (0..theta.len())
+        .into_par_iter()
+        .map(|i| {
+            let mut moved = arrays.clone();
+            let at = theta.as_slice().expect("standard layout")[i];
+            let mut eval = |v: f64| {
+                moved
+                    .get_mut(name)
+                    .expect("present")
+                    .as_slice_mut()
+                    .expect("standard")[i] = v;
+                value(&moved)
+            };
+            let mut d = [0.0; 3];
+            let mut n = [0.0; 3];
+            let mut unequal = 0.0;
+            for (k, scale) in [1.0, 2.0, 4.0].into_iter().enumerate() {
+                let (plus, minus, sp, sm) = steps(at, scale * h);
+                let ((lp, ep), (lm, em)) = (eval(plus), eval(minus));
+                d[k] = (lp - lm) / (sp + sm);
+                n[k] = (ep + em + U * (lp - lm).abs()) / (sp + sm) + 2.0 * U * d[k].abs();
+                if k == 0 {
+                    unequal = (sp - sm).abs() / (sp + sm);
+                }
+            }
+            Probe {
+                estimate: d[0],
+                noise: n[0],
+                truncation: richardson_truncation(d, n) + unequal * (d[0].abs() + n[0]),
+                kink: None,
+                partial: false,
+                grad_scale: 0.0,
+            }
+        })
+        .collect();
+    let rms = (probes.iter().map(|p| p.estimate * p.estimate).sum::<f64>()
+        / probes.len().max(1) as f64)
+        .sqrt();
+    for p in &mut probes {
+        p.grad_scale = (4 * widest + 16) as f64 * p.estimate.abs().max(rms);
+    }
+    probes
 }
 
 /// `γ_n = n·u/(1 − n·u)`: the relative bound on a sum or product of `n` roundings.
