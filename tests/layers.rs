@@ -185,6 +185,17 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
         ]),
     ));
     out.push((
+        "rnn",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[2, 3, 4], 1.0, 0.0)),
+            ("h0", random(rng, &[2, 5], 1.0, 0.0)),
+            ("Wx", random(rng, &[4, 5], 0.4, 0.0)),
+            ("Wh", random(rng, &[5, 5], 0.4, 0.0)),
+            ("b", random(rng, &[5], 0.3, 0.0)),
+        ]),
+    ));
+    out.push((
         "lstm_step",
         none(),
         arrays(vec![
@@ -441,7 +452,7 @@ fn bad_layer_input_is_a_one_line_error() {
         "{e}"
     );
     for (name, hp, want) in [
-        ("rnn", vec![], "unknown op 'rnn'"),
+        ("gru", vec![], "unknown op 'gru'"),
         ("dropout", vec![], "needs its keep probability p"),
         ("relu", vec![("p", 0.5)], "relu has no hyperparameter 'p'"),
         ("dropout", vec![("p", 1.5)], "must lie in (0, 1]"),

@@ -204,3 +204,30 @@ def lstm_step_backward(dnext_h, dnext_c, cache, bug=None):
     di, df, dg, dprev_c = dc * g, dc * prev_c, dc * i, dc * f
     da = np.hstack([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2)])
     return (da @ Wx.T, da @ Wh.T, dprev_c, x.T @ da, prev_h.T @ da, da.sum(axis=0))
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    h, prev = np.zeros((N, T, h0.shape[1])), h0
+    for t in range(T):
+        prev = np.tanh(x[:, t] @ Wx + prev @ Wh + b)
+        h[:, t] = prev
+    return h
+
+
+def rnn_backward(dh, x, h0, Wx, Wh, h, bug=None):
+    """cs231n's rnn_backward over rnn_step_backward; the bug: dWh taken from the last
+    step only instead of accumulated over time."""
+    N, T, D = x.shape
+    dx, dWx, dWh, db = np.zeros_like(x), np.zeros_like(Wx), np.zeros_like(Wh), np.zeros(Wh.shape[0])
+    dprev = np.zeros_like(h0)
+    for t in reversed(range(T)):
+        prev = h0 if t == 0 else h[:, t - 1]
+        da = (dh[:, t] + dprev) * (1 - h[:, t] ** 2)
+        dx[:, t] = da @ Wx.T
+        dWx += x[:, t].T @ da
+        step_dWh = prev.T @ da
+        dWh = step_dWh if bug == "dWh_not_accumulated" else dWh + step_dWh
+        db += da.sum(axis=0)
+        dprev = da @ Wh.T
+    return dx, dprev, dWx, dWh, db

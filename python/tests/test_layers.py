@@ -136,8 +136,8 @@ def test_what_people_pass_wrongly_is_named():
                               (x, x), x)
     with pytest.raises(gradcheck.GradcheckError, match="dout"):
         gradcheck.check_layer("relu", dict(x=x), x)
-    with pytest.raises(gradcheck.GradcheckError, match="unknown op 'rnn'"):
-        gradcheck.check_layer("rnn", dict(x=x), x, x)
+    with pytest.raises(gradcheck.GradcheckError, match="unknown op 'gru'"):
+        gradcheck.check_layer("gru", dict(x=x), x, x)
     with pytest.raises(gradcheck.GradcheckError, match="train-mode"):
         gradcheck.check_layer("batchnorm", dict(x=x, gamma=np.ones(5), beta=np.zeros(5)),
                               (x, np.ones(5), np.ones(5)), x, bn_param={"mode": "test"})
@@ -386,3 +386,18 @@ def test_lstm_step_with_its_two_upstream_gradients_and_the_i_f_swap():
     assert report.verdict == "fail" and "dprev_c" in failing(report), str(report)
     with pytest.raises(gradcheck.GradcheckError, match="dnext_c"):
         gradcheck.check_layer("lstm_step", inputs, grads, {"dnext_h": dnext_h})
+
+
+def test_rnn_over_time_and_dWh_not_accumulated():
+    from cs231n_layers import rnn_backward, rnn_forward
+    N, T, D, H = 2, 3, 4, 5
+    x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
+    Wx, Wh, b = (0.5 * rng.standard_normal(s) for s in ((D, H), (H, H), (H,)))
+    dh = rng.standard_normal((N, T, H))
+    inputs = dict(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
+    h = rnn_forward(**inputs)
+    report = gradcheck.check_layer("rnn", inputs, rnn_backward(dh, x, h0, Wx, Wh, h), dh)
+    assert report.passed, str(report)
+    bad = rnn_backward(dh, x, h0, Wx, Wh, h, "dWh_not_accumulated")
+    report = gradcheck.check_layer("rnn", inputs, bad, dh)
+    assert failing(report) == {"dWh"}, str(report)

@@ -19,6 +19,7 @@ pub mod max_pool;
 mod norm;
 pub mod pool;
 pub mod relu;
+pub mod rnn;
 pub mod rnn_step;
 pub mod sigmoid;
 pub mod softmax_loss;
@@ -151,6 +152,7 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "word_embedding"
         | "temporal_softmax_loss"
         | "rnn_step"
+        | "rnn"
         | "lstm_step" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
@@ -192,7 +194,7 @@ pub fn output_names(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 20] = [
+pub const OPS: [&str; 21] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -212,6 +214,7 @@ pub const OPS: [&str; 20] = [
     "word_embedding",
     "temporal_softmax_loss",
     "rnn_step",
+    "rnn",
     "lstm_step",
 ];
 
@@ -241,6 +244,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: false }),
         "rnn_step" => Box::new(rnn_step::RnnStep),
         "lstm_step" => Box::new(lstm_step::LstmStep),
+        "rnn" => Box::new(rnn::Rnn),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
