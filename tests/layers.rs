@@ -592,3 +592,61 @@ fn max_pool_ties_admit_each_routing_and_never_fail_an_even_split() {
         assert_eq!(report.verdict, want, "{name}: {}", report.render(false));
     }
 }
+
+#[test]
+fn deeplearning_ais_channels_last_conv_reads_a_prev_and_dz() {
+    use gradcheck::layer::{layer_input, LayerSettings};
+    use gradcheck::ops::LayerOp;
+    use gradcheck::options::Precision;
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let (a, w, b) = (
+        random(&mut rng, &[2, 5, 5, 3], 1.0, 0.0),
+        random(&mut rng, &[3, 3, 3, 4], 0.5, 0.0),
+        random(&mut rng, &[1, 1, 1, 4], 0.5, 0.0),
+    );
+    let hp: BTreeMap<String, f64> = [("stride".to_string(), 2.0), ("pad".to_string(), 1.0)].into();
+    let op = gradcheck::ops::channels_last::ChannelsLast::new("conv", &hp).unwrap();
+    let arrays: Arrays = [("A_prev", &a), ("W", &w), ("b", &b)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    // Channels last is cs231n's conv seen through transposes.
+    let first = |x: &ArrayD<f64>, axes: &[usize]| {
+        x.clone()
+            .permuted_axes(IxDyn(axes))
+            .as_standard_layout()
+            .into_owned()
+    };
+    let inner: Arrays = [
+        ("x".to_string(), first(&a, &[0, 3, 1, 2])),
+        ("w".to_string(), first(&w, &[3, 2, 0, 1])),
+        (
+            "b".to_string(),
+            b.clone().into_shape_with_order(IxDyn(&[4])).unwrap(),
+        ),
+    ]
+    .into();
+    let want = first(
+        &ops::op("conv", &hp).unwrap().forward(&inner),
+        &[0, 2, 3, 1],
+    );
+    assert_eq!(op.forward(&arrays), want);
+    let dz = random(&mut rng, want.shape(), 1.0, 0.0);
+    let grads = op.backward(&arrays, &dz);
+    let mut named: gradcheck::io::NamedArrays = arrays
+        .iter()
+        .map(|(k, v)| (k.clone(), (v.clone(), Precision::F64)))
+        .collect();
+    named.insert("dZ".into(), (dz, Precision::F64));
+    for (name, g) in ["dA_prev", "dW", "db"].iter().zip(grads) {
+        named.insert(name.to_string(), (g, Precision::F64));
+    }
+    let settings = LayerSettings::parse_line("op=conv stride=2 pad=1").unwrap();
+    let input = layer_input(named.clone(), &settings, "t").unwrap();
+    let report = check_layer("t", &input, &LayerOptions::default()).unwrap();
+    assert_eq!(report.verdict, Verdict::Pass);
+    named.get_mut("dW").unwrap().0[[0, 1, 2, 3]] += 1e-3;
+    let input = layer_input(named, &settings, "t").unwrap();
+    let report = check_layer("t", &input, &LayerOptions::default()).unwrap();
+    assert_eq!(report.failing_tensors(), vec!["dW"]);
+}

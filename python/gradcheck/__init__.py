@@ -387,6 +387,9 @@ def check_layer(op, inputs, grads, dout=None, *, step=None, threshold=None, top=
         raise GradcheckError(f"inputs is a {type(inputs).__name__}: pass a dict "
                              "{'x': …, 'w': …} under the op's argument names")
     differentiable = _layer_gradients(op)
+    if "A_prev" in inputs and "x" not in inputs and op in ("conv", "max_pool", "avg_pool"):
+        # deeplearning.ai's convention, channels last: its own argument names
+        differentiable = ["A_prev", "W", "b"] if op == "conv" else ["A_prev"]
     if isinstance(grads, tuple) and len(grads) == len(differentiable) + 1 \
             and np.ndim(grads[0]) == 0:
         grads = grads[1:]                  # a loss's (loss, dx), as cs231n's return it

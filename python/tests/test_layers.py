@@ -401,3 +401,26 @@ def test_rnn_over_time_and_dWh_not_accumulated():
     bad = rnn_backward(dh, x, h0, Wx, Wh, h, "dWh_not_accumulated")
     report = gradcheck.check_layer("rnn", inputs, bad, dh)
     assert failing(report) == {"dWh"}, str(report)
+
+
+def test_deeplearning_ai_conv_and_pool_channels_last_and_the_stride_bug():
+    from dlai_layers import conv_backward, pool_backward
+    A_prev = rng.standard_normal((2, 5, 7, 4))
+    W, b = rng.standard_normal((3, 3, 4, 8)), rng.standard_normal((1, 1, 1, 8))
+    hp = {"stride": 2, "pad": 1}
+    dZ = rng.standard_normal((2, 3, 4, 8))
+    grads = conv_backward(dZ, A_prev, W, b, hp)
+    report = gradcheck.check_layer("conv", dict(A_prev=A_prev, W=W, b=b), grads, dZ, **hp)
+    assert report.passed, str(report)
+    assert {t.name for t in report.tensors} == {"dA_prev", "dW", "db"}
+    A = rng.standard_normal((2, 6, 6, 3))
+    dA = rng.standard_normal((2, 3, 3, 3))
+    for mode, op in (("max", "max_pool"), ("average", "avg_pool")):
+        hp = {"f": 2, "stride": 2}
+        good = pool_backward(dA, A, hp, mode)
+        report = gradcheck.check_layer(op, dict(A_prev=A), good, dA, **hp)
+        assert report.passed, (mode, str(report))
+        # The notebook tests pool_backward at stride 1, where this bug is invisible.
+        bad = pool_backward(dA, A, hp, mode, "no_stride")
+        report = gradcheck.check_layer(op, dict(A_prev=A), bad, dA, **hp)
+        assert failing(report) == {"dA_prev"}, (mode, str(report))

@@ -84,7 +84,18 @@ pub fn layer_input(
             ops::OPS.join(", ")
         ))
     })?;
-    let op = ops::op(name, &settings.hparams)?;
+    // deeplearning.ai's conv and pools take A_prev, channels last: the names say which.
+    let channels_last = ["conv", "max_pool", "avg_pool"].contains(&name)
+        && arrays.contains_key("A_prev")
+        && !arrays.contains_key("x");
+    let op: Box<dyn ops::LayerOp> = if channels_last {
+        Box::new(ops::channels_last::ChannelsLast::new(
+            name,
+            &settings.hparams,
+        )?)
+    } else {
+        ops::op(name, &settings.hparams)?
+    };
     let mut inputs = ops::Arrays::new();
     let mut float32 = Vec::new();
     let mut used = Vec::new();
@@ -111,7 +122,14 @@ pub fn layer_input(
         );
         used.push(spec.name.to_string());
     }
-    let dout = match arrays.get("dout") {
+    // deeplearning.ai names the upstream gradient after what it is: dZ for a conv's
+    // output, dA for a pool's.
+    let alias = ["dZ", "dA"].into_iter().find(|k| arrays.contains_key(*k));
+    let upstream = match (arrays.contains_key("dout"), alias) {
+        (false, Some(k)) if channels_last => k,
+        _ => "dout",
+    };
+    let dout = match arrays.get(upstream) {
         None if !op.outputs().is_empty() => Some(joined_upstream(op.as_ref(), &arrays, &mut used)?),
         Some(_) if !op.outputs().is_empty() => {
             return Err(Error::Option(format!(
@@ -125,7 +143,7 @@ pub fn layer_input(
             )))
         }
         Some((d, _)) if op.takes_dout() => {
-            used.push("dout".into());
+            used.push(upstream.into());
             Some(d.as_standard_layout().into_owned())
         }
         Some(_) => {

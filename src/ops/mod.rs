@@ -11,6 +11,7 @@
 pub mod affine;
 pub mod avg_pool;
 pub mod batchnorm;
+pub mod channels_last;
 pub mod conv;
 pub mod dropout;
 pub mod layernorm;

@@ -1,0 +1,79 @@
+"""deeplearning.ai Course 4's convolution and pooling as its notebook has students write
+them (channels last: A_prev (m, n_H, n_W, n_C), W (f, f, n_C_prev, n_C), b (1, 1, 1, n_C),
+hparameters {"stride", "pad"} or {"f", "stride"}), with the bug its own tests cannot see:
+pool_backward without the stride (the notebook checks it at stride 1)."""
+
+import numpy as np
+
+
+def conv_forward(A_prev, W, b, hparameters):
+    m, n_H_prev, n_W_prev, _ = A_prev.shape
+    f, _, _, n_C = W.shape
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    n_H = (n_H_prev - f + 2 * pad) // stride + 1
+    n_W = (n_W_prev - f + 2 * pad) // stride + 1
+    Z = np.zeros((m, n_H, n_W, n_C))
+    A_prev_pad = np.pad(A_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    for i in range(m):
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vs, hs = h * stride, w * stride
+                    a_slice = A_prev_pad[i, vs:vs + f, hs:hs + f, :]
+                    Z[i, h, w, c] = np.sum(a_slice * W[:, :, :, c]) + float(b[0, 0, 0, c])
+    return Z
+
+
+def conv_backward(dZ, A_prev, W, b, hparameters):
+    f = W.shape[0]
+    stride, pad = hparameters["stride"], hparameters["pad"]
+    m, n_H, n_W, n_C = dZ.shape
+    dA_prev, dW, db = np.zeros(A_prev.shape), np.zeros(W.shape), np.zeros(b.shape)
+    A_prev_pad = np.pad(A_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    dA_prev_pad = np.pad(dA_prev, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    for i in range(m):
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vs, hs = h * stride, w * stride
+                    a_slice = A_prev_pad[i, vs:vs + f, hs:hs + f, :]
+                    dA_prev_pad[i, vs:vs + f, hs:hs + f, :] += W[:, :, :, c] * dZ[i, h, w, c]
+                    dW[:, :, :, c] += a_slice * dZ[i, h, w, c]
+                    db[:, :, :, c] += dZ[i, h, w, c]
+    dA_prev = dA_prev_pad[:, pad:dA_prev_pad.shape[1] - pad, pad:dA_prev_pad.shape[2] - pad, :]
+    return dA_prev, dW, db
+
+
+def pool_forward(A_prev, hparameters, mode="max"):
+    m, n_H_prev, n_W_prev, n_C = A_prev.shape
+    f, stride = hparameters["f"], hparameters["stride"]
+    n_H, n_W = 1 + (n_H_prev - f) // stride, 1 + (n_W_prev - f) // stride
+    A = np.zeros((m, n_H, n_W, n_C))
+    for i in range(m):
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vs, hs = h * stride, w * stride
+                    a_slice = A_prev[i, vs:vs + f, hs:hs + f, c]
+                    A[i, h, w, c] = np.max(a_slice) if mode == "max" else np.mean(a_slice)
+    return A
+
+
+def pool_backward(dA, A_prev, hparameters, mode="max", bug=None):
+    f, stride = hparameters["f"], hparameters["stride"]
+    if bug == "no_stride":
+        stride = 1
+    m, n_H, n_W, n_C = dA.shape
+    dA_prev = np.zeros(A_prev.shape)
+    for i in range(m):
+        for h in range(n_H):
+            for w in range(n_W):
+                for c in range(n_C):
+                    vs, hs = h * stride, w * stride
+                    if mode == "max":
+                        a_slice = A_prev[i, vs:vs + f, hs:hs + f, c]
+                        mask = a_slice == np.max(a_slice)
+                        dA_prev[i, vs:vs + f, hs:hs + f, c] += mask * dA[i, h, w, c]
+                    else:
+                        dA_prev[i, vs:vs + f, hs:hs + f, c] += dA[i, h, w, c] / (f * f)
+    return dA_prev
