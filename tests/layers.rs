@@ -196,6 +196,17 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
         ]),
     ));
     out.push((
+        "lstm",
+        none(),
+        arrays(vec![
+            ("x", random(rng, &[2, 3, 4], 1.0, 0.0)),
+            ("h0", random(rng, &[2, 3], 1.0, 0.0)),
+            ("Wx", random(rng, &[4, 12], 0.5, 0.0)),
+            ("Wh", random(rng, &[3, 12], 0.5, 0.0)),
+            ("b", random(rng, &[12], 0.3, 0.0)),
+        ]),
+    ));
+    out.push((
         "lstm_step",
         none(),
         arrays(vec![

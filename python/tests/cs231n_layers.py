@@ -231,3 +231,26 @@ def rnn_backward(dh, x, h0, Wx, Wh, h, bug=None):
         db += da.sum(axis=0)
         dprev = da @ Wh.T
     return dx, dprev, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    N, T, _ = x.shape
+    h, caches = np.zeros((N, T, h0.shape[1])), []
+    prev_h, prev_c = h0, np.zeros_like(h0)
+    for t in range(T):
+        prev_h, prev_c, cache = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        caches.append(cache)
+    return h, caches
+
+
+def lstm_backward(dh, caches, bug=None):
+    N, T, H = dh.shape
+    D = caches[0][0].shape[1]
+    dx, dWx, dWh, db = np.zeros((N, T, D)), 0, 0, 0
+    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        dx[:, t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
+            dh[:, t] + dprev_h, dprev_c, caches[t], bug)
+        dWx, dWh, db = dWx + dWx_t, dWh + dWh_t, db + db_t
+    return dx, dprev_h, dWx, dWh, db

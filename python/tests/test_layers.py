@@ -424,3 +424,17 @@ def test_deeplearning_ai_conv_and_pool_channels_last_and_the_stride_bug():
         bad = pool_backward(dA, A, hp, mode, "no_stride")
         report = gradcheck.check_layer(op, dict(A_prev=A), bad, dA, **hp)
         assert failing(report) == {"dA_prev"}, (mode, str(report))
+
+
+def test_lstm_over_time_and_the_i_f_swap():
+    from cs231n_layers import lstm_backward, lstm_forward
+    N, T, D, H = 2, 3, 4, 3
+    x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
+    Wx, Wh, b = (0.5 * rng.standard_normal(s) for s in ((D, 4 * H), (H, 4 * H), (4 * H,)))
+    dh = rng.standard_normal((N, T, H))
+    inputs = dict(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
+    _, caches = lstm_forward(**inputs)
+    report = gradcheck.check_layer("lstm", inputs, lstm_backward(dh, caches), dh)
+    assert report.passed, str(report)
+    report = gradcheck.check_layer("lstm", inputs, lstm_backward(dh, caches, "i_f_swapped"), dh)
+    assert report.verdict == "fail", str(report)

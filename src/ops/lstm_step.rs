@@ -34,10 +34,144 @@ fn tanh_slope(a: f64, e: f64) -> f64 {
 }
 
 /// The cell's values for one row and hidden unit.
-struct Unit {
-    gates: [f64; 4],
-    next_c: f64,
-    next_h: f64,
+pub(super) struct Unit {
+    pub gates: [f64; 4],
+    pub next_c: f64,
+    pub next_h: f64,
+}
+
+/// The cell's weights: Wx (D, 4H), Wh (H, 4H), b (4H,).
+#[derive(Clone, Copy)]
+pub(super) struct Weights<'a> {
+    pub wx: &'a [f64],
+    pub wh: &'a [f64],
+    pub b: &'a [f64],
+    pub d: usize,
+    pub h: usize,
+}
+
+/// One step of the cell over every row: `(x, its bound)` (N·D), `(prev_h, bound)`,
+/// `(prev_c, bound)` (N·H); every unit, and bounds on `next_h` and `next_c`.
+pub(super) fn cell_step(
+    w: Weights<'_>,
+    (x, x_err): (&[f64], &[f64]),
+    (h0, h0_err): (&[f64], &[f64]),
+    (c0, c0_err): (&[f64], &[f64]),
+) -> (Vec<Unit>, Vec<f64>, Vec<f64>) {
+    let (d, h) = (w.d, w.h);
+    let n = h0.len() / h;
+    let (mut units, mut err_h, mut err_c) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..n {
+        for j in 0..h {
+            let (mut gates, mut gate_err) = ([0.0; 4], [0.0; 4]);
+            for q in 0..4 {
+                let col = q * h + j;
+                let (mut acc, mut size, mut moved) = (0.0, 0.0, 0.0);
+                for k in 0..d {
+                    let t = x[r * d + k] * w.wx[k * 4 * h + col];
+                    acc += t;
+                    size += t.abs();
+                    moved += w.wx[k * 4 * h + col].abs() * x_err[r * d + k];
+                }
+                for k in 0..h {
+                    let t = h0[r * h + k] * w.wh[k * 4 * h + col];
+                    acc += t;
+                    size += t.abs();
+                    moved += w.wh[k * 4 * h + col].abs() * h0_err[r * h + k];
+                }
+                let a = acc + w.b[col];
+                let e = moved + gamma(d + h + 2) * (size + w.b[col].abs());
+                (gates[q], gate_err[q]) = if q == 3 {
+                    let g = a.tanh();
+                    (g, tanh_slope(a, e) * e + 4.0 * U * g.abs())
+                } else {
+                    let s = sigmoid(a);
+                    (s, sigmoid_slope(a, e) * e + 4.0 * U * s)
+                };
+            }
+            let [i, f, o, g] = gates;
+            let [ei, ef, eo, eg] = gate_err;
+            let prev = c0[r * h + j];
+            let next_c = f * prev + i * g;
+            let ec = prev.abs() * ef
+                + (f.abs() + ef) * c0_err[r * h + j]
+                + g.abs() * ei
+                + i.abs() * eg
+                + ef * eg.max(ei)
+                + 3.0 * U * ((f * prev).abs() + (i * g).abs());
+            let tc = next_c.tanh();
+            let next_h = o * tc;
+            let eh = tc.abs() * eo
+                + (o.abs() + eo) * (tanh_slope(next_c, ec) * ec + 4.0 * U * tc.abs())
+                + U * next_h.abs();
+            units.push(Unit {
+                gates,
+                next_c,
+                next_h,
+            });
+            err_h.push(eh);
+            err_c.push(ec);
+        }
+    }
+    (units, err_h, err_c)
+}
+
+/// One step's backward over every row: from the step's units, its inputs and the
+/// gradients reaching `next_h`, `next_c` (N·H each), the gate pre-activations' gradient
+/// `da` (N·4H) and `dprev_c`.
+pub(super) fn cell_backward(
+    units: &[Unit],
+    prev_c: &[f64],
+    (dnext_h, dnext_c): (&[f64], &[f64]),
+    h: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = units.len() / h;
+    let mut da = vec![0.0; n * 4 * h];
+    let mut dprev_c = vec![0.0; n * h];
+    for r in 0..n {
+        for j in 0..h {
+            let u = &units[r * h + j];
+            let [i, f, o, g] = u.gates;
+            let (dh, dc) = (dnext_h[r * h + j], dnext_c[r * h + j]);
+            let tc = u.next_c.tanh();
+            let dc = dc + dh * o * (1.0 - tc * tc);
+            dprev_c[r * h + j] = dc * f;
+            let row = &mut da[r * 4 * h..(r + 1) * 4 * h];
+            row[j] = dc * g * i * (1.0 - i);
+            row[h + j] = dc * prev_c[r * h + j] * f * (1.0 - f);
+            row[2 * h + j] = dh * tc * o * (1.0 - o);
+            row[3 * h + j] = dc * i * (1.0 - g * g);
+        }
+    }
+    (da, dprev_c)
+}
+
+/// `da`'s reach back through `a = x·Wx + prev_h·Wh + b`: adds to `dWx`, `dWh`, `db` and
+/// returns `(dx, dprev_h)`.
+pub(super) fn affine_backward(
+    w: Weights<'_>,
+    da: &[f64],
+    (x, prev_h): (&[f64], &[f64]),
+    (dwx, dwh, db): (&mut [f64], &mut [f64], &mut [f64]),
+) -> (Vec<f64>, Vec<f64>) {
+    let (d, h) = (w.d, w.h);
+    let n = prev_h.len() / h;
+    let (mut dx, mut dh0) = (vec![0.0; n * d], vec![0.0; n * h]);
+    for r in 0..n {
+        for col in 0..4 * h {
+            let g = da[r * 4 * h + col];
+            for k in 0..d {
+                dx[r * d + k] += g * w.wx[k * 4 * h + col];
+                dwx[k * 4 * h + col] += x[r * d + k] * g;
+            }
+            for k in 0..h {
+                dh0[r * h + k] += g * w.wh[k * 4 * h + col];
+                dwh[k * 4 * h + col] += prev_h[r * h + k] * g;
+            }
+            db[col] += g;
+        }
+    }
+    (dx, dh0)
 }
 
 impl LstmStep {
@@ -51,60 +185,19 @@ impl LstmStep {
     fn cell(arrays: &Arrays, x_err: &[f64]) -> (Vec<Unit>, Vec<f64>, Vec<f64>) {
         let (n, d, h) = Self::dims(arrays);
         let slice = |name| array(arrays, name).as_slice().expect("standard layout");
-        let (x, h0, c0) = (slice("x"), slice("prev_h"), slice("prev_c"));
-        let (wx, wh, b) = (slice("Wx"), slice("Wh"), slice("b"));
-        let (mut units, mut err_h, mut err_c) = (Vec::new(), Vec::new(), Vec::new());
-        for r in 0..n {
-            for j in 0..h {
-                let (mut gates, mut gate_err) = ([0.0; 4], [0.0; 4]);
-                for q in 0..4 {
-                    let col = q * h + j;
-                    let (mut acc, mut size, mut moved) = (0.0, 0.0, 0.0);
-                    for k in 0..d {
-                        let t = x[r * d + k] * wx[k * 4 * h + col];
-                        acc += t;
-                        size += t.abs();
-                        moved += wx[k * 4 * h + col].abs() * x_err[r * d + k];
-                    }
-                    for k in 0..h {
-                        let t = h0[r * h + k] * wh[k * 4 * h + col];
-                        acc += t;
-                        size += t.abs();
-                    }
-                    let a = acc + b[col];
-                    let e = moved + gamma(d + h + 2) * (size + b[col].abs());
-                    (gates[q], gate_err[q]) = if q == 3 {
-                        let g = a.tanh();
-                        (g, tanh_slope(a, e) * e + 4.0 * U * g.abs())
-                    } else {
-                        let s = sigmoid(a);
-                        (s, sigmoid_slope(a, e) * e + 4.0 * U * s)
-                    };
-                }
-                let [i, f, o, g] = gates;
-                let [ei, ef, eo, eg] = gate_err;
-                let prev = c0[r * h + j];
-                let next_c = f * prev + i * g;
-                let ec = prev.abs() * ef
-                    + g.abs() * ei
-                    + i.abs() * eg
-                    + ef * eg.max(ei)
-                    + 3.0 * U * ((f * prev).abs() + (i * g).abs());
-                let tc = next_c.tanh();
-                let next_h = o * tc;
-                let eh = tc.abs() * eo
-                    + (o.abs() + eo) * (tanh_slope(next_c, ec) * ec + 4.0 * U * tc.abs())
-                    + U * next_h.abs();
-                units.push(Unit {
-                    gates,
-                    next_c,
-                    next_h,
-                });
-                err_h.push(eh);
-                err_c.push(ec);
-            }
-        }
-        (units, err_h, err_c)
+        let zeros = vec![0.0; n * h];
+        cell_step(
+            Weights {
+                wx: slice("Wx"),
+                wh: slice("Wh"),
+                b: slice("b"),
+                d,
+                h,
+            },
+            (slice("x"), x_err),
+            (slice("prev_h"), &zeros),
+            (slice("prev_c"), &zeros),
+        )
     }
 
     /// `[next_h | next_c]` rows, from per-unit values.
@@ -173,43 +266,28 @@ impl LayerOp for LstmStep {
         let (n, d, h) = Self::dims(arrays);
         let (units, _, _) = Self::cell(arrays, &vec![0.0; n * d]);
         let slice = |name| array(arrays, name).as_slice().expect("standard layout");
-        let (x, h0, c0) = (slice("x"), slice("prev_h"), slice("prev_c"));
-        let (wx, wh) = (slice("Wx"), slice("Wh"));
         let up = dout.as_slice().expect("standard layout");
-        let mut da = vec![0.0; n * 4 * h];
-        let mut dprev_c = vec![0.0; n * h];
+        let (mut dnext_h, mut dnext_c) = (Vec::new(), Vec::new());
         for r in 0..n {
-            for j in 0..h {
-                let u = &units[r * h + j];
-                let [i, f, o, g] = u.gates;
-                let (dh, dc) = (up[r * 2 * h + j], up[r * 2 * h + h + j]);
-                let tc = u.next_c.tanh();
-                let dc = dc + dh * o * (1.0 - tc * tc);
-                dprev_c[r * h + j] = dc * f;
-                let row = &mut da[r * 4 * h..(r + 1) * 4 * h];
-                row[j] = dc * g * i * (1.0 - i);
-                row[h + j] = dc * c0[r * h + j] * f * (1.0 - f);
-                row[2 * h + j] = dh * tc * o * (1.0 - o);
-                row[3 * h + j] = dc * i * (1.0 - g * g);
-            }
+            dnext_h.extend_from_slice(&up[r * 2 * h..r * 2 * h + h]);
+            dnext_c.extend_from_slice(&up[r * 2 * h + h..(r + 1) * 2 * h]);
         }
-        let (mut dx, mut dh0) = (vec![0.0; n * d], vec![0.0; n * h]);
+        let (da, dprev_c) = cell_backward(&units, slice("prev_c"), (&dnext_h, &dnext_c), h);
+        let weights = Weights {
+            wx: slice("Wx"),
+            wh: slice("Wh"),
+            b: slice("b"),
+            d,
+            h,
+        };
         let (mut dwx, mut dwh, mut db) =
             (vec![0.0; d * 4 * h], vec![0.0; h * 4 * h], vec![0.0; 4 * h]);
-        for r in 0..n {
-            for col in 0..4 * h {
-                let g = da[r * 4 * h + col];
-                for k in 0..d {
-                    dx[r * d + k] += g * wx[k * 4 * h + col];
-                    dwx[k * 4 * h + col] += x[r * d + k] * g;
-                }
-                for k in 0..h {
-                    dh0[r * h + k] += g * wh[k * 4 * h + col];
-                    dwh[k * 4 * h + col] += h0[r * h + k] * g;
-                }
-                db[col] += g;
-            }
-        }
+        let (dx, dh0) = affine_backward(
+            weights,
+            &da,
+            (slice("x"), slice("prev_h")),
+            (&mut dwx, &mut dwh, &mut db),
+        );
         let shaped = |v: Vec<f64>, s: &[usize]| ArrayD::from_shape_vec(IxDyn(s), v).expect("shape");
         vec![
             shaped(dx, &[n, d]),

@@ -15,6 +15,7 @@ pub mod channels_last;
 pub mod conv;
 pub mod dropout;
 pub mod layernorm;
+pub mod lstm;
 pub mod lstm_step;
 pub mod max_pool;
 mod norm;
@@ -154,7 +155,8 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "temporal_softmax_loss"
         | "rnn_step"
         | "rnn"
-        | "lstm_step" => &[],
+        | "lstm_step"
+        | "lstm" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -195,7 +197,7 @@ pub fn output_names(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 21] = [
+pub const OPS: [&str; 22] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -217,6 +219,7 @@ pub const OPS: [&str; 21] = [
     "rnn_step",
     "rnn",
     "lstm_step",
+    "lstm",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -246,6 +249,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "rnn_step" => Box::new(rnn_step::RnnStep),
         "lstm_step" => Box::new(lstm_step::LstmStep),
         "rnn" => Box::new(rnn::Rnn),
+        "lstm" => Box::new(lstm::Lstm),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {

@@ -79,6 +79,29 @@ impl Rnn {
     }
 }
 
+/// The shapes of a recurrence over x (N, T, D) from h0 (N, H) with `gates` blocks of H
+/// pre-activations (1 for the RNN, 4 for the LSTM): Wx (D, gates·H), Wh (H, gates·H), b
+/// (gates·H,); out h (N, T, H).
+pub(super) fn sequence_shape(op: &str, arrays: &Arrays, gates: usize) -> Result<Vec<usize>> {
+    let s = |name| shape_of(arrays, op, name);
+    let (x, h0, wx, wh, b) = (s("x")?, s("h0")?, s("Wx")?, s("Wh")?, s("b")?);
+    let h = h0.get(1).copied().unwrap_or(0);
+    let g = gates * h;
+    let ok =
+        x.len() == 3 && h > 0 && h0 == [x[0], h] && wx == [x[2], g] && wh == [h, g] && b == [g];
+    if !ok {
+        let k = if gates == 1 {
+            String::new()
+        } else {
+            gates.to_string()
+        };
+        return Err(mismatch(format!(
+            "x {x:?}, h0 {h0:?}, Wx {wx:?}, Wh {wh:?}, b {b:?}: {op} takes x (N, T, D), h0 (N, H), Wx (D, {k}H), Wh (H, {k}H), b ({k}H,)"
+        )));
+    }
+    Ok(vec![x[0], x[1], h])
+}
+
 impl LayerOp for Rnn {
     fn describe(&self) -> String {
         "rnn".into()
@@ -89,17 +112,7 @@ impl LayerOp for Rnn {
     }
 
     fn output_shape(&self, arrays: &Arrays) -> Result<Vec<usize>> {
-        let s = |name| shape_of(arrays, "rnn", name);
-        let (x, h0, wx, wh, b) = (s("x")?, s("h0")?, s("Wx")?, s("Wh")?, s("b")?);
-        let h = h0.get(1).copied().unwrap_or(0);
-        let ok =
-            x.len() == 3 && h > 0 && h0 == [x[0], h] && wx == [x[2], h] && wh == [h, h] && b == [h];
-        if !ok {
-            return Err(mismatch(format!(
-                "x {x:?}, h0 {h0:?}, Wx {wx:?}, Wh {wh:?}, b {b:?}: rnn takes x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,)"
-            )));
-        }
-        Ok(vec![x[0], x[1], h])
+        sequence_shape("rnn", arrays, 1)
     }
 
     fn forward(&self, arrays: &Arrays) -> ArrayD<f64> {
