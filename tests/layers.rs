@@ -196,6 +196,17 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
         ]),
     ));
     out.push((
+        "rnn_cell",
+        none(),
+        arrays(vec![
+            ("xt", random(rng, &[3, 4], 1.0, 0.0)),
+            ("a_prev", random(rng, &[5, 4], 1.0, 0.0)),
+            ("Wax", random(rng, &[5, 3], 0.4, 0.0)),
+            ("Waa", random(rng, &[5, 5], 0.4, 0.0)),
+            ("ba", random(rng, &[5, 1], 0.3, 0.0)),
+        ]),
+    ));
+    out.push((
         "lstm",
         none(),
         arrays(vec![

@@ -77,3 +77,17 @@ def pool_backward(dA, A_prev, hparameters, mode="max", bug=None):
                     else:
                         dA_prev[i, vs:vs + f, hs:hs + f, c] += dA[i, h, w, c] / (f * f)
     return dA_prev
+
+
+def rnn_cell_forward(xt, a_prev, parameters):
+    Wax, Waa, ba = parameters["Wax"], parameters["Waa"], parameters["ba"]
+    return np.tanh(Waa @ a_prev + Wax @ xt + ba)
+
+
+def rnn_cell_backward(da_next, xt, a_prev, parameters, bug=None):
+    """The notebook's rnn_cell_backward; the bug: the tanh derivative left out."""
+    Wax, Waa = parameters["Wax"], parameters["Waa"]
+    a_next = rnn_cell_forward(xt, a_prev, parameters)
+    dtanh = da_next if bug == "no_tanh_derivative" else (1 - a_next ** 2) * da_next
+    return {"dxt": Wax.T @ dtanh, "da_prev": Waa.T @ dtanh, "dWax": dtanh @ xt.T,
+            "dWaa": dtanh @ a_prev.T, "dba": dtanh.sum(axis=1, keepdims=True)}

@@ -438,3 +438,19 @@ def test_lstm_over_time_and_the_i_f_swap():
     assert report.passed, str(report)
     report = gradcheck.check_layer("lstm", inputs, lstm_backward(dh, caches, "i_f_swapped"), dh)
     assert report.verdict == "fail", str(report)
+
+
+def test_deeplearning_ai_rnn_cell_in_columns_and_the_missing_tanh_derivative():
+    from dlai_layers import rnn_cell_backward
+    n_x, n_a, m = 3, 5, 10
+    xt, a_prev = rng.standard_normal((n_x, m)), rng.standard_normal((n_a, m))
+    parameters = {"Wax": rng.standard_normal((n_a, n_x)), "Waa": rng.standard_normal((n_a, n_a)),
+                  "ba": rng.standard_normal((n_a, 1))}
+    da_next = rng.standard_normal((n_a, m))
+    inputs = dict(xt=xt, a_prev=a_prev, **parameters)
+    report = gradcheck.check_layer("rnn_cell", inputs,
+                                   rnn_cell_backward(da_next, xt, a_prev, parameters), da_next)
+    assert report.passed, str(report)
+    bad = rnn_cell_backward(da_next, xt, a_prev, parameters, "no_tanh_derivative")
+    report = gradcheck.check_layer("rnn_cell", inputs, bad, da_next)
+    assert failing(report) == {"dxt", "da_prev", "dWax", "dWaa", "dba"}, str(report)

@@ -122,11 +122,15 @@ pub fn layer_input(
         );
         used.push(spec.name.to_string());
     }
-    // deeplearning.ai names the upstream gradient after what it is: dZ for a conv's
-    // output, dA for a pool's.
-    let alias = ["dZ", "dA"].into_iter().find(|k| arrays.contains_key(*k));
+    // deeplearning.ai names the upstream gradient after what it is (dZ for a conv's
+    // output, dA for a pool's, da_next for a cell's).
+    let alias = op
+        .upstream_aliases()
+        .iter()
+        .copied()
+        .find(|k| arrays.contains_key(*k));
     let upstream = match (arrays.contains_key("dout"), alias) {
-        (false, Some(k)) if channels_last => k,
+        (false, Some(k)) => k,
         _ => "dout",
     };
     let dout = match arrays.get(upstream) {

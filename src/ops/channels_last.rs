@@ -194,4 +194,12 @@ impl LayerOp for ChannelsLast {
     fn kink_site(&self) -> Option<[&'static str; 3]> {
         self.inner.kink_site()
     }
+
+    fn upstream_aliases(&self) -> &'static [&'static str] {
+        if self.conv {
+            &["dZ"]
+        } else {
+            &["dA"]
+        }
+    }
 }

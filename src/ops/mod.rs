@@ -22,6 +22,7 @@ mod norm;
 pub mod pool;
 pub mod relu;
 pub mod rnn;
+pub mod rnn_cell;
 pub mod rnn_step;
 pub mod sigmoid;
 pub mod softmax_loss;
@@ -110,6 +111,11 @@ pub trait LayerOp: Send + Sync {
     fn outputs(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Other names its course gives the upstream gradient (deeplearning.ai's `dZ`, `dA`,
+    /// `da_next`), read where `dout` is not given.
+    fn upstream_aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Whether it takes an upstream gradient `dout` (a loss's output is the scalar loss).
     fn takes_dout(&self) -> bool {
         true
@@ -156,7 +162,8 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "rnn_step"
         | "rnn"
         | "lstm_step"
-        | "lstm" => &[],
+        | "lstm"
+        | "rnn_cell" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -197,7 +204,7 @@ pub fn output_names(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 22] = [
+pub const OPS: [&str; 23] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -220,6 +227,7 @@ pub const OPS: [&str; 22] = [
     "rnn",
     "lstm_step",
     "lstm",
+    "rnn_cell",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -250,6 +258,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "lstm_step" => Box::new(lstm_step::LstmStep),
         "rnn" => Box::new(rnn::Rnn),
         "lstm" => Box::new(lstm::Lstm),
+        "rnn_cell" => Box::new(rnn_cell::RnnCell),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
