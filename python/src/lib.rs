@@ -27,6 +27,17 @@ pyo3::create_exception!(
     "Bad input to a check, or a failure while running it; the message is the command line's."
 );
 
+/// A report as the Python side takes it: the JSON, and the table as the command line prints
+/// it.
+fn as_returned(report: &gradcheck::report::Report) -> (String, String) {
+    let text = format!(
+        "{}{}",
+        report.header.render(),
+        report.render_findings(false)
+    );
+    (report.to_json(), text)
+}
+
 /// The library's error as a `GradcheckError` with its one-line message.
 fn error(e: gradcheck::Error) -> PyErr {
     GradcheckError::new_err(e.to_string())
@@ -193,12 +204,7 @@ fn run(
         let (_, total) = monitor.progress();
         callback.call1(py, (total, total))?;
     }
-    let text = format!(
-        "{}{}",
-        report.header.render(),
-        report.render_findings(false)
-    );
-    Ok((report.to_json(), text))
+    Ok(as_returned(&report))
 }
 
 /// The gradients on trial from the `grads` dict: every tensor's (unless `partial`), keyed
@@ -351,12 +357,7 @@ fn network(
     let report = py
         .detach(|| check_network(title, &input, &network_opts))
         .map_err(error)?;
-    let text = format!(
-        "{}{}",
-        report.header.render(),
-        report.render_findings(false)
-    );
-    Ok((report.to_json(), text))
+    Ok(as_returned(&report))
 }
 
 /// Checks one op's backward (`gradcheck layer`): `inputs` under the op's argument names,
@@ -406,12 +407,7 @@ fn check_layer(
     let report = py
         .detach(|| check_layer("gradcheck layer (python)", &input, &opts))
         .map_err(error)?;
-    let text = format!(
-        "{}{}",
-        report.header.render(),
-        report.render_findings(false)
-    );
-    Ok((report.to_json(), text))
+    Ok(as_returned(&report))
 }
 
 /// One input of a checked function: `(name, theta, grad, estimate, noise, truncation,
@@ -507,12 +503,7 @@ fn judge_function(
         start: std::time::Instant::now(),
     };
     let report = judge_probes(subject, all, &opts);
-    let text = format!(
-        "{}{}",
-        report.header.render(),
-        report.render_findings(false)
-    );
-    Ok((report.to_json(), text))
+    Ok(as_returned(&report))
 }
 
 /// The outputs of op `name` where it has several (their upstream gradients are `d` +

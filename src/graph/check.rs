@@ -98,36 +98,23 @@ pub fn check_network(
         .zip(&input.grads)
         .filter_map(|((t, tensor), g)| g.as_ref().map(|g| (t, tensor, g)))
         .map(|(t, tensor, (array, grad))| {
-            if tensor.invariant.is_some() {
+            let probes = if tensor.invariant.is_some() {
                 // The derivative is exactly 0; a correct gradient is its own rounding.
-                let probes = net
-                    .shift_rounding(&base, tensor.node)
+                net.shift_rounding(&base, tensor.node)
                     .into_iter()
                     .map(|grad_scale| Probe {
                         grad_scale,
                         ..Probe::default()
                     })
+                    .collect()
+            } else {
+                let mut probes: Vec<Probe> = (0..tensor.value.len())
+                    .into_par_iter()
+                    .map(|i| tightest(input, &base, (t, i), (opts.step, threshold)))
                     .collect();
-                return Probed {
-                    name: tensor.name.clone(),
-                    tensor: tensor.name.clone(),
-                    array: array.clone(),
-                    theta: tensor.value.clone(),
-                    grad: grad.clone(),
-                    probes,
-                    invariant: tensor.invariant.clone(),
-                };
-            }
-            let mut probes: Vec<Probe> = (0..tensor.value.len())
-                .into_par_iter()
-                .map(|i| tightest(input, &base, (t, i), (opts.step, threshold)))
-                .collect();
-            let rms = (probes.iter().map(|p| p.estimate * p.estimate).sum::<f64>()
-                / probes.len().max(1) as f64)
-                .sqrt();
-            for p in &mut probes {
-                p.grad_scale = scale * p.estimate.abs().max(rms);
-            }
+                crate::ops::scaled_grad_rounding(&mut probes, scale);
+                probes
+            };
             Probed {
                 name: tensor.name.clone(),
                 tensor: tensor.name.clone(),
@@ -135,7 +122,7 @@ pub fn check_network(
                 theta: tensor.value.clone(),
                 grad: grad.clone(),
                 probes,
-                invariant: None,
+                invariant: tensor.invariant.clone(),
             }
         })
         .collect();

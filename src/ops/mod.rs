@@ -446,13 +446,20 @@ pub(crate) fn richardson_probes(
             }
         })
         .collect();
+    scaled_grad_rounding(&mut probes, (4 * widest + 16) as f64);
+    probes
+}
+
+/// Sets each probe's estimate of a correct backward's own rounding: `count` roundings of
+/// the gradient's scale (the coordinate's estimate, or the tensor's RMS where larger: a
+/// coordinate that cancels to nearly nothing still sums terms of the tensor's size).
+pub(crate) fn scaled_grad_rounding(probes: &mut [Probe], count: f64) {
     let rms = (probes.iter().map(|p| p.estimate * p.estimate).sum::<f64>()
         / probes.len().max(1) as f64)
         .sqrt();
-    for p in &mut probes {
-        p.grad_scale = (4 * widest + 16) as f64 * p.estimate.abs().max(rms);
+    for p in probes {
+        p.grad_scale = count * p.estimate.abs().max(rms);
     }
-    probes
 }
 
 /// `γ_n = n·u/(1 − n·u)`: the relative bound on a sum or product of `n` roundings.

@@ -292,6 +292,17 @@ impl Grouped<'_> {
         (dx, dgain, dshift)
     }
 
+    /// The forward pass with its bounds (see [`Grouped::forward_bounded`]), shaped like x.
+    pub fn forward_bounded_shaped(&self, x_err: &[f64], shape: &[usize]) -> Option<super::Bounded> {
+        use ndarray::{ArrayD, IxDyn};
+        let (out, err) = self.forward_bounded(x_err);
+        Some(super::Bounded {
+            out: ArrayD::from_shape_vec(IxDyn(shape), out).ok()?,
+            err: ArrayD::from_shape_vec(IxDyn(shape), err).ok()?,
+            kinks: None,
+        })
+    }
+
     /// The forward pass, shaped like x.
     pub fn forward_shaped(&self, shape: &[usize]) -> ndarray::ArrayD<f64> {
         ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), self.forward()).expect("shape")

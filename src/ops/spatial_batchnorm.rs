@@ -54,13 +54,8 @@ impl LayerOp for SpatialBatchnorm {
     }
 
     fn forward_bounded(&self, arrays: &Arrays, x_err: &[f64]) -> Option<super::Bounded> {
-        let shape = array(arrays, "x").shape().to_vec();
-        let (out, err) = self.grouped(arrays).forward_bounded(x_err);
-        Some(super::Bounded {
-            out: ArrayD::from_shape_vec(ndarray::IxDyn(&shape), out).ok()?,
-            err: ArrayD::from_shape_vec(ndarray::IxDyn(&shape), err).ok()?,
-            kinks: None,
-        })
+        self.grouped(arrays)
+            .forward_bounded_shaped(x_err, array(arrays, "x").shape())
     }
 
     fn describe(&self) -> String {
