@@ -58,6 +58,12 @@ pub trait Backend: Send + Sync {
     /// The unit round-off of the costs it returns when computing in `precision`.
     fn unit_roundoff(&self, precision: Precision) -> f64;
 
+    /// Whether its delta method evaluates the classic model from the row gains directly
+    /// (a kernel of its own); otherwise every model's rows are series.
+    fn evaluates_gains(&self) -> bool {
+        false
+    }
+
     /// How its whole passes add up a cost's terms (what their round-off bound needs).
     fn summation(&self, problem: &Problem, precision: Precision) -> Result<Summation>;
 
@@ -125,7 +131,7 @@ impl DeltaSession for CpuRounds<'_> {
         match self.rows {
             Rows::Gains(sens) => cpu::delta::delta_costs(problem, sens, eps, indices, monitor),
             Rows::Series(series) => {
-                cpu::series::delta_costs(problem, series, eps, indices, monitor)
+                cpu::products::delta_costs(problem, series, eps, indices, monitor)
             }
         }
         .map(Run::untimed)
@@ -245,6 +251,10 @@ impl Backend for GpuContext {
             values: run.estimates,
             gpu_seconds: run.gpu_seconds,
         })
+    }
+
+    fn evaluates_gains(&self) -> bool {
+        true
     }
 
     fn delta_session<'a>(

@@ -23,6 +23,9 @@ pub struct DeltaCost {
     /// `Σ_k (|S₊,k| + |S₋,k|)` over the running sums after each addition: what the
     /// additions' round-off is bounded by (the error of a sum is `Σ_k δ_k S_k`, `|δ_k| ≤ u`).
     pub partials: f64,
+    /// The estimate's truncation at this step, where the evaluation knows it (the matrix
+    /// products' odd orders); otherwise the rows' bound gives it.
+    pub truncation: Option<f64>,
 }
 
 /// One perturbation's running sums over its terms, as the delta method accumulates them
@@ -41,7 +44,6 @@ impl Sums {
     /// that number over u per `live` term (its factors nonzero, so its exact value too)
     /// and its additions covers it.
     pub fn add(&mut self, up: f64, down: f64, size: f64, live: bool) {
-        const TINY_OVER_U: f64 = f64::MIN_POSITIVE / F64_UNIT_ROUNDOFF;
         let floor = if live { TINY_OVER_U } else { 0.0 };
         self.plus += up;
         self.minus += down;
@@ -56,6 +58,7 @@ impl Sums {
             minus: self.minus * scale,
             sizes: self.sizes * scale,
             partials: self.partials * scale,
+            truncation: None,
         }
     }
 }
@@ -75,6 +78,9 @@ impl DeltaCost {
             * (TERM_ROUNDINGS * self.sizes + self.partials + self.plus.abs() + self.minus.abs())
     }
 }
+
+/// The smallest normal over u: per term that may be flushed to 0, what covers it.
+pub const TINY_OVER_U: f64 = f64::MIN_POSITIVE / F64_UNIT_ROUNDOFF;
 
 /// Covers the second-order terms of the first-order round-off bounds (`(1 + u)^k − 1 ≤
 /// 1.01·k·u` while `k·u ≤ 0.02`).

@@ -26,7 +26,7 @@ fn bench_prints_the_table_writes_json_and_a_plot_and_replots_from_json() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "| params | network | device | method | precision | wall s | GPU s | perturbations/s | GFLOP/s | difference |",
+            "| params | network | device | method | precision | wall s | GPU s | × fwd+bwd | peak MB | perturbations/s | GFLOP/s | difference |",
         ))
         .get_output()
         .stdout
@@ -46,6 +46,14 @@ fn bench_prints_the_table_writes_json_and_a_plot_and_replots_from_json() {
         assert!(row["wall_seconds"].as_f64().unwrap() > 0.0);
         assert!(row["perturbations_per_second"].as_f64().unwrap() > 0.0);
         assert!(row["gflops"].as_f64().unwrap() > 0.0);
+        // Set against one forward and backward pass of the same network, peak memory beside.
+        assert!(
+            row["forward_backward_seconds"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+        if cfg!(target_os = "linux") {
+            assert!(row["peak_bytes"].as_u64().unwrap() > 1 << 20, "{row}");
+        }
         assert_eq!(row["passed"], true, "{row}");
         let difference = row["difference"].as_f64().unwrap();
         assert!(difference > 0.0 && difference < 1e-2, "{row}");

@@ -32,10 +32,13 @@ fn a_sample_matches_the_full_check_where_it_looks_and_catches_a_bug_in_a_bias() 
     assert_eq!(checked.len(), 500);
     for i in 0..total {
         if est.is_checked(i) {
-            // Same coordinate, same computation: the same bits.
-            assert_eq!(
-                est.gradapprox[i].to_bits(),
-                full.estimates.gradapprox[i].to_bits()
+            // A sample is summed parameter by parameter, the whole by matrix products:
+            // the same estimate within the round-off both bound.
+            let gap = (est.gradapprox[i] - full.estimates.gradapprox[i]).abs();
+            assert!(
+                gap <= est.noise[i] + full.estimates.noise[i],
+                "{i}: {gap:e} beyond {:e}",
+                est.noise[i] + full.estimates.noise[i]
             );
         } else {
             assert!(est.gradapprox[i].is_nan());

@@ -45,6 +45,22 @@ impl Rung {
             .is_some_and(|m| m.is_classic())
     }
 
+    /// Whether every hidden activation is linear between kinks (the host's series then
+    /// come from the gains, without jets).
+    fn piecewise_linear(&self) -> bool {
+        ModelOptions::parse_line(&self.model)
+            .ok()
+            .and_then(|m| m.resolve(self.widths.len() - 1, None).ok())
+            .is_some_and(|m| {
+                m.hidden.iter().all(|a| {
+                    !matches!(
+                        a,
+                        crate::model::Activation::Tanh | crate::model::Activation::Sigmoid
+                    )
+                })
+            })
+    }
+
     /// Parameters of the network (weights and biases).
     pub fn params(&self) -> usize {
         self.widths.windows(2).map(|w| w[1] * (w[0] + 1)).sum()
@@ -88,7 +104,7 @@ pub const COST_TERM_FLOPS: f64 = 24.0;
 /// parameter and example one step, one comparison, and per output one product and two
 /// cost-term changes. Delta beyond the classic model (the series): the same propagation
 /// carries ORDER+1 coefficients, and each parameter evaluates two polynomials per example.
-pub fn operations(rung: &Rung, method: Method) -> f64 {
+pub fn operations(rung: &Rung, method: Method, on_host: bool) -> f64 {
     let w = &rung.widths;
     let m = rung.examples as f64;
     let outputs = *w.last().unwrap_or(&1) as f64;
@@ -98,18 +114,21 @@ pub fn operations(rung: &Rung, method: Method) -> f64 {
             let pass: f64 = w.windows(2).map(|p| 2.0 * (p[0] * p[1]) as f64).sum();
             2.0 * params * m * pass
         }
+        Method::Delta if on_host => {
+            // Per output one backward pass for the gains; per layer five signed products
+            // of the coefficients with the input's powers and one of their magnitudes.
+            let pass: f64 = w.windows(2).map(|p| 2.0 * (p[0] * p[1]) as f64).sum();
+            let gains = outputs * m * (pass - 2.0 * (w[0] * w[1]) as f64);
+            let jets = if rung.piecewise_linear() {
+                0.0
+            } else {
+                let order = crate::cpu::series::ORDER as f64;
+                delta_propagation(w, m) * (order + 1.0)
+            };
+            gains + jets + 6.0 * m * pass
+        }
         Method::Delta => {
-            let layers = w.len() - 1;
-            // Per hidden row and example: mask and scan the column W_(p+1)[:, i], then
-            // one matrix-vector product per layer beyond.
-            let sensitivity: f64 = (1..layers)
-                .map(|p| {
-                    let beyond: f64 = (p + 2..=layers)
-                        .map(|l| 2.0 * (w[l] * w[l - 1]) as f64)
-                        .sum();
-                    w[p] as f64 * m * (2.0 * w[p + 1] as f64 + beyond)
-                })
-                .sum();
+            let sensitivity = delta_propagation(w, m);
             if !rung.classic() {
                 let order = crate::cpu::series::ORDER as f64;
                 return sensitivity * (order + 1.0) + params * m * (2.0 + 4.0 * order);
@@ -118,6 +137,20 @@ pub fn operations(rung: &Rung, method: Method) -> f64 {
             sensitivity + params * per_parameter
         }
     }
+}
+
+/// Per hidden row and example: mask and scan the column `W_(p+1)[:, i]`, then one
+/// matrix-vector product per layer beyond (the device's delta method and the series' jets).
+fn delta_propagation(w: &[usize], m: f64) -> f64 {
+    let layers = w.len() - 1;
+    (1..layers)
+        .map(|p| {
+            let beyond: f64 = (p + 2..=layers)
+                .map(|l| 2.0 * (w[l] * w[l - 1]) as f64)
+                .sum();
+            w[p] as f64 * m * (2.0 * w[p + 1] as f64 + beyond)
+        })
+        .sum()
 }
 
 /// One device, method and precision to sweep.
@@ -162,6 +195,13 @@ pub struct BenchRow {
     pub perturbations_per_second: f64,
     /// [`operations`] / wall, in 10⁹ per second.
     pub gflops: f64,
+    /// One forward and backward pass of the same network over its examples (the tool's
+    /// own, in f64 on the host, best of the repeats): what the check's time is set against.
+    #[serde(default)]
+    pub forward_backward_seconds: Option<f64>,
+    /// The process's peak resident memory during the check, where the system reports it.
+    #[serde(default)]
+    pub peak_bytes: Option<u64>,
     /// Difference of the correct backprop (a pass is expected).
     pub difference: f64,
     /// No false alarm: the correct backprop did not fail.
@@ -186,6 +226,7 @@ pub fn time_check(
         .with_model(ModelOptions::parse_line(&rung.model)?)?
         .generate();
     let mut best: Option<(f64, crate::report::Report)> = None;
+    crate::memory::reset_peak();
     for _ in 0..repeat.max(1) {
         let start = Instant::now();
         let eval = engine.evaluate(&problem, &opts)?;
@@ -196,10 +237,19 @@ pub fn time_check(
         }
     }
     let (wall, report) = best.expect("at least one run");
+    let peak_bytes = crate::memory::peak_resident();
+    let forward_backward_seconds = (0..repeat.max(3))
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(crate::cpu::backprop::gradients(&problem));
+            start.elapsed().as_secs_f64()
+        })
+        .reduce(f64::min);
     let device = match &report.header.adapter {
         Some(a) => format!("gpu: {} ({})", a.name, a.backend),
         None => "cpu".to_string(),
     };
+    let on_host = device == "cpu";
     Ok(BenchRow {
         params: rung.params(),
         widths: rung.widths.clone(),
@@ -211,7 +261,9 @@ pub fn time_check(
         wall_seconds: wall,
         gpu_seconds: report.timing.gpu_seconds,
         perturbations_per_second: 2.0 * rung.params() as f64 / wall,
-        gflops: operations(rung, case.method) / wall * 1e-9,
+        gflops: operations(rung, case.method, on_host) / wall * 1e-9,
+        forward_backward_seconds,
+        peak_bytes,
         difference: report.difference,
         passed: report.verdict != crate::check::Verdict::Fail,
         verdict: report.verdict.as_str().to_string(),
@@ -233,16 +285,17 @@ pub fn predicted_seconds(measured: &BenchRow, next: &Rung) -> Option<f64> {
         examples: measured.examples,
         model: measured.model.clone(),
     };
+    let on_host = measured.device == "cpu";
     Some(
-        measured.wall_seconds * operations(next, measured.method)
-            / operations(&done, measured.method),
+        measured.wall_seconds * operations(next, measured.method, on_host)
+            / operations(&done, measured.method, on_host),
     )
 }
 
 /// A Markdown table of `rows`.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "| params | network | device | method | precision | wall s | GPU s | perturbations/s | GFLOP/s | difference |\n|---:|---|---|---|---|---:|---:|---:|---:|---:|\n",
+        "| params | network | device | method | precision | wall s | GPU s | × fwd+bwd | peak MB | perturbations/s | GFLOP/s | difference |\n|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let rung = Rung {
@@ -251,7 +304,7 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
             model: r.model.clone(),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.3} | {} | {:.3e} | {:.2} | {:.2e}{} |\n",
+            "| {} | {} | {} | {} | {} | {:.3} | {} | {} | {} | {:.3e} | {:.2} | {:.2e}{} |\n",
             r.params,
             rung.label(),
             r.device,
@@ -259,6 +312,11 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
             r.precision.as_str(),
             r.wall_seconds,
             r.gpu_seconds.map_or("–".into(), |s| format!("{s:.3}")),
+            r.forward_backward_seconds
+                .filter(|&s| s > 0.0)
+                .map_or("–".into(), |s| format!("{:.0}", r.wall_seconds / s)),
+            r.peak_bytes
+                .map_or("–".into(), |b| format!("{:.0}", b as f64 / 1e6)),
             r.perturbations_per_second,
             r.gflops,
             r.difference,
@@ -288,12 +346,18 @@ mod tests {
         let large = Rung::new(&[256, 64, 32, 1], 64);
         // 64-32-16-1, m 64: one pass is 2·(2048 + 512 + 16) = 5,152 flops per example.
         assert_eq!(
-            operations(&small, Method::Full),
+            operations(&small, Method::Full, true),
             2.0 * 2625.0 * 64.0 * 5152.0
         );
         // Full is O(P²m), delta O(Pm) plus the per-row Jacobians.
-        let full_ratio = operations(&large, Method::Full) / operations(&small, Method::Full);
-        let delta_ratio = operations(&large, Method::Delta) / operations(&small, Method::Delta);
+        let full_ratio =
+            operations(&large, Method::Full, false) / operations(&small, Method::Full, false);
+        let delta_ratio =
+            operations(&large, Method::Delta, false) / operations(&small, Method::Delta, false);
+        // On the host the delta method is a few matrix products: O(Σ n_l·n_(l−1)·m).
+        let host_ratio =
+            operations(&large, Method::Delta, true) / operations(&small, Method::Delta, true);
+        assert!(host_ratio < 10.0, "{host_ratio}");
         assert!(
             full_ratio > 40.0 && delta_ratio < 10.0,
             "{full_ratio} {delta_ratio}"

@@ -1,7 +1,8 @@
 //! The delta method on the CPU (DESIGN §2), in f64: each parameter's step changes one
 //! pre-activation row; its effect on the output is the row's gain times the step while no
 //! ReLU input crosses 0 (checked against the row's reach), and the cost change is computed
-//! without cancellation. The reference for the GPU's delta kernel.
+//! without cancellation. The CPU twin of the GPU's gain kernel (and its f32 results' host
+//! re-evaluation); the host's own check takes the series' matrix products (`products`).
 
 use rayon::prelude::*;
 

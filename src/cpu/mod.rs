@@ -6,6 +6,7 @@ pub mod directions;
 pub mod finite_diff;
 pub mod forward;
 pub mod majorant;
+pub mod products;
 pub mod roundoff;
 pub mod sensitivity;
 pub mod series;

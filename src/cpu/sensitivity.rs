@@ -11,7 +11,7 @@
 //! per parameter the delta method needs only `m` multiplications, `m` comparisons and the
 //! cost terms, instead of propagating vectors through every layer.
 
-use ndarray::{Array1, Array2, Array3, Axis};
+use ndarray::{Array1, Array2, Array3};
 use rayon::prelude::*;
 
 use super::forward::{forward, sigmoid, Activations};
@@ -73,26 +73,8 @@ impl Sensitivity {
         let layers = net.layers();
         let last = layers.len() - 1;
         let m = problem.examples();
-        let outs = layers[last].w.nrows();
 
-        // Example by example (each needs its own masks), then gathered per layer.
-        let per_example: Vec<Vec<Array2<f64>>> = (0..m)
-            .into_par_iter()
-            .map(|e| {
-                (0..=last)
-                    .map(|p| row_gains(net, problem.model(), &acts, p, e))
-                    .collect()
-            })
-            .collect();
-        let mut gain: Vec<Array3<f64>> = layers
-            .iter()
-            .map(|l| Array3::zeros((l.w.nrows(), m, outs)))
-            .collect();
-        for (e, gains) in per_example.into_iter().enumerate() {
-            for (p, g) in gains.into_iter().enumerate() {
-                gain[p].index_axis_mut(Axis(1), e).assign(&g);
-            }
-        }
+        let gain = gains(net, problem.model(), &acts, m);
         let variances = super::roundoff::z_variances(problem, &acts, Precision::F64);
         let ties = Ties::find(problem, &acts, &variances);
         let rho = super::roundoff::residual_errors(problem, &acts, &variances[last]);
@@ -153,43 +135,43 @@ impl Sensitivity {
     }
 }
 
-/// For layer `p` at example `e`: the gains `∂z_L / ∂z_p[i]` (`n_p × n_L`) of every row
-/// `i`, by propagating the Jacobian `∂z_l / ∂z_p` forward (at θ, with ReLU'(0) = 0).
-fn row_gains(net: &Mlp, model: &Model, acts: &Activations, p: usize, e: usize) -> Array2<f64> {
+/// Every layer's gains `∂z_L[o, e] / ∂z_p[i, e]`, indexed `[i, e, o]`, at θ (ReLU'(0) = 0,
+/// dropout's factors included): per output one backward pass over every example at once,
+/// from a unit seed at that output.
+fn gains(net: &Mlp, model: &Model, acts: &Activations, m: usize) -> Vec<Array3<f64>> {
     let layers = net.layers();
     let last = layers.len() - 1;
-    if p == last {
-        return Array2::eye(layers[p].w.nrows());
-    }
-    let mut jacobian = layers[p + 1].w.clone();
-    scale_by_slope(
-        jacobian.view_mut().reversed_axes(),
-        model,
-        p,
-        e,
-        acts.z[p].column(e),
-    );
-    for l in p + 1..last {
-        scale_by_slope(jacobian.view_mut(), model, l, e, acts.z[l].column(e));
-        jacobian = layers[l + 1].w.dot(&jacobian);
-    }
-    jacobian.reversed_axes()
-}
-
-/// Scales the rows of hidden layer `l`'s units at example `e` by their slope (and
-/// dropout factor): a ReLU that is off (`z ≤ 0`) stops the change there.
-fn scale_by_slope(
-    mut rows: ndarray::ArrayViewMut2<f64>,
-    model: &Model,
-    l: usize,
-    e: usize,
-    z: ndarray::ArrayView1<f64>,
-) {
-    let act = model.hidden[l];
-    for (k, (mut row, &z)) in rows.rows_mut().into_iter().zip(z).enumerate() {
-        let slope = act.derivative(z) * model.keep(l, k, e);
-        if slope != 1.0 {
-            row.mapv_inplace(|v| v * slope);
+    let outs = layers[last].w.nrows();
+    let slopes: Vec<Array2<f64>> = (0..last)
+        .map(|l| {
+            let act = model.hidden[l];
+            Array2::from_shape_fn(acts.z[l].dim(), |(k, e)| {
+                act.derivative(acts.z[l][[k, e]]) * model.keep(l, k, e)
+            })
+        })
+        .collect();
+    let mut gain: Vec<Array3<f64>> = layers
+        .iter()
+        .map(|l| Array3::zeros((l.w.nrows(), m, outs)))
+        .collect();
+    let per_output: Vec<Vec<Array2<f64>>> = (0..outs)
+        .into_par_iter()
+        .map(|o| {
+            let mut delta = Array2::<f64>::zeros((outs, m));
+            delta.row_mut(o).fill(1.0);
+            let mut back = Vec::with_capacity(last);
+            for p in (0..last).rev() {
+                delta = layers[p + 1].w.t().dot(&delta) * &slopes[p];
+                back.push(delta.clone());
+            }
+            back
+        })
+        .collect();
+    for (o, back) in per_output.into_iter().enumerate() {
+        gain[last].slice_mut(ndarray::s![o, .., o]).fill(1.0);
+        for (p, delta) in (0..last).rev().zip(back) {
+            gain[p].slice_mut(ndarray::s![.., .., o]).assign(&delta);
         }
     }
+    gain
 }

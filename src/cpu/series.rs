@@ -52,12 +52,23 @@ impl Series {
         let layers = net.layers().len();
         let scale = model.scale(m);
         let sens = Sensitivity::new(problem);
+        // Between kinks every unit downstream is linear: the logits move along the gains.
+        let linear = model
+            .hidden
+            .iter()
+            .all(|a| !matches!(a, Activation::Tanh | Activation::Sigmoid));
         let coeff = (0..layers)
             .map(|p| {
                 let rows = net.layers()[p].w.nrows();
                 let per_example: Vec<Array2<f64>> = (0..m)
                     .into_par_iter()
-                    .map(|e| layer_series(problem, (&acts, &residual), p, e))
+                    .map(|e| {
+                        if linear {
+                            gain_series(problem, (&acts, &residual), &sens, p, e)
+                        } else {
+                            layer_series(problem, (&acts, &residual), p, e)
+                        }
+                    })
                     .collect();
                 let mut c = Array3::zeros((rows, m, ORDER));
                 for (e, s) in per_example.into_iter().enumerate() {
@@ -192,6 +203,32 @@ fn layer_series(
     for i in 0..units {
         let u = z.slice(ndarray::s![.., i * N..(i + 1) * N]).to_owned();
         let g = loss_jet(model, (acts, residual), problem.y().column(e), e, &u);
+        out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
+    }
+    out
+}
+
+/// For layer `p` at example `e` of a network linear between kinks: each unit's
+/// cost-change series from its gains, the logits' change being `δ·gain` exactly.
+fn gain_series(
+    problem: &Problem,
+    (acts, residual): (&Activations, &Array2<f64>),
+    sens: &Sensitivity,
+    p: usize,
+    e: usize,
+) -> Array2<f64> {
+    let gains = sens.gain[p].index_axis(Axis(1), e);
+    let mut out = Array2::zeros((gains.nrows(), ORDER));
+    let mut u = Array2::<f64>::zeros((gains.ncols(), N));
+    for (i, gain) in gains.outer_iter().enumerate() {
+        u.column_mut(1).assign(&gain);
+        let g = loss_jet(
+            problem.model(),
+            (acts, residual),
+            problem.y().column(e),
+            e,
+            &u,
+        );
         out.row_mut(i).assign(&ArrayView1::from(&g[1..]));
     }
     out
@@ -338,7 +375,9 @@ fn loss_jet(
     g
 }
 
-/// The cost changes of `θ_i ± eps` for each index in `indices`, on all cores.
+/// The cost changes of `θ_i ± eps` for each index in `indices`, parameter by parameter on
+/// all cores: the series kernel's CPU twin (the host's own evaluation takes the matrix
+/// products, `cpu::products`).
 pub fn delta_costs(
     problem: &Problem,
     series: &Series,
@@ -347,4 +386,51 @@ pub fn delta_costs(
     monitor: &dyn Monitor,
 ) -> Result<Vec<DeltaCost>> {
     super::delta::per_coordinate(problem, indices, monitor, |c| series.delta_cost(c, eps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::NetworkSpec;
+    use crate::model::ModelOptions;
+
+    /// A network linear between kinks has the same series from its gains as from jets
+    /// propagated through every layer.
+    #[test]
+    fn gains_give_the_jets_series_where_every_unit_is_linear_between_kinks() {
+        for settings in [
+            "hidden=relu",
+            "hidden=leaky_relu loss=softmax keep_prob=0.8",
+            "hidden=identity loss=mse",
+        ] {
+            let outputs = if settings.contains("softmax") { 3 } else { 2 };
+            let problem = NetworkSpec::new(vec![4, 6, 5, outputs], 7, 3)
+                .unwrap()
+                .with_model(ModelOptions::parse_line(settings).unwrap())
+                .unwrap()
+                .generate();
+            let acts = forward(problem.net(), problem.model(), problem.x().view());
+            let last = problem.net().layers().len() - 1;
+            let residual = super::super::forward::residuals(
+                problem.model().loss,
+                acts.z[last].view(),
+                problem.y().view(),
+            );
+            let sens = Sensitivity::new(&problem);
+            for p in 0..=last {
+                for e in 0..problem.examples() {
+                    let jets = layer_series(&problem, (&acts, &residual), p, e);
+                    let gains = gain_series(&problem, (&acts, &residual), &sens, p, e);
+                    let scale = jets.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                    assert!(scale > 0.0);
+                    for (a, b) in jets.iter().zip(&gains) {
+                        assert!(
+                            (a - b).abs() <= 1e-13 * scale,
+                            "{settings} {p} {e}: {a} {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

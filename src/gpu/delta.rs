@@ -235,6 +235,7 @@ impl<'a> Prepared<'a> {
                 minus: v[1],
                 sizes: v[2],
                 partials: v[3],
+                truncation: None,
             })
             .collect();
         Ok(DeltaRun {

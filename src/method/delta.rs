@@ -48,7 +48,7 @@ pub fn evaluate(
     settings: Settings,
     monitor: &dyn Monitor,
 ) -> Result<Outcome> {
-    let rows = RowData::of(problem);
+    let rows = RowData::of(problem, backend.evaluates_gains());
     let session = backend.delta_session(problem, rows.as_rows(), settings)?;
     let indices = request.indices;
     let first = session.run(request.eps, indices, monitor)?;
@@ -99,7 +99,10 @@ pub fn evaluate(
     let sens = rows.sensitivity();
     estimates.truncation = (0..indices.len())
         .into_par_iter()
-        .map(|k| Ok(rows.truncation_bound(located(k)?, steps[k])))
+        .map(|k| match deltas[k].truncation {
+            Some(known) => Ok(known),
+            None => Ok(rows.truncation_bound(located(k)?, steps[k])),
+        })
         .collect::<Result<Vec<f64>>>()?;
     for (k, noise) in estimates.noise.iter_mut().enumerate() {
         *noise += sens.residual_error(located(k)?);
@@ -158,7 +161,10 @@ fn refinements(
     for (k, (d, &h)) in deltas.iter().zip(steps).enumerate() {
         let approx = ((d.plus - d.minus) / (2.0 * h)).abs();
         let allowed = request.threshold * approx;
-        let truncation = rows.truncation_bound(problem.locate(indices[k])?, h);
+        let truncation = match d.truncation {
+            Some(known) => known,
+            None => rows.truncation_bound(problem.locate(indices[k])?, h),
+        };
         let roundoff = d.roundoff(unit[k]) / (2.0 * h);
         if approx == 0.0 || truncation <= REFINE_ABOVE * allowed || roundoff > allowed {
             continue;

@@ -60,15 +60,17 @@ pub(crate) fn use_exact(estimates: &mut Estimates, k: usize, exact: Exact) {
 }
 
 /// The delta method's per-row data, owned for one evaluation: the classic model's row
-/// gains (its fast path), or any model's per-unit series.
+/// gains (a device's fast path), or any model's per-unit series (the host's: its sums
+/// are matrix products).
 pub(crate) enum RowData {
     Gains(Box<Sensitivity>),
     Series(Box<Series>),
 }
 
 impl RowData {
-    pub fn of(problem: &Problem) -> Self {
-        if problem.model().is_classic() {
+    /// The rows for a backend that `evaluates_gains` or not.
+    pub fn of(problem: &Problem, evaluates_gains: bool) -> Self {
+        if evaluates_gains && problem.model().is_classic() {
             RowData::Gains(Box::new(Sensitivity::new(problem)))
         } else {
             RowData::Series(Box::new(Series::new(problem)))

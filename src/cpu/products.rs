@@ -1,0 +1,248 @@
+//! The delta method's per-parameter sums as matrix products. A step `±ε` of `W_p[i, j]`
+//! changes the cost by `Σ_e g_(p,i,e)(±ε·a_(p−1)[j, e])`, each `g` a series with
+//! coefficients `c_k[i, e]` (`Series`), so
+//!
+//! ```text
+//! ΔJ± = Σ_k (±ε)^k · G_k[i, j],    G_k = C_k · (A_(p−1)^∘k)ᵀ
+//! ```
+//!
+//! — per layer and order one matrix product of the coefficients (`n_p × m`) with the
+//! elementwise powers of the layer's input (`m × n_(p−1)`) instead of `P·m` polynomial
+//! evaluations; `G_1` is backprop's `dZ·Aᵀ`, `G_3` and `G_5` the central difference's
+//! truncation, known. The rows are taken in blocks, each block's products computed on one
+//! core (its sums' order fixed by the shapes alone: the same bits on any number of
+//! threads) and only the requested coordinates kept, so memory stays within a few blocks.
+//! A block whose rows hold few requested coordinates (a sample, a refinement) is cheaper
+//! evaluated coordinate by coordinate, and is.
+
+use std::ops::Range;
+
+use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use super::series::{Series, ORDER};
+use crate::error::{Error, Result};
+use crate::estimate::{DeltaCost, FIRST_ORDER_MARGIN, TERM_ROUNDINGS, TINY_OVER_U};
+use crate::monitor::Monitor;
+use crate::problem::Problem;
+
+/// A row's requested coordinates: their positions in the request and their columns
+/// (`None`: the bias).
+type Wanted = Vec<(usize, Option<usize>)>;
+
+/// A block of rows goes to the products when at least this fraction of its weights is
+/// requested: per coordinate, a product's multiply-adds cost far less than a polynomial's
+/// evaluation with its running sums.
+const DENSE_FRACTION: f64 = 1.0 / 16.0;
+/// What one block's products may hold, in f64 values.
+const BLOCK_VALUES: usize = 1 << 20;
+
+/// The cost changes of `θ_i ± eps` for each index in `indices` (their truncation at `eps`
+/// included where the products computed it), on all cores.
+pub fn delta_costs(
+    problem: &Problem,
+    series: &Series,
+    eps: f64,
+    indices: &[usize],
+    monitor: &dyn Monitor,
+) -> Result<Vec<DeltaCost>> {
+    let layers = series.coeff.len();
+    let mut wanted: Vec<Vec<Wanted>> = series
+        .coeff
+        .iter()
+        .map(|c| vec![Vec::new(); c.len_of(Axis(0))])
+        .collect();
+    for (k, &index) in indices.iter().enumerate() {
+        let (p, row, col) = problem.locate(index)?;
+        wanted[p][row].push((k, col));
+    }
+    monitor.begin(indices.len() as u64);
+    let mut out = vec![DeltaCost::default(); indices.len()];
+    for (p, rows) in wanted.iter().enumerate().take(layers) {
+        let inputs = series.sens.inputs[p].view();
+        let powers = Powers::of(inputs);
+        let block = (BLOCK_VALUES / (ORDER + 1) / inputs.nrows().max(1)).clamp(1, 256);
+        let blocks: Vec<Range<usize>> = (0..rows.len())
+            .step_by(block)
+            .map(|start| start..(start + block).min(rows.len()))
+            .collect();
+        let done: Vec<Vec<(usize, DeltaCost)>> = blocks
+            .into_par_iter()
+            .map(|range| {
+                if monitor.cancelled() {
+                    return Vec::new();
+                }
+                let requested = &rows[range.clone()];
+                let count: usize = requested.iter().map(Vec::len).sum();
+                let weights = (range.len() * inputs.nrows()) as f64;
+                let costs = if count as f64 >= DENSE_FRACTION * weights {
+                    block_costs(series, (p, range), &powers, requested, eps)
+                } else {
+                    requested
+                        .iter()
+                        .zip(range)
+                        .flat_map(|(wanted, row)| {
+                            wanted
+                                .iter()
+                                .map(move |&(k, col)| (k, series.delta_cost((p, row, col), eps)))
+                        })
+                        .collect()
+                };
+                monitor.advance(count as u64);
+                costs
+            })
+            .collect();
+        for (k, cost) in done.into_iter().flatten() {
+            out[k] = cost;
+        }
+    }
+    if monitor.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    Ok(out)
+}
+
+/// A layer input's elementwise powers, transposed (`m × n_(p−1)`), and each unit's
+/// largest magnitude.
+struct Powers {
+    /// `(A^∘k)ᵀ` at `k − 1`.
+    signed: Vec<Array2<f64>>,
+    /// `|A|ᵀ`.
+    absolute: Array2<f64>,
+    /// `max_e |a[j, e]|^k` per unit `j`, at `k − 1`.
+    largest: Vec<Array1<f64>>,
+}
+
+impl Powers {
+    fn of(inputs: ArrayView2<f64>) -> Self {
+        let first = inputs.t().to_owned();
+        let mut signed = vec![first.clone()];
+        for _ in 1..ORDER {
+            let next = signed.last().expect("one power") * &first;
+            signed.push(next);
+        }
+        let first_largest: Array1<f64> = inputs
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().fold(0.0f64, |acc, v| acc.max(v.abs())))
+            .collect();
+        let largest = (1..=ORDER as i32)
+            .map(|k| first_largest.mapv(|v| v.powi(k)))
+            .collect();
+        Self {
+            absolute: first.mapv(f64::abs),
+            signed,
+            largest,
+        }
+    }
+}
+
+/// The requested coordinates of the rows `range` of layer `p`, from the block's products.
+///
+/// Round-off, per step: each term `c_k·a^k·ε^k` takes at most [`TERM_ROUNDINGS`] roundings
+/// relative to its size, and a product's sum of `m` terms in any order errs by at most
+/// `(m − 1)·u` times the sum of their sizes; the orders' combination adds `ORDER − 1`
+/// more. The sizes are `ε^k·Σ_e |c_k||a|^k`: the first order's from its own product, the
+/// higher ones' bounded by `Σ_e |c_k| · max_e |a|^k` (they are `ε^(k−1)` smaller).
+/// Truncation: the estimate `(ΔJ₊ − ΔJ₋)/2ε` is the series' `G_1 + ε²G_3 + ε⁴G_5`, so its
+/// distance from the derivative `G_1` is `|ε²G_3 + ε⁴G_5|`, known, plus that sum's own
+/// round-off.
+fn block_costs(
+    series: &Series,
+    (p, range): (usize, Range<usize>),
+    powers: &Powers,
+    requested: &[Wanted],
+    eps: f64,
+) -> Vec<(usize, DeltaCost)> {
+    let coeff = series.coeff[p].slice(s![range.clone(), .., ..]);
+    let m = coeff.len_of(Axis(1));
+    let order = |k: usize| coeff.slice(s![.., .., k]).to_owned();
+    let signed: Vec<Array2<f64>> = (0..ORDER)
+        .map(|k| order(k).dot(&powers.signed[k]))
+        .collect();
+    let first_size = order(0).mapv(f64::abs).dot(&powers.absolute);
+    // Σ_e |c_k[i, e]| per row, for the higher orders' sizes.
+    let coeff_sizes: Vec<Array1<f64>> = (0..ORDER)
+        .map(|k| order(k).mapv(f64::abs).sum_axis(Axis(1)))
+        .collect();
+    let u = crate::estimate::F64_UNIT_ROUNDOFF;
+    let additions = (m + ORDER) as f64;
+    let floor = 2.0 * (m * ORDER) as f64 * TINY_OVER_U;
+    let steps: [f64; ORDER] = std::array::from_fn(|k| eps.powi(k as i32 + 1));
+    let mut out = Vec::new();
+    for (r, wanted) in requested.iter().enumerate() {
+        let row = range.start + r;
+        for &(k, col) in wanted {
+            let Some(j) = col else {
+                out.push((k, series.delta_cost((p, row, None), eps)));
+                continue;
+            };
+            let (mut plus, mut minus, mut size) = (0.0, 0.0, 0.0);
+            let mut higher = [0.0; ORDER];
+            for (o, &h) in steps.iter().enumerate() {
+                let g = signed[o][[r, j]];
+                plus += h * g;
+                minus += if o % 2 == 0 { -h * g } else { h * g };
+                let s = if o == 0 {
+                    first_size[[r, j]]
+                } else {
+                    coeff_sizes[o][r] * powers.largest[o][j]
+                };
+                higher[o] = h * s;
+                size += h * s;
+            }
+            let odd = steps[2] * signed[2][[r, j]] + steps[4] * signed[4][[r, j]];
+            let odd_size = higher[2] + higher[4];
+            let truncation = (odd.abs()
+                + FIRST_ORDER_MARGIN * u * (additions + TERM_ROUNDINGS) * odd_size)
+                / eps;
+            out.push((
+                k,
+                DeltaCost {
+                    plus,
+                    minus,
+                    sizes: 2.0 * size + floor,
+                    partials: additions * 2.0 * size + floor,
+                    truncation: Some(truncation),
+                },
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::NetworkSpec;
+    use crate::monitor::Silent;
+
+    /// Products and polynomial evaluation agree within the round-off both bound.
+    #[test]
+    fn products_agree_with_the_per_coordinate_sums() {
+        let problem = NetworkSpec::new(vec![6, 5, 4, 1], 9, 3).unwrap().generate();
+        let series = Series::new(&problem);
+        let all: Vec<usize> = (0..problem.net().num_params()).collect();
+        let eps = 1e-3;
+        let products = delta_costs(&problem, &series, eps, &all, &Silent).unwrap();
+        for (&i, d) in all.iter().zip(&products) {
+            let at = problem.locate(i).unwrap();
+            let each = series.delta_cost(at, eps);
+            let u = crate::estimate::F64_UNIT_ROUNDOFF;
+            let tolerance = d.roundoff(u) + each.roundoff(u);
+            assert!(
+                (d.plus - each.plus).abs() <= tolerance,
+                "{i}: {d:?} {each:?}"
+            );
+            assert!((d.minus - each.minus).abs() <= tolerance, "{i}");
+            if at.2.is_some() {
+                let known = d.truncation.unwrap();
+                let bound = series.truncation_bound(at, eps);
+                assert!(
+                    known <= bound * (1.0 + 1e-9) + 1e-20,
+                    "{i}: {known:e} > {bound:e}"
+                );
+            }
+        }
+    }
+}
