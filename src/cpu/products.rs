@@ -27,8 +27,10 @@ use crate::monitor::Monitor;
 use crate::problem::Problem;
 
 /// A row's requested coordinates: their positions in the request and their columns
-/// (`None`: the bias).
-type Wanted = Vec<(usize, Option<usize>)>;
+/// ([`BIAS`] for the bias), in 32 bits each (a request of millions stays small).
+type Wanted = Vec<(u32, u32)>;
+/// The column of a row's bias.
+const BIAS: u32 = u32::MAX;
 
 /// A block of rows goes to the products when at least this fraction of its weights is
 /// requested: per coordinate, a product's multiply-adds cost far less than a polynomial's
@@ -46,7 +48,12 @@ pub fn delta_costs(
     indices: &[usize],
     monitor: &dyn Monitor,
 ) -> Result<Vec<DeltaCost>> {
-    let layers = series.coeff.len();
+    if u32::try_from(indices.len()).is_err() {
+        return Err(Error::TooLarge(format!(
+            "{} coordinates in one request exceed 32-bit positions",
+            indices.len()
+        )));
+    }
     let mut wanted: Vec<Vec<Wanted>> = series
         .coeff
         .iter()
@@ -54,11 +61,14 @@ pub fn delta_costs(
         .collect();
     for (k, &index) in indices.iter().enumerate() {
         let (p, row, col) = problem.locate(index)?;
-        wanted[p][row].push((k, col));
+        wanted[p][row].push((k as u32, col.map_or(BIAS, |j| j as u32)));
+    }
+    for row in wanted.iter_mut().flatten() {
+        row.shrink_to_fit();
     }
     monitor.begin(indices.len() as u64);
     let mut out = vec![DeltaCost::default(); indices.len()];
-    for (p, rows) in wanted.iter().enumerate().take(layers) {
+    for (p, rows) in wanted.iter().enumerate() {
         let inputs = series.sens.inputs[p].view();
         let powers = Powers::of(inputs);
         let block = (BLOCK_VALUES / (ORDER + 1) / inputs.nrows().max(1)).clamp(1, 256);
@@ -66,40 +76,52 @@ pub fn delta_costs(
             .step_by(block)
             .map(|start| start..(start + block).min(rows.len()))
             .collect();
-        let done: Vec<Vec<(usize, DeltaCost)>> = blocks
-            .into_par_iter()
-            .map(|range| {
-                if monitor.cancelled() {
-                    return Vec::new();
+        // A few blocks per core at a time: their results wait for their places briefly.
+        let wave = 2 * rayon::current_num_threads();
+        for blocks in blocks.chunks(wave) {
+            let done: Vec<Vec<DeltaCost>> = blocks
+                .par_iter()
+                .map(|range| {
+                    if monitor.cancelled() {
+                        return Vec::new();
+                    }
+                    let requested = &rows[range.clone()];
+                    let count: usize = requested.iter().map(Vec::len).sum();
+                    let weights = (range.len() * inputs.nrows()) as f64;
+                    let costs = if count as f64 >= DENSE_FRACTION * weights {
+                        block_costs(series, (p, range.clone()), &powers, requested, eps)
+                    } else {
+                        requested
+                            .iter()
+                            .zip(range.clone())
+                            .flat_map(|(wanted, row)| {
+                                wanted.iter().map(move |&(_, col)| {
+                                    series.delta_cost((p, row, column(col)), eps)
+                                })
+                            })
+                            .collect()
+                    };
+                    monitor.advance(count as u64);
+                    costs
+                })
+                .collect();
+            for (range, costs) in blocks.iter().zip(done) {
+                let places = rows[range.clone()].iter().flatten();
+                for (&(k, _), cost) in places.zip(costs) {
+                    out[k as usize] = cost;
                 }
-                let requested = &rows[range.clone()];
-                let count: usize = requested.iter().map(Vec::len).sum();
-                let weights = (range.len() * inputs.nrows()) as f64;
-                let costs = if count as f64 >= DENSE_FRACTION * weights {
-                    block_costs(series, (p, range), &powers, requested, eps)
-                } else {
-                    requested
-                        .iter()
-                        .zip(range)
-                        .flat_map(|(wanted, row)| {
-                            wanted
-                                .iter()
-                                .map(move |&(k, col)| (k, series.delta_cost((p, row, col), eps)))
-                        })
-                        .collect()
-                };
-                monitor.advance(count as u64);
-                costs
-            })
-            .collect();
-        for (k, cost) in done.into_iter().flatten() {
-            out[k] = cost;
+            }
         }
     }
     if monitor.cancelled() {
         return Err(Error::Cancelled);
     }
     Ok(out)
+}
+
+/// A requested column, `None` for the bias.
+fn column(col: u32) -> Option<usize> {
+    (col != BIAS).then_some(col as usize)
 }
 
 /// A layer input's elementwise powers, transposed (`m × n_(p−1)`), and each unit's
@@ -137,7 +159,8 @@ impl Powers {
     }
 }
 
-/// The requested coordinates of the rows `range` of layer `p`, from the block's products.
+/// The requested coordinates of the rows `range` of layer `p`, in their order, from the
+/// block's products.
 ///
 /// Round-off, per step: each term `c_k·a^k·ε^k` takes at most [`TERM_ROUNDINGS`] roundings
 /// relative to its size, and a product's sum of `m` terms in any order errs by at most
@@ -153,7 +176,7 @@ fn block_costs(
     powers: &Powers,
     requested: &[Wanted],
     eps: f64,
-) -> Vec<(usize, DeltaCost)> {
+) -> Vec<DeltaCost> {
     let coeff = series.coeff[p].slice(s![range.clone(), .., ..]);
     let m = coeff.len_of(Axis(1));
     let order = |k: usize| coeff.slice(s![.., .., k]).to_owned();
@@ -169,12 +192,12 @@ fn block_costs(
     let additions = (m + ORDER) as f64;
     let floor = 2.0 * (m * ORDER) as f64 * TINY_OVER_U;
     let steps: [f64; ORDER] = std::array::from_fn(|k| eps.powi(k as i32 + 1));
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(requested.iter().map(Vec::len).sum());
     for (r, wanted) in requested.iter().enumerate() {
         let row = range.start + r;
-        for &(k, col) in wanted {
-            let Some(j) = col else {
-                out.push((k, series.delta_cost((p, row, None), eps)));
+        for &(_, col) in wanted {
+            let Some(j) = column(col) else {
+                out.push(series.delta_cost((p, row, None), eps));
                 continue;
             };
             let (mut plus, mut minus, mut size) = (0.0, 0.0, 0.0);
@@ -196,16 +219,13 @@ fn block_costs(
             let truncation = (odd.abs()
                 + FIRST_ORDER_MARGIN * u * (additions + TERM_ROUNDINGS) * odd_size)
                 / eps;
-            out.push((
-                k,
-                DeltaCost {
-                    plus,
-                    minus,
-                    sizes: 2.0 * size + floor,
-                    partials: additions * 2.0 * size + floor,
-                    truncation: Some(truncation),
-                },
-            ));
+            out.push(DeltaCost {
+                plus,
+                minus,
+                sizes: 2.0 * size + floor,
+                partials: additions * 2.0 * size + floor,
+                truncation: Some(truncation),
+            });
         }
     }
     out

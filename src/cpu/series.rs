@@ -60,16 +60,20 @@ impl Series {
         let coeff = (0..layers)
             .map(|p| {
                 let rows = net.layers()[p].w.nrows();
-                let per_example: Vec<Array2<f64>> = (0..m)
-                    .into_par_iter()
-                    .map(|e| {
-                        if linear {
-                            gain_series(problem, (&acts, &residual), &sens, p, e)
-                        } else {
-                            layer_series(problem, (&acts, &residual), p, e)
-                        }
-                    })
-                    .collect();
+                let per_example: Vec<Array2<f64>> = if !linear && p + 2 == last {
+                    through_one_hidden(problem, (&acts, &residual), p)
+                } else {
+                    (0..m)
+                        .into_par_iter()
+                        .map(|e| {
+                            if linear {
+                                gain_series(problem, (&acts, &residual), &sens, p, e)
+                            } else {
+                                layer_series(problem, (&acts, &residual), p, e)
+                            }
+                        })
+                        .collect()
+                };
                 let mut c = Array3::zeros((rows, m, ORDER));
                 for (e, s) in per_example.into_iter().enumerate() {
                     c.index_axis_mut(Axis(1), e).assign(&(s * scale));
@@ -234,6 +238,86 @@ fn gain_series(
     out
 }
 
+/// For layer `p` with one hidden layer between it and the output, every example's
+/// series (`n_p × ORDER` each, without the reduction), the layers' jets as matrix
+/// products: unit i's own change `o_i(δ)` reaches hidden unit q as `W[q, i]·o_i`, whose
+/// activation (Taylor coefficients `d_r` at its `z`) changes by `Σ_r d_r·W[q, i]^r·o_i^r`,
+/// so the logits move by `Σ_r M_r[o, e, i]·o_i^r`, where `M_r[o] = (W_L[o, :] ∘ d_rᵀ)·W^∘r`
+/// is one product over the examples per order and output — instead of every unit's jet
+/// carried through the hidden layer example by example.
+fn through_one_hidden(
+    problem: &Problem,
+    (acts, residual): (&Activations, &Array2<f64>),
+    p: usize,
+) -> Vec<Array2<f64>> {
+    let model = problem.model();
+    let layers = problem.net().layers();
+    let last = layers.len() - 1;
+    let m = problem.examples();
+    let (next, out) = (&layers[p + 1].w, &layers[last].w);
+    let (hidden, units, outs) = (next.nrows(), next.ncols(), out.nrows());
+    let mut unit = [0.0; N];
+    unit[1] = 1.0;
+    // d_r[q, e] at r − 1: the hidden activation's coefficients, dropout's factor included.
+    let mut d = vec![Array2::<f64>::zeros((m, hidden)); ORDER];
+    for e in 0..m {
+        for q in 0..hidden {
+            let jet = activation_jet(model.hidden[p + 1], acts.z[p + 1][[q, e]], &unit);
+            let keep = model.keep(p + 1, q, e);
+            for r in 1..N {
+                d[r - 1][[e, q]] = jet[r] * keep;
+            }
+        }
+    }
+    // M_r[o] (m × n_p), at [r − 1][o].
+    let mut power = next.clone();
+    let mut reach: Vec<Vec<Array2<f64>>> = Vec::with_capacity(ORDER);
+    for r in 0..ORDER {
+        if r > 0 {
+            power = &power * next;
+        }
+        reach.push(
+            (0..outs)
+                .into_par_iter()
+                .map(|o| (&d[r] * &out.row(o)).dot(&power))
+                .collect(),
+        );
+    }
+    (0..m)
+        .into_par_iter()
+        .map(|e| {
+            let mut series = Array2::zeros((units, ORDER));
+            let mut u = Array2::<f64>::zeros((outs, N));
+            for i in 0..units {
+                let keep = model.keep(p, i, e);
+                let own =
+                    activation_jet(model.hidden[p], acts.z[p][[i, e]], &unit).map(|v| v * keep);
+                u.fill(0.0);
+                let mut own_power = own;
+                for (r, per_output) in reach.iter().enumerate() {
+                    if r > 0 {
+                        own_power = series_product(&own_power, &own);
+                    }
+                    for (o, m_r) in per_output.iter().enumerate() {
+                        let c = m_r[[e, i]];
+                        for k in 1..N {
+                            u[[o, k]] += c * own_power[k];
+                        }
+                    }
+                }
+                let g = loss_jet(model, (acts, residual), problem.y().column(e), e, &u);
+                series.row_mut(i).assign(&ArrayView1::from(&g[1..]));
+            }
+            series
+        })
+        .collect()
+}
+
+/// The product of two series without constants, truncated to `N` coefficients.
+fn series_product(a: &[f64; N], b: &[f64; N]) -> [f64; N] {
+    std::array::from_fn(|n| (1..n).map(|j| a[j] * b[n - j]).sum())
+}
+
 /// The jet of `act(z0 + u) − act(z0)` for a jet `u` with `u[0] = 0`. The first
 /// coefficients of tanh's and σ's equations, `1 − t²` and `σ(1 − σ)` at `z0`, are formed
 /// without cancellation (saturated units would lose them).
@@ -393,6 +477,38 @@ mod tests {
     use super::*;
     use crate::generate::NetworkSpec;
     use crate::model::ModelOptions;
+
+    /// The products through one hidden layer give the per-example jets' series.
+    #[test]
+    fn the_products_through_one_hidden_layer_give_the_jets_series() {
+        for settings in [
+            "hidden=tanh",
+            "hidden=sigmoid,tanh loss=softmax keep_prob=0.7",
+            "hidden=relu,sigmoid loss=mse",
+        ] {
+            let outputs = if settings.contains("softmax") { 3 } else { 2 };
+            let problem = NetworkSpec::new(vec![4, 6, 5, outputs], 7, 5)
+                .unwrap()
+                .with_model(ModelOptions::parse_line(settings).unwrap())
+                .unwrap()
+                .generate();
+            let acts = forward(problem.net(), problem.model(), problem.x().view());
+            let residual = super::super::forward::residuals(
+                problem.model().loss,
+                acts.z[2].view(),
+                problem.y().view(),
+            );
+            let fast = through_one_hidden(&problem, (&acts, &residual), 0);
+            for (e, products) in fast.iter().enumerate() {
+                let jets = layer_series(&problem, (&acts, &residual), 0, e);
+                let scale = jets.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                assert!(scale > 0.0);
+                for (a, b) in jets.iter().zip(products) {
+                    assert!((a - b).abs() <= 1e-12 * scale, "{settings} {e}: {a} {b}");
+                }
+            }
+        }
+    }
 
     /// A network linear between kinks has the same series from its gains as from jets
     /// propagated through every layer.

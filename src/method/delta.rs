@@ -137,6 +137,14 @@ pub fn evaluate(
 /// round-off of the arithmetic that computed it.
 fn estimates_of(j: f64, deltas: &[DeltaCost], steps: &[f64], unit: &[f64]) -> Estimates {
     let mut est = Estimates::default();
+    for v in [
+        &mut est.j_plus,
+        &mut est.j_minus,
+        &mut est.gradapprox,
+        &mut est.noise,
+    ] {
+        v.reserve_exact(deltas.len());
+    }
     for ((d, &h), &u) in deltas.iter().zip(steps).zip(unit) {
         est.j_plus.push(j + d.plus);
         est.j_minus.push(j + d.minus);
