@@ -272,14 +272,14 @@ fn through_one_hidden(
     // M_r[o] (m × n_p), at [r − 1][o].
     let mut power = next.clone();
     let mut reach: Vec<Vec<Array2<f64>>> = Vec::with_capacity(ORDER);
-    for r in 0..ORDER {
+    for (r, d_r) in d.iter().enumerate() {
         if r > 0 {
             power = &power * next;
         }
         reach.push(
             (0..outs)
                 .into_par_iter()
-                .map(|o| (&d[r] * &out.row(o)).dot(&power))
+                .map(|o| (d_r * &out.row(o)).dot(&power))
                 .collect(),
         );
     }
