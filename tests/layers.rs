@@ -207,6 +207,23 @@ fn cases(rng: &mut ChaCha8Rng) -> Vec<(&'static str, BTreeMap<String, f64>, Arra
         ]),
     ));
     out.push((
+        "lstm_cell",
+        none(),
+        arrays(vec![
+            ("xt", random(rng, &[3, 4], 1.0, 0.0)),
+            ("a_prev", random(rng, &[2, 4], 1.0, 0.0)),
+            ("c_prev", random(rng, &[2, 4], 1.0, 0.0)),
+            ("Wf", random(rng, &[2, 5], 0.5, 0.0)),
+            ("bf", random(rng, &[2, 1], 0.3, 0.0)),
+            ("Wi", random(rng, &[2, 5], 0.5, 0.0)),
+            ("bi", random(rng, &[2, 1], 0.3, 0.0)),
+            ("Wc", random(rng, &[2, 5], 0.5, 0.0)),
+            ("bc", random(rng, &[2, 1], 0.3, 0.0)),
+            ("Wo", random(rng, &[2, 5], 0.5, 0.0)),
+            ("bo", random(rng, &[2, 1], 0.3, 0.0)),
+        ]),
+    ));
+    out.push((
         "lstm",
         none(),
         arrays(vec![

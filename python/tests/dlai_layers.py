@@ -91,3 +91,42 @@ def rnn_cell_backward(da_next, xt, a_prev, parameters, bug=None):
     dtanh = da_next if bug == "no_tanh_derivative" else (1 - a_next ** 2) * da_next
     return {"dxt": Wax.T @ dtanh, "da_prev": Waa.T @ dtanh, "dWax": dtanh @ xt.T,
             "dWaa": dtanh @ a_prev.T, "dba": dtanh.sum(axis=1, keepdims=True)}
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """The notebook's lstm_cell_forward (without its yt_pred), over [a_prev; xt]."""
+    p = parameters
+    concat = np.concatenate((a_prev, xt), axis=0)
+    ft = sigmoid(p["Wf"] @ concat + p["bf"])
+    it = sigmoid(p["Wi"] @ concat + p["bi"])
+    cct = np.tanh(p["Wc"] @ concat + p["bc"])
+    c_next = ft * c_prev + it * cct
+    ot = sigmoid(p["Wo"] @ concat + p["bo"])
+    a_next = ot * np.tanh(c_next)
+    return a_next, c_next, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+
+
+def lstm_cell_backward(da_next, dc_next, cache, bug=None):
+    """The notebook's lstm_cell_backward; the bug: dc_prev without the path through
+    a_next (only dc_next·ft)."""
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, p = cache
+    n_a = a_next.shape[0]
+    through_a = ot * (1 - np.tanh(c_next) ** 2) * da_next
+    dot = da_next * np.tanh(c_next) * ot * (1 - ot)
+    dcct = (dc_next * it + through_a * it) * (1 - cct ** 2)
+    dit = (dc_next * cct + through_a * cct) * it * (1 - it)
+    dft = (dc_next * c_prev + through_a * c_prev) * ft * (1 - ft)
+    concat = np.concatenate((a_prev, xt), axis=0)
+    grads = {"dWf": dft @ concat.T, "dWi": dit @ concat.T, "dWc": dcct @ concat.T,
+             "dWo": dot @ concat.T, "dbf": dft.sum(axis=1, keepdims=True),
+             "dbi": dit.sum(axis=1, keepdims=True), "dbc": dcct.sum(axis=1, keepdims=True),
+             "dbo": dot.sum(axis=1, keepdims=True)}
+    gates = [(p["Wf"], dft), (p["Wi"], dit), (p["Wc"], dcct), (p["Wo"], dot)]
+    grads["da_prev"] = sum(w[:, :n_a].T @ d for w, d in gates)
+    grads["dxt"] = sum(w[:, n_a:].T @ d for w, d in gates)
+    grads["dc_prev"] = dc_next * ft if bug == "dc_prev_without_a_next" else dc_next * ft + through_a * ft
+    return grads

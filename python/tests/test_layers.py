@@ -454,3 +454,23 @@ def test_deeplearning_ai_rnn_cell_in_columns_and_the_missing_tanh_derivative():
     bad = rnn_cell_backward(da_next, xt, a_prev, parameters, "no_tanh_derivative")
     report = gradcheck.check_layer("rnn_cell", inputs, bad, da_next)
     assert failing(report) == {"dxt", "da_prev", "dWax", "dWaa", "dba"}, str(report)
+
+
+def test_deeplearning_ai_lstm_cell_over_a_prev_and_xt_and_a_dc_prev_missing_the_a_next_path():
+    from dlai_layers import lstm_cell_backward, lstm_cell_forward
+    n_x, n_a, m = 3, 5, 10
+    xt, a_prev, c_prev = (rng.standard_normal((n, m)) for n in (n_x, n_a, n_a))
+    parameters = {}
+    for gate in "fico":
+        parameters["W" + gate] = rng.standard_normal((n_a, n_a + n_x))
+        parameters["b" + gate] = rng.standard_normal((n_a, 1))
+    da_next, dc_next = rng.standard_normal((n_a, m)), rng.standard_normal((n_a, m))
+    _, _, cache = lstm_cell_forward(xt, a_prev, c_prev, parameters)
+    inputs = dict(xt=xt, a_prev=a_prev, c_prev=c_prev, **parameters)
+    upstream = {"da_next": da_next, "dc_next": dc_next}
+    report = gradcheck.check_layer("lstm_cell", inputs,
+                                   lstm_cell_backward(da_next, dc_next, cache), upstream)
+    assert report.passed, str(report)
+    bad = lstm_cell_backward(da_next, dc_next, cache, "dc_prev_without_a_next")
+    report = gradcheck.check_layer("lstm_cell", inputs, bad, (da_next, dc_next))
+    assert failing(report) == {"dc_prev"}, str(report)

@@ -16,6 +16,7 @@ pub mod conv;
 pub mod dropout;
 pub mod layernorm;
 pub mod lstm;
+pub mod lstm_cell;
 pub mod lstm_step;
 pub mod max_pool;
 mod norm;
@@ -163,7 +164,8 @@ fn hyperparameters(name: &str) -> Result<&'static [&'static str]> {
         | "rnn"
         | "lstm_step"
         | "lstm"
-        | "rnn_cell" => &[],
+        | "rnn_cell"
+        | "lstm_cell" => &[],
         "leaky_relu" => &["alpha"],
         "dropout" => &["p"],
         "batchnorm" | "layernorm" | "spatial_batchnorm" => &["eps"],
@@ -204,7 +206,7 @@ pub fn output_names(name: &str) -> Result<Vec<&'static str>> {
 }
 
 /// Every op's name.
-pub const OPS: [&str; 23] = [
+pub const OPS: [&str; 24] = [
     "affine",
     "relu",
     "leaky_relu",
@@ -228,6 +230,7 @@ pub const OPS: [&str; 23] = [
     "lstm_step",
     "lstm",
     "rnn_cell",
+    "lstm_cell",
 ];
 
 /// The ops by name, with their hyperparameters (`key → value`); an unknown op or
@@ -259,6 +262,7 @@ pub fn op(name: &str, hparams: &BTreeMap<String, f64>) -> Result<Box<dyn LayerOp
         "rnn" => Box::new(rnn::Rnn),
         "lstm" => Box::new(lstm::Lstm),
         "rnn_cell" => Box::new(rnn_cell::RnnCell),
+        "lstm_cell" => Box::new(lstm_cell::LstmCell),
         "temporal_softmax_loss" => Box::new(softmax_loss::SoftmaxLoss { temporal: true }),
         "svm_loss" => Box::new(svm_loss::SvmLoss),
         "dropout" => Box::new(dropout::Dropout::new(get("p").ok_or_else(|| {
@@ -392,7 +396,7 @@ pub(crate) fn richardson_probes(
     use rayon::prelude::*;
     let name = op.inputs()[input].name;
     let up = dout.as_slice().expect("standard layout");
-    let exact = vec![0.0; array(arrays, "x").len()];
+    let exact = vec![0.0; array(arrays, op.inputs()[0].name).len()];
     let value = |a: &Arrays| {
         let b = op
             .forward_bounded(a, &exact)
