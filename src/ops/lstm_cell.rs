@@ -1,12 +1,12 @@
-//! deeplearning.ai Course 5's `lstm_cell_forward`, examples in columns: over `concat =
-//! [a_prev; xt]`, `ft = σ(Wf·concat + bf)`, `it = σ(Wi·concat + bi)`, `cct = tanh(Wc·concat
-//! + bc)`, `c_next = ft⊙c_prev + it⊙cct`, `ot = σ(Wo·concat + bo)`, `a_next =
-//! ot⊙tanh(c_next)`; xt (n_x, m), a_prev and c_prev (n_a, m), each W (n_a, n_a + n_x), each
-//! b (n_a, 1). Two outputs, so two upstream gradients `da_next`, `dc_next`: the check's
-//! output is `[a_next | c_next]` (n_a, 2m). It is cs231n's `lstm_step` seen through
-//! transposes, its four gates' weights gathered into `Wx`, `Wh` and `b` (gates i, f, o, g);
-//! probed whole, as that cell is. The notebook's prediction `yt_pred` (Wy, by) is not the
-//! cell's: its backward does not differentiate it.
+//! deeplearning.ai Course 5's `lstm_cell_forward`, examples in columns, over `concat =
+//! [a_prev; xt]`: `ft = σ(Wf·concat + bf)`, `it = σ(Wi·concat + bi)`,
+//! `cct = tanh(Wc·concat + bc)`, `c_next = ft⊙c_prev + it⊙cct`,
+//! `ot = σ(Wo·concat + bo)`, `a_next = ot⊙tanh(c_next)`; xt (n_x, m), a_prev and c_prev
+//! (n_a, m), each W (n_a, n_a + n_x), each b (n_a, 1). Two outputs, so two upstream
+//! gradients `da_next`, `dc_next`: the check's output is `[a_next | c_next]` (n_a, 2m). It
+//! is cs231n's `lstm_step` seen through transposes, its four gates' weights gathered into
+//! `Wx`, `Wh` and `b` (gates i, f, o, g); probed whole, as that cell is. The notebook's
+//! prediction `yt_pred` (Wy, by) is not the cell's: its backward does not differentiate it.
 
 use ndarray::{s, Array2, ArrayD, Axis, Ix2, IxDyn};
 
