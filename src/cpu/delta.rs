@@ -1,4 +1,4 @@
-//! The delta method on the CPU (DESIGN §2), in f64: each parameter's step changes one
+//! The delta method on the CPU, in f64, from the row gains: each parameter's step changes one
 //! pre-activation row; its effect on the output is the row's gain times the step while no
 //! ReLU input crosses 0 (checked against the row's reach), and the cost change is computed
 //! without cancellation. The CPU twin of the GPU's gain kernel (and its f32 results' host
