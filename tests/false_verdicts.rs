@@ -550,3 +550,58 @@ fn gradients_below_f32s_normal_range_are_never_a_false_alarm_on_an_f32_device() 
     let (ended, text) = check(&dir, "tiny", (&p, &grad), &args);
     assert_ne!(ended, Ended::Fail, "{text}");
 }
+
+/// Blank inputs: the first layer's weights have an exact zero gradient, estimated exactly
+/// 0 by the CPU's products (no term, so no flushed term either): they pass.
+#[test]
+fn a_blank_input_s_zero_weight_gradients_pass() {
+    let base = network_of("", &[4, 5, 1], 6, 3);
+    let p = common::rebiased(&base, 6, |_| 0.3);
+    assert!(p.x().iter().all(|&v| v == 0.0));
+    let grad = gradcheck::cpu::backprop::gradients(&p);
+    let dir = TempDir::new().unwrap();
+    let (code, out) = common::check_arrays(&dir, "blank.npz", (&p, &grad), &["--device", "cpu"]);
+    assert_eq!(code, Some(0), "{out}");
+    let w1 = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("W1"))
+        .unwrap();
+    assert!(w1.ends_with("pass"), "{w1}");
+}
+
+/// A float32 backprop whose gradients are below float32's normal range computes them as
+/// 0 (σ(−100) underflows): that is its own rounding, never a bug.
+#[test]
+fn float32_gradients_below_float32_s_range_are_not_failed() {
+    let base = network_of("", &[3, 4, 1], 5, 8);
+    let layers: Vec<Layer> = base
+        .net()
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(l, layer)| Layer {
+            w: layer.w.mapv(|w| 0.1 * w),
+            b: layer.b.mapv(|_| if l == 1 { -100.0 } else { 0.1 }),
+        })
+        .collect();
+    let y = ndarray::Array2::zeros(base.y().dim());
+    let p = Problem::new(Mlp::new(layers).unwrap(), base.x().clone(), y).unwrap();
+    let exact = gradcheck::cpu::backprop::gradients(&p);
+    let db2 = *exact.last().unwrap();
+    assert!(db2 > 0.0 && db2 < f64::from(f32::MIN_POSITIVE), "{db2:e}");
+    let float32: Vec<f64> = common::float32_backprop(&p)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    assert_eq!(*float32.last().unwrap(), 0.0);
+    let dir = TempDir::new().unwrap();
+    let path = write_npz(&dir, "tiny.npz", &course_arrays(&p, Some(&float32)), true);
+    let out = gradcheck()
+        .arg("check")
+        .arg(&path)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(1), "{text}");
+}

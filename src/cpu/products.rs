@@ -214,6 +214,9 @@ fn block_costs(
                 higher[o] = h * s;
                 size += h * s;
             }
+            // Terms with a zero factor are exact zeros: only a coordinate with some
+            // nonzero term may carry one flushed to zero.
+            let floor = if size > 0.0 { floor } else { 0.0 };
             let odd = steps[2] * signed[2][[r, j]] + steps[4] * signed[4][[r, j]];
             let odd_size = higher[2] + higher[4];
             let truncation = (odd.abs()

@@ -48,10 +48,14 @@ pub fn gradient_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     // as noise), and its effect on the exact gradient is computed here outright. Zero when
     // they were float32 already.
     let rounded = problem.rounded_to_f32();
+    let exact = super::backprop::gradients(problem);
+    // A float32 gradient below float32's normal range may be flushed to zero (or underflow
+    // there below its subnormals): it is then as far from exact as it is small.
+    let normal = f64::from(f32::MIN_POSITIVE);
     let shift: Vec<f64> = super::backprop::gradients(&rounded)
         .into_iter()
-        .zip(super::backprop::gradients(problem))
-        .map(|(a, b)| (a - b).abs())
+        .zip(&exact)
+        .map(|(a, &b)| (a - b).abs() + b.abs().min(normal))
         .collect();
     random.into_iter().zip(shift).map(|(r, s)| r + s).collect()
 }
@@ -82,11 +86,8 @@ pub fn systematic_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let mut seed = Array2::<f64>::zeros(z.dim());
     for ((o, e), s) in seed.indexed_iter_mut() {
         let (r, p) = (residual[[o, e]].abs(), out[[o, e]].abs());
-        if model.loss != Loss::Mse
-            && model.loss != Loss::MseMean
-            && model.loss != Loss::Sse
-            && r <= SATURATED * u * p
-        {
+        let squared = matches!(model.loss, Loss::Mse | Loss::MseMean | Loss::Sse);
+        if !squared && r <= SATURATED * u * p {
             *s += OUTPUT_ROUNDINGS * u * p + r;
         }
     }
