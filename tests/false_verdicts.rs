@@ -605,3 +605,27 @@ fn float32_gradients_below_float32_s_range_are_not_failed() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_ne!(out.status.code(), Some(1), "{text}");
 }
+
+/// Correct backprops a sweep of hand-written numpy gradients found failed (saturated units
+/// whose correct float arithmetic loses their gradient whole: ½(1 + tanh(z/2)) in float32,
+/// s(1 − s) of saturated sigmoid hidden units, 1 − t² of saturated tanh ones): known false
+/// alarms kept as cases to fix. `cargo test --release -- --ignored known_false_fails`.
+#[test]
+#[ignore = "known false alarms, to be fixed"]
+fn known_false_fails_of_saturated_units() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/known_false_fails");
+    let mut failed = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = gradcheck()
+            .arg("check")
+            .arg(&path)
+            .args(["--device", "cpu", "-q"])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(1) {
+            failed.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    assert!(failed.is_empty(), "correct backprops failed: {failed:?}");
+}
