@@ -37,28 +37,22 @@ impl Rung {
         self
     }
 
-    /// Whether the classic delta method (row gains) runs it, rather than the series.
-    fn classic(&self) -> bool {
+    /// The model its settings line resolves to on its widths.
+    fn resolved(&self) -> Option<crate::model::Model> {
         ModelOptions::parse_line(&self.model)
             .ok()
             .and_then(|m| m.resolve(self.widths.len() - 1, None).ok())
-            .is_some_and(|m| m.is_classic())
+    }
+
+    /// Whether the classic delta method (row gains) runs it, rather than the series.
+    fn classic(&self) -> bool {
+        self.resolved().is_some_and(|m| m.is_classic())
     }
 
     /// Whether every hidden activation is linear between kinks (the host's series then
     /// come from the gains, without jets).
     fn piecewise_linear(&self) -> bool {
-        ModelOptions::parse_line(&self.model)
-            .ok()
-            .and_then(|m| m.resolve(self.widths.len() - 1, None).ok())
-            .is_some_and(|m| {
-                m.hidden.iter().all(|a| {
-                    !matches!(
-                        a,
-                        crate::model::Activation::Tanh | crate::model::Activation::Sigmoid
-                    )
-                })
-            })
+        self.resolved().is_some_and(|m| m.linear_between_kinks())
     }
 
     /// Parameters of the network (weights and biases).

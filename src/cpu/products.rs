@@ -70,7 +70,7 @@ pub fn delta_costs(
     let mut out = vec![DeltaCost::default(); indices.len()];
     for (p, rows) in wanted.iter().enumerate() {
         let inputs = series.sens.inputs[p].view();
-        let powers = Powers::of(inputs);
+        let powers = Powers::of(inputs, &series.sens.input_max[p]);
         let block = (BLOCK_VALUES / (ORDER + 1) / inputs.nrows().max(1)).clamp(1, 256);
         let blocks: Vec<Range<usize>> = (0..rows.len())
             .step_by(block)
@@ -136,20 +136,16 @@ struct Powers {
 }
 
 impl Powers {
-    fn of(inputs: ArrayView2<f64>) -> Self {
+    /// From the layer's input and each unit's largest magnitude over the examples.
+    fn of(inputs: ArrayView2<f64>, input_max: &Array1<f64>) -> Self {
         let first = inputs.t().to_owned();
         let mut signed = vec![first.clone()];
         for _ in 1..ORDER {
             let next = signed.last().expect("one power") * &first;
             signed.push(next);
         }
-        let first_largest: Array1<f64> = inputs
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().fold(0.0f64, |acc, v| acc.max(v.abs())))
-            .collect();
         let largest = (1..=ORDER as i32)
-            .map(|k| first_largest.mapv(|v| v.powi(k)))
+            .map(|k| input_max.mapv(|v| v.powi(k)))
             .collect();
         Self {
             absolute: first.mapv(f64::abs),
@@ -179,18 +175,23 @@ fn block_costs(
 ) -> Vec<DeltaCost> {
     let coeff = series.coeff[p].slice(s![range.clone(), .., ..]);
     let m = coeff.len_of(Axis(1));
-    let order = |k: usize| coeff.slice(s![.., .., k]).to_owned();
-    let signed: Vec<Array2<f64>> = (0..ORDER)
-        .map(|k| order(k).dot(&powers.signed[k]))
+    let orders: Vec<Array2<f64>> = (0..ORDER)
+        .map(|k| coeff.slice(s![.., .., k]).to_owned())
         .collect();
-    let first_size = order(0).mapv(f64::abs).dot(&powers.absolute);
+    let signed: Vec<Array2<f64>> = orders
+        .iter()
+        .zip(&powers.signed)
+        .map(|(c, a)| c.dot(a))
+        .collect();
+    let first_size = orders[0].mapv(f64::abs).dot(&powers.absolute);
     // Σ_e |c_k[i, e]| per row, for the higher orders' sizes.
-    let coeff_sizes: Vec<Array1<f64>> = (0..ORDER)
-        .map(|k| order(k).mapv(f64::abs).sum_axis(Axis(1)))
+    let coeff_sizes: Vec<Array1<f64>> = orders
+        .iter()
+        .map(|c| c.mapv(f64::abs).sum_axis(Axis(1)))
         .collect();
     let u = crate::estimate::F64_UNIT_ROUNDOFF;
     let additions = (m + ORDER) as f64;
-    let floor = 2.0 * (m * ORDER) as f64 * TINY_OVER_U;
+    let flushed = 2.0 * (m * ORDER) as f64 * TINY_OVER_U;
     let steps: [f64; ORDER] = std::array::from_fn(|k| eps.powi(k as i32 + 1));
     let mut out = Vec::with_capacity(requested.iter().map(Vec::len).sum());
     for (r, wanted) in requested.iter().enumerate() {
@@ -201,7 +202,7 @@ fn block_costs(
                 continue;
             };
             let (mut plus, mut minus, mut size) = (0.0, 0.0, 0.0);
-            let mut higher = [0.0; ORDER];
+            let mut term_sizes = [0.0; ORDER];
             for (o, &h) in steps.iter().enumerate() {
                 let g = signed[o][[r, j]];
                 plus += h * g;
@@ -211,14 +212,14 @@ fn block_costs(
                 } else {
                     coeff_sizes[o][r] * powers.largest[o][j]
                 };
-                higher[o] = h * s;
+                term_sizes[o] = h * s;
                 size += h * s;
             }
             // Terms with a zero factor are exact zeros: only a coordinate with some
             // nonzero term may carry one flushed to zero.
-            let floor = if size > 0.0 { floor } else { 0.0 };
+            let floor = if size > 0.0 { flushed } else { 0.0 };
             let odd = steps[2] * signed[2][[r, j]] + steps[4] * signed[4][[r, j]];
-            let odd_size = higher[2] + higher[4];
+            let odd_size = term_sizes[2] + term_sizes[4];
             let truncation = (odd.abs()
                 + FIRST_ORDER_MARGIN * u * (additions + TERM_ROUNDINGS) * odd_size)
                 / eps;

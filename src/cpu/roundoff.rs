@@ -84,9 +84,9 @@ pub fn systematic_bound(problem: &Problem, precision: Precision) -> Vec<f64> {
     let (z, out) = (&acts.z[last], &acts.a[last]);
     let residual = super::forward::residuals(model.loss, z.view(), problem.y().view());
     let mut seed = Array2::<f64>::zeros(z.dim());
+    let squared = matches!(model.loss, Loss::Mse | Loss::MseMean | Loss::Sse);
     for ((o, e), s) in seed.indexed_iter_mut() {
         let (r, p) = (residual[[o, e]].abs(), out[[o, e]].abs());
-        let squared = matches!(model.loss, Loss::Mse | Loss::MseMean | Loss::Sse);
         if !squared && r <= SATURATED * u * p {
             *s += OUTPUT_ROUNDINGS * u * p + r;
         }

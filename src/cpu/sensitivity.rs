@@ -37,7 +37,7 @@ pub struct Sensitivity {
     /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]|³`, for the truncation bound.
     cubed_gain: Vec<Array1<f64>>,
     /// Per layer: the largest `|A_(p−1)[j, e]|` over the examples, per input unit `j`.
-    input_max: Vec<Array1<f64>>,
+    pub(crate) input_max: Vec<Array1<f64>>,
     /// Per layer and row: `Σ_e Σ_o |gain[i, e, o]| · ρ[o, e]` times the reduction, with ρ
     /// the residuals' own error bound (`roundoff::residual_errors`).
     residual_error: Vec<Array1<f64>>,

@@ -53,10 +53,7 @@ impl Series {
         let scale = model.scale(m);
         let sens = Sensitivity::new(problem);
         // Between kinks every unit downstream is linear: the logits move along the gains.
-        let linear = model
-            .hidden
-            .iter()
-            .all(|a| !matches!(a, Activation::Tanh | Activation::Sigmoid));
+        let linear = model.linear_between_kinks();
         let coeff = (0..layers)
             .map(|p| {
                 let rows = net.layers()[p].w.nrows();
@@ -478,6 +475,33 @@ mod tests {
     use crate::generate::NetworkSpec;
     use crate::model::ModelOptions;
 
+    /// A 4-6-5-k network computing `settings` (3 softmax classes, else 2 outputs), its
+    /// unperturbed pass and residuals.
+    fn unperturbed(settings: &str, seed: u64) -> (Problem, Activations, Array2<f64>) {
+        let outputs = if settings.contains("softmax") { 3 } else { 2 };
+        let problem = NetworkSpec::new(vec![4, 6, 5, outputs], 7, seed)
+            .unwrap()
+            .with_model(ModelOptions::parse_line(settings).unwrap())
+            .unwrap()
+            .generate();
+        let acts = forward(problem.net(), problem.model(), problem.x().view());
+        let residual = super::super::forward::residuals(
+            problem.model().loss,
+            acts.z[2].view(),
+            problem.y().view(),
+        );
+        (problem, acts, residual)
+    }
+
+    /// `b` within `tolerance` of `a`, relative to `a`'s largest entry (nonzero).
+    fn assert_close(a: &Array2<f64>, b: &Array2<f64>, tolerance: f64, what: &str) {
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tolerance * scale, "{what}: {x} {y}");
+        }
+    }
+
     /// The products through one hidden layer give the per-example jets' series.
     #[test]
     fn the_products_through_one_hidden_layer_give_the_jets_series() {
@@ -486,26 +510,11 @@ mod tests {
             "hidden=sigmoid,tanh loss=softmax keep_prob=0.7",
             "hidden=relu,sigmoid loss=mse",
         ] {
-            let outputs = if settings.contains("softmax") { 3 } else { 2 };
-            let problem = NetworkSpec::new(vec![4, 6, 5, outputs], 7, 5)
-                .unwrap()
-                .with_model(ModelOptions::parse_line(settings).unwrap())
-                .unwrap()
-                .generate();
-            let acts = forward(problem.net(), problem.model(), problem.x().view());
-            let residual = super::super::forward::residuals(
-                problem.model().loss,
-                acts.z[2].view(),
-                problem.y().view(),
-            );
+            let (problem, acts, residual) = unperturbed(settings, 5);
             let fast = through_one_hidden(&problem, (&acts, &residual), 0);
             for (e, products) in fast.iter().enumerate() {
                 let jets = layer_series(&problem, (&acts, &residual), 0, e);
-                let scale = jets.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                assert!(scale > 0.0);
-                for (a, b) in jets.iter().zip(products) {
-                    assert!((a - b).abs() <= 1e-12 * scale, "{settings} {e}: {a} {b}");
-                }
+                assert_close(&jets, products, 1e-12, &format!("{settings} {e}"));
             }
         }
     }
@@ -519,32 +528,13 @@ mod tests {
             "hidden=leaky_relu loss=softmax keep_prob=0.8",
             "hidden=identity loss=mse",
         ] {
-            let outputs = if settings.contains("softmax") { 3 } else { 2 };
-            let problem = NetworkSpec::new(vec![4, 6, 5, outputs], 7, 3)
-                .unwrap()
-                .with_model(ModelOptions::parse_line(settings).unwrap())
-                .unwrap()
-                .generate();
-            let acts = forward(problem.net(), problem.model(), problem.x().view());
-            let last = problem.net().layers().len() - 1;
-            let residual = super::super::forward::residuals(
-                problem.model().loss,
-                acts.z[last].view(),
-                problem.y().view(),
-            );
+            let (problem, acts, residual) = unperturbed(settings, 3);
             let sens = Sensitivity::new(&problem);
-            for p in 0..=last {
+            for p in 0..=2 {
                 for e in 0..problem.examples() {
                     let jets = layer_series(&problem, (&acts, &residual), p, e);
                     let gains = gain_series(&problem, (&acts, &residual), &sens, p, e);
-                    let scale = jets.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                    assert!(scale > 0.0);
-                    for (a, b) in jets.iter().zip(&gains) {
-                        assert!(
-                            (a - b).abs() <= 1e-13 * scale,
-                            "{settings} {p} {e}: {a} {b}"
-                        );
-                    }
+                    assert_close(&jets, &gains, 1e-13, &format!("{settings} {p} {e}"));
                 }
             }
         }

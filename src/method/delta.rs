@@ -99,10 +99,7 @@ pub fn evaluate(
     let sens = rows.sensitivity();
     estimates.truncation = (0..indices.len())
         .into_par_iter()
-        .map(|k| match deltas[k].truncation {
-            Some(known) => Ok(known),
-            None => Ok(rows.truncation_bound(located(k)?, steps[k])),
-        })
+        .map(|k| rows.truncation_of(&deltas[k], || located(k), steps[k]))
         .collect::<Result<Vec<f64>>>()?;
     for (k, noise) in estimates.noise.iter_mut().enumerate() {
         *noise += sens.residual_error(located(k)?);
@@ -169,10 +166,7 @@ fn refinements(
     for (k, (d, &h)) in deltas.iter().zip(steps).enumerate() {
         let approx = ((d.plus - d.minus) / (2.0 * h)).abs();
         let allowed = request.threshold * approx;
-        let truncation = match d.truncation {
-            Some(known) => known,
-            None => rows.truncation_bound(problem.locate(indices[k])?, h),
-        };
+        let truncation = rows.truncation_of(d, || problem.locate(indices[k]), h)?;
         let roundoff = d.roundoff(unit[k]) / (2.0 * h);
         if approx == 0.0 || truncation <= REFINE_ABOVE * allowed || roundoff > allowed {
             continue;

@@ -92,6 +92,20 @@ impl RowData {
         }
     }
 
+    /// The truncation of the estimate `d` made at step `eps`: what its evaluation knew of
+    /// it, else the rows' bound at the parameter `at` locates.
+    pub fn truncation_of(
+        &self,
+        d: &crate::estimate::DeltaCost,
+        at: impl FnOnce() -> crate::error::Result<(usize, usize, Option<usize>)>,
+        eps: f64,
+    ) -> crate::error::Result<f64> {
+        match d.truncation {
+            Some(known) => Ok(known),
+            None => Ok(self.truncation_bound(at()?, eps)),
+        }
+    }
+
     /// A bound on the truncation of parameter `at`'s estimate at step `eps`.
     pub fn truncation_bound(&self, at: (usize, usize, Option<usize>), eps: f64) -> f64 {
         match self {

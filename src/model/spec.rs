@@ -559,6 +559,14 @@ impl Model {
             && self.dropout.is_none()
     }
 
+    /// Whether every hidden unit is linear between its kinks (ReLU, leaky ReLU, identity):
+    /// a perturbation then moves the logits along the row gains exactly.
+    pub fn linear_between_kinks(&self) -> bool {
+        self.hidden
+            .iter()
+            .all(|a| !matches!(a, Activation::Tanh | Activation::Sigmoid))
+    }
+
     /// The factor on the summed per-example losses: `1/m` or 1.
     pub fn scale(&self, examples: usize) -> f64 {
         match self.reduction {
