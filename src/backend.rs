@@ -10,8 +10,7 @@ use crate::directions::Direction;
 use crate::error::Result;
 use crate::estimate::{DeltaCost, Estimates};
 use crate::gpu::{self, AdapterSummary, GpuContext};
-use crate::memory;
-use crate::monitor::{Continuing, Monitor};
+use crate::monitor::Monitor;
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -138,11 +137,11 @@ impl DeltaSession for CpuRounds<'_> {
     }
 }
 
-/// The GPU's rounds: inputs uploaded once, each round in slices that keep its output
-/// within the device's limits and the memory budget.
+/// The GPU's rounds: inputs uploaded once; a series' dense blocks as matrix products, the
+/// rest (and the classic model's gains) coordinate by coordinate.
 struct GpuRounds<'a> {
-    ctx: &'a GpuContext,
     prepared: gpu::delta::Prepared<'a>,
+    rows: Rows<'a>,
     settings: Settings,
 }
 
@@ -153,25 +152,24 @@ impl DeltaSession for GpuRounds<'_> {
         indices: &[usize],
         monitor: &dyn Monitor,
     ) -> Result<Run<Vec<DeltaCost>>> {
-        let bytes_per_item = gpu::delta::OUTPUTS as u64 * self.settings.precision.size() as u64;
-        let slice = memory::slice_items(
-            self.ctx.binding_limit(),
-            self.settings.budget,
-            bytes_per_item,
-        );
-        monitor.begin(indices.len() as u64);
-        let mut deltas = Vec::with_capacity(indices.len());
-        let mut gpu_seconds = None;
-        for part in indices.chunks(slice.max(1)) {
-            let done =
+        let done = match self.rows {
+            Rows::Series(series) => gpu::products::delta_costs(
+                &self.prepared,
+                series,
+                eps,
+                indices,
+                self.settings,
+                monitor,
+            )?,
+            Rows::Gains(_) => {
+                monitor.begin(indices.len() as u64);
                 self.prepared
-                    .evaluate(eps, part, self.settings.chunk, &Continuing(monitor))?;
-            deltas.extend(done.deltas);
-            gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
-        }
+                    .evaluate_sliced(eps, indices, self.settings, monitor)?
+            }
+        };
         Ok(Run {
-            values: deltas,
-            gpu_seconds,
+            values: done.deltas,
+            gpu_seconds: done.gpu_seconds,
         })
     }
 }
@@ -253,10 +251,6 @@ impl Backend for GpuContext {
         })
     }
 
-    fn evaluates_gains(&self) -> bool {
-        true
-    }
-
     fn delta_session<'a>(
         &'a self,
         problem: &'a Problem,
@@ -271,8 +265,8 @@ impl Backend for GpuContext {
             }
         };
         Ok(Box::new(GpuRounds {
-            ctx: self,
             prepared,
+            rows,
             settings,
         }))
     }

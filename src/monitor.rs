@@ -41,6 +41,15 @@ impl Monitor for StopFlag {
     }
 }
 
+/// Forwards only the stop flag: for work whose progress the caller counts in its own units.
+pub struct StopOnly<'a>(pub &'a dyn Monitor);
+
+impl Monitor for StopOnly<'_> {
+    fn cancelled(&self) -> bool {
+        self.0.cancelled()
+    }
+}
+
 /// Forwards progress and the stop flag but not `begin`: for work split into pieces whose
 /// total the caller announced once.
 pub struct Continuing<'a>(pub &'a dyn Monitor);

@@ -133,3 +133,93 @@ fn a_sample_is_summed_parameter_by_parameter_and_agrees_with_the_whole() {
         assert!((d.plus - w.plus).abs() <= d.roundoff(U) + w.roundoff(U));
     }
 }
+
+/// The GPU's products (shaders/products.wgsl) against the GPU's per-coordinate series
+/// kernel on the same device values, and in f64 against the CPU's products: every model,
+/// networks with partial tiles, rows in several blocks (a small memory budget), several
+/// dispatches (a small chunk, bit for bit the same), and examples in several blocks.
+#[test]
+fn gpu_products_agree_with_the_per_coordinate_kernel_and_the_cpu() {
+    use gradcheck::backend::{Backend, Rows, Settings};
+    use gradcheck::gpu::delta::Prepared;
+    let Some(ctx) = common::gpu() else { return };
+    let mut cases: Vec<(String, Problem)> = model_matrix()
+        .iter()
+        .step_by(3)
+        .enumerate()
+        .map(|(seed, s)| (s.clone(), problem(s, 70 + seed as u64)))
+        .collect();
+    cases.push((
+        "37-21-19-3".into(),
+        network_of("loss=softmax", &[37, 21, 19, 3], 50, 7),
+    ));
+    cases.push((
+        "3-4-1, 30000 examples".into(),
+        network_of("hidden=tanh", &[3, 4, 1], 30_000, 8),
+    ));
+    let eps = 1e-3;
+    let mut compared = 0;
+    for precision in common::gpu_precisions(&ctx) {
+        let u = precision.unit_roundoff();
+        for (name, p) in &cases {
+            let series = Series::new(p);
+            let all: Vec<usize> = (0..p.net().num_params()).collect();
+            let settings = |budget: u64, chunk: Option<usize>| Settings {
+                precision,
+                chunk,
+                budget,
+            };
+            let run = |s: Settings| {
+                ctx.delta_session(p, Rows::Series(&series), s)
+                    .unwrap()
+                    .run(eps, &all, &Silent)
+                    .unwrap()
+                    .values
+            };
+            let fast = run(settings(1 << 34, None));
+            let blocked = run(settings(1 << 16, Some(256)));
+            let bits = |v: &[DeltaCost]| -> Vec<u64> {
+                v.iter()
+                    .flat_map(|d| [d.plus.to_bits(), d.minus.to_bits()])
+                    .collect()
+            };
+            assert_eq!(bits(&fast), bits(&blocked), "{name} {precision:?}: blocks");
+            let each = Prepared::series(&ctx, (p, &series), precision)
+                .unwrap()
+                .evaluate(eps, &all, None, &Silent)
+                .unwrap()
+                .deltas;
+            let cpu = products::delta_costs(p, &series, eps, &all, &Silent).unwrap();
+            for (k, (d, e)) in fast.iter().zip(&each).enumerate() {
+                let noise = (d.roundoff(u) + e.roundoff(u)) / (2.0 * eps);
+                let gap = (estimate(d, eps) - estimate(e, eps)).abs();
+                assert!(
+                    gap <= noise,
+                    "{name} {precision:?} coordinate {k}: {gap:e} beyond {noise:e}"
+                );
+                if precision == gradcheck::options::Precision::F64 {
+                    let c = &cpu[k];
+                    let noise = (d.roundoff(u) + c.roundoff(U)) / (2.0 * eps);
+                    let gap = (estimate(d, eps) - estimate(c, eps)).abs();
+                    assert!(gap <= noise, "{name} vs the CPU, coordinate {k}");
+                    if let (Some(a), Some(b)) = (d.truncation, c.truncation) {
+                        assert!((a - b).abs() <= 1e-6 * b.max(1e-300) + noise, "{name} {k}");
+                    }
+                }
+                compared += 1;
+            }
+            // Every weight's truncation is known from its products.
+            let weights = fast
+                .iter()
+                .zip(&all)
+                .filter(|(_, &i)| p.locate(i).unwrap().2.is_some());
+            for (d, i) in weights {
+                assert!(
+                    d.truncation.is_some(),
+                    "{name}: weight {i} went per coordinate"
+                );
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}

@@ -28,9 +28,9 @@ use crate::problem::Problem;
 
 /// A row's requested coordinates: their positions in the request and their columns
 /// ([`BIAS`] for the bias), in 32 bits each (a request of millions stays small).
-type Wanted = Vec<(u32, u32)>;
+pub(crate) type Wanted = Vec<(u32, u32)>;
 /// The column of a row's bias.
-const BIAS: u32 = u32::MAX;
+pub(crate) const BIAS: u32 = u32::MAX;
 
 /// A block of rows goes to the products when at least this fraction of its weights is
 /// requested: per coordinate, a product's multiply-adds cost far less than a polynomial's
@@ -48,6 +48,61 @@ pub fn delta_costs(
     indices: &[usize],
     monitor: &dyn Monitor,
 ) -> Result<Vec<DeltaCost>> {
+    let wanted = requests(problem, series, indices)?;
+    monitor.begin(indices.len() as u64);
+    let mut out = vec![DeltaCost::default(); indices.len()];
+    for (p, rows) in wanted.iter().enumerate() {
+        let inputs = series.sens.inputs[p].view();
+        let powers = Powers::of(inputs);
+        let block = (BLOCK_VALUES / (ORDER + 1) / inputs.nrows().max(1)).clamp(1, 256);
+        let blocks = row_blocks(rows.len(), block);
+        // A few blocks per core at a time: their results wait for their places briefly.
+        let wave = 2 * rayon::current_num_threads();
+        for blocks in blocks.chunks(wave) {
+            let done: Vec<Vec<DeltaCost>> = blocks
+                .par_iter()
+                .map(|range| {
+                    if monitor.cancelled() {
+                        return Vec::new();
+                    }
+                    let requested = &rows[range.clone()];
+                    let costs = if is_dense(requested, inputs.nrows()) {
+                        block_costs(series, (p, range.clone()), &powers, requested, eps)
+                    } else {
+                        requested
+                            .iter()
+                            .zip(range.clone())
+                            .flat_map(|(wanted, row)| {
+                                wanted.iter().map(move |&(_, col)| {
+                                    series.delta_cost((p, row, column(col)), eps)
+                                })
+                            })
+                            .collect()
+                    };
+                    monitor.advance(requested.iter().map(Vec::len).sum::<usize>() as u64);
+                    costs
+                })
+                .collect();
+            for (range, costs) in blocks.iter().zip(done) {
+                let places = rows[range.clone()].iter().flatten();
+                for (&(k, _), cost) in places.zip(costs) {
+                    out[k as usize] = cost;
+                }
+            }
+        }
+    }
+    if monitor.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    Ok(out)
+}
+
+/// Each layer's rows' requested coordinates, from the flat `indices`.
+pub(crate) fn requests(
+    problem: &Problem,
+    series: &Series,
+    indices: &[usize],
+) -> Result<Vec<Vec<Wanted>>> {
     if u32::try_from(indices.len()).is_err() {
         return Err(Error::TooLarge(format!(
             "{} coordinates in one request exceed 32-bit positions",
@@ -66,106 +121,54 @@ pub fn delta_costs(
     for row in wanted.iter_mut().flatten() {
         row.shrink_to_fit();
     }
-    monitor.begin(indices.len() as u64);
-    let mut out = vec![DeltaCost::default(); indices.len()];
-    for (p, rows) in wanted.iter().enumerate() {
-        let inputs = series.sens.inputs[p].view();
-        let powers = Powers::of(inputs, &series.sens.input_max[p]);
-        let block = (BLOCK_VALUES / (ORDER + 1) / inputs.nrows().max(1)).clamp(1, 256);
-        let blocks: Vec<Range<usize>> = (0..rows.len())
-            .step_by(block)
-            .map(|start| start..(start + block).min(rows.len()))
-            .collect();
-        // A few blocks per core at a time: their results wait for their places briefly.
-        let wave = 2 * rayon::current_num_threads();
-        for blocks in blocks.chunks(wave) {
-            let done: Vec<Vec<DeltaCost>> = blocks
-                .par_iter()
-                .map(|range| {
-                    if monitor.cancelled() {
-                        return Vec::new();
-                    }
-                    let requested = &rows[range.clone()];
-                    let count: usize = requested.iter().map(Vec::len).sum();
-                    let weights = (range.len() * inputs.nrows()) as f64;
-                    let costs = if count as f64 >= DENSE_FRACTION * weights {
-                        block_costs(series, (p, range.clone()), &powers, requested, eps)
-                    } else {
-                        requested
-                            .iter()
-                            .zip(range.clone())
-                            .flat_map(|(wanted, row)| {
-                                wanted.iter().map(move |&(_, col)| {
-                                    series.delta_cost((p, row, column(col)), eps)
-                                })
-                            })
-                            .collect()
-                    };
-                    monitor.advance(count as u64);
-                    costs
-                })
-                .collect();
-            for (range, costs) in blocks.iter().zip(done) {
-                let places = rows[range.clone()].iter().flatten();
-                for (&(k, _), cost) in places.zip(costs) {
-                    out[k as usize] = cost;
-                }
-            }
-        }
-    }
-    if monitor.cancelled() {
-        return Err(Error::Cancelled);
-    }
-    Ok(out)
+    Ok(wanted)
+}
+
+/// `rows` rows in consecutive blocks of `block`.
+pub(crate) fn row_blocks(rows: usize, block: usize) -> Vec<Range<usize>> {
+    (0..rows)
+        .step_by(block.max(1))
+        .map(|start| start..(start + block).min(rows))
+        .collect()
+}
+
+/// Whether the products pay for a block of rows of `cols` columns with these requests.
+pub(crate) fn is_dense(requested: &[Wanted], cols: usize) -> bool {
+    let count: usize = requested.iter().map(Vec::len).sum();
+    count as f64 >= DENSE_FRACTION * (requested.len() * cols) as f64
 }
 
 /// A requested column, `None` for the bias.
-fn column(col: u32) -> Option<usize> {
+pub(crate) fn column(col: u32) -> Option<usize> {
     (col != BIAS).then_some(col as usize)
 }
 
-/// A layer input's elementwise powers, transposed (`m × n_(p−1)`), and each unit's
-/// largest magnitude.
+/// A layer input's elementwise powers and magnitudes, transposed (`m × n_(p−1)`).
 struct Powers {
     /// `(A^∘k)ᵀ` at `k − 1`.
     signed: Vec<Array2<f64>>,
     /// `|A|ᵀ`.
     absolute: Array2<f64>,
-    /// `max_e |a[j, e]|^k` per unit `j`, at `k − 1`.
-    largest: Vec<Array1<f64>>,
 }
 
 impl Powers {
-    /// From the layer's input and each unit's largest magnitude over the examples.
-    fn of(inputs: ArrayView2<f64>, input_max: &Array1<f64>) -> Self {
+    /// From the layer's input.
+    fn of(inputs: ArrayView2<f64>) -> Self {
         let first = inputs.t().to_owned();
         let mut signed = vec![first.clone()];
         for _ in 1..ORDER {
             let next = signed.last().expect("one power") * &first;
             signed.push(next);
         }
-        let largest = (1..=ORDER as i32)
-            .map(|k| input_max.mapv(|v| v.powi(k)))
-            .collect();
         Self {
             absolute: first.mapv(f64::abs),
             signed,
-            largest,
         }
     }
 }
 
 /// The requested coordinates of the rows `range` of layer `p`, in their order, from the
-/// block's products.
-///
-/// Round-off, per step: each term `c_k·a^k·ε^k` takes at most [`TERM_ROUNDINGS`] roundings
-/// relative to its size, and a product's sum of `m` terms in any order errs by at most
-/// `(m − 1)·u` times the sum of their sizes; the orders' combination adds `ORDER − 1`
-/// more. The sizes are `ε^k·Σ_e |c_k||a|^k`: the first order's from its own product, the
-/// higher ones' bounded by `Σ_e |c_k| · max_e |a|^k` (they are `ε^(k−1)` smaller).
-/// Truncation: the estimate `(ΔJ₊ − ΔJ₋)/2ε` is the series' `G_1 + ε²G_3 + ε⁴G_5`, so its
-/// distance from the derivative `G_1` is `|ε²G_3 + ε⁴G_5|`, known, plus that sum's own
-/// round-off.
+/// block's products (f64: their round-off is [`combine`]'s).
 fn block_costs(
     series: &Series,
     (p, range): (usize, Range<usize>),
@@ -184,14 +187,8 @@ fn block_costs(
         .map(|(c, a)| c.dot(a))
         .collect();
     let first_size = orders[0].mapv(f64::abs).dot(&powers.absolute);
-    // Σ_e |c_k[i, e]| per row, for the higher orders' sizes.
-    let coeff_sizes: Vec<Array1<f64>> = orders
-        .iter()
-        .map(|c| c.mapv(f64::abs).sum_axis(Axis(1)))
-        .collect();
-    let u = crate::estimate::F64_UNIT_ROUNDOFF;
-    let additions = (m + ORDER) as f64;
-    let flushed = 2.0 * (m * ORDER) as f64 * TINY_OVER_U;
+    let higher = HigherSizes::of(series, (p, range.clone()), eps);
+    let arithmetic = Arithmetic::F64;
     let steps: [f64; ORDER] = std::array::from_fn(|k| eps.powi(k as i32 + 1));
     let mut out = Vec::with_capacity(requested.iter().map(Vec::len).sum());
     for (r, wanted) in requested.iter().enumerate() {
@@ -201,38 +198,110 @@ fn block_costs(
                 out.push(series.delta_cost((p, row, None), eps));
                 continue;
             };
-            let (mut plus, mut minus, mut size) = (0.0, 0.0, 0.0);
-            let mut term_sizes = [0.0; ORDER];
-            for (o, &h) in steps.iter().enumerate() {
-                let g = signed[o][[r, j]];
-                plus += h * g;
-                minus += if o % 2 == 0 { -h * g } else { h * g };
-                let s = if o == 0 {
-                    first_size[[r, j]]
-                } else {
-                    coeff_sizes[o][r] * powers.largest[o][j]
-                };
-                term_sizes[o] = h * s;
-                size += h * s;
-            }
-            // Terms with a zero factor are exact zeros: only a coordinate with some
-            // nonzero term may carry one flushed to zero.
-            let floor = if size > 0.0 { flushed } else { 0.0 };
-            let odd = steps[2] * signed[2][[r, j]] + steps[4] * signed[4][[r, j]];
-            let odd_size = term_sizes[2] + term_sizes[4];
-            let truncation = (odd.abs()
-                + FIRST_ORDER_MARGIN * u * (additions + TERM_ROUNDINGS) * odd_size)
-                / eps;
-            out.push(DeltaCost {
-                plus,
-                minus,
-                sizes: 2.0 * size + floor,
-                partials: additions * 2.0 * size + floor,
-                truncation: Some(truncation),
-            });
+            let terms = std::array::from_fn(|o| steps[o] * signed[o][[r, j]]);
+            let sizes = higher.with_first(r, j, steps[0] * first_size[[r, j]]);
+            out.push(combine(&terms, &sizes, (m, eps), arithmetic));
         }
     }
     out
+}
+
+/// The arithmetic the orders' sums were computed in: its unit round-off and the smallest
+/// normal over it (what a term flushed to zero may have lost, relative to u).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arithmetic {
+    pub u: f64,
+    pub tiny_over_u: f64,
+}
+
+impl Arithmetic {
+    pub const F64: Self = Self {
+        u: crate::estimate::F64_UNIT_ROUNDOFF,
+        tiny_over_u: TINY_OVER_U,
+    };
+}
+
+/// The sizes of a block's higher orders, bounded without their products:
+/// `ε^k · Σ_e |c_k[i, e]| · max_e |a[j, e]|^k` (they are `ε^(k−1)` below the first).
+pub(crate) struct HigherSizes {
+    /// `Σ_e |c_k[i, e]|` per row of the block, at `k − 1`.
+    rows: Vec<Array1<f64>>,
+    /// `max_e |a[j, e]|^k` per column, at `k − 1`.
+    largest: Vec<Array1<f64>>,
+    /// `ε^k`, at `k − 1`.
+    steps: [f64; ORDER],
+}
+
+impl HigherSizes {
+    /// For the rows `range` of layer `p` at step `eps`.
+    pub fn of(series: &Series, (p, range): (usize, Range<usize>), eps: f64) -> Self {
+        let coeff = series.coeff[p].slice(s![range, .., ..]);
+        let rows = (0..ORDER)
+            .map(|k| coeff.slice(s![.., .., k]).mapv(f64::abs).sum_axis(Axis(1)))
+            .collect();
+        let largest = (1..=ORDER as i32)
+            .map(|k| series.sens.input_max[p].mapv(|v| v.powi(k)))
+            .collect();
+        Self {
+            rows,
+            largest,
+            steps: std::array::from_fn(|k| eps.powi(k as i32 + 1)),
+        }
+    }
+
+    /// Every order's size at the block's row `r` and column `j`, the first order's given.
+    pub fn with_first(&self, r: usize, j: usize, first: f64) -> [f64; ORDER] {
+        std::array::from_fn(|o| {
+            if o == 0 {
+                first
+            } else {
+                self.steps[o] * (self.rows[o][r] * self.largest[o][j])
+            }
+        })
+    }
+}
+
+/// One weight's cost changes from its orders' parts at the step, `terms[k − 1] =
+/// Σ_e c_k·(ε·a)^k`, and their sizes (what each part's round-off is relative to), summed
+/// over `m` examples in `arithmetic`.
+///
+/// Round-off, per step: each term `c_k·(ε·a)^k` takes at most [`TERM_ROUNDINGS`] roundings
+/// relative to its size (the inputs' conversion, the powers, the product), a sum of `m`
+/// terms in any order errs by at most `(m − 1)·u` times the sum of their sizes, and the
+/// orders' combination adds `ORDER − 1` more. Truncation: the estimate `(ΔJ₊ − ΔJ₋)/2ε` is
+/// the series' `G_1 + ε²G_3 + ε⁴G_5`, so its distance from the derivative `G_1` is
+/// `|ε²G_3 + ε⁴G_5|`, known, plus that sum's own round-off.
+pub(crate) fn combine(
+    terms: &[f64; ORDER],
+    sizes: &[f64; ORDER],
+    (m, eps): (usize, f64),
+    Arithmetic { u, tiny_over_u }: Arithmetic,
+) -> DeltaCost {
+    let additions = (m + ORDER) as f64;
+    let (mut plus, mut minus, mut size) = (0.0, 0.0, 0.0);
+    for (o, (&t, &s)) in terms.iter().zip(sizes).enumerate() {
+        plus += t;
+        minus += if o % 2 == 0 { -t } else { t };
+        size += s;
+    }
+    // Terms with a zero factor are exact zeros: only a coordinate with some nonzero term
+    // may carry one flushed to zero.
+    let floor = if size > 0.0 {
+        2.0 * (m * ORDER) as f64 * tiny_over_u
+    } else {
+        0.0
+    };
+    let odd = terms[2] + terms[4];
+    let odd_size = sizes[2] + sizes[4];
+    let truncation =
+        (odd.abs() + FIRST_ORDER_MARGIN * u * (additions + TERM_ROUNDINGS) * odd_size) / eps;
+    DeltaCost {
+        plus,
+        minus,
+        sizes: 2.0 * size + floor,
+        partials: additions * 2.0 * size + floor,
+        truncation: Some(truncation),
+    }
 }
 
 #[cfg(test)]

@@ -7,11 +7,13 @@ use super::dispatch::{layer_table, run_kernel, Blocks, KernelConfig, Launch, Sta
 use super::full::default_chunk;
 use super::shader::{Kernel, ModelOps, DELTA, SERIES};
 use super::GpuContext;
+use crate::backend::{add_seconds, Settings};
 use crate::cpu::sensitivity::Sensitivity;
 use crate::cpu::series::{Series, ORDER};
 use crate::error::{Error, Result};
 use crate::estimate::DeltaCost;
-use crate::monitor::Monitor;
+use crate::memory;
+use crate::monitor::{Continuing, Monitor};
 use crate::options::Precision;
 use crate::problem::Problem;
 
@@ -33,9 +35,9 @@ pub struct DeltaRun {
 /// inputs, and the per-row data — the gains, reaches and logits of the classic model, or
 /// each unit's series and reaches. Each round adds only its indices and its step.
 pub struct Prepared<'a> {
-    ctx: &'a GpuContext,
-    problem: &'a Problem,
-    precision: Precision,
+    pub(super) ctx: &'a GpuContext,
+    pub(super) problem: &'a Problem,
+    pub(super) precision: Precision,
     kernel: Kernel,
     constants: Vec<(&'static str, u32)>,
     /// Multiply-adds per example and parameter, for the default chunking.
@@ -43,7 +45,7 @@ pub struct Prepared<'a> {
     /// Loop iterations per example and parameter, for the example blocks.
     iterations: u64,
     /// The layer table and inputs (bindings 1, 2), then the per-row data (from 6 on).
-    buffers: Vec<wgpu::Buffer>,
+    pub(super) buffers: Vec<wgpu::Buffer>,
 }
 
 /// Loop iterations of one cost term's change in delta.wgsl, at most: the series of
@@ -150,6 +152,30 @@ impl<'a> Prepared<'a> {
             work,
             iterations,
             buffers,
+        })
+    }
+
+    /// [`Self::evaluate`] in slices that keep each output within the device's binding
+    /// limit and the memory budget; `monitor`'s total is the caller's to announce.
+    pub fn evaluate_sliced(
+        &self,
+        eps: f64,
+        indices: &[usize],
+        settings: Settings,
+        monitor: &dyn Monitor,
+    ) -> Result<DeltaRun> {
+        let bytes_per_item = OUTPUTS as u64 * settings.precision.size() as u64;
+        let slice = memory::slice_items(self.ctx.binding_limit(), settings.budget, bytes_per_item);
+        let mut deltas = Vec::with_capacity(indices.len());
+        let mut gpu_seconds = None;
+        for part in indices.chunks(slice.max(1)) {
+            let done = self.evaluate(eps, part, settings.chunk, &Continuing(monitor))?;
+            deltas.extend(done.deltas);
+            gpu_seconds = add_seconds(gpu_seconds, done.gpu_seconds);
+        }
+        Ok(DeltaRun {
+            deltas,
+            gpu_seconds,
         })
     }
 

@@ -7,6 +7,7 @@ pub mod directions;
 mod dispatch;
 pub mod full;
 pub mod probe;
+pub mod products;
 pub mod shader;
 
 pub use dispatch::{layer_table, KernelConfig, LayerInfo};

@@ -106,6 +106,13 @@ pub const SERIES: Kernel = Kernel {
     shared: &[PER_PARAMETER],
     model: false,
 };
+/// The delta method's per-parameter sums of dense blocks as tiled matrix products.
+pub const PRODUCTS: Kernel = Kernel {
+    name: "products",
+    source: include_str!("../../shaders/products.wgsl"),
+    shared: &[],
+    model: false,
+};
 /// The math test kernel.
 pub const MATH_PROBE: Kernel = Kernel {
     name: "math_probe",
@@ -115,7 +122,7 @@ pub const MATH_PROBE: Kernel = Kernel {
 };
 
 /// Every kernel, for the tests that validate them all.
-pub const KERNELS: [Kernel; 5] = [FULL, DIRECTIONS, DELTA, SERIES, MATH_PROBE];
+pub const KERNELS: [Kernel; 6] = [FULL, DIRECTIONS, DELTA, SERIES, PRODUCTS, MATH_PROBE];
 
 /// The complete WGSL of `kernel` in `precision`, with `constants` (`const NAME: u32 = V;`)
 /// and, for a kernel that runs the model, its `ops`.

@@ -233,8 +233,9 @@ pub fn float32_deviation(problem: &Problem) -> f64 {
 
 /// The compile-time constants every composed kernel may need, for the tests that compose
 /// kernels outside a device.
-pub const CONSTANTS: [(&str, u32); 5] = [
+pub const CONSTANTS: [(&str, u32); 6] = [
     ("WG", 64),
+    ("TILE", 16),
     ("SCRATCH", 4096),
     ("DSCRATCH", 2048),
     ("ORDER", 5),
